@@ -1,0 +1,36 @@
+"""mousecord: white and grey matter segmentation of ex vivo mouse spinal cord MRI.
+
+The public API is loaded lazily so that ``import mousecord`` stays cheap and never imports torch:
+
+>>> import mousecord
+>>> mousecord.__version__  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; resolved on first attribute access
+_LAZY_API: dict[str, str] = {
+    "load_nifti": "mousecord.io",
+    "save_like": "mousecord.io",
+    "Volume": "mousecord.io",
+    "Label": "mousecord.labels",
+    "MousecordError": "mousecord.errors",
+}
+
+__all__ = ["__version__", *sorted(_LAZY_API)]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_API.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'mousecord' has no attribute {name!r}")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,5 @@
+import sys
+
+from mousecord.cli import main
+
+sys.exit(main())

@@ -1,0 +1,32 @@
+"""NIfTI input/output, geometry and header checks (numpy, nibabel; no torch)."""
+
+from mousecord.io.atomic import atomic_output, check_not_input, split_suffix
+from mousecord.io.nifti import (
+    ImageGeometry,
+    LoadedImage,
+    check_finite_data,
+    check_qform_sform,
+    load_nifti,
+    save_like,
+    save_volume,
+)
+from mousecord.io.orientation import from_canonical, reorient, to_canonical
+from mousecord.io.volume import Volume, affine_with_voxel_size
+
+__all__ = [
+    "ImageGeometry",
+    "LoadedImage",
+    "Volume",
+    "affine_with_voxel_size",
+    "atomic_output",
+    "check_finite_data",
+    "check_not_input",
+    "check_qform_sform",
+    "from_canonical",
+    "load_nifti",
+    "reorient",
+    "save_like",
+    "save_volume",
+    "split_suffix",
+    "to_canonical",
+]

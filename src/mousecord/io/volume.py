@@ -1,0 +1,67 @@
+"""A voxel array together with its voxel-to-world affine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D array and the 4x4 affine that maps voxel indices to world millimetres.
+
+    Every grid change (reorient, crop, pad, resample) returns a new ``Volume`` whose array and affine were
+    updated together, so geometry never drifts from the data.
+
+    Attributes:
+        data: (i, j, k) array. In mousecord's canonical space the axes point to R, A, S and k runs along
+            the cord.
+        affine: (4, 4) float64 voxel-to-world matrix in mm.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+
+    def __post_init__(self) -> None:
+        affine = np.asarray(self.affine, dtype=np.float64)
+        if affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got shape {affine.shape}")
+        if np.ndim(self.data) != 3:
+            raise ValueError(f"Volume data must be 3D, got shape {np.shape(self.data)}")
+        object.__setattr__(self, "affine", affine)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(size) for size in self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def voxel_size_mm(self) -> np.ndarray:
+        """(3,) voxel edge lengths in mm, from the affine's column norms."""
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+    @property
+    def axcodes(self) -> tuple[str, str, str]:
+        """nibabel axis codes, e.g. ``("R", "A", "S")``."""
+        return tuple(nib.aff2axcodes(self.affine))  # type: ignore[return-value]
+
+    def with_data(self, data: np.ndarray) -> Volume:
+        """Same grid, new array (shape must match)."""
+        if np.shape(data)[:3] != self.shape:
+            raise ValueError(f"new data shape {np.shape(data)} does not match grid {self.shape}")
+        return Volume(data, self.affine)
+
+
+def affine_with_voxel_size(affine: np.ndarray, voxel_size_mm: tuple[float, float, float]) -> np.ndarray:
+    """Return ``affine`` with its voxel size replaced, keeping direction cosines and origin.
+
+    Args:
+        affine: (4, 4) voxel-to-world matrix.
+        voxel_size_mm: (3,) new voxel size along the array axes.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    old_sizes = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    new_affine = affine.copy()
+    new_affine[:3, :3] = affine[:3, :3] / old_sizes * np.asarray(voxel_size_mm, dtype=np.float64)
+    return new_affine

@@ -1,0 +1,26 @@
+"""Shared fixtures: paths to the real files beside the repository, temporary outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+REAL_HEADERS = SHARED_DATA / "real-headers"
+REAL_HEADER_FILES = sorted(REAL_HEADERS.glob("*.nii.gz"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def real_headers(shared_data: Path) -> list[Path]:
+    files = sorted((shared_data / "real-headers").glob("*.nii.gz"))
+    assert files, "real-headers folder is empty"
+    return files

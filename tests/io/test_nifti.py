@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import gzip
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mousecord.errors import HeaderError, ImageFormatError, MousecordWarning, OutputError
+from mousecord.io import Volume, atomic_output, load_nifti, save_like, save_volume
+
+from ..conftest import REAL_HEADER_FILES
+
+
+def _write(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    affine = np.diag([0.05, 0.05, 0.05, 1.0]) if affine is None else affine
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+@pytest.mark.parametrize("path", REAL_HEADER_FILES, ids=lambda path: path.name)
+def test_round_trip_is_bit_exact_on_real_headers(path: Path, tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MousecordWarning)  # human voxel sizes
+        loaded = load_nifti(path)
+    assert loaded.volume.axcodes == ("R", "A", "S")
+    output = save_like(loaded.volume.data, loaded.geometry, tmp_path / path.name)
+
+    original, written = nib.load(path), nib.load(output)
+    assert written.shape == original.shape
+    assert written.get_data_dtype() == original.get_data_dtype()
+    np.testing.assert_array_equal(np.asanyarray(written.dataobj), np.asanyarray(original.dataobj))
+    np.testing.assert_array_equal(written.affine, original.affine)
+    for form in ("get_qform", "get_sform"):
+        original_matrix, original_code = getattr(original.header, form)(coded=True)
+        written_matrix, written_code = getattr(written.header, form)(coded=True)
+        assert written_code == original_code
+        np.testing.assert_array_equal(written_matrix, original_matrix)
+    np.testing.assert_array_equal(written.header.get_zooms(), original.header.get_zooms())
+
+
+@pytest.mark.parametrize("path", REAL_HEADER_FILES, ids=lambda path: path.name)
+def test_canonical_array_matches_nibabel_canonical(path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MousecordWarning)
+        loaded = load_nifti(path)
+    reference = nib.as_closest_canonical(nib.load(path))
+    np.testing.assert_array_equal(loaded.volume.data, np.asanyarray(reference.dataobj))
+    np.testing.assert_allclose(loaded.volume.affine, reference.affine, atol=1e-6)
+
+
+def test_label_map_written_as_uint8_in_input_space(tmp_path: Path) -> None:
+    data = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
+    affine = np.array([[0, 0, -0.05, 1], [-0.05, 0, 0, 2], [0, 0.1, 0, 3], [0, 0, 0, 1]], dtype=float)  # PSR-like
+    source = _write(tmp_path / "in.nii.gz", data, affine)
+    loaded = load_nifti(source)
+    labels = (loaded.volume.data.astype(np.int64) % 3).astype(np.uint8)
+    output = save_like(labels, loaded.geometry, tmp_path / "seg.nii.gz")
+    written = nib.load(output)
+    assert written.get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(np.asanyarray(written.dataobj), (data.astype(np.int64) % 3))
+    np.testing.assert_array_equal(written.affine, nib.load(source).affine)
+
+
+def test_singleton_fourth_axis_is_accepted(tmp_path: Path) -> None:
+    path = _write(tmp_path / "four.nii.gz", np.ones((4, 5, 6, 1), dtype=np.float32))
+    assert load_nifti(path).volume.shape == (4, 5, 6)
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 6, 2), (4, 5)])
+def test_not_3d_is_refused(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    path = _write(tmp_path / "bad.nii.gz", np.ones(shape, dtype=np.float32))
+    with pytest.raises(ImageFormatError, match=r"bad.nii.gz: expected a 3D image, got shape"):
+        load_nifti(path)
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+def test_non_finite_voxels_are_refused(tmp_path: Path, bad_value: float) -> None:
+    data = np.ones((4, 5, 6), dtype=np.float32)
+    data[1, 2, 3] = bad_value
+    path = _write(tmp_path / "nan.nii.gz", data)
+    with pytest.raises(ImageFormatError, match=r"nan.nii.gz: 1 voxels are NaN or infinite"):
+        load_nifti(path)
+
+
+def test_disagreeing_qform_and_sform_are_refused(tmp_path: Path) -> None:
+    image = nib.Nifti1Image(np.ones((4, 5, 6), dtype=np.float32), np.diag([0.05, 0.05, 0.05, 1]))
+    image.set_qform(np.diag([0.05, 0.05, 0.05, 1]), 1)
+    shifted = np.diag([0.05, 0.05, 0.05, 1])
+    shifted[:3, 3] = [1.0, 0.0, 0.0]
+    image.set_sform(shifted, 1)
+    path = tmp_path / "forms.nii.gz"
+    nib.save(image, path)
+    with pytest.raises(HeaderError, match=r"forms.nii.gz: qform and sform disagree"):
+        load_nifti(path)
+
+
+def test_implausible_voxel_size_warns_and_override_fixes_it(tmp_path: Path) -> None:
+    path = _write(tmp_path / "big.nii.gz", np.ones((4, 5, 6), dtype=np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))
+    with pytest.warns(MousecordWarning, match=r"big.nii.gz: voxel size \[1.0, 1.0, 1.0\] mm is implausible"):
+        load_nifti(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MousecordWarning)
+        loaded = load_nifti(path, voxel_size_mm=(0.05, 0.05, 0.05))
+    np.testing.assert_allclose(loaded.volume.voxel_size_mm, 0.05)
+    output = save_like(loaded.volume.data, loaded.geometry, tmp_path / "out.nii.gz")
+    np.testing.assert_array_equal(nib.load(output).affine, np.diag([1.0, 1.0, 1.0, 1.0]))  # header kept
+
+
+@pytest.mark.parametrize("voxel_size", [(0.05, -0.05, 0.05), (0.05, 0.05), (0.0, 0.05, 0.05)])
+def test_bad_voxel_size_override_is_refused(tmp_path: Path, voxel_size: tuple[float, ...]) -> None:
+    path = _write(tmp_path / "img.nii.gz", np.ones((4, 5, 6), dtype=np.float32))
+    with pytest.raises(HeaderError, match=r"img.nii.gz: voxel size must be three positive numbers"):
+        load_nifti(path, voxel_size_mm=voxel_size)
+
+
+def test_missing_file_not_nifti_and_truncated_gzip(tmp_path: Path) -> None:
+    with pytest.raises(ImageFormatError, match=r"missing.nii.gz: file not found"):
+        load_nifti(tmp_path / "missing.nii.gz")
+    text = tmp_path / "notes.nii.gz"
+    text.write_text("not an image")
+    with pytest.raises(ImageFormatError, match=r"notes.nii.gz: not a readable NIfTI file"):
+        load_nifti(text)
+    good = _write(tmp_path / "good.nii.gz", np.random.default_rng(0).random((20, 20, 20), dtype=np.float32))
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ImageFormatError, match=r"truncated.nii.gz: (data cannot be read|not a readable)"):
+        load_nifti(truncated)
+
+
+def test_output_never_overwrites_input(tmp_path: Path) -> None:
+    path = _write(tmp_path / "img.nii.gz", np.ones((4, 5, 6), dtype=np.float32))
+    before = path.read_bytes()
+    loaded = load_nifti(path)
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        save_like(loaded.volume.data, loaded.geometry, path)
+    assert path.read_bytes() == before
+
+
+def test_atomic_output_leaves_nothing_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "result.nii.gz"
+    with pytest.raises(RuntimeError), atomic_output(target) as temporary:
+        temporary.write_bytes(b"partial")
+        raise RuntimeError("crash while writing")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot create output folder"):
+        save_volume(Volume(np.zeros((2, 2, 2)), np.eye(4)), blocker / "out.nii.gz")
+
+
+def test_gzip_module_is_what_reads_compressed_files(tmp_path: Path) -> None:
+    # a .nii.gz written by save_volume is a real gzip stream, readable by the standard library
+    path = save_volume(Volume(np.zeros((2, 3, 4), np.float32), np.eye(4)), tmp_path / "v.nii.gz")
+    with gzip.open(path) as stream:
+        assert len(stream.read()) == 352 + 2 * 3 * 4 * 4
