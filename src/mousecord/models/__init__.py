@@ -1,0 +1,21 @@
+"""Model bundles and networks (torch): mousecord's own bundle format and nnU-Net-compatible U-Nets."""
+
+from mousecord.models.bundle import ModelBundle, Normalization, file_sha256, load_bundle, save_bundle
+from mousecord.models.network import (
+    architecture_from_old_plans,
+    build_network,
+    count_parameters,
+    plain_unet_architecture,
+)
+
+__all__ = [
+    "ModelBundle",
+    "Normalization",
+    "architecture_from_old_plans",
+    "build_network",
+    "count_parameters",
+    "file_sha256",
+    "load_bundle",
+    "plain_unet_architecture",
+    "save_bundle",
+]

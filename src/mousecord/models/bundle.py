@@ -1,0 +1,214 @@
+"""mousecord's own model bundle: network description, weights, preprocessing and a model card.
+
+On disk a bundle is a folder::
+
+    <name>/
+      model.json        ModelBundle fields except weights (nnU-Net plans vocabulary for the network)
+      weights.safetensors  one state dict per fold, keys prefixed "fold_<k>."
+      MODEL_CARD.md     training data, recipe, metrics, limits
+
+safetensors holds tensors only, so loading a bundle can never execute code (unlike a pickled checkpoint).
+
+Axis convention (the same as nnU-Net on an image SCT reoriented to RAS): the network sees the canonical RAS
+array transposed to (z, y, x); ``spacing_mm`` and ``patch_size_vox`` are given in that order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mousecord.errors import ConfigError, ModelFolderError
+from mousecord.labels import DATASET_JSON_LABELS
+
+BUNDLE_FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+MODEL_CARD = "MODEL_CARD.md"
+
+#: Supported intensity normalisations: z-score (optionally inside the non-zero mask) and nnU-Net's CT scheme.
+NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How image intensities are normalised before the network, per channel (nnU-Net semantics)."""
+
+    scheme: str = "ZScoreNormalization"
+    use_mask: bool = False
+    #: CT only: dataset foreground ``mean``, ``std``, ``percentile_00_5``, ``percentile_99_5``.
+    intensity_properties: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.scheme not in NORMALIZATION_SCHEMES:
+            raise ConfigError(f"unknown normalization {self.scheme!r}; expected one of {NORMALIZATION_SCHEMES}")
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBundle:
+    """A trained segmentation model, ready for inference, whatever format it came from.
+
+    Attributes:
+        name: short identifier shown in sidecars and ``models list``.
+        architecture: nnU-Net ``architecture`` description (see :mod:`mousecord.models.network`).
+        spacing_mm: (3,) voxel size the network was trained at, in network axis order (z, y, x).
+        patch_size_vox: (3,) sliding-window tile size, in network axis order.
+        fold_weights: one state dict per fold; inference averages the folds' logits.
+        labels: ``{"background": 0, "GM": 1, "WM": 2}`` as in nnU-Net's dataset.json.
+        normalization: one entry per input channel.
+        transpose_forward: nnU-Net's axis permutation applied after the (x, y, z) -> (z, y, x) reversal.
+        mirror_axes: axes (network order) allowed for mirroring test-time augmentation.
+        orientation: axis codes the image is reoriented to before the reversal.
+        channel_names: ``{"0": "T1w"}``.
+        model_card: free-text card (Markdown), and ``metadata`` any JSON-serialisable facts.
+        source: where the bundle was read from (not saved).
+    """
+
+    name: str
+    architecture: dict[str, Any]
+    spacing_mm: tuple[float, float, float]
+    patch_size_vox: tuple[int, int, int]
+    fold_weights: tuple[dict[str, torch.Tensor], ...]
+    labels: dict[str, int] = field(default_factory=lambda: dict(DATASET_JSON_LABELS))
+    normalization: tuple[Normalization, ...] = (Normalization(),)
+    transpose_forward: tuple[int, int, int] = (0, 1, 2)
+    mirror_axes: tuple[int, ...] = (0, 1, 2)
+    orientation: str = "RAS"
+    channel_names: dict[str, str] = field(default_factory=lambda: {"0": "T1w"})
+    model_card: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.spacing_mm) != 3 or any(float(value) <= 0 for value in self.spacing_mm):
+            raise ConfigError(f"model {self.name}: spacing_mm must be three positive numbers, got {self.spacing_mm}")
+        if len(self.patch_size_vox) != 3 or any(int(value) < 1 for value in self.patch_size_vox):
+            raise ConfigError(f"model {self.name}: patch_size_vox must be three positive integers, got {self.patch_size_vox}")
+        if not self.fold_weights:
+            raise ConfigError(f"model {self.name}: no fold weights")
+        if sorted(self.labels.values()) != list(range(len(self.labels))):
+            raise ConfigError(f"model {self.name}: labels must be 0..N-1, got {self.labels}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def input_channels(self) -> int:
+        return len(self.channel_names)
+
+    def description(self) -> dict[str, Any]:
+        """Every field but the weights, as JSON-serialisable data (what ``model.json`` holds)."""
+        return {
+            "format_version": BUNDLE_FORMAT_VERSION,
+            "name": self.name,
+            "architecture": self.architecture,
+            "spacing_mm": [float(value) for value in self.spacing_mm],
+            "patch_size_vox": [int(value) for value in self.patch_size_vox],
+            "num_folds": len(self.fold_weights),
+            "labels": self.labels,
+            "normalization": [asdict(entry) for entry in self.normalization],
+            "transpose_forward": list(self.transpose_forward),
+            "mirror_axes": list(self.mirror_axes),
+            "orientation": self.orientation,
+            "channel_names": self.channel_names,
+            "metadata": self.metadata,
+        }
+
+
+def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = False) -> Path:
+    """Write ``bundle`` as a folder (model.json, weights.safetensors, MODEL_CARD.md).
+
+    Raises:
+        ModelFolderError: ``folder`` exists and ``overwrite`` is false.
+    """
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise ModelFolderError(f"{folder}: already exists; choose another folder or allow overwriting")
+    staging = folder.with_name(f".{folder.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        tensors = {
+            f"fold_{fold}.{key}": value.detach().cpu().contiguous()
+            for fold, state_dict in enumerate(bundle.fold_weights)
+            for key, value in state_dict.items()
+        }
+        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt", "mousecord_bundle": bundle.name})
+        (staging / MODEL_JSON).write_text(json.dumps(bundle.description(), indent=2) + "\n")
+        (staging / MODEL_CARD).write_text(bundle.model_card or f"# {bundle.name}\n\nNo model card was written.\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def load_bundle(folder: Path | str) -> ModelBundle:
+    """Read a bundle folder written by :func:`save_bundle`.
+
+    Raises:
+        ModelFolderError: missing files, unreadable JSON, corrupt weights, or a fold count mismatch.
+    """
+    folder = Path(folder)
+    model_json, weights_file = folder / MODEL_JSON, folder / WEIGHTS_FILE
+    for required in (model_json, weights_file):
+        if not required.is_file():
+            raise ModelFolderError(f"{folder}: not a mousecord model bundle ({required.name} missing)")
+    try:
+        description = json.loads(model_json.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFolderError(f"{model_json}: invalid JSON ({error})") from error
+    try:
+        tensors = load_file(weights_file)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelFolderError(f"{weights_file}: corrupt weights file ({error})") from error
+    num_folds = int(description.get("num_folds", 0))
+    fold_weights: list[dict[str, torch.Tensor]] = [{} for _ in range(num_folds)]
+    for key, tensor in tensors.items():
+        prefix, _, parameter = key.partition(".")
+        fold = int(prefix.removeprefix("fold_")) if prefix.startswith("fold_") else -1
+        if not 0 <= fold < num_folds:
+            raise ModelFolderError(f"{weights_file}: tensor {key!r} belongs to no declared fold")
+        fold_weights[fold][parameter] = tensor
+    card = folder / MODEL_CARD
+    try:
+        return ModelBundle(
+            name=description["name"],
+            architecture=description["architecture"],
+            spacing_mm=tuple(description["spacing_mm"]),
+            patch_size_vox=tuple(description["patch_size_vox"]),
+            fold_weights=tuple(fold_weights),
+            labels=description["labels"],
+            normalization=tuple(Normalization(**entry) for entry in description["normalization"]),
+            transpose_forward=tuple(description["transpose_forward"]),
+            mirror_axes=tuple(description["mirror_axes"]),
+            orientation=description["orientation"],
+            channel_names=description["channel_names"],
+            model_card=card.read_text() if card.is_file() else "",
+            metadata=description.get("metadata", {}),
+            source=folder,
+        )
+    except (KeyError, TypeError, ConfigError) as error:
+        raise ModelFolderError(f"{model_json}: invalid model description ({error})") from error
+
+
+def file_sha256(path: Path | str) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+__all__ = ["ModelBundle", "Normalization", "file_sha256", "load_bundle", "save_bundle"]
