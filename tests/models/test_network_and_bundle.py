@@ -13,6 +13,7 @@ from mousecord.models import (
     build_network,
     count_parameters,
     load_bundle,
+    load_weights,
     plain_unet_architecture,
     save_bundle,
 )
@@ -76,11 +77,25 @@ def test_bundle_round_trip_keeps_weights_and_description(tmp_path: Path) -> None
     assert loaded.description() == bundle.description()
     assert loaded.model_card == "# tiny\n"
     for original, restored in zip(bundle.fold_weights, loaded.fold_weights, strict=True):
-        assert original.keys() == restored.keys()
-        for key in original:
-            torch.testing.assert_close(original[key], restored[key], rtol=0, atol=0)
-    network = build_network(loaded.architecture, input_channels=1, num_classes=loaded.num_classes)
-    network.load_state_dict(loaded.fold_weights[1])
+        network = load_weights(build_network(loaded.architecture, input_channels=1, num_classes=3), restored)
+        for key, value in network.state_dict().items():  # aliases restored, every value equal
+            torch.testing.assert_close(value, original[key], rtol=0, atol=0)
+
+
+def test_shared_tensors_are_stored_once(tmp_path: Path) -> None:
+    bundle = _tiny_bundle(folds=1)
+    stored = load_bundle(save_bundle(bundle, tmp_path / "tiny")).fold_weights[0]
+    assert len(stored) < len(bundle.fold_weights[0])
+    assert not any(".all_modules." in key or key.startswith("decoder.encoder.") for key in stored)
+
+
+def test_weights_missing_a_parameter_are_refused() -> None:
+    bundle = _tiny_bundle(folds=1)
+    weights = dict(bundle.fold_weights[0])
+    for key in [key for key in weights if "seg_layers" in key]:
+        del weights[key]
+    with pytest.raises(ConfigError, match="weights lack"):
+        load_weights(build_network(bundle.architecture, input_channels=1, num_classes=3), weights)
 
 
 def test_corrupt_or_incomplete_bundles_are_refused(tmp_path: Path) -> None:

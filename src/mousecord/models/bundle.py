@@ -140,7 +140,7 @@ def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = Fa
         tensors = {
             f"fold_{fold}.{key}": value.detach().cpu().contiguous()
             for fold, state_dict in enumerate(bundle.fold_weights)
-            for key, value in state_dict.items()
+            for key, value in unique_tensors(state_dict).items()
         }
         save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt", "mousecord_bundle": bundle.name})
         (staging / MODEL_JSON).write_text(json.dumps(bundle.description(), indent=2) + "\n")
@@ -202,6 +202,22 @@ def load_bundle(folder: Path | str) -> ModelBundle:
         raise ModelFolderError(f"{model_json}: invalid model description ({error})") from error
 
 
+def unique_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop keys whose tensor shares storage with another key's.
+
+    dynamic-network-architectures registers each layer under several names (``conv`` and
+    ``all_modules.0``, ``encoder`` and ``decoder.encoder``); safetensors refuses shared tensors, and storing
+    each copy would quadruple the file. The shortest name of each group is kept;
+    :func:`~mousecord.models.network.load_weights` restores the aliases.
+    """
+    kept: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    for key in sorted(state_dict, key=lambda name: (len(name), name)):
+        tensor = state_dict[key]
+        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        kept.setdefault(identity, key)
+    return {key: state_dict[key] for key in sorted(kept.values())}
+
+
 def file_sha256(path: Path | str) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -211,4 +227,4 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["ModelBundle", "Normalization", "file_sha256", "load_bundle", "save_bundle"]
+__all__ = ["ModelBundle", "Normalization", "file_sha256", "load_bundle", "save_bundle", "unique_tensors"]

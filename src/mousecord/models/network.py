@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import torch
 from dynamic_network_architectures.architectures import unet
 from torch import nn
 
@@ -161,9 +162,38 @@ def _layer_class(name: str) -> type[nn.Module]:
     return layer_class
 
 
+def load_weights(network: nn.Module, weights: dict[str, torch.Tensor]) -> nn.Module:
+    """Load a state dict that may lack alias keys (see :func:`mousecord.models.bundle.unique_tensors`).
+
+    Raises:
+        ConfigError: a key the network does not have, or a parameter that is neither given nor an alias
+            of a given one.
+    """
+    aliases: dict[int, set[str]] = {}
+    for key, tensor in network.state_dict(keep_vars=True).items():
+        aliases.setdefault(tensor.data_ptr(), set()).add(key)
+    try:
+        missing, unexpected = network.load_state_dict(weights, strict=False)
+    except RuntimeError as error:  # shape mismatch
+        raise ConfigError(f"weights do not fit the network: {str(error).splitlines()[0]}") from error
+    if unexpected:
+        raise ConfigError(f"weights hold {len(unexpected)} keys the network lacks, e.g. {unexpected[0]!r}")
+    state = network.state_dict(keep_vars=True)
+    orphans = [key for key in missing if not (aliases[state[key].data_ptr()] - set(missing))]
+    if orphans:
+        raise ConfigError(f"weights lack {len(orphans)} parameters of the network, e.g. {orphans[0]!r}")
+    return network
+
+
 def count_parameters(network: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(parameter.numel() for parameter in network.parameters() if parameter.requires_grad)
 
 
-__all__ = ["architecture_from_old_plans", "build_network", "count_parameters", "plain_unet_architecture"]
+__all__ = [
+    "architecture_from_old_plans",
+    "build_network",
+    "count_parameters",
+    "load_weights",
+    "plain_unet_architecture",
+]
