@@ -20,6 +20,10 @@ _LAZY_API: dict[str, str] = {
     "Volume": "mousecord.io",
     "Label": "mousecord.labels",
     "MousecordError": "mousecord.errors",
+    "evaluate": "mousecord.analysis",
+    "compare_label_maps": "mousecord.analysis",
+    "morphometrics": "mousecord.analysis",
+    "write_qc_entry": "mousecord.analysis",
 }
 
 __all__ = ["__version__", *sorted(_LAZY_API)]

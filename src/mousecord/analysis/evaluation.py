@@ -1,0 +1,258 @@
+"""Evaluate predicted segmentations against truth: files, folders matched by name, or a BIDS dataset.
+
+Truth and prediction are each a label map (0/1/2) or a pair of binary GM/WM masks (see
+:mod:`mousecord.analysis.labelmaps`). Cases are matched by name: the file stem without ``_seg``,
+``_label-GM_mask``, ``_GM_seg``... suffixes, so ``sub-01_chunk-1_T1w_seg.nii.gz`` matches the reference's
+``sub-01_chunk-1_T1w_label-GM_mask.nii.gz`` / ``..._label-WM_mask.nii.gz``.
+
+The metrics are those of :func:`mousecord.analysis.metrics.compare_label_maps`; sparse truth is evaluated on
+its annotated slices only (slices where the truth has any non-zero voxel).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mousecord.analysis.labelmaps import LabelSource, find_label_sources, label_source, load_label_map
+from mousecord.analysis.metrics import CLASS_NAMES, METRIC_FIELDS, ClassMetrics, compare_label_maps
+from mousecord.datasets.bids import MASK_FOLDER_DEFAULT
+from mousecord.errors import DatasetError, ImageFormatError, MousecordWarning
+from mousecord.io import atomic_output
+
+logger = logging.getLogger(__name__)
+
+#: Relative tolerance when checking that truth and prediction have the same voxel size.
+_VOXEL_SIZE_RTOL = 1e-3
+#: Summary metrics shown on the terminal.
+_SUMMARY_FIELDS = ("dice", "jaccard", "hd95_mm", "mean_surface_distance_mm", "volume_difference_percent")
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Metrics of one case.
+
+    Attributes:
+        case: the matching key (file stem without label suffixes).
+        reference: truth file(s).
+        prediction: prediction file(s).
+        metrics: ``{"GM": ..., "WM": ..., "cord": ...}``.
+    """
+
+    case: str
+    reference: tuple[Path, ...]
+    prediction: tuple[Path, ...]
+    metrics: dict[str, ClassMetrics]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "reference": [str(path) for path in self.reference],
+            "prediction": [str(path) for path in self.prediction],
+            **{name: self.metrics[name].to_dict() for name in CLASS_NAMES},
+        }
+
+
+def evaluate(
+    reference: Path | str,
+    prediction: Path | str,
+    *,
+    mask_folder: str = MASK_FOLDER_DEFAULT,
+) -> list[CaseResult]:
+    """Compare predictions with truth, per case and class (GM, WM, cord).
+
+    Args:
+        reference: a truth file (label map, or either mask of a GM/WM pair), a folder of them (searched
+            recursively), or a BIDS dataset root (truth from ``derivatives/<mask_folder>``).
+        prediction: a prediction file or folder; with a BIDS ``reference``, also the name of a folder
+            under ``derivatives/`` (e.g. the predictions converted back with nnU-Net -> BIDS).
+        mask_folder: the derivatives folder of the truth masks in a BIDS dataset.
+
+    Returns:
+        One :class:`CaseResult` per matched case, sorted by case name.
+
+    Raises:
+        DatasetError: nothing matches, or a path does not exist.
+        ImageFormatError: unreadable files, values outside 0/1/2, or truth and prediction grids differ.
+
+    Example:
+        >>> results = evaluate("truth/", "predictions/")  # doctest: +SKIP
+        >>> results[0].metrics["GM"].dice
+    """
+    reference, prediction = Path(reference), Path(prediction)
+    pairs = _match_cases(reference, prediction, mask_folder=mask_folder)
+    return [_evaluate_case(truth, predicted) for truth, predicted in pairs]
+
+
+def summarise(results: list[CaseResult]) -> dict[str, dict[str, Any]]:
+    """Mean and standard deviation over cases of each summary metric, per class (NaN cases skipped).
+
+    Returns:
+        ``{"GM": {"dice": mean, "dice_std": std, ..., "n_cases": n}, "WM": ..., "cord": ...}``.
+    """
+    summary: dict[str, dict[str, Any]] = {}
+    for class_name in CLASS_NAMES:
+        entry: dict[str, Any] = {"n_cases": len(results)}
+        for field_name in _SUMMARY_FIELDS:
+            values = np.array(
+                [getattr(result.metrics[class_name], field_name) for result in results], dtype=float
+            )
+            finite = values[np.isfinite(values)]
+            entry[field_name] = float(finite.mean()) if finite.size else float("nan")
+            entry[f"{field_name}_std"] = float(finite.std()) if finite.size else float("nan")
+            entry[f"{field_name}_n_nan"] = int(values.size - finite.size)
+        summary[class_name] = entry
+    return summary
+
+
+def write_metrics_csv(results: list[CaseResult], path: Path | str) -> Path:
+    """One row per case and class: ``case, class, dice, jaccard, hd95_mm, ..., notes`` (NaN as ``nan``)."""
+    path = Path(path)
+    with atomic_output(path) as temporary, temporary.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["case", "class", *METRIC_FIELDS, "notes"])
+        for result in results:
+            for class_name in CLASS_NAMES:
+                metrics = result.metrics[class_name]
+                row = [_csv_value(getattr(metrics, name)) for name in METRIC_FIELDS]
+                writer.writerow([result.case, class_name, *row, "; ".join(metrics.notes)])
+    return path
+
+
+def write_per_slice_csv(results: list[CaseResult], path: Path | str) -> Path:
+    """One row per case and evaluated slice: ``case, slice, dice_GM, dice_WM, dice_cord``."""
+    path = Path(path)
+    with atomic_output(path) as temporary, temporary.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["case", "slice", *(f"dice_{name}" for name in CLASS_NAMES)])
+        for result in results:
+            for index in result.metrics[CLASS_NAMES[-1]].per_slice_dice:
+                values = [
+                    _csv_value(result.metrics[name].per_slice_dice.get(index, math.nan))
+                    for name in CLASS_NAMES
+                ]
+                writer.writerow([result.case, index, *values])
+    return path
+
+
+def write_metrics_json(results: list[CaseResult], path: Path | str) -> Path:
+    """JSON with the mean over cases per class at the top (``GM``, ``WM``, ``cord``) and every case below.
+
+    Undefined values (NaN) are written as ``null``; each class's ``notes`` says why.
+    """
+    path = Path(path)
+    summary = {
+        name: {
+            key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+            for key, value in entry.items()
+        }
+        for name, entry in summarise(results).items()
+    }
+    document = {**summary, "cases": [result.to_dict() for result in results]}
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def format_summary(results: list[CaseResult]) -> str:
+    """A plain-text table of mean ± std per class, for the terminal."""
+    summary = summarise(results)
+    headers = ("class", "Dice", "Jaccard", "HD95 (mm)", "MSD (mm)", "vol. diff (%)")
+    rows = []
+    for class_name in CLASS_NAMES:
+        entry = summary[class_name]
+        cells = [class_name]
+        for field_name in _SUMMARY_FIELDS:
+            mean, std, n_nan = entry[field_name], entry[f"{field_name}_std"], entry[f"{field_name}_n_nan"]
+            text = (
+                "NaN (undefined)"
+                if not math.isfinite(mean)
+                else f"{mean:.3f}"
+                if len(results) == 1
+                else f"{mean:.3f} ± {std:.3f}"
+            )
+            if n_nan and math.isfinite(mean):
+                text += f" [{n_nan} NaN]"
+            cells.append(text)
+        rows.append(cells)
+    widths = [max(len(str(row[column])) for row in [headers, *rows]) for column in range(len(headers))]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [headers, *rows]
+    ]
+    title = f"{len(results)} case{'s' if len(results) != 1 else ''}" + (
+        " (mean ± std)" if len(results) > 1 else ""
+    )
+    return "\n".join([title, *lines])
+
+
+def _match_cases(
+    reference: Path, prediction: Path, *, mask_folder: str
+) -> list[tuple[LabelSource, LabelSource]]:
+    if reference.is_dir() and (reference / "derivatives" / mask_folder).is_dir():
+        if not prediction.exists() and (reference / "derivatives" / prediction).is_dir():
+            prediction = reference / "derivatives" / prediction
+        reference = reference / "derivatives" / mask_folder
+    for path, role in ((reference, "truth"), (prediction, "prediction")):
+        if not path.exists():
+            raise DatasetError(f"{path}: {role} not found")
+    if reference.is_file() and prediction.is_file():
+        return [(label_source(reference), label_source(prediction))]
+    references = find_label_sources(reference) if reference.is_dir() else _single(reference)
+    predictions = find_label_sources(prediction) if prediction.is_dir() else _single(prediction)
+    common = sorted(set(references) & set(predictions))
+    if not common:
+        raise DatasetError(
+            f"{prediction}: no prediction matches a truth case in {reference} by name "
+            f"(truth cases: {', '.join(sorted(references)[:3])}...; "
+            f"predictions: {', '.join(sorted(predictions)[:3])}...)"
+        )
+    unmatched = sorted(set(references) - set(predictions))
+    if unmatched:
+        warnings.warn(
+            f"{prediction}: no prediction for {len(unmatched)} truth cases ({', '.join(unmatched[:3])}...)",
+            MousecordWarning,
+            stacklevel=3,
+        )
+    return [(references[key], predictions[key]) for key in common]
+
+
+def _single(path: Path) -> dict[str, LabelSource]:
+    source = label_source(path)
+    return {source.key: source}
+
+
+def _evaluate_case(reference: LabelSource, prediction: LabelSource) -> CaseResult:
+    logger.debug("evaluating %s against %s", prediction.name, reference.name)
+    truth = load_label_map(reference)
+    predicted = load_label_map(prediction)
+    if truth.volume.shape != predicted.volume.shape:
+        raise ImageFormatError(
+            f"{prediction.name}: shape {predicted.volume.shape} differs from truth {reference.name} shape "
+            f"{truth.volume.shape} (canonical RAS)"
+        )
+    voxel_size_mm = truth.volume.voxel_size_mm
+    if not np.allclose(predicted.volume.voxel_size_mm, voxel_size_mm, rtol=_VOXEL_SIZE_RTOL):
+        raise ImageFormatError(
+            f"{prediction.name}: voxel size {np.round(predicted.volume.voxel_size_mm, 4).tolist()} mm "
+            "differs "
+            f"from truth {reference.name} {np.round(voxel_size_mm, 4).tolist()} mm"
+        )
+    metrics = compare_label_maps(
+        truth.volume.data, predicted.volume.data, voxel_size_mm=voxel_size_mm, name=prediction.name
+    )
+    return CaseResult(reference.key, reference.paths, prediction.paths, metrics)
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return "nan" if not math.isfinite(value) else f"{value:.6g}"
+    return value

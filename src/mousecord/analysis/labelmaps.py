@@ -1,0 +1,140 @@
+"""Read label maps in the forms mousecord meets: one 0/1/2 file, or a pair of binary GM/WM masks.
+
+Recognised names (``.nii`` or ``.nii.gz``):
+
+* ``<stem>_label-GM_mask`` + ``<stem>_label-WM_mask``: the reference's manual masks (BIDS derivatives);
+* ``<stem>_GM_seg`` + ``<stem>_WM_seg``: SCT's ``sct_deepseg`` outputs;
+* anything else: one label map holding 0 (background), 1 (GM), 2 (WM).
+
+Mask voxels above 1e-12 count as foreground, as in the reference's BIDS -> nnU-Net conversion; where both
+masks are set, WM wins (the conversion writes WM last) and a warning says how many voxels overlapped.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mousecord.errors import DatasetError, ImageFormatError, MousecordWarning
+from mousecord.io import LoadedImage, load_nifti, split_suffix
+from mousecord.labels import LABEL_NAMES, TISSUE_LABELS, Label, check_label_values
+
+#: Values above this count as foreground in a binary mask (the reference's threshold).
+MASK_THRESHOLD = 1e-12
+
+_PAIR_PATTERNS = (
+    re.compile(r"^(?P<key>.+)_label-(?P<label>GM|WM)_mask$"),
+    re.compile(r"^(?P<key>.+)_(?P<label>GM|WM)_seg$"),
+)
+_PAIR_FORMATS = ("{key}_label-{label}_mask", "{key}_{label}_seg")
+#: Suffixes stripped from a single label map's stem to match it with its counterpart.
+_LABEL_MAP_SUFFIXES = ("_seg", "_dseg", "_labels", "_label")
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """Where one case's labels live: one label-map file, or one binary mask file per tissue class.
+
+    Attributes:
+        key: the case name used for matching (file stem without label suffixes).
+        paths: one path (a label map) or two (GM mask, WM mask, in that order).
+    """
+
+    key: str
+    paths: tuple[Path, ...]
+
+    @property
+    def name(self) -> str:
+        return self.paths[0].name if len(self.paths) == 1 else f"{self.paths[0].name} + {self.paths[1].name}"
+
+
+def label_source(path: Path | str) -> LabelSource:
+    """The :class:`LabelSource` of one file; a GM or WM mask brings its sibling.
+
+    Raises:
+        ImageFormatError: the file, or the sibling mask of a pair, does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageFormatError(f"{path}: file not found")
+    stem, suffix = split_suffix(path)
+    for pattern, template in zip(_PAIR_PATTERNS, _PAIR_FORMATS, strict=True):
+        match = pattern.match(stem)
+        if match:
+            key = match["key"]
+            pair = tuple(
+                path.with_name(template.format(key=key, label=LABEL_NAMES[label]) + suffix)
+                for label in TISSUE_LABELS
+            )
+            missing = [str(candidate) for candidate in pair if not candidate.is_file()]
+            if missing:
+                raise ImageFormatError(f"{path}: the matching mask {missing[0]} is missing")
+            return LabelSource(key, pair)
+    return LabelSource(_strip_label_suffix(stem), (path,))
+
+
+def find_label_sources(folder: Path | str) -> dict[str, LabelSource]:
+    """All label sources under ``folder`` (searched recursively), keyed by case name.
+
+    Raises:
+        DatasetError: the folder does not exist, holds no NIfTI files, or two files give the same case.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: folder not found")
+    sources: dict[str, LabelSource] = {}
+    for path in sorted(folder.rglob("*.nii*")):
+        if path.name.startswith(".") or not path.name.endswith((".nii", ".nii.gz")):
+            continue
+        source = label_source(path)
+        previous = sources.get(source.key)
+        if previous is not None and previous.paths != source.paths:
+            raise DatasetError(f"{folder}: {previous.name} and {source.name} both match case {source.key!r}")
+        sources[source.key] = source
+    if not sources:
+        raise DatasetError(f"{folder}: no .nii or .nii.gz files found")
+    return sources
+
+
+def load_label_map(source: LabelSource | Path | str) -> LoadedImage:
+    """Load a label map (or combine a GM/WM mask pair) into a canonical ``uint8`` 0/1/2 volume.
+
+    Raises:
+        ImageFormatError: unreadable file, values other than 0/1/2 in a label map, or a mask pair whose
+            shapes differ.
+    """
+    if not isinstance(source, LabelSource):
+        source = label_source(source)
+    if len(source.paths) == 1:
+        loaded = load_nifti(source.paths[0])
+        check_label_values(loaded.volume.data, name=source.paths[0].name)
+        return LoadedImage(loaded.volume.with_data(loaded.volume.data.astype(np.uint8)), loaded.geometry)
+    masks = [load_nifti(path) for path in source.paths]
+    shapes = [mask.volume.shape for mask in masks]
+    if shapes[0] != shapes[1]:
+        raise ImageFormatError(
+            f"{source.name}: GM and WM masks have different shapes {shapes[0]} and {shapes[1]}"
+        )
+    gm, wm = (np.asarray(mask.volume.data) > MASK_THRESHOLD for mask in masks)
+    overlap = int(np.count_nonzero(gm & wm))
+    if overlap:
+        warnings.warn(
+            f"{source.name}: {overlap} voxels are in both masks; counted as WM",
+            MousecordWarning,
+            stacklevel=2,
+        )
+    label_map = np.zeros(shapes[0], dtype=np.uint8)
+    label_map[gm] = Label.GM
+    label_map[wm] = Label.WM
+    return LoadedImage(masks[0].volume.with_data(label_map), masks[0].geometry)
+
+
+def _strip_label_suffix(stem: str) -> str:
+    for suffix in _LABEL_MAP_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem

@@ -1,0 +1,60 @@
+"""``mousecord evaluate PRED TRUTH``: Dice, Jaccard, HD95, mean surface distance and volume difference."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mousecord.cli.main import add_common_options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="compare predicted segmentations with truth (Dice, HD95, ...)",
+        description=(
+            "Compare predictions with truth per class (GM, WM, cord = GM + WM): Dice, Jaccard, HD95 and "
+            "mean surface distance in mm, volume difference in %%, and Dice per axial slice. PRED and TRUTH "
+            "are files, folders matched by name, or TRUTH is a BIDS dataset (truth from "
+            "derivatives/manual_masks, PRED a folder or the name of a derivatives folder). Each side is a "
+            "0/1/2 label map or a pair of binary GM/WM masks (_label-GM_mask/_label-WM_mask or "
+            "_GM_seg/_WM_seg). Truth annotated on some axial slices only is evaluated on those slices (any "
+            "non-zero truth voxel marks a slice as annotated)."
+        ),
+    )
+    parser.add_argument("prediction", type=Path, metavar="PRED", help="prediction file or folder")
+    parser.add_argument(
+        "reference", type=Path, metavar="TRUTH", help="truth file, folder or BIDS dataset root"
+    )
+    parser.add_argument("-o", "--output", type=Path, help="CSV with one row per case and class")
+    parser.add_argument(
+        "--json", type=Path, dest="json_path", help="JSON with means per class and every case"
+    )
+    parser.add_argument("--per-slice-csv", type=Path, help="CSV of Dice per case and axial slice")
+    parser.add_argument(
+        "--mask-folder",
+        default="manual_masks",
+        help="derivatives folder of the truth masks in a BIDS dataset",
+    )
+    add_common_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mousecord.analysis.evaluation import (
+        evaluate,
+        format_summary,
+        write_metrics_csv,
+        write_metrics_json,
+        write_per_slice_csv,
+    )
+
+    results = evaluate(args.reference, args.prediction, mask_folder=args.mask_folder)
+    if args.output:
+        write_metrics_csv(results, args.output)
+    if args.json_path:
+        write_metrics_json(results, args.json_path)
+    if args.per_slice_csv:
+        write_per_slice_csv(results, args.per_slice_csv)
+    print(format_summary(results))
+    return 0

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mousecord.analysis.evaluation import evaluate
+from mousecord.cli.main import main
+from mousecord.errors import DatasetError
+from mousecord.labels import Label
+
+from .conftest import synthetic_cord, write_nifti
+
+SIZES = (0.05, 0.05, 0.1)
+
+
+def _bids_dataset(root: Path, label_map: np.ndarray, annotated: list[int]) -> None:
+    stem = "sub-01_chunk-1_T1w"
+    write_nifti(root / "sub-01" / "anat" / f"{stem}.nii.gz", np.zeros(label_map.shape, np.float32), SIZES)
+    masks = root / "derivatives" / "manual_masks" / "sub-01" / "anat"
+    masks.mkdir(parents=True)
+    sparse = np.zeros_like(label_map)
+    sparse[..., annotated] = label_map[..., annotated]
+    for label in (Label.GM, Label.WM):
+        write_nifti(
+            masks / f"{stem}_label-{label.name}_mask.nii.gz", (sparse == label).astype(np.float32), SIZES
+        )
+
+
+def test_bids_truth_masks_against_a_prediction_folder(tmp_path: Path) -> None:
+    _, label_map = synthetic_cord((80, 56, 20), SIZES)
+    _bids_dataset(tmp_path / "bids", label_map, [3, 9, 15])
+    predicted = label_map.copy()
+    predicted[..., 9] = np.roll(label_map[..., 9], 2, axis=0)  # 2 voxels = 0.1 mm off on one annotated slice
+    write_nifti(tmp_path / "pred" / "sub-01_chunk-1_T1w_seg.nii.gz", predicted, SIZES)
+    (result,) = evaluate(tmp_path / "bids", tmp_path / "pred")
+    assert result.case == "sub-01_chunk-1_T1w"
+    cord = result.metrics["cord"]
+    assert sorted(cord.per_slice_dice) == [3, 9, 15] and cord.surface_distance_mode == "2d-per-slice"
+    assert cord.per_slice_dice[3] == 1.0 and cord.per_slice_dice[9] < 1.0
+    assert cord.hd95_mm == pytest.approx(0.1)
+
+
+def test_prediction_masks_under_bids_derivatives_are_found_by_folder_name(tmp_path: Path) -> None:
+    _, label_map = synthetic_cord((40, 36, 10), SIZES)
+    _bids_dataset(tmp_path, label_map, list(range(10)))
+    predictions = tmp_path / "derivatives" / "nnunet" / "sub-01" / "anat"
+    predictions.mkdir(parents=True)
+    for label in (Label.GM, Label.WM):
+        write_nifti(
+            predictions / f"sub-01_chunk-1_T1w_label-{label.name}_mask.nii.gz",
+            (label_map == label).astype(np.uint8),
+            SIZES,
+        )
+    (result,) = evaluate(tmp_path, "nnunet")
+    assert result.metrics["GM"].dice == 1.0 and result.metrics["GM"].surface_distance_mode == "3d"
+
+
+def test_no_matching_names_is_a_dataset_error(tmp_path: Path) -> None:
+    _, label_map = synthetic_cord((20, 20, 4), SIZES)
+    write_nifti(tmp_path / "truth" / "a.nii.gz", label_map, SIZES)
+    write_nifti(tmp_path / "pred" / "b_seg.nii.gz", label_map, SIZES)
+    with pytest.raises(DatasetError, match="no prediction matches"):
+        evaluate(tmp_path / "truth", tmp_path / "pred")
+
+
+def test_cli_evaluate_writes_csv_json_and_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _, label_map = synthetic_cord((80, 56, 8), SIZES)
+    truth = write_nifti(tmp_path / "truth.nii.gz", label_map, SIZES)
+    shifted = write_nifti(tmp_path / "pred.nii.gz", np.roll(label_map, 1, axis=1), SIZES)
+    code = main(
+        [
+            "evaluate",
+            str(shifted),
+            str(truth),
+            "-o",
+            str(tmp_path / "m.csv"),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--per-slice-csv",
+            str(tmp_path / "s.csv"),
+        ]
+    )
+    assert code == 0
+    document = json.loads((tmp_path / "m.json").read_text())
+    for name in ("GM", "WM", "cord"):
+        assert {"dice", "jaccard", "hd95_mm", "mean_surface_distance_mm", "volume_difference_percent"} <= set(
+            document[name]
+        )
+        assert document["cases"][0][name]["hd95_mm"] == pytest.approx(0.05)
+    with (tmp_path / "m.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["class"] for row in rows] == ["GM", "WM", "cord"]
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 1 + 8
+    output = capsys.readouterr().out
+    assert "Dice" in output and "HD95 (mm)" in output and "cord" in output
+
+
+def test_cli_empty_prediction_class_is_a_labelled_nan(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _, label_map = synthetic_cord((40, 36, 4), SIZES)
+    truth = write_nifti(tmp_path / "truth.nii.gz", label_map, SIZES)
+    prediction = write_nifti(
+        tmp_path / "pred.nii.gz", np.where(label_map == Label.GM, Label.WM, label_map).astype(np.uint8), SIZES
+    )
+    with pytest.warns(Warning):
+        code = main(
+            [
+                "evaluate",
+                str(prediction),
+                str(truth),
+                "-o",
+                str(tmp_path / "m.csv"),
+                "--json",
+                str(tmp_path / "m.json"),
+            ]
+        )
+    assert code == 0
+    gm_row = next(row for row in csv.DictReader((tmp_path / "m.csv").open()) if row["class"] == "GM")
+    assert gm_row["hd95_mm"] == "nan" and gm_row["notes"] == "NaN: prediction empty"
+    assert json.loads((tmp_path / "m.json").read_text())["cases"][0]["GM"]["hd95_mm"] is None
+    assert "NaN (undefined)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("prediction_data", "message"),
+    [
+        (np.zeros((20, 20, 5), np.uint8), "differs from truth"),
+        (np.full((20, 20, 4), 3, np.uint8), "expected label values"),
+    ],
+    ids=["shape", "values"],
+)
+def test_cli_bad_prediction_exits_1_with_one_line(tmp_path: Path, capsys, prediction_data, message) -> None:
+    truth = write_nifti(tmp_path / "truth.nii.gz", np.ones((20, 20, 4), np.uint8), SIZES)
+    prediction = write_nifti(tmp_path / "pred.nii.gz", prediction_data, SIZES)
+    assert main(["evaluate", str(prediction), str(truth)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert message in error and "pred.nii.gz" in error and len(error.splitlines()) == 1
+
+
+def test_cli_morphometrics_writes_table_and_plot(tmp_path: Path, capsys) -> None:
+    _, label_map = synthetic_cord((60, 50, 12), SIZES)
+    segmentation = write_nifti(tmp_path / "seg.nii.gz", label_map, SIZES)
+    code = main(
+        ["morphometrics", str(segmentation), "-o", str(tmp_path / "t.csv"), "--png", str(tmp_path / "t.png")]
+    )
+    assert code == 0
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert lines[0].startswith("Slice (I->S),area_GM_mm2") and "angle_AP" in lines[0] and len(lines) == 13
+    assert (tmp_path / "t.png").stat().st_size > 1000
+    assert "volumes" in capsys.readouterr().out

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from mousecord.analysis.qc import write_qc_entry
+from mousecord.cli.main import main
+from mousecord.errors import ImageFormatError
+from mousecord.labels import QC_COLOURS, Label
+
+from .conftest import synthetic_cord, write_nifti
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+)
+
+
+@pytest.fixture
+def qc_report(tmp_path: Path) -> Path:
+    """A QC folder with two cases, written by the API and by the CLI."""
+    qc_dir = tmp_path / "qc"
+    for index, subject in enumerate(("sub-01", "sub-02")):
+        image, label_map = synthetic_cord((80, 60, 40), bend_mm=0.3 * index, seed=index)
+        image_path = write_nifti(tmp_path / f"{subject}_T1w.nii.gz", image)
+        segmentation_path = write_nifti(tmp_path / f"{subject}_T1w_seg.nii.gz", label_map)
+        if index == 0:
+            write_qc_entry(
+                image_path,
+                segmentation_path,
+                qc_dir,
+                subject=subject,
+                command="segment",
+                metrics={"dice": 0.91},
+            )
+        else:
+            assert (
+                main(
+                    [
+                        "qc",
+                        "-i",
+                        str(image_path),
+                        "-s",
+                        str(segmentation_path),
+                        "-qc",
+                        str(qc_dir),
+                        "--subject",
+                        subject,
+                    ]
+                )
+                == 0
+            )
+    return qc_dir
+
+
+def test_records_images_and_index_are_written(qc_report: Path) -> None:
+    records = sorted((qc_report / "records").glob("*.json"))
+    assert len(records) == 2
+    record = json.loads(records[0].read_text())
+    assert (
+        record["subject"] == "sub-01"
+        and record["command"] == "segment"
+        and record["metrics"] == {"dice": 0.91}
+    )
+    assert {"image", "segmentation", "mousecord_version", "date", "images"} <= set(record)
+    for kind in ("axial", "longitudinal"):
+        background = matplotlib.image.imread(qc_report / record["images"][f"{kind}_background"])
+        overlay = matplotlib.image.imread(qc_report / record["images"][f"{kind}_overlay"])
+        assert background.shape[:2] == overlay.shape[:2] and overlay.shape[2] == 4
+        colours = {tuple(np.round(pixel[:3], 3)) for pixel in overlay[overlay[..., 3] > 0]}
+        assert colours == {QC_COLOURS[Label.GM], QC_COLOURS[Label.WM]}
+    index = (qc_report / "index.html").read_text()
+    assert all(json.loads(path.read_text())["id"] in index for path in records)
+    assert "<script src" not in index and "http" not in index.split("<script")[1]  # offline: nothing fetched
+
+
+def test_rerunning_an_entry_replaces_it(qc_report: Path, tmp_path: Path) -> None:
+    write_qc_entry(
+        tmp_path / "sub-01_T1w.nii.gz", tmp_path / "sub-01_T1w_seg.nii.gz", qc_report, subject="sub-01"
+    )
+    assert len(list((qc_report / "records").glob("*.json"))) == 2
+
+
+def test_segmentation_on_another_grid_is_an_error(tmp_path: Path) -> None:
+    image = write_nifti(tmp_path / "image.nii.gz", np.zeros((10, 10, 10), np.float32))
+    segmentation = write_nifti(tmp_path / "seg.nii.gz", np.zeros((10, 10, 12), np.uint8))
+    with pytest.raises(ImageFormatError, match=r"seg\.nii\.gz: segmentation grid .* image\.nii\.gz"):
+        write_qc_entry(image, segmentation, tmp_path / "qc")
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(
+    not CHROMIUM.exists() or not CHROMEDRIVER.exists(), reason="needs /usr/bin/chromium and chromedriver"
+)
+def test_report_in_headless_chromium(qc_report: Path, tmp_path: Path) -> None:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    profile = tempfile.mkdtemp(dir=tmp_path)
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    try:
+        driver.set_script_timeout(20)
+        driver.get((qc_report / "index.html").as_uri())
+        assert driver.execute_script("return document.body.dataset.ready") == "true"
+        # Every image (all entries are in the page) loads and has pixels.
+        images = driver.execute_async_script(
+            """const done = arguments[arguments.length - 1];
+            const images = Array.from(document.images);
+            const loaded = img => img.complete ? null : new Promise(r => { img.onload = img.onerror = r; });
+            Promise.all(images.map(loaded)).then(() => done(
+              images.map(img => [img.getAttribute('src'), img.naturalWidth, img.naturalHeight])));"""
+        )
+        assert len(images) == 2 * 4
+        assert all(width > 0 and height > 0 for _, width, height in images), images
+        body = driver.find_element("tag name", "body")
+        overlay_visibility = (
+            "return getComputedStyle(document.querySelector('article:not([hidden]) img.overlay')).visibility"
+        )
+        assert driver.execute_script(overlay_visibility) == "visible"
+        body.send_keys("t")
+        assert driver.execute_script(overlay_visibility) == "hidden"
+        driver.find_element("id", "toggle-overlay").click()
+        assert driver.execute_script(overlay_visibility) == "visible"
+        # Keyboard navigation between entries.
+        visible_article = "return document.querySelector('article:not([hidden])').dataset.id"
+        first = driver.execute_script(visible_article)
+        body.send_keys("j")
+        second = driver.execute_script(visible_article)
+        assert second != first and driver.execute_script("return mousecordQc.current()") == 1
+        body.send_keys("k")
+        assert driver.execute_script(visible_article) == first
+        # Marks persist in localStorage and are exported.
+        body.send_keys("f")
+        assert (
+            driver.execute_script("return document.querySelector('tr.active td.mark').dataset.mark") == "fail"
+        )
+        driver.refresh()
+        assert driver.execute_script("return mousecordQc.marks()") == {first: "fail"}
+        assert f'"{first}"' in driver.execute_script("return mousecordQc.exportText('csv')")
+        driver.find_element("id", "export-json").click()
+        link = driver.find_element("id", "download")
+        assert (
+            link.get_attribute("href").startswith("blob:")
+            and link.get_attribute("download") == "qc_marks.json"
+        )
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert (tmp_path / "report.png").stat().st_size > 0
