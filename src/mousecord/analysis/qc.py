@@ -296,7 +296,7 @@ def _save_png(array: np.ndarray, path: Path, *, labels: list | None = None) -> N
         array, cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="nearest", aspect="auto"
     )
     for row, col, text in labels or []:
-        axes.text(col, row, text, color="yellow", fontsize=8, va="top", ha="left", family="DejaVu Sans")
+        axes.text(col, row, text, color="yellow", fontsize=9, va="top", ha="left", family="DejaVu Sans")
     with atomic_output(path) as temporary:
         figure.savefig(temporary, format="png", dpi=dpi, transparent=not grey)
 
