@@ -78,6 +78,27 @@ def test_artefact_flags_are_recorded(tmp_path: Path) -> None:
     sidecar = json.loads((tmp_path / "artefacts.json").read_text())
     assert sidecar["air_bubbles"] and sidecar["damaged_ends"]
     assert sidecar["acquisition"]["gibbs_kept_fraction"] == 1.0
+    data = np.asarray(nib.load(image).dataobj)
+    assert np.isfinite(data).all() and data.min() >= 0
+
+
+def test_random_contrast_with_artefacts_gives_finite_images(tmp_path: Path) -> None:
+    image = tmp_path / "random.nii.gz"
+    for seed in ("2", "3"):
+        arguments = [
+            "-o",
+            str(image),
+            "--seed",
+            seed,
+            "--contrast",
+            "random",
+            "--air-bubbles",
+            "--damaged-ends",
+        ]
+        assert main(["phantom", *arguments, *SMALL]) == 0
+        data = np.asarray(nib.load(image).dataobj)
+        assert np.isfinite(data).all() and data.min() >= 0 and data.max() > 0
+        image.unlink()
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,7 @@ def _render_image(
     if drawn["damaged_ends"]:
         artefacts.draw_damaged_ends(image, label_map, drawn["damaged_ends"], voxel, fine, void)
     del fine
+    np.maximum(image, 0, out=image)  # damage mottling may undershoot; gamma needs non-negative values
     gamma = drawn["appearance"]["gamma"]
     if gamma != 1.0:
         peak = np.float32(max(float(image.max()), 1e-6))
