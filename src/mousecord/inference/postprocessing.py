@@ -1,0 +1,52 @@
+"""Clean-ups of a predicted label map (numpy, scipy): largest component, hole filling, small-component removal.
+
+All take a (x, y, z) ``uint8`` label map (0 background, 1 GM, 2 WM) and return a new one; the cord is GM + WM.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from mousecord.labels import Label
+
+_CONNECTIVITY = ndimage.generate_binary_structure(3, 3)  # 26-connectivity, as SCT's -largest/-remove-small
+
+
+def keep_largest_component(label_map: np.ndarray) -> np.ndarray:
+    """Keep only the largest 26-connected component of the cord (GM + WM); other tissue becomes background."""
+    components, count = ndimage.label(label_map != Label.BACKGROUND, structure=_CONNECTIVITY)
+    if count <= 1:
+        return label_map.copy()
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    return np.where(components == int(np.argmax(sizes)), label_map, np.uint8(Label.BACKGROUND)).astype(np.uint8)
+
+
+def remove_small_components(label_map: np.ndarray, *, min_volume_mm3: float, voxel_size_mm) -> np.ndarray:
+    """Remove cord components smaller than ``min_volume_mm3`` (voxel volume from ``voxel_size_mm``, (3,) mm)."""
+    if min_volume_mm3 <= 0:
+        return label_map.copy()
+    voxel_volume_mm3 = float(np.prod(np.asarray(voxel_size_mm, dtype=float)))
+    components, count = ndimage.label(label_map != Label.BACKGROUND, structure=_CONNECTIVITY)
+    if count == 0:
+        return label_map.copy()
+    sizes_mm3 = np.bincount(components.ravel()) * voxel_volume_mm3
+    small = sizes_mm3 < min_volume_mm3
+    small[0] = False
+    return np.where(small[components], np.uint8(Label.BACKGROUND), label_map).astype(np.uint8)
+
+
+def fill_holes(label_map: np.ndarray) -> np.ndarray:
+    """Fill background enclosed by the cord (3D); each filled voxel takes the label of the nearest tissue voxel."""
+    cord = label_map != Label.BACKGROUND
+    holes = ndimage.binary_fill_holes(cord) & ~cord
+    if not holes.any():
+        return label_map.copy()
+    _, nearest = ndimage.distance_transform_edt(~cord, return_indices=True)
+    filled = label_map.copy()
+    filled[holes] = label_map[tuple(index[holes] for index in nearest)]
+    return filled
+
+
+__all__ = ["fill_holes", "keep_largest_component", "remove_small_components"]

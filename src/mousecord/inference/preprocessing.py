@@ -1,0 +1,215 @@
+"""nnU-Net v2's preprocessing and export steps as array functions (numpy, scipy, scikit-image).
+
+Order (nnU-Net's ``DefaultPreprocessor.run_case_npy``): the canonical (x, y, z) array goes to network axes
+(:func:`to_network_axes`: reversal to (z, y, x), then ``transpose_forward``), is cropped to the bounding box
+of its non-zero voxels, normalised, then resampled to the model's spacing. Export reverses it: logits are
+resampled back to the cropped shape (linear), turned into labels, pasted into the full grid, and mapped back
+with :func:`from_network_axes`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.ndimage import binary_fill_holes, map_coordinates
+
+from mousecord.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: nnU-Net's ``ANISO_THRESHOLD``: resample in-plane and out-of-plane separately above this spacing ratio.
+ANISOTROPY_THRESHOLD = 3.0
+
+#: Spacings within this relative tolerance are treated as equal (headers store float32).
+SPACING_RELATIVE_TOLERANCE = 1e-4
+
+
+def to_network_axes(
+    array: np.ndarray, voxel_size_mm: Sequence[float], transpose_forward: Sequence[int] = (0, 1, 2)
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Canonical (..., x, y, z) array and spacing -> nnU-Net network order.
+
+    nnU-Net reads images with SimpleITK, whose arrays are (z, y, x) with the spacing reversed; then it
+    applies the plans' ``transpose_forward``. Leading (channel) axes are kept. Returns a view.
+
+    Args:
+        array: (..., x, y, z) array.
+        voxel_size_mm: (3,) voxel size along x, y, z.
+        transpose_forward: permutation of the three (z, y, x) axes.
+
+    Example:
+        >>> image, spacing = to_network_axes(np.zeros((9, 7, 11)), (0.1, 0.2, 0.3))
+        >>> image.shape, spacing
+        ((11, 7, 9), (0.3, 0.2, 0.1))
+    """
+    lead = array.ndim - 3
+    order = [2, 1, 0]
+    order = [order[axis] for axis in transpose_forward]
+    spacing = tuple(float(voxel_size_mm[axis]) for axis in order)
+    return array.transpose(*range(lead), *(lead + axis for axis in order)), spacing  # type: ignore[return-value]
+
+
+def from_network_axes(array: np.ndarray, transpose_forward: Sequence[int] = (0, 1, 2)) -> np.ndarray:
+    """Inverse of :func:`to_network_axes` for (..., network axes) arrays: back to (..., x, y, z). Returns a view."""
+    lead = array.ndim - 3
+    order = [[2, 1, 0][axis] for axis in transpose_forward]
+    inverse = [order.index(axis) for axis in range(3)]
+    return array.transpose(*range(lead), *(lead + axis for axis in inverse))
+
+
+def nonzero_bounding_box(image: np.ndarray) -> tuple[slice, ...]:
+    """Half-open bounding box of voxels non-zero in any channel of a (c, z, y, x) image (nnU-Net's crop).
+
+    An all-zero image keeps its full extent, as nnU-Net does.
+    """
+    nonzero = np.any(image != 0, axis=0)
+    box = []
+    for axis in range(nonzero.ndim):
+        other = tuple(index for index in range(nonzero.ndim) if index != axis)
+        present = np.flatnonzero(np.any(nonzero, axis=other))
+        box.append(slice(int(present[0]), int(present[-1]) + 1) if present.size else slice(0, nonzero.shape[axis]))
+    return tuple(box)
+
+
+def nonzero_mask(image: np.ndarray) -> np.ndarray:
+    """nnU-Net's ``create_nonzero_mask``: voxels non-zero in any channel, holes filled. (z, y, x) bool."""
+    return binary_fill_holes(np.any(image != 0, axis=0))
+
+
+def normalize(
+    image: np.ndarray,
+    *,
+    scheme: str = "ZScoreNormalization",
+    mask: np.ndarray | None = None,
+    intensity_properties: dict[str, float] | None = None,
+) -> np.ndarray:
+    """Normalise one channel as nnU-Net does, in float32, returning a new array.
+
+    Statistics are computed on ``image`` as laid out in memory: numpy's summation order, and so the last bits
+    of the mean, depend on it. nnU-Net normalises a cropped view of a C-ordered (z, y, x) array; pass the same
+    to get bit-identical values.
+
+    Args:
+        image: (z, y, x) array.
+        scheme: "ZScoreNormalization" (over ``mask`` if given, voxels outside it untouched),
+            "CTNormalization" (clip to the dataset's 0.5/99.5 percentiles, subtract its mean, divide by its
+            std, from ``intensity_properties``), or "NoNormalization".
+        mask: (z, y, x) bool, for z-score with ``use_mask_for_norm``.
+    """
+    image = np.asarray(image, dtype=np.float32)  # no copy for float32: statistics over the caller's layout
+    eps = 1e-8
+    if scheme == "ZScoreNormalization":
+        if mask is not None:
+            values = image[mask]
+            mean, std = values.mean(), values.std()
+            image = image.copy()
+            image[mask] = (values - mean) / max(std, eps)
+        else:
+            mean, std = image.mean(), image.std()
+            image = image - mean
+            image /= max(std, eps)
+    elif scheme == "CTNormalization":
+        properties = intensity_properties or {}
+        try:
+            low, high = properties["percentile_00_5"], properties["percentile_99_5"]
+            mean, std = properties["mean"], properties["std"]
+        except KeyError as error:
+            raise ConfigError(f"CTNormalization needs intensity property {error.args[0]!r}") from error
+        image = np.clip(image, low, high)
+        image -= mean
+        image /= max(std, eps)
+    elif scheme == "NoNormalization":
+        image = image.copy()
+    else:
+        raise ConfigError(f"unsupported normalization {scheme!r}")
+    return image
+
+
+def compute_new_shape(
+    shape_vox: Sequence[int], spacing_mm: Sequence[float], new_spacing_mm: Sequence[float]
+) -> tuple[int, ...]:
+    """Shape after resampling (nnU-Net: ``round(old_spacing / new_spacing * old_shape)``)."""
+    return tuple(
+        int(round(old / new * size)) for old, new, size in zip(spacing_mm, new_spacing_mm, shape_vox, strict=True)
+    )
+
+
+def spacing_matches(spacing_mm: Sequence[float], new_spacing_mm: Sequence[float]) -> bool:
+    """Whether two spacings are equal within :data:`SPACING_RELATIVE_TOLERANCE`."""
+    old, new = np.asarray(spacing_mm, float), np.asarray(new_spacing_mm, float)
+    return bool(np.all(np.abs(old - new) <= SPACING_RELATIVE_TOLERANCE * np.maximum(old, new)))
+
+
+def separate_z_axis(spacing_mm: Sequence[float], new_spacing_mm: Sequence[float]) -> int | None:
+    """nnU-Net's rule: the axis to resample separately (nearest) when one spacing is > 3x the others."""
+    for spacing in (spacing_mm, new_spacing_mm):
+        spacing = np.asarray(spacing, dtype=float)
+        if spacing.max() / spacing.min() > ANISOTROPY_THRESHOLD:
+            axes = np.flatnonzero(spacing.max() / spacing == 1)
+            return int(axes[0]) if len(axes) == 1 else None
+    return None
+
+
+def resample(
+    data: np.ndarray,
+    new_shape: Sequence[int],
+    *,
+    spacing_mm: Sequence[float],
+    new_spacing_mm: Sequence[float],
+    order: int,
+    order_z: int = 0,
+) -> np.ndarray:
+    """Resample a (c, z, y, x) array to ``new_shape`` as nnU-Net's ``resample_data_or_seg_to_shape``.
+
+    scikit-image ``resize`` (edge mode, no anti-aliasing) of order ``order`` (3 for images, 1 for logits);
+    when one axis' spacing is more than 3x the others', each slice across that axis is resized in 2D and the
+    thick axis is interpolated with ``order_z`` (0: nearest). Computed in float64 as nnU-Net does; returns
+    ``data`` itself when the shape does not change.
+    """
+    from skimage.transform import resize
+
+    shape = tuple(data.shape[1:])
+    new_shape = tuple(int(size) for size in new_shape)
+    if shape == new_shape:
+        return data
+    axis = separate_z_axis(spacing_mm, new_spacing_mm)
+    result = np.zeros((data.shape[0], *new_shape), dtype=data.dtype)
+    source = data.astype(float, copy=False)
+    for channel in range(data.shape[0]):
+        if axis is None:
+            result[channel] = resize(source[channel], new_shape, order, mode="edge", anti_aliasing=False)
+            continue
+        in_plane = tuple(size for index, size in enumerate(new_shape) if index != axis)
+        partial_shape = list(new_shape)
+        partial_shape[axis] = shape[axis]
+        partial = np.zeros(partial_shape)
+        for index in range(shape[axis]):
+            where = [slice(None)] * 3
+            where[axis] = index
+            partial[tuple(where)] = resize(source[channel][tuple(where)], in_plane, order, mode="edge",
+                                           anti_aliasing=False)
+        if shape[axis] == new_shape[axis]:
+            result[channel] = partial
+        else:
+            scales = [old / new for old, new in zip(partial.shape, new_shape, strict=True)]
+            grid = np.mgrid[tuple(slice(0, size) for size in new_shape)].astype(float)
+            coordinates = np.array([scale * (axis_grid + 0.5) - 0.5 for scale, axis_grid in zip(scales, grid,
+                                                                                                 strict=True)])
+            result[channel] = map_coordinates(partial, coordinates, order=order_z, mode="nearest")
+    return result
+
+
+__all__ = [
+    "ANISOTROPY_THRESHOLD",
+    "compute_new_shape",
+    "from_network_axes",
+    "nonzero_bounding_box",
+    "nonzero_mask",
+    "normalize",
+    "resample",
+    "separate_z_axis",
+    "spacing_matches",
+    "to_network_axes",
+]
