@@ -13,7 +13,7 @@ from mousecord import __version__
 from mousecord.errors import MousecordError
 
 #: Modules of ``mousecord.cli`` that each register one or more subcommands, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("phantom", "evaluate", "morphometrics", "qc")
+COMMAND_MODULES: tuple[str, ...] = ("phantom", "evaluate", "morphometrics", "qc", "train", "datatools")
 
 _RED = "\033[31m"
 _RESET = "\033[0m"

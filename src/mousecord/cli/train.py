@@ -1,0 +1,112 @@
+"""``mousecord train DATASET -o FOLDER``: train a 3D U-Net from sparse or dense annotations."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from mousecord.cli.main import add_common_options, show_progress
+
+#: Command-line options that override fields of the TrainConfig (flag mirrors the field name).
+_OVERRIDES = (
+    ("epochs", int, "number of epochs"),
+    ("iterations_per_epoch", int, "training iterations per epoch"),
+    ("batch_size", int, "patches per iteration"),
+    ("learning_rate", float, "initial learning rate (poly decay)"),
+    ("optimizer", str, "adamw or sgd (nnU-Net's SGD, Nesterov momentum 0.99)"),
+    ("seed", int, "random seed (same seed, same run on CPU)"),
+    ("device", str, "auto, cpu or cuda"),
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a GM/WM model from annotated slices (BIDS or nnU-Net raw dataset)",
+        description=(
+            "Train a 3D U-Net on a BIDS dataset (images under sub-*/anat, GM/WM masks under "
+            "derivatives/LABEL_FOLDER, possibly on a few slices only) or an nnU-Net v2 raw dataset. "
+            "Unannotated slices are ignored by the loss. With --folds K, K-fold cross-validation by subject; "
+            "the result is a model bundle FOLDER/model that `mousecord segment --model` runs."
+        ),
+    )
+    parser.add_argument("dataset", type=Path, help="BIDS dataset root or nnU-Net raw dataset folder")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="output folder (checkpoints, curves, model)"
+    )
+    parser.add_argument(
+        "--label-folder", default="manual_masks", help="mask folder under derivatives/ (BIDS)"
+    )
+    parser.add_argument(
+        "--preset", default="cpu", help="cpu (small, minutes on a CPU) or gpu (nnU-Net-sized)"
+    )
+    parser.add_argument("--config", type=Path, help="TrainConfig JSON (e.g. a previous train_config.json)")
+    parser.add_argument("--folds", type=int, default=0, help="K-fold cross-validation by subject (K >= 2)")
+    parser.add_argument(
+        "--export", choices=("all", "best"), default="all", help="folds to put in the model bundle"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from the folds' last checkpoints")
+    for name, kind, text in _OVERRIDES:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
+    parser.add_argument(
+        "--patch-size-vox", type=int, nargs=3, metavar=("Z", "Y", "X"), help="patch size (z, y, x)"
+    )
+    parser.add_argument("--no-augmentation", action="store_true", help="train without augmentation")
+    add_common_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def build_config(args: argparse.Namespace):
+    """The TrainConfig from --config or --preset, with command-line overrides."""
+    from mousecord.training.config import TrainConfig, preset_config
+
+    base = (
+        TrainConfig.from_json_file(args.config).to_dict()
+        if args.config
+        else preset_config(args.preset).to_dict()
+    )
+    for name, _, _ in _OVERRIDES:
+        if getattr(args, name) is not None:
+            base[name] = getattr(args, name)
+    if args.patch_size_vox:
+        base["patch_size_vox"] = args.patch_size_vox
+    if args.no_augmentation:
+        base["augmentation"] = {**base["augmentation"], "enabled": False}
+    return TrainConfig.from_dict(base)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as the user could retype it (for the model card), rebuilt from the parsed options."""
+    words = ["mousecord", "train", str(args.dataset), "-o", str(args.output)]
+    for name in ("label_folder", "preset", "config", "folds", "export", *(item[0] for item in _OVERRIDES)):
+        value = getattr(args, name)
+        default = {"label_folder": "manual_masks", "preset": "cpu", "folds": 0, "export": "all"}.get(name)
+        if value is not None and value != default:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    if args.patch_size_vox:
+        words += ["--patch-size-vox", *(str(size) for size in args.patch_size_vox)]
+    words += [
+        flag for flag, on in (("--resume", args.resume), ("--no-augmentation", args.no_augmentation)) if on
+    ]
+    return shlex.join(words)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mousecord.training import train
+
+    config = build_config(args)
+    summary = train(
+        args.dataset,
+        args.output,
+        config,
+        folds=args.folds,
+        export=args.export,
+        label_folder=args.label_folder,
+        resume=args.resume,
+        progress=show_progress(args),
+        command=command_line(args),
+    )
+    print(summary.format_table())
+    print(f"model bundle: {summary.bundle}")
+    return 0

@@ -1,0 +1,25 @@
+"""Training 3D U-Nets from sparse slice annotations (torch): data, patches, loss, loop, cross-validation."""
+
+from mousecord.training.config import AugmentationConfig, TrainConfig, preset_config
+from mousecord.training.crossval import TrainSummary, subject_folds, train
+from mousecord.training.data import TrainingCase, TrainingDataset, load_training_dataset
+from mousecord.training.loop import TrainResult, load_checkpoint, predict_label_map, train_model
+from mousecord.training.loss import deep_supervision_loss, masked_dice_ce_loss
+
+__all__ = [
+    "AugmentationConfig",
+    "TrainConfig",
+    "TrainResult",
+    "TrainSummary",
+    "TrainingCase",
+    "TrainingDataset",
+    "deep_supervision_loss",
+    "load_checkpoint",
+    "load_training_dataset",
+    "masked_dice_ce_loss",
+    "predict_label_map",
+    "preset_config",
+    "subject_folds",
+    "train",
+    "train_model",
+]

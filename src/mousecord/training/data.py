@@ -1,0 +1,198 @@
+"""Training data: read a BIDS or nnU-Net raw dataset into network-order arrays with sparse labels.
+
+Every case is held in the network's axis order (z, y, x) = the canonical RAS array transposed, exactly as
+``mousecord segment`` and nnU-Net see images: z-scored image, and a uint8 label map where slices nobody
+annotated hold :data:`~mousecord.labels.IGNORE_VALUE`. All checks run here, before any training starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mousecord.datasets.bids import MASK_FOLDER_DEFAULT, find_bids_images
+from mousecord.datasets.nnunet_raw import (
+    CONVERSION_DICT,
+    find_nnunet_cases,
+    ignore_value_of,
+    read_conversion_dict,
+    read_dataset_json,
+)
+from mousecord.datasets.tools import masks_to_label_map
+from mousecord.errors import DatasetError
+from mousecord.io import load_nifti
+from mousecord.labels import IGNORE_VALUE, TISSUE_LABELS, Label, check_label_values
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingCase:
+    """One annotated volume, in network axis order.
+
+    Attributes:
+        name: image file stem or nnU-Net case name.
+        subject: ``sub-XX`` (cross-validation splits by it).
+        image: (z, y, x) float32, z-scored over the whole image.
+        label_map: (z, y, x) uint8: 0 background, 1 GM, 2 WM, IGNORE_VALUE where not annotated.
+        spacing_mm: (3,) voxel size in (z, y, x) order.
+    """
+
+    name: str
+    subject: str
+    image: np.ndarray
+    label_map: np.ndarray
+    spacing_mm: tuple[float, float, float]
+
+    @property
+    def annotated_slices(self) -> np.ndarray:
+        """Indices of the z slices holding any annotated voxel."""
+        return np.flatnonzero((self.label_map != IGNORE_VALUE).any(axis=(1, 2)))
+
+    @property
+    def is_dense(self) -> bool:
+        return len(self.annotated_slices) == self.label_map.shape[0]
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingDataset:
+    cases: tuple[TrainingCase, ...]
+    source: Path
+    layout: str
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted({case.subject for case in self.cases})
+
+    def select(self, subjects: set[str]) -> tuple[TrainingCase, ...]:
+        return tuple(case for case in self.cases if case.subject in subjects)
+
+    def describe(self) -> str:
+        slices = sum(len(case.annotated_slices) for case in self.cases)
+        dense = sum(case.is_dense for case in self.cases)
+        return (
+            f"{len(self.cases)} volumes from {len(self.subjects)} subjects ({self.layout}), "
+            f"{slices} annotated slices, {dense} densely annotated volumes"
+        )
+
+
+def zscore(image: np.ndarray) -> np.ndarray:
+    """(image - mean) / std over the whole image, as float32 (nnU-Net's ZScoreNormalization, no mask)."""
+    image = np.asarray(image, dtype=np.float32)
+    mean, std = float(image.mean()), float(image.std())
+    return ((image - mean) / max(std, 1e-8)).astype(np.float32)
+
+
+def to_network_axes(canonical: np.ndarray) -> np.ndarray:
+    """Canonical RAS (x, y, z) -> network (z, y, x), contiguous."""
+    return np.ascontiguousarray(np.transpose(canonical, (2, 1, 0)))
+
+
+def load_training_dataset(path: Path | str, *, label_folder: str = MASK_FOLDER_DEFAULT) -> TrainingDataset:
+    """Read a BIDS dataset (masks under ``derivatives/<label_folder>``) or an nnU-Net raw dataset.
+
+    Raises:
+        DatasetError: missing label folder, no labelled volume, mask shape differing from the image,
+            overlapping GM/WM masks, unexpected label values.
+    """
+    path = Path(path)
+    if (path / "dataset.json").is_file():
+        cases = _load_nnunet(path)
+        layout = "nnU-Net raw"
+    else:
+        cases = _load_bids(path, label_folder)
+        layout = "BIDS"
+    cases = [case for case in cases if _has_annotation(case)]
+    if not cases:
+        raise DatasetError(f"{path}: no volume has any GM or WM annotation; nothing to train on")
+    dataset = TrainingDataset(tuple(cases), path, layout)
+    logger.info("training data: %s", dataset.describe())
+    return dataset
+
+
+def _has_annotation(case: TrainingCase) -> bool:
+    if len(case.annotated_slices) == 0:
+        logger.warning("%s: masks are empty, skipped", case.name)
+        return False
+    return True
+
+
+def _load_bids(root: Path, label_folder: str) -> list[TrainingCase]:
+    folder = root / "derivatives" / label_folder
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: label folder not found (choose it with --label-folder)")
+    cases = []
+    for bids_case in find_bids_images(root, mask_folder=label_folder):
+        present = [label for label in TISSUE_LABELS if bids_case.masks[label].exists()]
+        if not present:
+            continue
+        if len(present) != len(TISSUE_LABELS):
+            missing = next(bids_case.masks[label] for label in TISSUE_LABELS if label not in present)
+            raise DatasetError(f"{missing}: mask missing (the other tissue mask exists)")
+        image = load_nifti(bids_case.image, dtype=np.float32).volume
+        masks = [load_nifti(bids_case.masks[label]).volume for label in TISSUE_LABELS]
+        for label, mask in zip(TISSUE_LABELS, masks, strict=True):
+            if mask.shape != image.shape:
+                raise DatasetError(
+                    f"{bids_case.masks[label]}: mask shape {mask.shape} differs from image shape "
+                    f"{image.shape}"
+                )
+        label_map = masks_to_label_map(
+            masks[0].data,
+            masks[1].data,
+            name=bids_case.masks[Label.GM].name,
+            ignore_unannotated=True,
+            slice_axis=2,
+        )
+        cases.append(_case(bids_case.image.name.split(".nii")[0], bids_case.subject, image, label_map))
+    if not cases:
+        raise DatasetError(f"{root}: no image has GM and WM masks under {folder}")
+    return cases
+
+
+def _load_nnunet(root: Path) -> list[TrainingCase]:
+    dataset_json = read_dataset_json(root)
+    ignore_value = ignore_value_of(dataset_json)
+    subjects = _subjects_from_conversion(root)
+    cases = []
+    for nnunet_case in find_nnunet_cases(root):
+        image = load_nifti(nnunet_case.image, dtype=np.float32).volume
+        labels = load_nifti(nnunet_case.label).volume
+        if labels.shape != image.shape:
+            raise DatasetError(
+                f"{nnunet_case.label}: label shape {labels.shape} differs from image shape {image.shape}"
+            )
+        label_map = np.rint(np.asarray(labels.data, dtype=np.float64)).astype(np.int64)
+        if ignore_value is not None:
+            label_map[label_map == ignore_value] = IGNORE_VALUE
+        check_label_values(label_map, name=nnunet_case.label.name, allow_ignore=ignore_value is not None)
+        subject = subjects.get(nnunet_case.name, nnunet_case.name)
+        cases.append(_case(nnunet_case.name, subject, image, label_map.astype(np.uint8)))
+    return cases
+
+
+def _subjects_from_conversion(root: Path) -> dict[str, str]:
+    """Case name -> ``sub-XX`` from a bids-to-nnunet ``conversion_dict.json``, when there is one."""
+    if not (root / CONVERSION_DICT).is_file():
+        return {}
+    subjects = {}
+    for original, new in read_conversion_dict(root / CONVERSION_DICT).items():
+        subject = next((part for part in Path(original).parts if part.startswith("sub-")), None)
+        if subject:
+            subjects[Path(new).name.split("_0000.nii")[0]] = subject
+    return subjects
+
+
+def _case(name: str, subject: str, image, label_map: np.ndarray) -> TrainingCase:
+    spacing = tuple(float(value) for value in np.round(image.voxel_size_mm[::-1], 6))
+    return TrainingCase(
+        name, subject, zscore(to_network_axes(image.data)), to_network_axes(label_map), spacing
+    )
+
+
+__all__ = ["TrainingCase", "TrainingDataset", "load_training_dataset", "to_network_axes", "zscore"]

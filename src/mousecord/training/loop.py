@@ -1,0 +1,460 @@
+"""Train one model: parts built from a TrainConfig, a short epoch loop, validation, checkpoints, curves.
+
+Determinism: the network is initialised from ``config.seed``; every epoch draws its patches and
+augmentations from ``numpy.random.default_rng([seed, epoch])``. Since no randomness carries over from
+one epoch to the next, a run resumed from a checkpoint (weights, optimiser, schedule, history) continues
+exactly as the uninterrupted run would have, on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mousecord.errors import ConfigError, ModelFolderError
+from mousecord.io.atomic import atomic_output
+from mousecord.labels import IGNORE_VALUE, LABEL_NAMES, TISSUE_LABELS
+from mousecord.models.network import build_network
+from mousecord.training.config import TrainConfig, architecture_of
+from mousecord.training.data import TrainingCase, TrainingDataset, load_training_dataset
+from mousecord.training.loss import deep_supervision_loss, masked_dice_ce_loss
+from mousecord.training.patches import intensity_transforms, make_batch
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_LAST = "checkpoint_last.pt"
+CHECKPOINT_BEST = "checkpoint_best.pt"
+PROGRESS_PNG = "progress.png"
+CONFIG_JSON = "train_config.json"
+HISTORY_JSON = "history.json"
+
+
+@dataclass
+class TrainParts:
+    network: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    use_amp: bool
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced."""
+
+    output_folder: Path
+    history: dict[str, list[float]]
+    best_epoch: int
+    best_dice: dict[str, float]
+    train_subjects: list[str] = field(default_factory=list)
+    validation_subjects: list[str] = field(default_factory=list)
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.output_folder / CHECKPOINT_BEST
+
+
+# ---------------------------------------------------------------------------------------------- parts
+
+
+def select_device(config: TrainConfig) -> torch.device:
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available")
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def build_training_network(config: TrainConfig) -> nn.Module:
+    """The U-Net of ``config``, He-initialised (as nnU-Net) from ``config.seed``; global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        network = build_network(
+            architecture_of(config),
+            input_channels=1,
+            num_classes=len(LABEL_NAMES),
+            deep_supervision=config.deep_supervision,
+        )
+        network.apply(network.initialize)
+    return network
+
+
+def build_optimizer(config: TrainConfig, network: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            network.parameters(),
+            lr=config.learning_rate,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=True,
+        )
+    return torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def build_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Poly schedule ``(1 - step / total_steps) ** poly_exponent``, stepped every iteration."""
+    total_steps = config.epochs * config.iterations_per_epoch
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: max(1 - step / total_steps, 0.0) ** config.poly_exponent
+    )
+
+
+def build_parts(config: TrainConfig) -> TrainParts:
+    device = select_device(config)
+    network = build_training_network(config).to(device)
+    optimizer = build_optimizer(config, network)
+    use_amp = bool(config.mixed_precision and device.type == "cuda")
+    return TrainParts(
+        network,
+        optimizer,
+        build_scheduler(config, optimizer),
+        torch.amp.GradScaler(device.type, enabled=use_amp),
+        device,
+        use_amp,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- steps
+
+
+def train_epoch(
+    parts: TrainParts,
+    cases: tuple[TrainingCase, ...],
+    config: TrainConfig,
+    epoch: int,
+    *,
+    progress: bool = False,
+) -> float:
+    """Run ``config.iterations_per_epoch`` steps; returns the mean loss."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng([config.seed, epoch])
+    transforms = intensity_transforms(config.augmentation, rng)
+    parts.network.train()
+    losses = []
+    for _ in tqdm(
+        range(config.iterations_per_epoch), desc=f"epoch {epoch}", disable=not progress, leave=False
+    ):
+        images, targets = make_batch(cases, config, rng, transforms)
+        losses.append(train_step(parts, images, targets, config))
+    return float(np.mean(losses))
+
+
+def train_step(parts: TrainParts, images: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> float:
+    images = images.to(parts.device, non_blocking=True)
+    targets = targets.to(parts.device, non_blocking=True)
+    parts.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(parts.device.type, dtype=torch.float16, enabled=parts.use_amp):
+        outputs = parts.network(images)
+    if isinstance(outputs, list | tuple):
+        loss = deep_supervision_loss([output.float() for output in outputs], targets)
+    else:
+        loss = masked_dice_ce_loss(outputs.float(), targets)
+    parts.scaler.scale(loss).backward()
+    parts.scaler.unscale_(parts.optimizer)
+    nn.utils.clip_grad_norm_(parts.network.parameters(), config.gradient_clip)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    parts.scheduler.step()
+    return float(loss.detach())
+
+
+def predict_logits(
+    network: nn.Module,
+    image: np.ndarray,
+    patch_size_vox,
+    *,
+    device: torch.device | str = "cpu",
+    use_amp: bool = False,
+) -> torch.Tensor:
+    """Sliding-window logits (C, z, y, x) of a z-scored (z, y, x) image (MONAI, Gaussian, step 0.5)."""
+    from monai.inferers import sliding_window_inference
+
+    def predictor(patch: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(torch.device(device).type, dtype=torch.float16, enabled=use_amp):
+            output = network(patch)
+        return (output[0] if isinstance(output, list | tuple) else output).float()
+
+    network.eval()
+    with torch.no_grad():
+        inputs = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+        logits = sliding_window_inference(
+            inputs,
+            roi_size=tuple(patch_size_vox),
+            sw_batch_size=2,
+            predictor=predictor,
+            overlap=0.5,
+            mode="gaussian",
+            sw_device=device,
+            device="cpu",
+        )
+    return logits[0]
+
+
+def predict_label_map(network: nn.Module, image: np.ndarray, patch_size_vox, *, device="cpu") -> np.ndarray:
+    """(z, y, x) uint8 argmax label map of a z-scored (z, y, x) image."""
+    return predict_logits(network, image, patch_size_vox, device=device).argmax(0).numpy().astype(np.uint8)
+
+
+def _slabs(annotated: np.ndarray, depth: int, patch_depth: int) -> list[tuple[int, int]]:
+    """Merged z ranges, one patch deep, centred on each annotated slice."""
+    ranges: list[list[int]] = []
+    for z in sorted(int(value) for value in annotated):
+        start = min(max(0, z - patch_depth // 2), max(depth - patch_depth, 0))
+        stop = min(depth, start + patch_depth)
+        if ranges and start <= ranges[-1][1]:
+            ranges[-1][1] = max(ranges[-1][1], stop)
+        else:
+            ranges.append([start, stop])
+    return [(start, stop) for start, stop in ranges]
+
+
+def validate(
+    network: nn.Module,
+    cases: tuple[TrainingCase, ...],
+    config: TrainConfig,
+    *,
+    device: torch.device,
+    use_amp: bool,
+) -> dict[str, float]:
+    """Dice of GM and WM over the annotated voxels of ``cases`` (statistics pooled over cases)."""
+    tp = np.zeros(len(LABEL_NAMES))
+    denominator = np.zeros(len(LABEL_NAMES))
+    for case in cases:
+        for start, stop in _slabs(case.annotated_slices, case.image.shape[0], config.patch_size_vox[0]):
+            logits = predict_logits(
+                network, case.image[start:stop], config.patch_size_vox, device=device, use_amp=use_amp
+            )
+            prediction = logits.argmax(0).numpy()
+            reference = case.label_map[start:stop]
+            known = reference != IGNORE_VALUE
+            for label in TISSUE_LABELS:
+                ref, pred = (reference == label) & known, (prediction == label) & known
+                tp[label] += np.count_nonzero(ref & pred)
+                denominator[label] += np.count_nonzero(ref) + np.count_nonzero(pred)
+    scores = {
+        LABEL_NAMES[label]: float(2 * tp[label] / denominator[label]) if denominator[label] else 1.0
+        for label in TISSUE_LABELS
+    }
+    scores["mean"] = float(np.mean([scores[LABEL_NAMES[label]] for label in TISSUE_LABELS]))
+    return scores
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def save_checkpoint(path: Path, parts: TrainParts, config: TrainConfig, state: dict[str, Any]) -> Path:
+    """state dicts + config JSON + loop state, written atomically; loadable with ``weights_only=True``."""
+    checkpoint = {
+        "network_weights": parts.network.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "grad_scaler": parts.scaler.state_dict(),
+        "config_json": config.to_json(),
+        "architecture_json": json.dumps(architecture_of(config)),
+        **state,
+    }
+    with atomic_output(path) as temporary:
+        torch.save(checkpoint, temporary)
+    return path
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Read a checkpoint safely (``torch.load(weights_only=True)``: tensors and plain data only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFolderError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or unsafe files
+        raise ModelFolderError(
+            f"{path}: unreadable or unsafe checkpoint ({str(error).splitlines()[0]})"
+        ) from error
+
+
+def plot_progress(history: dict[str, list[float]], path: Path) -> Path:
+    """nnU-Net-style progress picture: training loss, validation Dice and learning rate per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 7))
+    loss_axes, lr_axes = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    epochs = history["epoch"]
+    loss_axes.plot(epochs, history["train_loss"], color="tab:blue", label="train loss")
+    loss_axes.set_ylabel("loss")
+    dice_axes = loss_axes.twinx()
+    for key, colour in (("dice_GM", "tab:red"), ("dice_WM", "tab:cyan"), ("dice_mean", "tab:green")):
+        dice_axes.plot(epochs, history[key], color=colour, linestyle="--", label=key.replace("_", " "))
+    dice_axes.set_ylabel("validation Dice")
+    dice_axes.set_ylim(0, 1)
+    handles = loss_axes.get_legend_handles_labels()[0] + dice_axes.get_legend_handles_labels()[0]
+    loss_axes.legend(handles=handles, loc="center right")
+    lr_axes.plot(epochs, history["learning_rate"], color="black")
+    lr_axes.set_ylabel("learning rate")
+    lr_axes.set_xlabel("epoch")
+    figure.tight_layout()
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=80)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- loop
+
+
+def split_subjects(subjects: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic (train, validation) subject split; at least one subject each when there are two."""
+    order = list(np.random.default_rng(seed).permutation(sorted(subjects)))
+    count = (
+        min(max(1, round(len(order) * fraction)), len(order) - 1) if len(order) > 1 and fraction > 0 else 0
+    )
+    return sorted(order[count:]), sorted(order[:count])
+
+
+def train_model(
+    config: TrainConfig,
+    dataset: TrainingDataset | Path | str,
+    output_folder: Path | str,
+    *,
+    validation_subjects: Collection[str] | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    stop_after_epoch: int | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train one U-Net on ``dataset``, validating every epoch on held-out subjects' annotated slices.
+
+    Args:
+        config: the recipe.
+        dataset: a loaded :class:`TrainingDataset`, or a BIDS / nnU-Net raw folder (default label folder).
+        output_folder: receives train_config.json, checkpoint_last.pt, checkpoint_best.pt, history.json and
+            progress.png.
+        validation_subjects: held-out subjects (default: ``config.validation_fraction`` of them, by seed).
+        resume: continue from ``checkpoint_last.pt`` in ``output_folder``.
+        stop_after_epoch: stop once this many epochs are done (as if the run were killed); resume later.
+        on_epoch_end: called with the epoch index and its metrics.
+    """
+    if not isinstance(dataset, TrainingDataset):
+        dataset = load_training_dataset(dataset)
+    output_folder = Path(output_folder)
+    if validation_subjects is None:
+        train_subjects, validation_list = split_subjects(
+            dataset.subjects, config.validation_fraction, config.seed
+        )
+    else:
+        validation_list = sorted(validation_subjects)
+        train_subjects = sorted(set(dataset.subjects) - set(validation_list))
+    train_cases, validation_cases = dataset.select(set(train_subjects)), dataset.select(set(validation_list))
+    if not train_cases:
+        raise ConfigError(f"{dataset.source}: no training case left after holding out {validation_list}")
+    if not validation_cases:
+        logger.warning("no held-out subject: validation Dice is measured on the training slices")
+        validation_cases = train_cases
+    parts = build_parts(config)
+    state = _initial_state(output_folder, parts, config, resume=resume)
+    with atomic_output(output_folder / CONFIG_JSON) as temporary:
+        temporary.write_text(config.to_json() + "\n")
+    history = state["history"]
+    for epoch in range(state["epoch"], config.epochs):
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+        started = time.perf_counter()
+        loss = train_epoch(parts, train_cases, config, epoch, progress=progress)
+        dice = validate(parts.network, validation_cases, config, device=parts.device, use_amp=parts.use_amp)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": loss,
+            **{f"dice_{key}": value for key, value in dice.items()},
+            "learning_rate": parts.optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+        }
+        for key, value in metrics.items():
+            history.setdefault(key, []).append(value)
+        _end_epoch(output_folder, parts, config, state, epoch, dice)
+        logger.info(
+            "epoch %d: loss %.4f, Dice GM %.3f WM %.3f (%.1f s)",
+            epoch,
+            loss,
+            dice["GM"],
+            dice["WM"],
+            metrics["seconds"],
+        )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+    best_index = int(state["best_epoch"])
+    best = (
+        {key: history[f"dice_{key}"][best_index] for key in ("GM", "WM", "mean")}
+        if history.get("epoch")
+        else {}
+    )
+    return TrainResult(output_folder, history, best_index, best, train_subjects, validation_list)
+
+
+def _initial_state(
+    output_folder: Path, parts: TrainParts, config: TrainConfig, *, resume: bool
+) -> dict[str, Any]:
+    last = output_folder / CHECKPOINT_LAST
+    if not resume:
+        if last.exists():
+            raise ConfigError(
+                f"{output_folder}: holds a previous run ({last.name}); use --resume or a new folder"
+            )
+        return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
+    checkpoint = load_checkpoint(last)
+    saved = TrainConfig.from_dict(json.loads(checkpoint["config_json"]))
+    if saved.to_dict() | {"epochs": 0} != config.to_dict() | {"epochs": 0}:
+        raise ConfigError(
+            f"{last}: was trained with a different configuration; resume with the same settings"
+        )
+    parts.network.load_state_dict(checkpoint["network_weights"])
+    parts.optimizer.load_state_dict(checkpoint["optimizer"])
+    parts.scheduler.load_state_dict(checkpoint["scheduler"])
+    parts.scaler.load_state_dict(checkpoint["grad_scaler"])
+    logger.info("resuming %s at epoch %d", output_folder, checkpoint["epoch"])
+    return {key: checkpoint[key] for key in ("epoch", "history", "best_metric", "best_epoch")}
+
+
+def _end_epoch(
+    output_folder: Path, parts: TrainParts, config: TrainConfig, state: dict[str, Any], epoch: int, dice: dict
+) -> None:
+    state["epoch"] = epoch + 1
+    if dice["mean"] > state["best_metric"]:
+        state["best_metric"], state["best_epoch"] = dice["mean"], epoch
+        save_checkpoint(output_folder / CHECKPOINT_BEST, parts, config, state)
+    save_checkpoint(output_folder / CHECKPOINT_LAST, parts, config, state)
+    with atomic_output(output_folder / HISTORY_JSON) as temporary:
+        temporary.write_text(json.dumps(state["history"], indent=1) + "\n")
+    plot_progress(state["history"], output_folder / PROGRESS_PNG)
+
+
+__all__ = [
+    "TrainParts",
+    "TrainResult",
+    "build_optimizer",
+    "build_parts",
+    "build_scheduler",
+    "build_training_network",
+    "load_checkpoint",
+    "plot_progress",
+    "predict_label_map",
+    "predict_logits",
+    "save_checkpoint",
+    "select_device",
+    "split_subjects",
+    "train_model",
+    "validate",
+]

@@ -1,0 +1,181 @@
+"""The reference's data tools: names, contents, geometry, round trips, and nnU-Net's own integrity check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mousecord.cli.main import main
+from mousecord.datasets.tools import (
+    bids_to_nnunet,
+    crop_file,
+    extract_slices,
+    fix_header_file,
+    masks_to_label_map,
+    nnunet_to_bids,
+    slice_stem,
+)
+from mousecord.errors import DatasetError, OutputError
+from mousecord.labels import IGNORE_VALUE
+from tests.training.synthetic import save, write_bids_dataset
+
+SHAPE = (14, 12, 10)
+
+
+@pytest.fixture()
+def dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "bids"
+    write_bids_dataset(root, n_subjects=2, shape=SHAPE, annotated_slices=3, seed=4, unlabelled=0)
+    save(np.ones(SHAPE, np.float32), root / "sub-03" / "anat" / "sub-03_chunk-1_T1w.nii.gz")  # unlabelled
+    return root
+
+
+def _mask(root: Path, stem: str, label: str, folder: str = "manual_masks") -> Path:
+    subject = stem.split("_")[0]
+    return root / "derivatives" / folder / subject / "anat" / f"{stem}_label-{label}_mask.nii.gz"
+
+
+def test_slice_names_follow_the_reference() -> None:
+    assert slice_stem("sub-01_chunk-1_T1w", 12) == "sub-01_chunk-1-slice-12_T1w"
+
+
+def test_masks_to_label_map_thresholds_and_ignores() -> None:
+    gm = np.zeros((3, 3, 4))
+    wm = np.zeros((3, 3, 4))
+    gm[0, 0, 1], wm[1, 1, 1], gm[2, 2, 3] = 1e-11, 0.5, 1e-13
+    label_map = masks_to_label_map(gm, wm, name="x", ignore_unannotated=True)
+    assert label_map[0, 0, 1] == 1 and label_map[1, 1, 1] == 2 and label_map[0, 1, 1] == 0
+    assert (label_map[..., [0, 2, 3]] == IGNORE_VALUE).all()  # 1e-13 is below the threshold
+    with pytest.raises(DatasetError, match="overlap"):
+        masks_to_label_map(gm + 1, wm + 1, name="x")
+
+
+def test_extract_slices_names_and_content(dataset: Path, tmp_path: Path) -> None:
+    written = extract_slices(dataset, tmp_path / "slices")
+    assert len(written) == 6  # 3 annotated slices x 2 labelled volumes
+    stem = "sub-01_chunk-1_T1w"
+    gm = np.asarray(nib.load(_mask(dataset, stem, "GM")).dataobj)
+    wm = np.asarray(nib.load(_mask(dataset, stem, "WM")).dataobj)
+    annotated = np.flatnonzero((gm + wm).any(axis=(0, 1)))
+    for index in annotated:
+        path = tmp_path / "slices" / "sub-01" / "anat" / f"sub-01_chunk-1-slice-{index}_T1w.nii.gz"
+        image = nib.load(path)
+        original = nib.load(dataset / "sub-01" / "anat" / f"{stem}.nii.gz")
+        assert image.shape == (*SHAPE[:2], 1)
+        np.testing.assert_array_equal(image.get_fdata()[..., 0], original.get_fdata()[..., index])
+        np.testing.assert_allclose(image.affine[:3, 3], (original.affine @ [0, 0, index, 1])[:3])
+        slice_gm = nib.load(_mask(tmp_path / "slices", f"sub-01_chunk-1-slice-{index}_T1w", "GM")).get_fdata()
+        np.testing.assert_array_equal(slice_gm[..., 0], gm[..., index])
+    assert (tmp_path / "slices" / "sub-01" / "anat" / f"{stem}.nii.gz").is_file()  # full volume copied
+    assert _mask(tmp_path / "slices", stem, "WM").is_file()
+    with pytest.raises(OutputError):
+        extract_slices(dataset, dataset)
+
+
+def test_crop_keeps_geometry_and_never_overwrites(dataset: Path, tmp_path: Path) -> None:
+    source = dataset / "sub-01" / "anat" / "sub-01_chunk-1_T1w.nii.gz"
+    output = crop_file(source, 3, 8, tmp_path / "crop.nii.gz")
+    original, cropped = nib.load(source), nib.load(output)
+    np.testing.assert_array_equal(cropped.get_fdata(), original.get_fdata()[..., 3:8])
+    np.testing.assert_allclose(cropped.affine, original.affine @ _translation(3))
+    np.testing.assert_allclose(cropped.header.get_qform(), cropped.affine)
+    with pytest.raises(OutputError, match="overwrite"):
+        crop_file(source, 3, 8, source)
+    with pytest.raises(DatasetError, match="empty"):
+        crop_file(source, 8, 3, tmp_path / "empty.nii.gz")
+
+
+def _translation(z_start: int) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[2, 3] = z_start
+    return matrix
+
+
+def test_crop_cli_writes_suffixed_image_and_masks(dataset: Path, capsys) -> None:
+    stem = "sub-01_chunk-1_T1w"
+    image = dataset / "sub-01" / "anat" / f"{stem}.nii.gz"
+    masks = [_mask(dataset, stem, "GM"), _mask(dataset, stem, "WM")]
+    code = main(["crop", "-i", str(image), "-m", *map(str, masks), "--first", "2", "--last", "6", "--quiet"])
+    assert code == 0
+    for path in (image, *masks):
+        cropped = path.with_name(path.name.replace(".nii.gz", "_crop.nii.gz"))
+        assert nib.load(cropped).shape == (*SHAPE[:2], 4)
+        assert nib.load(path).shape == SHAPE  # input untouched
+
+
+def test_fix_header_sets_zooms_and_copies_qform_to_sform(tmp_path: Path) -> None:
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    image = nib.Nifti1Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), affine)
+    image.set_qform(affine, 1)
+    image.set_sform(np.diag([2.0, 2.0, 2.0, 1.0]), 2)  # disagrees with the qform
+    source = tmp_path / "bad.nii.gz"
+    nib.save(image, source)
+    output = fix_header_file(source, tmp_path / "fixed.nii.gz")
+    fixed = nib.load(output)
+    np.testing.assert_allclose(fixed.header.get_zooms(), (0.05, 0.05, 0.05), rtol=1e-6)
+    np.testing.assert_allclose(fixed.header.get_sform(), fixed.header.get_qform(), atol=1e-6)
+    np.testing.assert_allclose(np.diag(fixed.affine)[:3], 0.05, rtol=1e-6)
+    np.testing.assert_array_equal(fixed.get_fdata(), image.get_fdata())
+    assert main(["fix-header", "-i", str(source), "-o", str(source), "--quiet"]) == 1
+
+
+def test_bids_to_nnunet_layout_labels_and_round_trip(dataset: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "Dataset501_MouseSC"
+    result = bids_to_nnunet(dataset, folder)
+    assert (result.training_cases, result.test_cases) == (2, 1)
+    assert sorted(path.name for path in (folder / "imagesTr").iterdir()) == [
+        "MouseSC_001_0000.nii.gz",
+        "MouseSC_002_0000.nii.gz",
+    ]
+    assert [path.name for path in (folder / "imagesTs").iterdir()] == ["MouseSC_003_0000.nii.gz"]
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    assert dataset_json["channel_names"] == {"0": "T1w"}
+    assert dataset_json["labels"] == {"background": 0, "GM": 1, "WM": 2}
+    assert dataset_json["numTraining"] == 2 and dataset_json["file_ending"] == ".nii.gz"
+    conversion = json.loads((folder / "conversion_dict.json").read_text())
+    assert len(conversion) == 3
+    label_map = np.asarray(nib.load(folder / "labelsTr" / "MouseSC_001.nii.gz").dataobj)
+    gm = np.asarray(nib.load(_mask(dataset, "sub-01_chunk-1_T1w", "GM")).dataobj)
+    np.testing.assert_array_equal(label_map == 1, gm > 1e-12)
+    # nnunet-to-bids with the training labels as "predictions" puts identical masks back.
+    written = nnunet_to_bids(folder / "labelsTr", folder / "conversion_dict.json", mask_folder="roundtrip")
+    assert len(written) == 4
+    for stem in ("sub-01_chunk-1_T1w", "sub-02_chunk-1_T1w"):
+        for label in ("GM", "WM"):
+            original = np.asarray(nib.load(_mask(dataset, stem, label)).dataobj) > 1e-12
+            back = np.asarray(nib.load(_mask(dataset, stem, label, folder="roundtrip")).dataobj)
+            np.testing.assert_array_equal(back.astype(bool), original)
+            assert back.dtype == np.uint8
+
+
+def test_bids_to_nnunet_ignore_label(dataset: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "Dataset502_Sparse"
+    code = main(["bids-to-nnunet", str(dataset), "-o", str(folder), "--ignore-label", "--quiet"])
+    assert code == 0
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    assert dataset_json["labels"] == {"background": 0, "GM": 1, "WM": 2, "ignore": 3}
+    label_map = np.asarray(nib.load(folder / "labelsTr" / "Sparse_001.nii.gz").dataobj)
+    annotated = (label_map != IGNORE_VALUE).all(axis=(0, 1))
+    assert annotated.sum() == 3 and (label_map[..., ~annotated] == IGNORE_VALUE).all()
+    assert main(["bids-to-nnunet", str(dataset), "-o", str(folder), "--quiet"]) == 1  # never overwrites
+
+
+@pytest.mark.nnunet
+@pytest.mark.parametrize("ignore_label", [False, True])
+def test_bids_to_nnunet_passes_nnunet_integrity_check(
+    dataset: Path, tmp_path: Path, ignore_label: bool
+) -> None:
+    verify = pytest.importorskip("nnunetv2.experiment_planning.verify_dataset_integrity")
+    folder = tmp_path / "Dataset503_Check"
+    bids_to_nnunet(dataset, folder, ignore_label=ignore_label)
+    verify.verify_dataset_integrity(str(folder), num_processes=1)  # raises on any problem
+
+
+def test_missing_label_folder_is_one_line_error(dataset: Path, tmp_path: Path, capsys) -> None:
+    code = main(["bids-to-nnunet", str(dataset), "-o", str(tmp_path / "out"), "--label-folder", "nope"])
+    assert code == 1
+    assert "label folder not found" in capsys.readouterr().err

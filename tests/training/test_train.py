@@ -1,0 +1,197 @@
+"""Training end to end: it learns from sparse slices, is deterministic, resumes, and refuses bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mousecord.cli.main import main
+from mousecord.labels import Label
+from mousecord.models import build_network, load_bundle, load_weights
+from mousecord.training import TrainConfig, load_training_dataset, predict_label_map, train, train_model
+from mousecord.training.data import to_network_axes, zscore
+from mousecord.training.loop import build_training_network, load_checkpoint
+from tests.training.synthetic import save, write_bids_dataset
+
+PHANTOM_SHAPE = (64, 64, 48)
+PHANTOM_VOXEL_MM = (0.07, 0.07, 0.07)
+
+
+def _dice(reference: np.ndarray, prediction: np.ndarray, label: int) -> float:
+    ref, pred = reference == label, prediction == label
+    return float(2 * np.count_nonzero(ref & pred) / max(np.count_nonzero(ref) + np.count_nonzero(pred), 1))
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny") / "dataset"
+    write_bids_dataset(root, n_subjects=3, shape=(24, 24, 20), annotated_slices=3, seed=1)
+    return root
+
+
+def _fast_config(**overrides) -> TrainConfig:
+    values = dict(
+        features_per_stage=(4, 8),
+        strides=((1, 1, 1), (2, 2, 2)),
+        patch_size_vox=(8, 16, 16),
+        epochs=2,
+        iterations_per_epoch=2,
+        batch_size=1,
+        seed=3,
+    )
+    return TrainConfig.from_dict({**values, **overrides})
+
+
+def test_training_learns_gm_from_sparse_slices(tmp_path: Path) -> None:
+    """A few minutes on a CPU: GM Dice >= 0.7 on a held-out phantom, far above the untrained network."""
+    phantom = pytest.importorskip("mousecord.phantom")
+    torch.set_num_threads(2)
+    config = phantom.PhantomConfig(shape_vox=PHANTOM_SHAPE, voxel_size_mm=PHANTOM_VOXEL_MM)
+    phantom.phantom_dataset(
+        tmp_path / "data",
+        n_subjects=4,
+        chunks_per_subject=1,
+        annotated_slices_per_volume=4,
+        config=config,
+        seed=0,
+    )
+    held_out = phantom.generate_phantom(config, rng=np.random.default_rng(1234))
+    image = zscore(to_network_axes(held_out.image.data))
+    truth = to_network_axes(held_out.label_map.data)
+
+    train_config = TrainConfig(patch_size_vox=(16, 48, 48), epochs=6, iterations_per_epoch=25, seed=0)
+    result = train_model(train_config, load_training_dataset(tmp_path / "data"), tmp_path / "run")
+
+    network = build_training_network(train_config)
+    untrained = _dice(truth, predict_label_map(network, image, train_config.patch_size_vox), Label.GM)
+    load_weights(network, load_checkpoint(result.best_checkpoint)["network_weights"])
+    trained = _dice(truth, predict_label_map(network, image, train_config.patch_size_vox), Label.GM)
+    print(f"held-out GM Dice: trained {trained:.3f}, untrained {untrained:.3f}; {result.history}")
+    assert trained >= 0.7
+    assert untrained < 0.4
+    assert (tmp_path / "run" / "progress.png").stat().st_size > 0
+
+
+def test_same_seed_same_loss_curve(tiny_dataset: Path, tmp_path: Path) -> None:
+    dataset = load_training_dataset(tiny_dataset)
+    histories = [train_model(_fast_config(), dataset, tmp_path / f"run{index}").history for index in range(2)]
+    assert histories[0]["train_loss"] == histories[1]["train_loss"]
+    assert histories[0]["dice_mean"] == histories[1]["dice_mean"]
+
+
+def test_resume_continues_exactly_where_it_stopped(tiny_dataset: Path, tmp_path: Path) -> None:
+    dataset = load_training_dataset(tiny_dataset)
+    config = _fast_config(epochs=3)
+    full = train_model(config, dataset, tmp_path / "full")
+    stopped = train_model(config, dataset, tmp_path / "killed", stop_after_epoch=1)
+    assert stopped.history["epoch"] == [0]
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint_last.pt")["epoch"] == 1
+    resumed = train_model(config, dataset, tmp_path / "killed", resume=True)
+    assert resumed.history["epoch"] == [0, 1, 2]
+    assert resumed.history["train_loss"] == full.history["train_loss"]
+    weights = [
+        load_checkpoint(folder / "checkpoint_last.pt")["network_weights"]
+        for folder in (tmp_path / "full", tmp_path / "killed")
+    ]
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key])
+
+
+def test_existing_run_is_not_overwritten_without_resume(tiny_dataset: Path, tmp_path: Path) -> None:
+    from mousecord.errors import ConfigError
+
+    train_model(_fast_config(epochs=1), tiny_dataset, tmp_path / "run")
+    with pytest.raises(ConfigError, match="--resume"):
+        train_model(_fast_config(epochs=1), tiny_dataset, tmp_path / "run")
+
+
+def test_cross_validation_exports_a_runnable_bundle(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    config_file = tmp_path / "config.json"
+    config_file.write_text(_fast_config(epochs=1).to_json())
+    code = main(
+        [
+            "train",
+            str(tiny_dataset),
+            "-o",
+            str(tmp_path / "cv"),
+            "--config",
+            str(config_file),
+            "--folds",
+            "3",
+            "--export",
+            "best",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "mean" in printed and "GM Dice" in printed
+    rows = json.loads((tmp_path / "cv" / "crossval_summary.json").read_text())
+    assert [row["fold"] for row in rows] == [0, 1, 2, "mean"]
+    assert sorted(row["validation_subjects"] for row in rows[:3]) == ["sub-01", "sub-02", "sub-03"]
+    assert (tmp_path / "cv" / "crossval_summary.csv").read_text().startswith("fold,")
+    bundle = load_bundle(tmp_path / "cv" / "model")
+    assert len(bundle.fold_weights) == 1 and bundle.patch_size_vox == (8, 16, 16)
+    assert "Cross-validation" in bundle.model_card and "--folds 3" in bundle.model_card
+    network = build_network(bundle.architecture, input_channels=1, num_classes=3)
+    load_weights(network, bundle.fold_weights[0])
+    assert network(torch.zeros(1, 1, 8, 16, 16)).shape == (1, 3, 8, 16, 16)
+
+
+def test_python_api_trains_all_folds(tiny_dataset: Path, tmp_path: Path) -> None:
+    summary = train(tiny_dataset, tmp_path / "api", _fast_config(epochs=1), folds=3)
+    assert len(summary.folds) == 3
+    assert len(load_bundle(summary.bundle).fold_weights) == 3
+
+
+def test_nnunet_raw_dataset_with_ignore_label_trains(tiny_dataset: Path, tmp_path: Path) -> None:
+    from mousecord.datasets.tools import bids_to_nnunet
+
+    bids_to_nnunet(tiny_dataset, tmp_path / "Dataset001_Tiny", ignore_label=True)
+    dataset = load_training_dataset(tmp_path / "Dataset001_Tiny")
+    sparse = load_training_dataset(tiny_dataset)
+    assert dataset.subjects == ["sub-01", "sub-02", "sub-03"]
+    for case, reference in zip(dataset.cases, sparse.cases, strict=True):
+        np.testing.assert_array_equal(case.label_map, reference.label_map)
+    train_model(_fast_config(epochs=1), dataset, tmp_path / "run")
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def _bad(tmp_path: Path, capsys, *extra: str, dataset: Path) -> str:
+    code = main(["train", str(dataset), "-o", str(tmp_path / "out"), "--epochs", "1", "--quiet", *extra])
+    error = capsys.readouterr().err.strip()
+    assert code == 1
+    assert len(error.splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+    return error
+
+
+def test_dataset_without_labels_fails_before_training(tmp_path: Path, capsys) -> None:
+    write_bids_dataset(tmp_path / "data", n_subjects=2, shape=(12, 12, 8), unlabelled=2)
+    (tmp_path / "data" / "derivatives" / "manual_masks").mkdir(parents=True, exist_ok=True)
+    assert "no image has GM and WM masks" in _bad(tmp_path, capsys, dataset=tmp_path / "data")
+
+
+def test_missing_label_folder_fails(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    error = _bad(tmp_path, capsys, "--label-folder", "nope", dataset=tiny_dataset)
+    assert "nope" in error and "label folder not found" in error
+
+
+def test_mask_shape_mismatch_fails(tmp_path: Path, capsys) -> None:
+    write_bids_dataset(tmp_path / "data", n_subjects=1, shape=(12, 12, 8))
+    mask = next((tmp_path / "data" / "derivatives").rglob("*label-GM_mask.nii.gz"))
+    save(np.zeros((12, 12, 9), np.float32), mask)
+    assert "differs from image shape" in _bad(tmp_path, capsys, dataset=tmp_path / "data")
+
+
+def test_overlapping_masks_fail(tmp_path: Path, capsys) -> None:
+    write_bids_dataset(tmp_path / "data", n_subjects=1, shape=(12, 12, 8))
+    for mask in (tmp_path / "data" / "derivatives").rglob("*_mask.nii.gz"):
+        save(np.ones((12, 12, 8), np.float32), mask)
+    assert "overlap" in _bad(tmp_path, capsys, dataset=tmp_path / "data")
