@@ -15,6 +15,13 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it; resolved on first attribute access
 _LAZY_API: dict[str, str] = {
+    "segment": "mousecord.inference.segment",
+    "Predictor": "mousecord.inference",
+    "InferenceConfig": "mousecord.inference",
+    "read_model_folder": "mousecord.models.nnunet",
+    "install_model": "mousecord.models.registry",
+    "list_models": "mousecord.models.registry",
+    "resolve_model": "mousecord.models.registry",
     "load_nifti": "mousecord.io",
     "save_like": "mousecord.io",
     "Volume": "mousecord.io",

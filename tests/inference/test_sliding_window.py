@@ -43,8 +43,13 @@ def test_float16_accumulation_is_exact_to_float16_precision_with_constant_blend(
 def test_doubling_predictor_with_mirroring_and_batches(shape, patch):
     image = torch.rand(1, *shape)
     out = sliding_window(
-        image, lambda tile: 2 * tile, patch_size_vox=patch, mirror_axes=(0, 1, 2), batch_size=3,
-        accumulate_dtype=torch.float32, blend="constant",
+        image,
+        lambda tile: 2 * tile,
+        patch_size_vox=patch,
+        mirror_axes=(0, 1, 2),
+        batch_size=3,
+        accumulate_dtype=torch.float32,
+        blend="constant",
     )
     torch.testing.assert_close(out, 2 * image, rtol=1e-6, atol=1e-6)
 
@@ -60,15 +65,23 @@ def test_mirroring_averages_flipped_predictions():
     # a predictor that is not flip-equivariant: adds a ramp along z
     ramp = torch.arange(4.0).view(1, 1, 4, 1, 1)
     image = torch.zeros(1, 4, 4, 4)
-    out = sliding_window(image, lambda tile: tile + ramp, patch_size_vox=(4, 4, 4), mirror_axes=(0,),
-                         accumulate_dtype=torch.float32)
+    out = sliding_window(
+        image,
+        lambda tile: tile + ramp,
+        patch_size_vox=(4, 4, 4),
+        mirror_axes=(0,),
+        accumulate_dtype=torch.float32,
+    )
     torch.testing.assert_close(out, torch.full((1, 4, 4, 4), 1.5))
 
 
 def test_compute_tile_starts_hand_values():
     assert compute_tile_starts((110, 64, 64), (64, 64, 64), 0.5) == [[0, 23, 46], [0], [0]]
-    assert compute_tile_starts((500, 200, 200), (256, 96, 96), 0.5) == [[0, 122, 244], [0, 35, 69, 104],
-                                                                       [0, 35, 69, 104]]
+    assert compute_tile_starts((500, 200, 200), (256, 96, 96), 0.5) == [
+        [0, 122, 244],
+        [0, 35, 69, 104],
+        [0, 35, 69, 104],
+    ]
     assert compute_tile_starts((100,), (50,), 1.0) == [[0, 50]]
     assert compute_tile_starts((101,), (50,), 1.0) == [[0, 26, 51]]
 

@@ -13,7 +13,9 @@ from mousecord import __version__
 from mousecord.errors import MousecordError
 
 #: Modules of ``mousecord.cli`` that each register one or more subcommands, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("phantom", "evaluate", "morphometrics", "qc", "train", "datatools")
+COMMAND_MODULES: tuple[str, ...] = (
+    "segment", "models", "phantom", "evaluate", "morphometrics", "qc", "train", "datatools"
+)
 
 _RED = "\033[31m"
 _RESET = "\033[0m"

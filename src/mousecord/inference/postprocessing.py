@@ -1,4 +1,4 @@
-"""Clean-ups of a predicted label map (numpy, scipy): largest component, hole filling, small-component removal.
+"""Clean-ups of a predicted label map (numpy, scipy): largest component, holes, small components.
 
 All take a (x, y, z) ``uint8`` label map (0 background, 1 GM, 2 WM) and return a new one; the cord is GM + WM.
 """
@@ -20,11 +20,13 @@ def keep_largest_component(label_map: np.ndarray) -> np.ndarray:
         return label_map.copy()
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
-    return np.where(components == int(np.argmax(sizes)), label_map, np.uint8(Label.BACKGROUND)).astype(np.uint8)
+    return np.where(components == int(np.argmax(sizes)), label_map, np.uint8(Label.BACKGROUND)).astype(
+        np.uint8
+    )
 
 
 def remove_small_components(label_map: np.ndarray, *, min_volume_mm3: float, voxel_size_mm) -> np.ndarray:
-    """Remove cord components smaller than ``min_volume_mm3`` (voxel volume from ``voxel_size_mm``, (3,) mm)."""
+    """Remove cord components smaller than ``min_volume_mm3`` (voxel size ``voxel_size_mm``, (3,) mm)."""
     if min_volume_mm3 <= 0:
         return label_map.copy()
     voxel_volume_mm3 = float(np.prod(np.asarray(voxel_size_mm, dtype=float)))
@@ -38,7 +40,7 @@ def remove_small_components(label_map: np.ndarray, *, min_volume_mm3: float, vox
 
 
 def fill_holes(label_map: np.ndarray) -> np.ndarray:
-    """Fill background enclosed by the cord (3D); each filled voxel takes the label of the nearest tissue voxel."""
+    """Fill background enclosed by the cord (3D); filled voxels take the nearest tissue label."""
     cord = label_map != Label.BACKGROUND
     holes = ndimage.binary_fill_holes(cord) & ~cord
     if not holes.any():

@@ -52,7 +52,7 @@ def to_network_axes(
 
 
 def from_network_axes(array: np.ndarray, transpose_forward: Sequence[int] = (0, 1, 2)) -> np.ndarray:
-    """Inverse of :func:`to_network_axes` for (..., network axes) arrays: back to (..., x, y, z). Returns a view."""
+    """Inverse of :func:`to_network_axes` : (..., network axes) -> (..., x, y, z), a view."""
     lead = array.ndim - 3
     order = [[2, 1, 0][axis] for axis in transpose_forward]
     inverse = [order.index(axis) for axis in range(3)]
@@ -69,7 +69,9 @@ def nonzero_bounding_box(image: np.ndarray) -> tuple[slice, ...]:
     for axis in range(nonzero.ndim):
         other = tuple(index for index in range(nonzero.ndim) if index != axis)
         present = np.flatnonzero(np.any(nonzero, axis=other))
-        box.append(slice(int(present[0]), int(present[-1]) + 1) if present.size else slice(0, nonzero.shape[axis]))
+        box.append(
+            slice(int(present[0]), int(present[-1]) + 1) if present.size else slice(0, nonzero.shape[axis])
+        )
     return tuple(box)
 
 
@@ -132,7 +134,8 @@ def compute_new_shape(
 ) -> tuple[int, ...]:
     """Shape after resampling (nnU-Net: ``round(old_spacing / new_spacing * old_shape)``)."""
     return tuple(
-        int(round(old / new * size)) for old, new, size in zip(spacing_mm, new_spacing_mm, shape_vox, strict=True)
+        int(round(old / new * size))
+        for old, new, size in zip(spacing_mm, new_spacing_mm, shape_vox, strict=True)
     )
 
 
@@ -188,15 +191,17 @@ def resample(
         for index in range(shape[axis]):
             where = [slice(None)] * 3
             where[axis] = index
-            partial[tuple(where)] = resize(source[channel][tuple(where)], in_plane, order, mode="edge",
-                                           anti_aliasing=False)
+            partial[tuple(where)] = resize(
+                source[channel][tuple(where)], in_plane, order, mode="edge", anti_aliasing=False
+            )
         if shape[axis] == new_shape[axis]:
             result[channel] = partial
         else:
             scales = [old / new for old, new in zip(partial.shape, new_shape, strict=True)]
             grid = np.mgrid[tuple(slice(0, size) for size in new_shape)].astype(float)
-            coordinates = np.array([scale * (axis_grid + 0.5) - 0.5 for scale, axis_grid in zip(scales, grid,
-                                                                                                 strict=True)])
+            coordinates = np.array(
+                [scale * (axis_grid + 0.5) - 0.5 for scale, axis_grid in zip(scales, grid, strict=True)]
+            )
             result[channel] = map_coordinates(partial, coordinates, order=order_z, mode="nearest")
     return result
 

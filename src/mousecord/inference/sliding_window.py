@@ -54,9 +54,13 @@ def compute_tile_starts(
     if not 0 < tile_step_fraction <= 1:
         raise ConfigError(f"tile_step_fraction must be in (0, 1], got {tile_step_fraction}")
     if len(image_shape_vox) != len(patch_size_vox):
-        raise ConfigError(f"image shape {tuple(image_shape_vox)} and patch {tuple(patch_size_vox)} differ in length")
+        raise ConfigError(
+            f"image shape {tuple(image_shape_vox)} and patch {tuple(patch_size_vox)} differ in length"
+        )
     if any(size < patch for size, patch in zip(image_shape_vox, patch_size_vox, strict=True)):
-        raise ConfigError(f"image {tuple(image_shape_vox)} is smaller than the patch {tuple(patch_size_vox)}; pad it")
+        raise ConfigError(
+            f"image {tuple(image_shape_vox)} is smaller than the patch {tuple(patch_size_vox)}; pad it"
+        )
     starts = []
     for size, patch in zip(image_shape_vox, patch_size_vox, strict=True):
         target_step = patch * tile_step_fraction
@@ -67,10 +71,14 @@ def compute_tile_starts(
 
 
 @lru_cache(maxsize=4)
-def _gaussian_float64(patch_size_vox: tuple[int, ...], sigma_scale: float, value_scaling_factor: float) -> np.ndarray:
+def _gaussian_float64(
+    patch_size_vox: tuple[int, ...], sigma_scale: float, value_scaling_factor: float
+) -> np.ndarray:
     impulse = np.zeros(patch_size_vox)
     impulse[tuple(size // 2 for size in patch_size_vox)] = 1
-    gaussian = gaussian_filter(impulse, [size * sigma_scale for size in patch_size_vox], 0, mode="constant", cval=0)
+    gaussian = gaussian_filter(
+        impulse, [size * sigma_scale for size in patch_size_vox], 0, mode="constant", cval=0
+    )
     gaussian /= np.max(gaussian) / value_scaling_factor
     gaussian.setflags(write=False)
     return gaussian
@@ -87,7 +95,7 @@ def gaussian_importance_map(
     """Tile weights, exactly nnU-Net's ``compute_gaussian``.
 
     A unit impulse at the patch centre (index ``size // 2``) is blurred by ``scipy.ndimage.gaussian_filter``
-    (sigma = patch * ``sigma_scale``, constant-zero border), scaled so its maximum is ``value_scaling_factor``,
+    (sigma = patch * ``sigma_scale``, constant-zero border), scaled to a maximum of ``value_scaling_factor``,
     cast to ``dtype``, and zeros are replaced by the smallest non-zero value (so no voxel gets zero weight).
     nnU-Net's predictor uses ``value_scaling_factor=10`` and float16.
 
@@ -95,7 +103,9 @@ def gaussian_importance_map(
         (pz, py, px) tensor.
     """
     gaussian = torch.tensor(
-        _gaussian_float64(tuple(int(size) for size in patch_size_vox), float(sigma_scale), float(value_scaling_factor))
+        _gaussian_float64(
+            tuple(int(size) for size in patch_size_vox), float(sigma_scale), float(value_scaling_factor)
+        )
     ).to(device=device, dtype=dtype)
     zero = gaussian == 0
     if zero.any():
@@ -116,18 +126,25 @@ def pad_to_patch(
     """
     spatial = image.shape[-len(patch_size_vox) :]
     before = [max(patch - size, 0) // 2 for size, patch in zip(spatial, patch_size_vox, strict=True)]
-    after = [max(patch - size, 0) - low for size, patch, low in zip(spatial, patch_size_vox, before, strict=True)]
+    after = [
+        max(patch - size, 0) - low for size, patch, low in zip(spatial, patch_size_vox, before, strict=True)
+    ]
     unpad = tuple(slice(low, low + size) for low, size in zip(before, spatial, strict=True))
     if not any(before) and not any(after):
         return image, unpad
-    torch_pad = [amount for low, high in zip(reversed(before), reversed(after), strict=True) for amount in (low, high)]
+    torch_pad = [
+        amount for low, high in zip(reversed(before), reversed(after), strict=True) for amount in (low, high)
+    ]
     return torch.nn.functional.pad(image, torch_pad, mode="constant", value=0), unpad
 
 
 def mirror_combinations(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
-    """All flip combinations nnU-Net averages for test-time augmentation: (), then 1, 2, ... axes at a time."""
+    """All flip combinations nnU-Net averages for TTA: (), then 1, 2, ... axes at a time."""
     axes = list(mirror_axes)
-    return [(), *(combo for count in range(1, len(axes) + 1) for combo in itertools.combinations(axes, count))]
+    return [
+        (),
+        *(combo for count in range(1, len(axes) + 1) for combo in itertools.combinations(axes, count)),
+    ]
 
 
 def sliding_window(
@@ -167,7 +184,7 @@ def sliding_window(
         autocast: run ``predict_fn`` under ``torch.autocast`` (CUDA only).
         accumulate_dtype: precision of the Gaussian, the weighted logit sums and the weight sums. nnU-Net
             uses float16 throughout: tile-corner weights underflow, and where only such weights cover a voxel
-            (volume corners) its logits are quantised to ~0.5. float16 (default) reproduces nnU-Net exactly and
+            (volume corners) its logits are quantised to ~0.5. float16 (default) reproduces nnU-Net and
             halves the accumulators' memory; float32 gives the exact blend.
         progress: tqdm bar over tiles.
 
@@ -186,7 +203,9 @@ def sliding_window(
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     tensor = torch.as_tensor(image)
     if tensor.ndim != 4:
-        raise ConfigError(f"sliding_window expects a (channels, z, y, x) image, got shape {tuple(tensor.shape)}")
+        raise ConfigError(
+            f"sliding_window expects a (channels, z, y, x) image, got shape {tuple(tensor.shape)}"
+        )
     patch = tuple(int(size) for size in patch_size_vox)
     padded, unpad = pad_to_patch(tensor, patch)
     spatial = tuple(padded.shape[1:])
@@ -204,10 +223,16 @@ def sliding_window(
     bar = _progress_bar(len(starts), progress)
     for first in range(0, len(starts), batch_size):
         batch_starts = starts[first : first + batch_size]
-        slicers = [tuple(slice(start, start + size) for start, size in zip(corner, patch, strict=True))
-                   for corner in batch_starts]
-        tiles = torch.stack([padded[(slice(None), *slicer)] for slicer in slicers]).to(window_device, torch.float32)
-        predicted = _predict_mirrored(predict_fn, tiles, flips, autocast=autocast).to(output_device, torch.float32)
+        slicers = [
+            tuple(slice(start, start + size) for start, size in zip(corner, patch, strict=True))
+            for corner in batch_starts
+        ]
+        tiles = torch.stack([padded[(slice(None), *slicer)] for slicer in slicers]).to(
+            window_device, torch.float32
+        )
+        predicted = _predict_mirrored(predict_fn, tiles, flips, autocast=autocast).to(
+            output_device, torch.float32
+        )
         if logits is None:
             logits = torch.zeros((predicted.shape[1], *spatial), dtype=accumulate_dtype, device=output_device)
         for tile_logits, slicer in zip(predicted, slicers, strict=True):
@@ -226,7 +251,11 @@ def _predict_mirrored(
     predict_fn: PredictFn, tiles: torch.Tensor, flips: list[tuple[int, ...]], *, autocast: bool
 ) -> torch.Tensor:
     """Mean over flip combinations of ``predict_fn`` (spatial axes offset by 2 for batch and channel)."""
-    context = torch.autocast(tiles.device.type) if autocast and tiles.device.type == "cuda" else contextlib.nullcontext()
+    context = (
+        torch.autocast(tiles.device.type)
+        if autocast and tiles.device.type == "cuda"
+        else contextlib.nullcontext()
+    )
     total = None
     with context:
         for axes in flips:

@@ -1,0 +1,115 @@
+"""``mousecord segment -i IN [IN ...] [-o OUT]``: GM/WM segmentation (calls :func:`mousecord.segment`)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from mousecord.cli.main import add_common_options, show_progress
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment GM and WM (files, folders or BIDS datasets)",
+        description=(
+            "Segment grey and white matter. Writes OUT.nii.gz (0/1/2 label map; default <stem>_seg.nii.gz), "
+            "SCT-style binary masks OUT_GM_seg.nii.gz and OUT_WM_seg.nii.gz, and a JSON sidecar, all in the "
+            "input's exact space. A folder input segments every image in it; a BIDS dataset writes into "
+            "derivatives/<name>/. Cases whose outputs exist are skipped unless --overwrite."
+        ),
+    )
+    parser.add_argument(
+        "-i",
+        "--input",
+        nargs="+",
+        type=Path,
+        required=True,
+        metavar="IN",
+        help="NIfTI files, folders of them, or BIDS dataset roots",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT",
+        help="output file (one input) or folder (default: beside each input)",
+    )
+    parser.add_argument(
+        "--model",
+        help="installed model name, bundle folder or nnU-Net results folder "
+        "(default: the model named 'default')",
+    )
+    parser.add_argument(
+        "--format",
+        dest="output_format",
+        choices=("multilabel", "masks", "both"),
+        default="both",
+        help="label map, binary masks, or both (default)",
+    )
+    parser.add_argument("--probabilities", action="store_true", help="also write per-class probabilities")
+    parser.add_argument("--largest", action="store_true", help="keep the largest cord component")
+    parser.add_argument("--fill-holes", action="store_true", help="fill holes in the cord")
+    parser.add_argument(
+        "--remove-small",
+        type=float,
+        default=0.0,
+        metavar="MM3",
+        help="remove cord components smaller than MM3 cubic millimetres",
+    )
+    parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
+    parser.add_argument("--step", type=float, default=0.5, help="sliding-window step, fraction of the patch")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="override the header's voxel size (mm, file axes)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
+    parser.add_argument("--derivatives-name", default="mousecord", help="BIDS derivatives folder name")
+    parser.add_argument("-qc", "--qc", type=Path, metavar="DIR", help="add QC report entries to DIR")
+    parser.add_argument("--models-dir", type=Path, help="folder of installed models (default: user data dir)")
+    add_common_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mousecord.cli.main import _print_error
+    from mousecord.inference.segment import segment
+
+    report = segment(
+        args.input,
+        args.output,
+        model=args.model,
+        output_format=args.output_format,
+        probabilities=args.probabilities,
+        largest=args.largest,
+        fill_holes=args.fill_holes,
+        remove_small_mm3=args.remove_small,
+        mirroring=args.tta,
+        tile_step_fraction=args.step,
+        device=args.device,
+        threads=args.threads,
+        voxel_size_mm=tuple(args.voxel_size) if args.voxel_size else None,
+        overwrite=args.overwrite,
+        qc_dir=args.qc,
+        derivatives_name=args.derivatives_name,
+        models_dir=args.models_dir,
+        progress=show_progress(args),
+        command="mousecord " + shlex.join(sys.argv[1:]),
+    )
+    for case in report.written:
+        print(case.multilabel if case.multilabel.exists() else case.sidecar)
+    if report.skipped:
+        print(f"{len(report.skipped)} already segmented, skipped (--overwrite to redo)", file=sys.stderr)
+    for _, message in report.failed:
+        _print_error(message)
+    if report.failed:
+        _print_error(f"{len(report.failed)} of {len(report.failed) + len(report.written)} images failed")
+        return 1
+    return 0

@@ -1,0 +1,29 @@
+"""Inference (torch): nnU-Net-exact sliding window, preprocessing, the ``Predictor`` and ``segment``."""
+
+from mousecord.inference.predictor import (
+    InferenceConfig,
+    Prediction,
+    Predictor,
+    PreprocessedImage,
+    resolve_device,
+)
+from mousecord.inference.sliding_window import (
+    compute_tile_starts,
+    gaussian_importance_map,
+    mirror_combinations,
+    pad_to_patch,
+    sliding_window,
+)
+
+__all__ = [
+    "InferenceConfig",
+    "Prediction",
+    "Predictor",
+    "PreprocessedImage",
+    "compute_tile_starts",
+    "gaussian_importance_map",
+    "mirror_combinations",
+    "pad_to_patch",
+    "resolve_device",
+    "sliding_window",
+]

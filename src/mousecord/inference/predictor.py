@@ -1,0 +1,260 @@
+"""``Predictor``: load a model bundle once, then segment arrays, volumes or files.
+
+Layers, as in nnU-Net's ``nnUNetPredictor`` (each callable alone): :meth:`Predictor.preprocess` (canonical
+array -> network-space, cropped, normalised, resampled), :meth:`Predictor.predict_logits` (sliding window over
+all folds), :meth:`Predictor.export` (logits -> label map and probabilities in canonical space), and
+:meth:`Predictor.predict_array` / :meth:`Predictor.predict_volume` doing all three.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from mousecord.errors import ConfigError, ImageFormatError
+from mousecord.inference import preprocessing as prep
+from mousecord.inference.sliding_window import sliding_window
+from mousecord.io.orientation import invert_transform, orientation_to, reorient
+from mousecord.io.volume import Volume
+from mousecord.models.bundle import ModelBundle
+from mousecord.models.network import build_network, load_weights
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Settings of a prediction (written to every sidecar).
+
+    Attributes:
+        tile_step_fraction: sliding-window step as a fraction of the patch (nnU-Net's ``tile_step_size``).
+        blend: "gaussian" (nnU-Net) or "constant" tile weighting.
+        mirroring: test-time augmentation over the model's allowed mirror axes (8x slower in 3D).
+        device: "cpu", "cuda" or "auto" (CUDA when available).
+        threads: CPU threads for torch (None: torch's default).
+        batch_size_tiles: tiles per network call.
+        progress: tqdm progress bar over tiles.
+    """
+
+    tile_step_fraction: float = 0.5
+    blend: str = "gaussian"
+    mirroring: bool = False
+    device: str = "auto"
+    threads: int | None = None
+    batch_size_tiles: int = 1
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.tile_step_fraction <= 1:
+            raise ConfigError(f"tile_step_fraction must be in (0, 1], got {self.tile_step_fraction}")
+        if self.blend not in ("gaussian", "constant"):
+            raise ConfigError(f"blend must be 'gaussian' or 'constant', got {self.blend!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.batch_size_tiles < 1:
+            raise ConfigError(f"batch_size_tiles must be at least 1, got {self.batch_size_tiles}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class PreprocessedImage:
+    """An image in network space, with what :meth:`Predictor.export` needs to undo each step.
+
+    Attributes:
+        data: (c, z', y', x') float32, cropped, normalised and resampled (network axes).
+        full_shape: (3,) network-axes shape before cropping.
+        bounding_box: the crop, as slices into ``full_shape``.
+        cropped_shape: (3,) shape after cropping, before resampling.
+        spacing_mm: (3,) input spacing in network axes; ``resampled``: whether ``data`` was resampled.
+    """
+
+    data: np.ndarray
+    full_shape: tuple[int, int, int]
+    bounding_box: tuple[slice, slice, slice]
+    cropped_shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    resampled: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """Result on the grid given: ``label_map`` (x, y, z) uint8; ``probabilities`` (k, x, y, z)."""
+
+    label_map: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+class Predictor:
+    """A model bundle loaded for inference: one network per fold, built and loaded once.
+
+    Example:
+        >>> predictor = Predictor(bundle, InferenceConfig(device="cpu"))  # doctest: +SKIP
+        >>> prediction = predictor.predict_volume(load_nifti("cord.nii.gz").volume)  # doctest: +SKIP
+    """
+
+    def __init__(self, bundle: ModelBundle, config: InferenceConfig | None = None) -> None:
+        self.bundle = bundle
+        self.config = config or InferenceConfig()
+        self.device = resolve_device(self.config.device)
+        self.networks = [self._load_fold(weights) for weights in bundle.fold_weights]
+
+    def _load_fold(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+        network = build_network(
+            self.bundle.architecture,
+            input_channels=self.bundle.input_channels,
+            num_classes=self.bundle.num_classes,
+        )
+        load_weights(network, weights)
+        return network.to(self.device).eval()
+
+    # ----------------------------------------------------------------------------------------------- layers
+    def preprocess(self, image: np.ndarray, voxel_size_mm) -> PreprocessedImage:
+        """Canonical (x, y, z) or (c, x, y, z) image -> network space, as nnU-Net's ``run_case_npy``."""
+        image = np.asarray(image)
+        if image.ndim == 3:
+            image = image[None]
+        if image.ndim != 4 or image.shape[0] != self.bundle.input_channels:
+            raise ImageFormatError(
+                f"expected a 3D image with {self.bundle.input_channels} channel(s), got shape {image.shape}"
+            )
+        data, spacing = prep.to_network_axes(image, voxel_size_mm, self.bundle.transpose_forward)
+        data = np.ascontiguousarray(data, dtype=np.float32)  # the layout nnU-Net's SimpleITK reader gives
+        full_shape = tuple(data.shape[1:])
+        box = prep.nonzero_bounding_box(data)
+        cropped = data[(slice(None), *box)]
+        mask = (
+            prep.nonzero_mask(cropped) if any(entry.use_mask for entry in self.bundle.normalization) else None
+        )
+        normalised = np.stack(
+            [
+                prep.normalize(
+                    cropped[channel],
+                    scheme=entry.scheme,
+                    mask=mask if entry.use_mask else None,
+                    intensity_properties=entry.intensity_properties,
+                )
+                for channel, entry in enumerate(self.bundle.normalization)
+            ]
+        )
+        target = tuple(float(value) for value in self.bundle.spacing_mm)
+        new_shape = tuple(max(size, 1) for size in prep.compute_new_shape(cropped.shape[1:], spacing, target))
+        resampled = not prep.spacing_matches(spacing, target) and new_shape != tuple(cropped.shape[1:])
+        if resampled:
+            logger.debug(
+                "resampling %s at %s mm to %s at %s mm", cropped.shape[1:], spacing, new_shape, target
+            )
+            normalised = prep.resample(
+                normalised, new_shape, spacing_mm=spacing, new_spacing_mm=target, order=3
+            )
+        return PreprocessedImage(normalised, full_shape, box, tuple(cropped.shape[1:]), spacing, resampled)
+
+    def predict_logits(self, data: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Sliding-window logits of a preprocessed (c, z, y, x) array, fold mean: (k, z, y, x) float32."""
+        mirror_axes = self.bundle.mirror_axes if self.config.mirroring else ()
+        with self._threads(), torch.inference_mode():
+            return sliding_window(
+                torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32),
+                self._predict_tiles,
+                patch_size_vox=self.bundle.patch_size_vox,
+                num_classes=self.bundle.num_classes,
+                tile_step_fraction=self.config.tile_step_fraction,
+                blend=self.config.blend,
+                mirror_axes=mirror_axes,
+                batch_size=self.config.batch_size_tiles,
+                window_device=self.device,
+                output_device="cpu",
+                autocast=self.device.type == "cuda",
+                progress=self.config.progress,
+            )
+
+    def _predict_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
+        total = None
+        for network in self.networks:
+            logits = network(tiles).float()
+            total = logits if total is None else total + logits
+        assert total is not None
+        return total / len(self.networks) if len(self.networks) > 1 else total
+
+    def export(
+        self, logits: torch.Tensor, preprocessed: PreprocessedImage, *, probabilities: bool = False
+    ) -> Prediction:
+        """Logits in network space -> canonical (x, y, z) label map (and (k, x, y, z) probabilities)."""
+        if preprocessed.resampled:
+            logits_array = prep.resample(
+                logits.numpy(),
+                preprocessed.cropped_shape,
+                spacing_mm=self.bundle.spacing_mm,
+                new_spacing_mm=preprocessed.spacing_mm,
+                order=1,
+            )
+            logits = torch.from_numpy(logits_array)
+        label_crop = torch.argmax(logits, dim=0).to(torch.uint8).numpy()
+        label_map = np.zeros(preprocessed.full_shape, dtype=np.uint8)
+        label_map[preprocessed.bounding_box] = label_crop
+        label_map = prep.from_network_axes(label_map, self.bundle.transpose_forward)
+        result_probabilities = None
+        if probabilities:
+            full = np.zeros((logits.shape[0], *preprocessed.full_shape), dtype=np.float32)
+            full[0] = 1.0  # background outside the crop, as nnU-Net's revert_cropping_on_probabilities
+            full[(slice(None), *preprocessed.bounding_box)] = torch.softmax(logits.float(), dim=0).numpy()
+            result_probabilities = prep.from_network_axes(full, self.bundle.transpose_forward)
+        return Prediction(np.ascontiguousarray(label_map), result_probabilities)
+
+    # ---------------------------------------------------------------------------------------------- whole
+    def predict_array(self, image: np.ndarray, voxel_size_mm, *, probabilities: bool = False) -> Prediction:
+        """Segment a canonical (x, y, z) array already in the model's orientation."""
+        preprocessed = self.preprocess(image, voxel_size_mm)
+        logits = self.predict_logits(preprocessed.data)
+        return self.export(logits, preprocessed, probabilities=probabilities)
+
+    def predict_volume(self, volume: Volume, *, probabilities: bool = False) -> Prediction:
+        """Segment a :class:`Volume` of any orientation; results come back on the volume's own grid."""
+        transform = orientation_to(volume.affine, tuple(self.bundle.orientation))
+        oriented = reorient(volume, transform)
+        prediction = self.predict_array(oriented.data, oriented.voxel_size_mm, probabilities=probabilities)
+        back = invert_transform(transform)
+        import nibabel.orientations as nio
+
+        label_map = np.ascontiguousarray(nio.apply_orientation(prediction.label_map, back))
+        result_probabilities = None
+        if prediction.probabilities is not None:
+            moved = np.moveaxis(prediction.probabilities, 0, -1)
+            result_probabilities = np.moveaxis(nio.apply_orientation(moved, back), -1, 0)
+        return Prediction(label_map, result_probabilities)
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        if self.config.threads is None:
+            yield
+            return
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.config.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA is a :class:`ConfigError`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be one of {DEVICES}, got {device!r}")
+    return torch.device(device)
+
+
+__all__ = ["InferenceConfig", "Prediction", "Predictor", "PreprocessedImage", "resolve_device"]

@@ -1,0 +1,330 @@
+"""``segment``: files, folders or BIDS datasets in, GM/WM label maps and SCT-style masks out.
+
+Per input ``<stem>.nii.gz`` (outputs beside it unless ``output`` says otherwise)::
+
+    <stem>_seg.nii.gz        multi-label map, uint8 0/1/2 (or OUT.nii.gz with -o OUT.nii.gz)
+    <stem>_GM_seg.nii.gz     binary GM mask, uint8 (SCT's naming: OUT_GM_seg.nii.gz)
+    <stem>_WM_seg.nii.gz     binary WM mask
+    <stem>_prob.nii.gz       optional (x, y, z, class) float32 probabilities
+    <stem>_seg.json          sidecar: software, version, model and weights sha256, settings, input, timing
+
+Every output has the input's shape, affine and header (:func:`mousecord.io.save_like`) and is written
+atomically; if any write of a case fails, the case's other new outputs are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mousecord.errors import ConfigError, MousecordError, OutputError
+from mousecord.inference import postprocessing
+from mousecord.inference.predictor import InferenceConfig, Predictor
+from mousecord.io.atomic import atomic_output, check_not_input, split_suffix
+from mousecord.io.nifti import load_nifti, save_like
+from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = ("multilabel", "masks", "both")
+#: Name suffixes of mousecord's own outputs, skipped when a folder is given as input.
+OUTPUT_SUFFIXES = ("_seg", "_prob", *(f"_{LABEL_NAMES[label]}_seg" for label in TISSUE_LABELS))
+
+
+@dataclass(frozen=True)
+class CaseOutputs:
+    """Paths written for one input (``None`` where the format leaves one out)."""
+
+    input: Path
+    multilabel: Path
+    masks: dict[str, Path]
+    probabilities: Path
+    sidecar: Path
+    subject: str | None = None
+
+    def expected(self, *, output_format: str, probabilities: bool) -> list[Path]:
+        paths = [self.sidecar]
+        if output_format in ("multilabel", "both"):
+            paths.append(self.multilabel)
+        if output_format in ("masks", "both"):
+            paths.extend(self.masks.values())
+        if probabilities:
+            paths.append(self.probabilities)
+        return paths
+
+
+@dataclass
+class SegmentReport:
+    """What ``segment`` did: written cases, skipped (already done) cases and failures (input, message)."""
+
+    written: list[CaseOutputs] = field(default_factory=list)
+    skipped: list[CaseOutputs] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def plan_outputs(
+    inputs: Sequence[Path | str], output: Path | str | None = None, *, derivatives_name: str = "mousecord"
+) -> list[CaseOutputs]:
+    """Expand inputs (files, folders, BIDS roots) into cases and their output paths.
+
+    - one file and ``output`` ending in ``.nii``/``.nii.gz``: that is the multi-label path, masks beside it
+      (``OUT_GM_seg.nii.gz``);
+    - a BIDS dataset (a folder with ``sub-*/``): outputs in ``<root|output>/derivatives/<derivatives_name>/``
+      mirroring ``sub-*/[ses-*/]anat/``;
+    - otherwise each output goes beside its input, or into the folder ``output``.
+    """
+    from mousecord.datasets.bids import find_bids_images
+
+    cases: list[CaseOutputs] = []
+    inputs = [Path(value) for value in inputs]
+    if not inputs:
+        raise ConfigError("no input given")
+    single_file_output = output is not None and str(output).endswith((".nii", ".nii.gz"))
+    if single_file_output and (len(inputs) != 1 or inputs[0].is_dir()):
+        raise ConfigError(
+            f"{output}: a file name as output needs exactly one input file; give a folder instead"
+        )
+    for source in inputs:
+        if source.is_dir() and any(source.glob("sub-*")):
+            root = Path(output) if output is not None else source
+            for case in find_bids_images(source):
+                relative = case.image.parent.relative_to(source)
+                folder = root / "derivatives" / derivatives_name / relative
+                cases.append(_case(case.image, folder / split_suffix(case.image)[0], subject=case.subject))
+        elif source.is_dir():
+            images = sorted(
+                path
+                for path in source.iterdir()
+                if path.name.endswith((".nii", ".nii.gz"))
+                and not split_suffix(path)[0].endswith(OUTPUT_SUFFIXES)
+            )
+            if not images:
+                raise ConfigError(f"{source}: folder holds no .nii/.nii.gz images")
+            folder = Path(output) if output is not None else source
+            cases.extend(_case(image, folder / split_suffix(image)[0]) for image in images)
+        elif single_file_output:
+            stem, suffix = split_suffix(Path(output))
+            base = Path(output).with_name(stem)
+            cases.append(
+                CaseOutputs(
+                    source, Path(output), _masks(base), Path(f"{base}_prob{suffix}"), Path(f"{base}.json")
+                )
+            )
+        else:
+            folder = Path(output) if output is not None else source.parent
+            cases.append(_case(source, folder / split_suffix(source)[0]))
+    return cases
+
+
+def _case(image: Path, base: Path, *, subject: str | None = None) -> CaseOutputs:
+    return CaseOutputs(
+        image,
+        Path(f"{base}_seg.nii.gz"),
+        _masks(base),
+        Path(f"{base}_prob.nii.gz"),
+        Path(f"{base}_seg.json"),
+        subject,
+    )
+
+
+def _masks(base: Path) -> dict[str, Path]:
+    return {LABEL_NAMES[label]: Path(f"{base}_{LABEL_NAMES[label]}_seg.nii.gz") for label in TISSUE_LABELS}
+
+
+def segment(
+    inputs: Path | str | Sequence[Path | str],
+    output: Path | str | None = None,
+    *,
+    model: str | Path | None = None,
+    output_format: str = "both",
+    probabilities: bool = False,
+    largest: bool = False,
+    fill_holes: bool = False,
+    remove_small_mm3: float = 0.0,
+    mirroring: bool = False,
+    tile_step_fraction: float = 0.5,
+    device: str = "auto",
+    threads: int | None = None,
+    voxel_size_mm: tuple[float, float, float] | None = None,
+    overwrite: bool = False,
+    qc_dir: Path | str | None = None,
+    derivatives_name: str = "mousecord",
+    models_dir: Path | str | None = None,
+    progress: bool = False,
+    command: str = "",
+) -> SegmentReport:
+    """Segment GM and WM in one or more images (see the module docstring for outputs).
+
+    Args:
+        inputs: NIfTI files, folders of them, or BIDS dataset roots.
+        output: output file (one input) or folder; default beside each input / BIDS derivatives.
+        model: installed model name, bundle folder or nnU-Net results folder (default: "default").
+        output_format: "multilabel", "masks" or "both".
+        largest, fill_holes, remove_small_mm3: post-processing of the label map.
+        mirroring, tile_step_fraction, device, threads: see :class:`InferenceConfig`.
+        voxel_size_mm: (3,) override of the header's voxel size (file axes).
+        overwrite: redo cases whose outputs all exist (default: skip them).
+        qc_dir: add a QC report entry per case there.
+
+    Returns:
+        A :class:`SegmentReport`. With a single input file, its error is raised instead.
+
+    Raises:
+        MousecordError: bad options, an unknown model, or the single input's error.
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise ConfigError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+    if remove_small_mm3 < 0:
+        raise ConfigError(f"remove_small_mm3 must be >= 0, got {remove_small_mm3}")
+    input_list = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    single = len(input_list) == 1 and not Path(input_list[0]).is_dir()
+    cases = plan_outputs(input_list, output, derivatives_name=derivatives_name)
+    report = SegmentReport()
+    todo = []
+    for case in cases:
+        done = all(
+            path.exists() for path in case.expected(output_format=output_format, probabilities=probabilities)
+        )
+        (report.skipped if done and not overwrite else todo).append(case)
+    for case in report.skipped:
+        logger.info("%s: outputs exist, skipped (use --overwrite to redo)", case.input)
+    if not todo:
+        return report
+    from mousecord.models.registry import resolve_model
+
+    bundle = resolve_model(model, models_dir=models_dir)
+    config = InferenceConfig(
+        tile_step_fraction=tile_step_fraction,
+        mirroring=mirroring,
+        device=device,
+        threads=threads,
+        progress=progress and len(todo) == 1,
+    )
+    predictor = Predictor(bundle, config)
+    settings = {
+        "output_format": output_format,
+        "probabilities": probabilities,
+        "largest": largest,
+        "fill_holes": fill_holes,
+        "remove_small_mm3": remove_small_mm3,
+        "voxel_size_mm": list(voxel_size_mm) if voxel_size_mm else None,
+        **config.to_dict(),
+    }
+    from tqdm import tqdm
+
+    for case in tqdm(todo, desc="images", unit="image", disable=not progress or len(todo) == 1):
+        try:
+            _segment_case(case, predictor, settings, command=command, qc_dir=qc_dir)
+            report.written.append(case)
+        except MousecordError as error:
+            if single:
+                raise
+            logger.error("%s", error)
+            report.failed.append((case.input, str(error)))
+    return report
+
+
+def _segment_case(case: CaseOutputs, predictor: Predictor, settings: dict, *, command: str, qc_dir) -> None:
+    started = time.perf_counter()
+    targets = case.expected(output_format=settings["output_format"], probabilities=settings["probabilities"])
+    for target in targets:
+        check_not_input(target, [case.input])
+    image = load_nifti(case.input, voxel_size_mm=settings["voxel_size_mm"], dtype=np.float32)
+    if float(np.ptp(image.volume.data)) == 0.0:
+        logger.warning("%s: image is constant; the segmentation will be empty or arbitrary", case.input)
+    loaded = time.perf_counter()
+    prediction = predictor.predict_volume(image.volume, probabilities=settings["probabilities"])
+    predicted = time.perf_counter()
+    label_map = _postprocess(prediction.label_map, settings, image.volume.voxel_size_mm)
+    written: list[Path] = []
+    try:
+        if settings["output_format"] in ("multilabel", "both"):
+            written.append(save_like(label_map, image.geometry, case.multilabel, dtype=np.uint8))
+        if settings["output_format"] in ("masks", "both"):
+            for label in TISSUE_LABELS:
+                mask = (label_map == label).astype(np.uint8)
+                written.append(
+                    save_like(mask, image.geometry, case.masks[LABEL_NAMES[label]], dtype=np.uint8)
+                )
+        if prediction.probabilities is not None:
+            channels_last = np.moveaxis(prediction.probabilities, 0, -1).astype(np.float32)
+            written.append(save_like(channels_last, image.geometry, case.probabilities, dtype=np.float32))
+        timing = {
+            "load_s": loaded - started,
+            "predict_s": predicted - loaded,
+            "total_s": time.perf_counter() - started,
+        }
+        _write_sidecar(case, predictor, settings, timing, command)
+        written.append(case.sidecar)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    logger.info("%s: segmented in %.1f s", case.input, timing["total_s"])
+    if qc_dir is not None:
+        _write_qc(
+            case,
+            label_map_path=case.multilabel if case.multilabel in written else written[0],
+            qc_dir=Path(qc_dir),
+            command=command,
+        )
+
+
+def _postprocess(label_map: np.ndarray, settings: dict, voxel_size_mm) -> np.ndarray:
+    if settings["remove_small_mm3"]:
+        label_map = postprocessing.remove_small_components(
+            label_map, min_volume_mm3=settings["remove_small_mm3"], voxel_size_mm=voxel_size_mm
+        )
+    if settings["largest"]:
+        label_map = postprocessing.keep_largest_component(label_map)
+    if settings["fill_holes"]:
+        label_map = postprocessing.fill_holes(label_map)
+    return label_map
+
+
+def _write_sidecar(
+    case: CaseOutputs, predictor: Predictor, settings: dict, timing: dict, command: str
+) -> None:
+    from mousecord import __version__
+
+    bundle = predictor.bundle
+    record = {
+        "software": "mousecord",
+        "version": __version__,
+        "command": command,
+        "input": str(case.input.resolve()),
+        "outputs": {
+            "multilabel": str(case.multilabel),
+            **{name: str(path) for name, path in case.masks.items()},
+        },
+        "model": {
+            "name": bundle.name,
+            "source": str(bundle.source) if bundle.source else None,
+            "weights_sha256": bundle.metadata.get("weights_sha256"),
+            "folds": len(bundle.fold_weights),
+        },
+        "settings": settings,
+        "device": str(predictor.device),
+        "timing_s": {key: round(value, 3) for key, value in timing.items()},
+        "python": platform.python_version(),
+    }
+    with atomic_output(case.sidecar) as temporary:
+        temporary.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _write_qc(case: CaseOutputs, *, label_map_path: Path, qc_dir: Path, command: str) -> None:
+    try:
+        from mousecord.analysis.qc import write_qc_entry
+    except ImportError as error:
+        raise OutputError(f"{qc_dir}: QC reports are not available in this installation ({error})") from error
+    write_qc_entry(case.input, label_map_path, qc_dir, subject=case.subject, command=command)
+
+
+__all__ = ["OUTPUT_FORMATS", "CaseOutputs", "SegmentReport", "plan_outputs", "segment"]

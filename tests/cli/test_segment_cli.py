@@ -1,0 +1,82 @@
+"""``mousecord segment`` and ``mousecord models`` called in-process."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mousecord.cli.main import main
+from tests.inference.helpers import tiny_bundle_folder
+from tests.models.nnunet_fixtures import make_nnunet_folder
+
+pytestmark = pytest.mark.filterwarnings("ignore::mousecord.errors.MousecordWarning")
+
+
+def _write(path, data):
+    nib.save(nib.Nifti1Image(np.asarray(data, np.float32), np.diag([0.05, 0.05, 0.05, 1])), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    return tiny_bundle_folder(tmp_path_factory.mktemp("models") / "tiny", spacing_mm=(0.05, 0.05, 0.05))
+
+
+def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys):
+    source = _write(tmp_path / "cord.nii.gz", np.random.default_rng(0).random((10, 12, 14)) + 1)
+    code = main(
+        [
+            "segment",
+            "-i",
+            str(source),
+            "-o",
+            str(tmp_path / "OUT.nii.gz"),
+            "--model",
+            str(model_folder),
+            "--largest",
+            "--fill-holes",
+            "--remove-small",
+            "0.0001",
+            "--quiet",
+            "--threads",
+            "1",
+        ]
+    )
+    assert code == 0
+    for name in ("OUT.nii.gz", "OUT_GM_seg.nii.gz", "OUT_WM_seg.nii.gz", "OUT.json"):
+        assert (tmp_path / name).is_file()
+    assert "OUT.nii.gz" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_red_line_and_exit_1(model_folder, tmp_path, capsys):
+    code = main(["segment", "-i", str(tmp_path / "missing.nii.gz"), "--model", str(model_folder), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "missing.nii.gz" in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_folder_with_a_failure_exits_1_after_the_others(model_folder, tmp_path, capsys):
+    _write(tmp_path / "good.nii.gz", np.ones((8, 8, 8)))
+    (tmp_path / "bad.nii.gz").write_bytes(b"garbage")
+    code = main(["segment", "-i", str(tmp_path), "--model", str(model_folder), "--quiet"])
+    assert code == 1 and (tmp_path / "good_seg.nii.gz").is_file()
+    assert "bad.nii.gz" in capsys.readouterr().err
+
+
+def test_unknown_model_and_corrupt_checkpoint(tmp_path, capsys):
+    source = _write(tmp_path / "cord.nii.gz", np.ones((8, 8, 8)))
+    assert main(["segment", "-i", str(source), "--model", "nope", "--models-dir", str(tmp_path / "m")]) == 1
+    assert "nope" in capsys.readouterr().err
+    folder = make_nnunet_folder(tmp_path / "nn", features_per_stage=(4, 8, 16, 32, 32, 32))
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"PK\x03\x04broken")
+    assert main(["segment", "-i", str(source), "--model", str(folder)]) == 1
+    assert "checkpoint_final.pth" in capsys.readouterr().err
+    assert not list(tmp_path.glob("cord_*"))
+
+
+def test_models_install_and_list(model_folder, tmp_path, capsys):
+    models = tmp_path / "models"
+    assert main(["models", "install", str(model_folder), "--name", "mine", "--models-dir", str(models)]) == 0
+    assert main(["models", "list", "--models-dir", str(models)]) == 0
+    assert "mine\tbundle" in capsys.readouterr().out

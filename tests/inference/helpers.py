@@ -1,0 +1,42 @@
+"""Tiny random-weight model bundles for fast inference tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mousecord.models import ModelBundle, build_network, plain_unet_architecture, save_bundle
+
+
+def tiny_bundle(
+    *,
+    spacing_mm=(1.0, 1.0, 1.0),
+    patch_size_vox=(16, 16, 16),
+    seed: int = 0,
+    folds: int = 1,
+    name: str = "tiny",
+) -> ModelBundle:
+    architecture = plain_unet_architecture(
+        features_per_stage=(4, 8, 16), strides=((1, 1, 1), (2, 2, 2), (2, 2, 2))
+    )
+    weights = []
+    for fold in range(folds):
+        torch.manual_seed(seed + fold)
+        network = build_network(architecture, input_channels=1, num_classes=3)
+        with torch.no_grad():
+            for key, parameter in network.named_parameters():
+                if key.startswith("decoder.seg_layers"):
+                    parameter.mul_(20.0)  # spread logits so argmax is well defined
+        weights.append(network.state_dict())
+    return ModelBundle(
+        name=name,
+        architecture=architecture,
+        spacing_mm=tuple(spacing_mm),
+        patch_size_vox=tuple(patch_size_vox),
+        fold_weights=tuple(weights),
+    )
+
+
+def tiny_bundle_folder(folder: Path, **kwargs) -> Path:
+    return save_bundle(tiny_bundle(**kwargs), folder)

@@ -1,0 +1,127 @@
+"""Predictor: axes round trips, preprocessing, geometry on real headers, orientation invariance."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mousecord.inference import InferenceConfig, Predictor
+from mousecord.inference import preprocessing as prep
+from mousecord.inference.postprocessing import fill_holes, keep_largest_component, remove_small_components
+from mousecord.io import Volume, load_nifti
+from tests.inference.helpers import tiny_bundle
+
+
+@pytest.mark.parametrize("transpose_forward", [(0, 1, 2), (2, 0, 1), (1, 2, 0)])
+def test_network_axes_round_trip(transpose_forward):
+    array = np.arange(2 * 9 * 7 * 11).reshape(2, 9, 7, 11)
+    network, spacing = prep.to_network_axes(array, (0.1, 0.2, 0.3), transpose_forward)
+    reversed_shape = (11, 7, 9)
+    assert network.shape[1:] == tuple(reversed_shape[axis] for axis in transpose_forward)
+    assert spacing == tuple((0.3, 0.2, 0.1)[axis] for axis in transpose_forward)
+    np.testing.assert_array_equal(prep.from_network_axes(network, transpose_forward), array)
+
+
+def test_network_axes_is_simpleitk_order():
+    array = np.random.default_rng(0).random((9, 7, 11))
+    network, _ = prep.to_network_axes(array, (1, 1, 1))
+    assert network[3, 2, 1] == array[1, 2, 3]
+
+
+def test_bounding_box_and_all_zero_image():
+    image = np.zeros((1, 9, 7, 11))
+    assert prep.nonzero_bounding_box(image) == (slice(0, 9), slice(0, 7), slice(0, 11))
+    image[0, 2:5, 1, 3:9] = 1
+    assert prep.nonzero_bounding_box(image) == (slice(2, 5), slice(1, 2), slice(3, 9))
+
+
+def test_normalize_schemes():
+    image = np.random.default_rng(1).normal(5, 3, (9, 7, 11)).astype(np.float32)
+    out = prep.normalize(image)
+    assert abs(out.mean()) < 1e-5 and abs(out.std() - 1) < 1e-4
+    mask = np.zeros(image.shape, bool)
+    mask[2:6] = True
+    masked = prep.normalize(image, mask=mask)
+    np.testing.assert_array_equal(masked[~mask], image[~mask])
+    ct = prep.normalize(
+        image,
+        scheme="CTNormalization",
+        intensity_properties={"percentile_00_5": 0, "percentile_99_5": 8, "mean": 4, "std": 2},
+    )
+    assert ct.min() >= -2 and ct.max() <= 2
+    np.testing.assert_array_equal(image, np.asarray(image))  # input untouched
+
+
+def test_resample_separate_z_for_anisotropic_spacing():
+    assert prep.separate_z_axis((7.5, 0.5, 0.5), (1, 1, 1)) == 0
+    assert prep.separate_z_axis((1, 1, 1), (1, 1, 1)) is None
+    data = np.random.default_rng(2).random((1, 5, 8, 8)).astype(np.float32)
+    out = prep.resample(data, (15, 4, 4), spacing_mm=(3.5, 0.5, 0.5), new_spacing_mm=(1, 1, 1), order=3)
+    assert out.shape == (1, 15, 4, 4) and out.dtype == np.float32
+    assert prep.resample(data, (5, 8, 8), spacing_mm=(1,) * 3, new_spacing_mm=(1,) * 3, order=3) is data
+
+
+def test_postprocessing():
+    label_map = np.zeros((12, 12, 12), np.uint8)
+    label_map[1:6, 1:6, 1:6] = 2
+    label_map[2:5, 2:5, 2:5] = 1
+    label_map[3, 3, 3] = 0  # a hole
+    label_map[9:11, 9:11, 9:11] = 1  # a small blob
+    largest = keep_largest_component(label_map)
+    assert largest[9:11, 9:11, 9:11].sum() == 0 and largest[1:6, 1:6, 1:6].any()
+    assert fill_holes(label_map)[3, 3, 3] == 1
+    small = remove_small_components(label_map, min_volume_mm3=10, voxel_size_mm=(1, 1, 1))
+    assert small[9:11, 9:11, 9:11].sum() == 0 and small[1:6, 1:6, 1:6].any()
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor():
+    return Predictor(tiny_bundle(), InferenceConfig(device="cpu"))
+
+
+def test_predict_array_smaller_than_patch_and_constant(tiny_predictor):
+    image = np.random.default_rng(3).random((5, 7, 9)).astype(np.float32)
+    prediction = tiny_predictor.predict_array(image, (1, 1, 1), probabilities=True)
+    assert prediction.label_map.shape == (5, 7, 9) and prediction.label_map.dtype == np.uint8
+    assert prediction.probabilities.shape == (3, 5, 7, 9)
+    np.testing.assert_allclose(prediction.probabilities.sum(0), 1, atol=1e-5)
+    constant = tiny_predictor.predict_array(np.full((5, 7, 9), 3.0, np.float32), (1, 1, 1))
+    assert constant.label_map.shape == (5, 7, 9)
+
+
+def test_crop_pastes_background_outside_the_box(tiny_predictor):
+    image = np.zeros((20, 20, 20), np.float32)
+    image[5:15, 6:14, 4:16] = np.random.default_rng(4).random((10, 8, 12)) + 1
+    prediction = tiny_predictor.predict_array(image, (1, 1, 1), probabilities=True)
+    assert prediction.label_map[:5].sum() == 0 and prediction.label_map[:, :, 16:].sum() == 0
+    assert (prediction.probabilities[0, :5] == 1).all()
+
+
+def test_reoriented_volume_gives_the_same_labels_mapped_back(tiny_predictor):
+    rng = np.random.default_rng(5)
+    data = rng.random((18, 14, 22)).astype(np.float32)
+    affine = np.diag([1.0, 1.0, 1.0, 1])
+    ras = tiny_predictor.predict_volume(Volume(data, affine)).label_map
+    image = nib.Nifti1Image(data, affine)
+    for codes in (("P", "S", "R"), ("L", "I", "A")):
+        transform = nib.orientations.ornt_transform(
+            nib.orientations.axcodes2ornt("RAS"), nib.orientations.axcodes2ornt(codes)
+        )
+        other = image.as_reoriented(transform)
+        labels = tiny_predictor.predict_volume(Volume(np.asarray(other.dataobj), other.affine)).label_map
+        back = nib.orientations.apply_orientation(
+            labels,
+            nib.orientations.ornt_transform(
+                nib.orientations.axcodes2ornt(codes), nib.orientations.axcodes2ornt("RAS")
+            ),
+        )
+        np.testing.assert_array_equal(back, ras)
+
+
+@pytest.mark.filterwarnings("ignore::mousecord.errors.MousecordWarning")
+def test_real_header_volumes_predict_on_their_grid(tiny_predictor, real_headers):
+    for path in real_headers[:3]:
+        image = load_nifti(path, dtype=np.float32)
+        prediction = tiny_predictor.predict_volume(image.volume)
+        assert prediction.label_map.shape == image.volume.shape

@@ -1,0 +1,153 @@
+"""segment(): outputs in the input's exact space, naming, folders, BIDS, skipping, failures, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mousecord.errors import ImageFormatError, ModelFolderError, MousecordError
+from mousecord.inference.segment import segment
+from tests.inference.helpers import tiny_bundle_folder
+
+pytestmark = pytest.mark.filterwarnings("ignore::mousecord.errors.MousecordWarning")
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    return tiny_bundle_folder(tmp_path_factory.mktemp("models") / "tiny", spacing_mm=(0.05, 0.05, 0.05))
+
+
+@pytest.fixture(scope="module")
+def human_model_folder(tmp_path_factory):
+    return tiny_bundle_folder(
+        tmp_path_factory.mktemp("models") / "tiny-1mm",
+        spacing_mm=(1.0, 1.0, 1.0),
+        patch_size_vox=(32, 32, 32),
+    )
+
+
+def _write(path, data, affine=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(
+        nib.Nifti1Image(np.asarray(data), np.diag([0.05, 0.05, 0.05, 1]) if affine is None else affine), path
+    )
+    return path
+
+
+def _image(shape=(12, 10, 14), seed=0):
+    return (np.random.default_rng(seed).random(shape) * 100 + 10).astype(np.float32)
+
+
+def test_real_headers_outputs_equal_input_geometry(human_model_folder, real_headers, tmp_path):
+    for source in real_headers:
+        copy = shutil.copy(source, tmp_path / source.name)
+        segment(copy, model=human_model_folder, probabilities=True)
+        stem = source.name.removesuffix(".nii.gz")
+        original = nib.load(source)
+        for name in (f"{stem}_seg", f"{stem}_GM_seg", f"{stem}_WM_seg"):
+            out = nib.load(tmp_path / f"{name}.nii.gz")
+            assert out.shape == original.shape, name
+            np.testing.assert_array_equal(out.affine, original.affine)
+            np.testing.assert_array_equal(out.header.get_qform(), original.header.get_qform())
+            np.testing.assert_array_equal(out.header.get_sform(), original.header.get_sform())
+            assert out.header["qform_code"] == original.header["qform_code"]
+            assert out.header["sform_code"] == original.header["sform_code"]
+            assert out.get_data_dtype() == np.uint8
+        probabilities = nib.load(tmp_path / f"{stem}_prob.nii.gz")
+        assert probabilities.shape == (*original.shape, 3)
+        labels = np.asarray(nib.load(tmp_path / f"{stem}_seg.nii.gz").dataobj)
+        gm = np.asarray(nib.load(tmp_path / f"{stem}_GM_seg.nii.gz").dataobj)
+        np.testing.assert_array_equal(gm, labels == 1)
+
+
+def test_output_names_sidecar_and_skip(model_folder, tmp_path):
+    source = _write(tmp_path / "in" / "sub-01_T1w.nii.gz", _image())
+    report = segment(source, tmp_path / "out" / "res.nii.gz", model=model_folder)
+    assert [case.multilabel.name for case in report.written] == ["res.nii.gz"]
+    for name in ("res.nii.gz", "res_GM_seg.nii.gz", "res_WM_seg.nii.gz", "res.json"):
+        assert (tmp_path / "out" / name).is_file(), name
+    sidecar = json.loads((tmp_path / "out" / "res.json").read_text())
+    assert sidecar["software"] == "mousecord" and sidecar["model"]["name"] == "tiny"
+    assert len(sidecar["model"]["weights_sha256"]["weights.safetensors"]) == 64
+    assert sidecar["settings"]["tile_step_fraction"] == 0.5 and sidecar["input"].endswith("sub-01_T1w.nii.gz")
+    again = segment(source, tmp_path / "out" / "res.nii.gz", model=model_folder)
+    assert len(again.skipped) == 1 and not again.written
+    masks_only = segment(source, model=model_folder, output_format="masks")
+    assert masks_only.written[0].masks["GM"].name == "sub-01_T1w_GM_seg.nii.gz"
+    assert not (tmp_path / "in" / "sub-01_T1w_seg.nii.gz").exists()
+
+
+def test_folder_keeps_going_past_a_failure(model_folder, tmp_path):
+    _write(tmp_path / "a.nii.gz", _image())
+    _write(tmp_path / "b.nii.gz", np.zeros((4, 4, 4, 2), np.float32))  # 4D
+    _write(tmp_path / "c.nii.gz", _image(seed=1))
+    report = segment(tmp_path, model=model_folder)
+    assert sorted(case.input.name for case in report.written) == ["a.nii.gz", "c.nii.gz"]
+    assert [path.name for path, _ in report.failed] == ["b.nii.gz"]
+    assert "b.nii.gz" in report.failed[0][1]
+    assert not list(tmp_path.glob("b_*"))
+
+
+def test_bids_dataset_writes_derivatives(model_folder, tmp_path):
+    _write(tmp_path / "sub-01" / "anat" / "sub-01_chunk-1_T1w.nii.gz", _image())
+    _write(tmp_path / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_T1w.nii.gz", _image(seed=2))
+    report = segment(tmp_path, model=model_folder, output_format="multilabel")
+    assert len(report.written) == 2
+    assert (tmp_path / "derivatives/mousecord/sub-01/anat/sub-01_chunk-1_T1w_seg.nii.gz").is_file()
+    assert (tmp_path / "derivatives/mousecord/sub-02/ses-1/anat/sub-02_ses-1_T1w_seg.nii.gz").is_file()
+    assert report.written[0].subject == "sub-01"
+
+
+def _bad_inputs(tmp_path):
+    truncated = tmp_path / "truncated.nii.gz"
+    _write(truncated, _image((30, 30, 30)))
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    nan = _image()
+    nan[1, 1, 1] = np.nan
+    not_nifti = tmp_path / "text.nii.gz"
+    not_nifti.write_bytes(gzip.compress(b"hello"))
+    return {
+        "missing": tmp_path / "missing.nii.gz",
+        "not_nifti": not_nifti,
+        "truncated": truncated,
+        "2d": _write(tmp_path / "flat.nii.gz", np.ones((5, 5), np.float32)),
+        "4d": _write(tmp_path / "four.nii.gz", np.ones((5, 5, 5, 3), np.float32)),
+        "nan": _write(tmp_path / "nan.nii.gz", nan),
+    }
+
+
+def test_bad_inputs_raise_one_line_naming_the_file(model_folder, tmp_path):
+    for kind, path in _bad_inputs(tmp_path).items():
+        with pytest.raises(ImageFormatError) as error:
+            segment(path, tmp_path / "out" / f"{kind}.nii.gz", model=model_folder)
+        assert path.name in str(error.value) and "\n" not in str(error.value), kind
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_constant_and_tiny_images_work(model_folder, tmp_path):
+    constant = _write(tmp_path / "constant.nii.gz", np.full((6, 5, 7), 7.0, np.float32))
+    tiny = _write(tmp_path / "tiny.nii.gz", _image((3, 4, 5)))
+    report = segment([constant, tiny], model=model_folder)
+    assert len(report.written) == 2 and not report.failed
+    assert nib.load(tmp_path / "tiny_seg.nii.gz").shape == (3, 4, 5)
+
+
+def test_unknown_model_and_missing_default(tmp_path):
+    source = _write(tmp_path / "x.nii.gz", _image())
+    with pytest.raises(ModelFolderError, match="no-such-model: unknown model"):
+        segment(source, model="no-such-model", models_dir=tmp_path / "models")
+    with pytest.raises(ModelFolderError, match="no default model"):
+        segment(source, models_dir=tmp_path / "models")
+
+
+def test_never_overwrites_the_input(model_folder, tmp_path):
+    source = _write(tmp_path / "x.nii.gz", _image())
+    before = source.read_bytes()
+    with pytest.raises(MousecordError, match="overwrite the input"):
+        segment(source, source, model=model_folder)
+    assert source.read_bytes() == before

@@ -1,0 +1,82 @@
+"""install_model / list_models / resolve_model, including unsafe archives."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import zipfile
+
+import pytest
+
+from mousecord.errors import ModelFolderError
+from mousecord.models.registry import install_model, list_models, resolve_model
+from tests.inference.helpers import tiny_bundle_folder
+from tests.models.nnunet_fixtures import make_nnunet_folder
+
+
+@pytest.fixture(scope="module")
+def bundle_folder(tmp_path_factory):
+    return tiny_bundle_folder(tmp_path_factory.mktemp("src") / "tiny")
+
+
+def _zip_folder(folder, archive):
+    shutil.make_archive(str(archive.with_suffix("")), "zip", folder.parent, folder.name)
+    return archive
+
+
+def test_install_zip_with_sha256_then_list_and_resolve(bundle_folder, tmp_path):
+    archive = _zip_folder(bundle_folder, tmp_path / "tiny.zip")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    installed = install_model(archive, sha256=digest, models_dir=tmp_path / "models")
+    assert installed == tmp_path / "models" / "tiny"
+    assert [model.name for model in list_models(models_dir=tmp_path / "models")] == ["tiny"]
+    assert resolve_model("tiny", models_dir=tmp_path / "models").name == "tiny"
+    with pytest.raises(ModelFolderError, match="already installed"):
+        install_model(archive, models_dir=tmp_path / "models")
+
+
+def test_install_nnunet_folder_and_resolve_paths(tmp_path):
+    make_nnunet_folder(tmp_path / "src", features_per_stage=(4, 8, 16, 32, 32, 32))
+    installed = install_model(tmp_path / "src", name="ref", models_dir=tmp_path / "models")
+    assert resolve_model("ref", models_dir=tmp_path / "models").metadata["trainer"] == "nnUNetTrainer"
+    assert resolve_model(installed).patch_size_vox == (32, 48, 48)
+
+
+def test_sha256_mismatch_installs_nothing(bundle_folder, tmp_path):
+    archive = _zip_folder(bundle_folder, tmp_path / "tiny.zip")
+    with pytest.raises(ModelFolderError, match="sha256 mismatch"):
+        install_model(archive, sha256="0" * 64, models_dir=tmp_path / "models")
+    assert not [path for path in (tmp_path / "models").iterdir()]
+
+
+@pytest.mark.parametrize("entry", ["../evil.txt", "/tmp/evil.txt", "tiny/../../evil.txt"])
+def test_zip_slip_is_refused(bundle_folder, tmp_path, entry):
+    archive = _zip_folder(bundle_folder, tmp_path / "tiny.zip")
+    with zipfile.ZipFile(archive, "a") as zipped:
+        zipped.writestr(entry, "x")
+    with pytest.raises(ModelFolderError, match="unsafe entry"):
+        install_model(archive, models_dir=tmp_path / "models")
+    assert not list((tmp_path / "models").iterdir())
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_not_a_zip_and_url_errors(tmp_path):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ModelFolderError, match="not a valid zip"):
+        install_model(bad, models_dir=tmp_path / "models")
+    with pytest.raises(ModelFolderError, match="download failed"):
+        install_model("http://127.0.0.1:9/model.zip", models_dir=tmp_path / "models")
+
+
+def test_default_lookup(bundle_folder, tmp_path, monkeypatch):
+    with pytest.raises(ModelFolderError, match="no default model"):
+        resolve_model(None, models_dir=tmp_path / "models")
+    install_model(bundle_folder, name="default", models_dir=tmp_path / "models")
+    assert resolve_model(None, models_dir=tmp_path / "models").name == "tiny"
+    shipped = tmp_path / "package"
+    shutil.copytree(bundle_folder, shipped / "default")
+    monkeypatch.setattr("mousecord.models.registry.SHIPPED_MODELS_DIR", shipped)
+    models = list_models(models_dir=tmp_path / "empty")
+    assert [(model.name, model.shipped) for model in models] == [("default", True)]
+    assert resolve_model(None, models_dir=tmp_path / "empty").name == "tiny"
