@@ -48,6 +48,10 @@ def reference_plans(
                     "n_conv_per_stage_encoder": kwargs["n_conv_per_stage"],
                     "n_conv_per_stage_decoder": kwargs["n_conv_per_stage_decoder"],
                     "pool_op_kernel_sizes": kwargs["strides"],
+                    "num_pool_per_axis": [
+                        sum(stride[axis] > 1 for stride in kwargs["strides"])
+                        for axis in range(len(kwargs["strides"][0]))
+                    ],
                     "conv_kernel_sizes": kwargs["kernel_sizes"],
                 }
             )

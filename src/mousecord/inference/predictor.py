@@ -40,6 +40,8 @@ class InferenceConfig:
         device: "cpu", "cuda" or "auto" (CUDA when available).
         threads: CPU threads for torch (None: torch's default).
         batch_size_tiles: tiles per network call.
+        accumulate_dtype: "float16" (nnU-Net's precision, identical results) or "float32" (exact blending);
+            see :func:`~mousecord.inference.sliding_window.sliding_window`.
         progress: tqdm progress bar over tiles.
     """
 
@@ -49,6 +51,7 @@ class InferenceConfig:
     device: str = "auto"
     threads: int | None = None
     batch_size_tiles: int = 1
+    accumulate_dtype: str = "float16"
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -60,6 +63,10 @@ class InferenceConfig:
             raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.accumulate_dtype not in ("float16", "float32"):
+            raise ConfigError(
+                f"accumulate_dtype must be 'float16' or 'float32', got {self.accumulate_dtype!r}"
+            )
         if self.batch_size_tiles < 1:
             raise ConfigError(f"batch_size_tiles must be at least 1, got {self.batch_size_tiles}")
 
@@ -160,31 +167,37 @@ class Predictor:
         return PreprocessedImage(normalised, full_shape, box, tuple(cropped.shape[1:]), spacing, resampled)
 
     def predict_logits(self, data: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Sliding-window logits of a preprocessed (c, z, y, x) array, fold mean: (k, z, y, x) float32."""
-        mirror_axes = self.bundle.mirror_axes if self.config.mirroring else ()
-        with self._threads(), torch.inference_mode():
-            return sliding_window(
-                torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32),
-                self._predict_tiles,
-                patch_size_vox=self.bundle.patch_size_vox,
-                num_classes=self.bundle.num_classes,
-                tile_step_fraction=self.config.tile_step_fraction,
-                blend=self.config.blend,
-                mirror_axes=mirror_axes,
-                batch_size=self.config.batch_size_tiles,
-                window_device=self.device,
-                output_device="cpu",
-                autocast=self.device.type == "cuda",
-                progress=self.config.progress,
-            )
+        """Sliding-window logits of a preprocessed (c, z, y, x) array: (k, z, y, x) float32.
 
-    def _predict_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
+        Each fold runs its own sliding window and the folds' logits are averaged, in the accumulation
+        precision, exactly as nnU-Net does (averaging per tile would round differently in float16).
+        """
+        mirror_axes = self.bundle.mirror_axes if self.config.mirroring else ()
+        accumulate_dtype = getattr(torch, self.config.accumulate_dtype)
+        image = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
         total = None
-        for network in self.networks:
-            logits = network(tiles).float()
-            total = logits if total is None else total + logits
-        assert total is not None
-        return total / len(self.networks) if len(self.networks) > 1 else total
+        with self._threads(), torch.inference_mode():
+            for network in self.networks:
+                logits = sliding_window(
+                    image,
+                    network,
+                    patch_size_vox=self.bundle.patch_size_vox,
+                    num_classes=self.bundle.num_classes,
+                    tile_step_fraction=self.config.tile_step_fraction,
+                    blend=self.config.blend,
+                    mirror_axes=mirror_axes,
+                    batch_size=self.config.batch_size_tiles,
+                    window_device=self.device,
+                    output_device="cpu",
+                    autocast=self.device.type == "cuda",
+                    accumulate_dtype=accumulate_dtype,
+                    progress=self.config.progress,
+                ).to(accumulate_dtype)
+                total = logits if total is None else total.add_(logits)
+            assert total is not None
+            if len(self.networks) > 1:
+                total /= len(self.networks)
+        return total.float()
 
     def export(
         self, logits: torch.Tensor, preprocessed: PreprocessedImage, *, probabilities: bool = False
