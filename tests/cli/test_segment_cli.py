@@ -41,9 +41,12 @@ def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys):
             "--quiet",
             "--threads",
             "1",
+            "-qc",
+            str(tmp_path / "qc"),
         ]
     )
     assert code == 0
+    assert (tmp_path / "qc" / "index.html").is_file()
     for name in ("OUT.nii.gz", "OUT_GM_seg.nii.gz", "OUT_WM_seg.nii.gz", "OUT.json"):
         assert (tmp_path / name).is_file()
     assert "OUT.nii.gz" in capsys.readouterr().out
