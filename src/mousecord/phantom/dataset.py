@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def phantom_dataset(
 
     Sparse masks are uint8 binary and non-zero only on ``annotated_slices_per_volume`` axial slices (last
     axis) drawn among the slices that hold cord, away from the chunk ends; there they equal the dense truth.
+    If anything fails, everything written under ``root`` is removed again.
 
     Args:
         root: dataset folder; must not exist or be empty.
@@ -74,22 +76,41 @@ def phantom_dataset(
     cases = [
         (subject, chunk) for subject in range(1, n_subjects + 1) for chunk in range(1, chunks_per_subject + 1)
     ]
-    _write_json(root / "dataset_description.json", _description("raw"))
-    with atomic_output(root / "participants.tsv") as temporary:
-        temporary.write_text(
-            "participant_id\tspecies\n"
-            + "".join(f"sub-{s:02d}\tsynthetic mouse\n" for s in range(1, n_subjects + 1))
-        )
-    for folder in (MASK_FOLDER_DEFAULT, DENSE_FOLDER):
-        _write_json(root / "derivatives" / folder / "dataset_description.json", _description("derivative"))
     from tqdm import tqdm
 
+    created = not root.exists()
     images = []
-    for (subject, chunk), case_seed in tqdm(
-        list(zip(cases, seeds, strict=True)), disable=not progress, desc="phantoms"
-    ):
-        images.append(_write_case(root, subject, chunk, case_seed, config, annotated_slices_per_volume))
+    try:
+        _write_json(root / "dataset_description.json", _description("raw"))
+        with atomic_output(root / "participants.tsv") as temporary:
+            temporary.write_text(
+                "participant_id\tspecies\n"
+                + "".join(f"sub-{s:02d}\tsynthetic mouse\n" for s in range(1, n_subjects + 1))
+            )
+        for folder in (MASK_FOLDER_DEFAULT, DENSE_FOLDER):
+            description = root / "derivatives" / folder / "dataset_description.json"
+            _write_json(description, _description("derivative"))
+        for (subject, chunk), case_seed in tqdm(
+            list(zip(cases, seeds, strict=True)), disable=not progress, desc="phantoms"
+        ):
+            images.append(_write_case(root, subject, chunk, case_seed, config, annotated_slices_per_volume))
+    except BaseException:
+        _remove_partial_dataset(root, created=created)  # root was absent or empty: all of it is ours
+        raise
     return images
+
+
+def _remove_partial_dataset(root: Path, *, created: bool) -> None:
+    if not root.is_dir():
+        return
+    if created:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _write_case(
@@ -123,12 +144,8 @@ def _write_case(
             mask_path(root, image_path, label, folder=MASK_FOLDER_DEFAULT),
             dtype=np.uint8,
         )
-    logger.info(
-        "%s: levels %s, annotated slices %s",
-        image_path.name,
-        "-".join(phantom.parameters["levels_covered"][:: len(phantom.parameters["levels_covered"]) - 1]),
-        annotated,
-    )
+    levels = phantom.parameters["levels_covered"]
+    logger.info("%s: levels %s-%s, annotated slices %s", image_path.name, levels[0], levels[-1], annotated)
     return image_path
 
 
