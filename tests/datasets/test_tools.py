@@ -89,6 +89,21 @@ def test_crop_keeps_geometry_and_never_overwrites(dataset: Path, tmp_path: Path)
         crop_file(source, 8, 3, tmp_path / "empty.nii.gz")
 
 
+def test_crop_and_fix_header_keep_scaled_integer_data_exactly(tmp_path: Path) -> None:
+    raw = (np.arange(3 * 4 * 5).reshape(3, 4, 5) * 7).astype(np.int16)
+    image = nib.Nifti1Image(raw, np.diag([0.05, 0.05, 0.05, 1.0]))
+    image.header.set_slope_inter(0.5, 10.0)  # stored int16, real values 0.5 * raw + 10 (13.5, 17, ...)
+    source = tmp_path / "scaled.nii.gz"
+    nib.save(image, source)
+    original = nib.load(source)
+    cropped = nib.load(crop_file(source, 1, 4, tmp_path / "crop.nii.gz"))
+    assert cropped.get_data_dtype() == np.int16
+    np.testing.assert_array_equal(cropped.get_fdata(), original.get_fdata()[..., 1:4])
+    fixed = nib.load(fix_header_file(source, tmp_path / "fixed.nii.gz"))
+    assert fixed.get_data_dtype() == np.int16
+    np.testing.assert_array_equal(fixed.get_fdata(), original.get_fdata())
+
+
 def _translation(z_start: int) -> np.ndarray:
     matrix = np.eye(4)
     matrix[2, 3] = z_start

@@ -117,14 +117,43 @@ def _data(image: nib.Nifti1Image, path: Path) -> np.ndarray:
         raise ImageFormatError(f"{path}: data cannot be read ({error})") from error
 
 
-def _write(data: np.ndarray, affine: np.ndarray, header: nib.Nifti1Header, path: Path, *, dtype=None) -> Path:
-    """Write ``data`` with a copy of ``header`` whose qform and sform are ``affine`` with the same codes."""
+def _stored(image: nib.Nifti1Image, path: Path) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """The data as stored on disk (no scaling applied) and the file's ``(slope, intercept)``, if any.
+
+    Writing these back with :func:`_write` (``scaling=``) reproduces the input's voxels bit for bit; going
+    through the scaled float values and casting back to an integer type would truncate them.
+    """
+    proxy = image.dataobj
+    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+    if not nib.is_proxy(proxy) or (slope == 1.0 and inter == 0.0):
+        return _data(image, path), None
+    try:
+        return np.asanyarray(proxy.get_unscaled()), (float(slope), float(inter))
+    except (OSError, EOFError, ValueError) as error:
+        raise ImageFormatError(f"{path}: data cannot be read ({error})") from error
+
+
+def _write(
+    data: np.ndarray,
+    affine: np.ndarray,
+    header: nib.Nifti1Header,
+    path: Path,
+    *,
+    dtype: np.dtype | type | None = None,
+    scaling: tuple[float, float] | None = None,
+) -> Path:
+    """Write ``data`` with a copy of ``header`` whose qform and sform are ``affine`` with the same codes.
+
+    ``scaling``: ``(slope, intercept)`` to store with ``data`` as it is (raw values from :func:`_stored`).
+    """
     header = header.copy()
     dtype = np.dtype(dtype or data.dtype)
     if header.get_data_dtype() != dtype:
         header.set_slope_inter(None, None)  # the input's scaling means nothing for another data type
     header.set_data_dtype(dtype)
     image = nib.Nifti1Image(np.asarray(data).astype(dtype, copy=False), affine, header=header)
+    if scaling is not None:
+        image.header.set_slope_inter(*scaling)  # after construction, which resets it
     _, qform_code = header.get_qform(coded=True)
     _, sform_code = header.get_sform(coded=True)
     image.set_qform(affine, int(qform_code) or 1)
@@ -182,10 +211,9 @@ def extract_slices(
     for case in cases:
         image = _load(case.image)
         masks = {label: _load(case.masks[label]) for label in TISSUE_LABELS}
+        mask_data = {label: _data(masks[label], case.masks[label]) for label in TISSUE_LABELS}  # read once
         label_map = masks_to_label_map(
-            _data(masks[Label.GM], case.masks[Label.GM]),
-            _data(masks[Label.WM], case.masks[Label.WM]),
-            name=case.masks[Label.GM].name,
+            mask_data[Label.GM], mask_data[Label.WM], name=case.masks[Label.GM].name
         )
         if label_map.shape != image.shape:
             raise DatasetError(
@@ -205,9 +233,8 @@ def extract_slices(
             affine = shifted_affine(image.affine, int(index))
             _write(data[..., index : index + 1], affine, image.header, target)
             for label in TISSUE_LABELS:
-                mask_data = _data(masks[label], case.masks[label])[..., index : index + 1]
                 _write(
-                    mask_data,
+                    mask_data[label][..., index : index + 1],
                     affine,
                     masks[label].header,
                     mask_path(output_root, target, label, folder=mask_folder),
@@ -238,9 +265,14 @@ def crop_file(path: Path | str, z_start: int, z_stop: int, output: Path | str) -
     start, stop, _ = slice(z_start, z_stop).indices(depth)
     if stop <= start:
         raise DatasetError(f"{path}: slice range {z_start}:{z_stop} is empty for {depth} slices")
-    data = _data(image, path)[..., start:stop]
+    data, scaling = _stored(image, path)
     return _write(
-        data, shifted_affine(image.affine, start), image.header, output, dtype=image.get_data_dtype()
+        data[..., start:stop],
+        shifted_affine(image.affine, start),
+        image.header,
+        output,
+        dtype=image.get_data_dtype(),
+        scaling=scaling,
     )
 
 
@@ -264,7 +296,10 @@ def fix_header_file(
     if qform is None or not qform_code:
         qform = header.get_base_affine()
         qform_code = 1
-    fixed = nib.Nifti1Image(_data(image, path), qform, header=header)
+    data, scaling = _stored(image, path)
+    fixed = nib.Nifti1Image(data, qform, header=header)
+    if scaling is not None:
+        fixed.header.set_slope_inter(*scaling)  # raw values plus the input's scaling: data unchanged
     fixed.set_qform(qform, int(qform_code))
     fixed.set_sform(qform, int(qform_code))
     with atomic_output(output) as temporary:
