@@ -151,3 +151,14 @@ def test_cli_morphometrics_writes_table_and_plot(tmp_path: Path, capsys) -> None
     assert lines[0].startswith("Slice (I->S),area_GM_mm2") and "angle_AP" in lines[0] and len(lines) == 13
     assert (tmp_path / "t.png").stat().st_size > 1000
     assert "volumes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["evaluate", "morphometrics"])
+def test_cli_output_never_overwrites_an_input(tmp_path: Path, capsys, command: str) -> None:
+    _, label_map = synthetic_cord((40, 40, 6), SIZES)
+    segmentation = write_nifti(tmp_path / "seg.nii.gz", label_map, SIZES)
+    before = segmentation.read_bytes()
+    arguments = [str(segmentation), str(segmentation)] if command == "evaluate" else [str(segmentation)]
+    assert main([command, *arguments, "-o", str(segmentation)]) == 1
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert segmentation.read_bytes() == before

@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mousecord.analysis.labelmaps import load_label_map
+from mousecord.analysis.labelmaps import label_source, load_label_map
 from mousecord.errors import ConfigError, MousecordWarning
-from mousecord.io import atomic_output
+from mousecord.io import atomic_output, check_not_input
 from mousecord.labels import CORD_NAME, LABEL_NAMES, QC_COLOURS, Label, check_label_values
 
 logger = logging.getLogger(__name__)
@@ -241,8 +241,15 @@ def morphometrics_file(
         png: optional plot of the areas and angles along the cord.
         json_path: optional whole-volume totals.
         angle_correction: see :func:`morphometrics`.
+
+    Raises:
+        OutputError: an output would overwrite the segmentation (or its sibling mask), or cannot be written.
     """
-    loaded = load_label_map(segmentation)
+    source = label_source(segmentation)
+    for output in (output_csv, png, json_path):
+        if output is not None:
+            check_not_input(Path(output), source.paths)
+    loaded = load_label_map(source)
     result = morphometrics(
         loaded.volume.data, voxel_size_mm=loaded.volume.voxel_size_mm, angle_correction=angle_correction
     )

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         write_per_slice_csv,
     )
 
+    _check_outputs_are_not_inputs(args)
     results = evaluate(args.reference, args.prediction, mask_folder=args.mask_folder)
     if args.output:
         write_metrics_csv(results, args.output)
@@ -58,3 +59,16 @@ def run(args: argparse.Namespace) -> int:
         write_per_slice_csv(results, args.per_slice_csv)
     print(format_summary(results))
     return 0
+
+
+def _check_outputs_are_not_inputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output path that is PRED or TRUTH (or the sibling mask of a pair)."""
+    from mousecord.analysis.labelmaps import label_source
+    from mousecord.io import check_not_input
+
+    inputs: list[Path] = []
+    for path in (args.prediction, args.reference):
+        inputs += list(label_source(path).paths) if path.is_file() else [path]
+    for output in (args.output, args.json_path, args.per_slice_csv):
+        if output is not None:
+            check_not_input(output, inputs)
