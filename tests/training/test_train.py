@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from mousecord import phantom
 from mousecord.cli.main import main
 from mousecord.labels import Label
 from mousecord.models import build_network, load_bundle, load_weights
@@ -48,7 +49,6 @@ def _fast_config(**overrides) -> TrainConfig:
 
 def test_training_learns_gm_from_sparse_slices(tmp_path: Path) -> None:
     """A few minutes on a CPU: GM Dice >= 0.7 on a held-out phantom, far above the untrained network."""
-    phantom = pytest.importorskip("mousecord.phantom")
     torch.set_num_threads(2)
     config = phantom.PhantomConfig(shape_vox=PHANTOM_SHAPE, voxel_size_mm=PHANTOM_VOXEL_MM)
     phantom.phantom_dataset(
