@@ -53,7 +53,9 @@ def test_canonical_array_matches_nibabel_canonical(path: Path) -> None:
 
 def test_label_map_written_as_uint8_in_input_space(tmp_path: Path) -> None:
     data = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
-    affine = np.array([[0, 0, -0.05, 1], [-0.05, 0, 0, 2], [0, 0.1, 0, 3], [0, 0, 0, 1]], dtype=float)  # PSR-like
+    affine = np.array(
+        [[0, 0, -0.05, 1], [-0.05, 0, 0, 2], [0, 0.1, 0, 3], [0, 0, 0, 1]], dtype=float
+    )  # PSR-like
     source = _write(tmp_path / "in.nii.gz", data, affine)
     loaded = load_nifti(source)
     labels = (loaded.volume.data.astype(np.int64) % 3).astype(np.uint8)
@@ -98,7 +100,9 @@ def test_disagreeing_qform_and_sform_are_refused(tmp_path: Path) -> None:
 
 
 def test_implausible_voxel_size_warns_and_override_fixes_it(tmp_path: Path) -> None:
-    path = _write(tmp_path / "big.nii.gz", np.ones((4, 5, 6), dtype=np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))
+    path = _write(
+        tmp_path / "big.nii.gz", np.ones((4, 5, 6), dtype=np.float32), np.diag([1.0, 1.0, 1.0, 1.0])
+    )
     with pytest.warns(MousecordWarning, match=r"big.nii.gz: voxel size \[1.0, 1.0, 1.0\] mm is implausible"):
         load_nifti(path)
     with warnings.catch_warnings():

@@ -14,7 +14,14 @@ from mousecord.errors import MousecordError
 
 #: Modules of ``mousecord.cli`` that each register one or more subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
-    "segment", "models", "phantom", "evaluate", "morphometrics", "qc", "train", "datatools"
+    "segment",
+    "models",
+    "phantom",
+    "evaluate",
+    "morphometrics",
+    "qc",
+    "train",
+    "datatools",
 )
 
 _RED = "\033[31m"

@@ -27,7 +27,9 @@ def image_stem(image_path: Path | str) -> str:
     return split_suffix(Path(image_path))[0]
 
 
-def mask_path(root: Path | str, image_path: Path | str, label: Label, *, folder: str = MASK_FOLDER_DEFAULT) -> Path:
+def mask_path(
+    root: Path | str, image_path: Path | str, label: Label, *, folder: str = MASK_FOLDER_DEFAULT
+) -> Path:
     """Path of the binary mask of ``label`` for ``image_path`` under ``root/derivatives/<folder>``.
 
     >>> mask_path("/data", "/data/sub-01/anat/sub-01_chunk-1_T1w.nii.gz", Label.GM).as_posix()

@@ -48,7 +48,9 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise OutputError(f"{path}: cannot create output folder {folder}: {error.strerror or error}") from error
+        raise OutputError(
+            f"{path}: cannot create output folder {folder}: {error.strerror or error}"
+        ) from error
     if not os.access(folder, os.W_OK):
         raise OutputError(f"{path}: output folder {folder} is not writable")
     stem, suffix = split_suffix(path)

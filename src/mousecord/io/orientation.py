@@ -20,9 +20,13 @@ def orientation_to(affine: np.ndarray, axcodes: tuple[str, ...] = CANONICAL_AXCO
     try:
         source = nio.io_orientation(affine)
     except Exception as error:  # nibabel raises several types for degenerate affines
-        raise OrientationError(f"cannot determine orientation from affine {affine.tolist()}: {error}") from error
+        raise OrientationError(
+            f"cannot determine orientation from affine {affine.tolist()}: {error}"
+        ) from error
     if np.isnan(source).any():
-        raise OrientationError(f"affine has a degenerate axis (zero voxel size?): {np.round(affine, 4).tolist()}")
+        raise OrientationError(
+            f"affine has a degenerate axis (zero voxel size?): {np.round(affine, 4).tolist()}"
+        )
     return nio.ornt_transform(source, nio.axcodes2ornt(axcodes))
 
 
