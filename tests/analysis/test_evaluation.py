@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from mousecord.analysis.evaluation import evaluate
+from mousecord.analysis.labelmaps import load_label_map
 from mousecord.cli.main import main
-from mousecord.errors import DatasetError
+from mousecord.errors import DatasetError, MousecordWarning, OutputError
 from mousecord.labels import Label
 
 from .conftest import synthetic_cord, write_nifti
@@ -162,3 +163,42 @@ def test_cli_output_never_overwrites_an_input(tmp_path: Path, capsys, command: s
     assert main([command, *arguments, "-o", str(segmentation)]) == 1
     assert "would overwrite the input" in capsys.readouterr().err
     assert segmentation.read_bytes() == before
+
+
+def test_cli_evaluate_writes_no_output_when_one_fails(tmp_path: Path, monkeypatch, capsys) -> None:
+    _, label_map = synthetic_cord((40, 28, 4), SIZES)
+    truth = write_nifti(tmp_path / "truth.nii.gz", label_map, SIZES)
+    prediction = write_nifti(tmp_path / "pred.nii.gz", label_map, SIZES)
+
+    def broken_writer(*args, **kwargs):
+        raise OutputError("s.csv: cannot write: disk full")
+
+    monkeypatch.setattr("mousecord.analysis.evaluation.write_per_slice_csv", broken_writer)
+    outputs = ["-o", str(tmp_path / "m.csv"), "--json", str(tmp_path / "m.json")]
+    code = main(
+        ["evaluate", str(prediction), str(truth), *outputs, "--per-slice-csv", str(tmp_path / "s.csv")]
+    )
+    assert code == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pred.nii.gz", "truth.nii.gz"]
+
+
+def test_cli_evaluate_refuses_two_outputs_with_the_same_name(tmp_path: Path, capsys) -> None:
+    _, label_map = synthetic_cord((40, 28, 4), SIZES)
+    truth = write_nifti(tmp_path / "truth.nii.gz", label_map, SIZES)
+    prediction = write_nifti(tmp_path / "pred.nii.gz", label_map, SIZES)
+    same = str(tmp_path / "m.csv")
+    assert main(["evaluate", str(prediction), str(truth), "-o", same, "--per-slice-csv", same]) == 1
+    assert "same name" in capsys.readouterr().err
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_overlapping_mask_pair_counts_as_wm_with_a_warning(tmp_path: Path) -> None:
+    gm = np.zeros((5, 6, 3), np.float32)
+    wm = np.zeros((5, 6, 3), np.float32)
+    gm[1:3, 1:3, :] = 1.0
+    wm[2:4, 2:4, :] = 1.0  # 1 x 1 x 3 voxels in both
+    write_nifti(tmp_path / "case_GM_seg.nii.gz", gm, SIZES)
+    write_nifti(tmp_path / "case_WM_seg.nii.gz", wm, SIZES)
+    with pytest.warns(MousecordWarning, match="3 voxels are in both masks; counted as WM"):
+        loaded = load_label_map(tmp_path / "case_GM_seg.nii.gz")
+    assert (loaded.volume.data == Label.WM).sum() == 4 * 3 and (loaded.volume.data == Label.GM).sum() == 3 * 3

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mousecord.analysis.shape import COLUMNS, morphometrics, morphometrics_file
-from mousecord.errors import ImageFormatError, MousecordWarning
+from mousecord.errors import ImageFormatError, MousecordWarning, OutputError
 from mousecord.labels import Label
 
 from .conftest import write_nifti
@@ -112,3 +112,28 @@ def test_morphometrics_file_writes_csv_plot_and_totals_from_a_mask_pair(tmp_path
     assert float(rows[1][1]) == pytest.approx(result.table["area_GM_mm2"][0], rel=1e-5)
     assert (tmp_path / "areas.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert '"volume_cord_mm3"' in (tmp_path / "t.json").read_text()
+
+
+def test_morphometrics_file_writes_nothing_when_one_output_fails(tmp_path: Path, monkeypatch) -> None:
+    sizes = (0.05, 0.05, 0.1)
+    label_map = np.where(_elliptic_cylinder((40, 30, 5), sizes, (0.6, 0.5)) > 0, Label.WM, 0).astype(np.uint8)
+    segmentation = write_nifti(tmp_path / "seg.nii.gz", label_map, sizes)
+
+    def broken_plot(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("mousecord.analysis.shape.plot_morphometrics", broken_plot)
+    with pytest.raises(OutputError, match="disk full"):
+        morphometrics_file(
+            segmentation, tmp_path / "table.csv", png=tmp_path / "areas.png", json_path=tmp_path / "t.json"
+        )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["seg.nii.gz"]  # no CSV, JSON or temporaries
+
+
+def test_morphometrics_file_refuses_two_outputs_with_the_same_name(tmp_path: Path) -> None:
+    sizes = (0.05, 0.05, 0.1)
+    label_map = np.where(_elliptic_cylinder((40, 30, 5), sizes, (0.6, 0.5)) > 0, Label.WM, 0).astype(np.uint8)
+    segmentation = write_nifti(tmp_path / "seg.nii.gz", label_map, sizes)
+    with pytest.raises(OutputError, match="same name"):
+        morphometrics_file(segmentation, tmp_path / "out.csv", json_path=tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()

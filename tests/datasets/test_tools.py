@@ -19,7 +19,7 @@ from mousecord.datasets.tools import (
     nnunet_to_bids,
     slice_stem,
 )
-from mousecord.errors import DatasetError, OutputError
+from mousecord.errors import ConfigError, DatasetError, ImageFormatError, OutputError
 from mousecord.labels import IGNORE_VALUE
 from tests.training.synthetic import save, write_bids_dataset
 
@@ -194,3 +194,91 @@ def test_missing_label_folder_is_one_line_error(dataset: Path, tmp_path: Path, c
     code = main(["bids-to-nnunet", str(dataset), "-o", str(tmp_path / "out"), "--label-folder", "nope"])
     assert code == 1
     assert "label folder not found" in capsys.readouterr().err
+
+
+def test_bids_to_nnunet_bad_case_leaves_nothing(dataset: Path, tmp_path: Path) -> None:
+    gm_path = _mask(dataset, "sub-02_chunk-1_T1w", "GM")  # the second case: the first is written by then
+    wm = np.asarray(nib.load(_mask(dataset, "sub-02_chunk-1_T1w", "WM")).dataobj)
+    save(np.maximum(np.asarray(nib.load(gm_path).dataobj), wm), gm_path)  # GM now overlaps WM
+    folder = tmp_path / "out" / "Dataset504_Bad"
+    with pytest.raises(DatasetError, match="overlap"):
+        bids_to_nnunet(dataset, folder)
+    assert not folder.exists()
+    assert list((tmp_path / "out").iterdir()) == []  # no hidden building folder left either
+
+
+def test_bids_to_nnunet_refuses_an_output_inside_the_dataset(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="inside the input dataset"):
+        bids_to_nnunet(dataset, dataset / "derivatives" / "Dataset505_Inside")
+    assert not (dataset / "derivatives" / "Dataset505_Inside").exists()
+    occupied = tmp_path / "Dataset506_Occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine\n")
+    with pytest.raises(OutputError, match="not an empty folder"):
+        bids_to_nnunet(dataset, occupied)
+    empty = tmp_path / "Dataset507_Empty"
+    empty.mkdir()
+    assert bids_to_nnunet(dataset, empty).training_cases == 2  # an empty folder is fine
+
+
+def test_nnunet_to_bids_refuses_values_other_than_labels_and_writes_nothing(
+    dataset: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "Dataset508_Values"
+    bids_to_nnunet(dataset, folder)
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    for case in ("Values_001", "Values_002"):
+        label_map = np.asarray(nib.load(folder / "labelsTr" / f"{case}.nii.gz").dataobj)
+        if case == "Values_002":
+            label_map = label_map.copy()
+            label_map[0, 0, 0] = 5
+        save(label_map, predictions / f"{case}.nii.gz", dtype=np.uint8)
+    with pytest.raises(ImageFormatError, match="Values_002.nii.gz: expected label values"):
+        nnunet_to_bids(predictions, folder / "conversion_dict.json", mask_folder="bad")
+    assert not (dataset / "derivatives" / "bad").exists()
+
+
+@pytest.mark.parametrize("zooms_mm", [(0.05, float("nan"), 0.05), (0.05, 0.0, 0.05), (0.05, 0.05)])
+def test_fix_header_refuses_bad_zooms_as_config_error(tmp_path: Path, zooms_mm) -> None:
+    source = save(np.ones((2, 3, 4), np.float32), tmp_path / "in.nii.gz")
+    with pytest.raises(ConfigError, match="zooms"):
+        fix_header_file(source, tmp_path / "fixed.nii.gz", zooms_mm=zooms_mm)
+    assert not (tmp_path / "fixed.nii.gz").exists()
+
+
+def test_crop_reads_a_one_volume_4d_scaled_file_exactly(tmp_path: Path) -> None:
+    raw = (np.arange(3 * 4 * 5).reshape(3, 4, 5, 1) * 7).astype(np.int16)
+    image = nib.Nifti1Image(raw, np.diag([0.05, 0.05, 0.05, 1.0]))
+    image.header.set_slope_inter(0.5, 10.0)
+    source = tmp_path / "scaled4d.nii.gz"
+    nib.save(image, source)
+    cropped = nib.load(crop_file(source, 1, 4, tmp_path / "crop.nii.gz"))
+    assert cropped.shape == (3, 4, 3) and cropped.get_data_dtype() == np.int16
+    np.testing.assert_array_equal(cropped.get_fdata(), nib.load(source).get_fdata()[..., 1:4, 0])
+
+
+def test_corrupt_gzip_is_one_line_error(tmp_path: Path) -> None:
+    source = save(np.random.default_rng(0).random((20, 20, 20)), tmp_path / "in.nii.gz")
+    source.write_bytes(source.read_bytes()[:-200] + b"x" * 200)  # damaged gzip stream
+    with pytest.raises(ImageFormatError, match="in.nii.gz"):
+        crop_file(source, 0, 2, tmp_path / "crop.nii.gz")
+
+
+def test_crop_cli_checks_mask_shapes_first_and_writes_nothing(dataset: Path, tmp_path: Path, capsys) -> None:
+    image = dataset / "sub-01" / "anat" / "sub-01_chunk-1_T1w.nii.gz"
+    mask = save(np.zeros((*SHAPE[:2], SHAPE[2] + 1), np.uint8), tmp_path / "wrong_mask.nii.gz")
+    code = main(["crop", "-i", str(image), "-m", str(mask), "--first", "2", "--last", "6", "--quiet"])
+    assert code == 1
+    assert "shape" in capsys.readouterr().err
+    assert not image.with_name("sub-01_chunk-1_T1w_crop.nii.gz").exists()
+    assert not (tmp_path / "wrong_mask_crop.nii.gz").exists()
+
+
+def test_crop_cli_refuses_two_outputs_with_the_same_name(dataset: Path, tmp_path: Path) -> None:
+    image = dataset / "sub-01" / "anat" / "sub-01_chunk-1_T1w.nii.gz"
+    mask = _mask(dataset, "sub-01_chunk-1_T1w", "GM")
+    output = mask.with_name(mask.name.replace(".nii.gz", "_crop.nii.gz"))
+    code = main(["crop", "-i", str(image), "-m", str(mask), "-o", str(output), "--first", "2", "--last", "6"])
+    assert code == 1
+    assert not output.exists()

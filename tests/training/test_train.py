@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mousecord import phantom
+from mousecord.analysis import dice
 from mousecord.cli.main import main
 from mousecord.labels import Label
 from mousecord.models import build_network, load_bundle, load_weights
@@ -23,8 +24,7 @@ PHANTOM_VOXEL_MM = (0.07, 0.07, 0.07)
 
 
 def _dice(reference: np.ndarray, prediction: np.ndarray, label: int) -> float:
-    ref, pred = reference == label, prediction == label
-    return float(2 * np.count_nonzero(ref & pred) / max(np.count_nonzero(ref) + np.count_nonzero(pred), 1))
+    return dice(reference == label, prediction == label)
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from mousecord.analysis.metrics import (
 from mousecord.analysis.qc import rebuild_index, render_qc_images, write_qc_entry
 from mousecord.analysis.shape import (
     Morphometrics,
+    centerline_polynomials,
     fit_centerline,
     morphometrics,
     morphometrics_file,
@@ -45,6 +46,7 @@ __all__ = [
     "LabelSource",
     "Morphometrics",
     "annotated_slices",
+    "centerline_polynomials",
     "compare_label_maps",
     "dice",
     "evaluate",

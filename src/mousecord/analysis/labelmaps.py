@@ -13,18 +13,19 @@ masks are set, WM wins (the conversion writes WM last) and a warning says how ma
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mousecord.errors import DatasetError, ImageFormatError, MousecordWarning
+from mousecord.errors import DatasetError, ImageFormatError
 from mousecord.io import LoadedImage, load_nifti, split_suffix
-from mousecord.labels import LABEL_NAMES, TISSUE_LABELS, Label, check_label_values
-
-#: Values above this count as foreground in a binary mask (the reference's threshold).
-MASK_THRESHOLD = 1e-12
+from mousecord.labels import (
+    LABEL_NAMES,
+    TISSUE_LABELS,
+    check_label_values,
+    masks_to_label_map,
+)
 
 _PAIR_PATTERNS = (
     re.compile(r"^(?P<key>.+)_label-(?P<label>GM|WM)_mask$"),
@@ -119,17 +120,12 @@ def load_label_map(source: LabelSource | Path | str) -> LoadedImage:
         raise ImageFormatError(
             f"{source.name}: GM and WM masks have different shapes {shapes[0]} and {shapes[1]}"
         )
-    gm, wm = (np.asarray(mask.volume.data) > MASK_THRESHOLD for mask in masks)
-    overlap = int(np.count_nonzero(gm & wm))
-    if overlap:
-        warnings.warn(
-            f"{source.name}: {overlap} voxels are in both masks; counted as WM",
-            MousecordWarning,
-            stacklevel=2,
-        )
-    label_map = np.zeros(shapes[0], dtype=np.uint8)
-    label_map[gm] = Label.GM
-    label_map[wm] = Label.WM
+    # Evaluation reads finished segmentations (e.g. SCT's _GM_seg/_WM_seg), where an overlap is a tool's
+    # quirk rather than a broken dataset: WM wins, as in the reference's conversion, with a warning.
+    # The data tools and training refuse overlaps instead (on_overlap="error").
+    label_map = masks_to_label_map(
+        *(np.asarray(mask.volume.data) for mask in masks), name=source.name, on_overlap="wm"
+    )
     return LoadedImage(masks[0].volume.with_data(label_map), masks[0].geometry)
 
 

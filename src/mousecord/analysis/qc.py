@@ -35,6 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from mousecord.analysis.labelmaps import load_label_map
+from mousecord.analysis.shape import centerline_polynomials
 from mousecord.errors import ImageFormatError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, load_nifti, split_suffix
 from mousecord.labels import QC_COLOURS, TISSUE_LABELS
@@ -217,14 +218,8 @@ def _centerline_for_qc(cord: np.ndarray, sizes: np.ndarray):
         )
     centroids = np.array([np.argwhere(cord[:, :, index]).mean(axis=0) for index in slices]) * sizes[:2]
     z_mm = slices * sizes[2]
-    degree = int(min(5, slices.size - 1))
-    if degree < 1:
-        return (
-            (lambda z: centroids[0, 0] + 0 * z),
-            (lambda z: centroids[0, 1] + 0 * z),
-            (int(slices[0]), int(slices[0])),
-        )
-    fit_x, fit_y = (np.polynomial.Polynomial.fit(z_mm, centroids[:, axis], degree) for axis in (0, 1))
+    # The morphometrics centerline (same polynomial fit), evaluated anywhere and held at the end slices.
+    fit_x, fit_y = centerline_polynomials(z_mm, centroids[:, 0], centroids[:, 1])
     low, high = z_mm[0], z_mm[-1]
     return (
         (lambda z: fit_x(np.clip(z, low, high))),

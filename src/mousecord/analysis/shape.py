@@ -31,6 +31,7 @@ Volumes are voxel counts times the voxel volume and need no correction.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -42,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from mousecord.analysis.labelmaps import label_source, load_label_map
-from mousecord.errors import ConfigError, MousecordWarning
+from mousecord.errors import ConfigError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, check_not_input
 from mousecord.labels import CORD_NAME, LABEL_NAMES, QC_COLOURS, Label, check_label_values
 
@@ -104,9 +105,25 @@ def fit_centerline(
     if z_mm.size < 2:
         zeros = np.zeros_like(z_mm)
         return x_mm.copy(), y_mm.copy(), zeros, zeros.copy()
+    fit_x, fit_y = centerline_polynomials(z_mm, x_mm, y_mm, degree=degree)
+    return fit_x(z_mm), fit_y(z_mm), fit_x.deriv()(z_mm), fit_y.deriv()(z_mm)
+
+
+def centerline_polynomials(
+    z_mm: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray, *, degree: int = CENTERLINE_DEGREE
+) -> tuple[np.polynomial.Polynomial, np.polynomial.Polynomial]:
+    """The polynomials x(z) and y(z) of :func:`fit_centerline`, to evaluate anywhere (z in mm).
+
+    Args:
+        z_mm: (n,) slice positions, n >= 1; x_mm, y_mm: (n,) centroids, all in mm.
+        degree: highest polynomial degree (lowered to n - 1: a constant for a single slice).
+    """
+    z_mm, x_mm, y_mm = (np.asarray(values, dtype=np.float64) for values in (z_mm, x_mm, y_mm))
+    if z_mm.size < 2:
+        return np.polynomial.Polynomial([x_mm[0]]), np.polynomial.Polynomial([y_mm[0]])
     degree = int(min(degree, z_mm.size - 1))
-    fits = [np.polynomial.Polynomial.fit(z_mm, values, degree) for values in (x_mm, y_mm)]
-    return fits[0](z_mm), fits[1](z_mm), fits[0].deriv()(z_mm), fits[1].deriv()(z_mm)
+    fit_x, fit_y = (np.polynomial.Polynomial.fit(z_mm, values, degree) for values in (x_mm, y_mm))
+    return fit_x, fit_y
 
 
 def morphometrics(
@@ -242,27 +259,35 @@ def morphometrics_file(
         json_path: optional whole-volume totals.
         angle_correction: see :func:`morphometrics`.
 
+    All outputs are written to temporary names and renamed into place only once every one succeeded.
+
     Raises:
-        OutputError: an output would overwrite the segmentation (or its sibling mask), or cannot be written.
+        OutputError: an output would overwrite the segmentation (or its sibling mask), two outputs have the
+            same name, or an output cannot be written.
     """
     source = label_source(segmentation)
-    for output in (output_csv, png, json_path):
-        if output is not None:
-            check_not_input(Path(output), source.paths)
+    outputs = [Path(output) for output in (output_csv, json_path, png) if output is not None]
+    for output in outputs:
+        check_not_input(output, source.paths)
+    if len({output.resolve() for output in outputs}) != len(outputs):
+        raise OutputError(f"{output_csv}: two outputs have the same name; choose different names")
     loaded = load_label_map(source)
     result = morphometrics(
         loaded.volume.data, voxel_size_mm=loaded.volume.voxel_size_mm, angle_correction=angle_correction
     )
-    write_morphometrics_csv(result, output_csv)
-    if json_path is not None:
-        with atomic_output(Path(json_path)) as temporary:
-            totals = {
-                key: (None if isinstance(value, float) and math.isnan(value) else value)
-                for key, value in result.totals.items()
-            }
+    totals = {
+        key: (None if isinstance(value, float) and math.isnan(value) else value)
+        for key, value in result.totals.items()
+    }
+    with contextlib.ExitStack() as stack:  # all outputs or none: each is renamed into place at the end
+        write_morphometrics_csv(result, stack.enter_context(atomic_output(Path(output_csv))))
+        if json_path is not None:
+            temporary = stack.enter_context(atomic_output(Path(json_path)))
             temporary.write_text(json.dumps({"segmentation": str(segmentation), **totals}, indent=2) + "\n")
-    if png is not None:
-        plot_morphometrics(result, png, title=Path(segmentation).name)
+        if png is not None:
+            plot_morphometrics(
+                result, stack.enter_context(atomic_output(Path(png))), title=Path(segmentation).name
+            )
     return result
 
 

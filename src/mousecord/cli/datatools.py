@@ -57,15 +57,13 @@ def _register_crop(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_crop(args: argparse.Namespace) -> int:
-    from mousecord.datasets.tools import crop_file, default_output
+    from mousecord.datasets.tools import crop_files, default_output
 
-    outputs = [
-        crop_file(args.image, args.first, args.last, args.output or default_output(args.image, args.suffix))
-    ]
-    outputs += [
-        crop_file(mask, args.first, args.last, default_output(mask, args.suffix)) for mask in args.masks
-    ]
-    print("\n".join(str(path) for path in outputs))
+    paths = [args.image, *args.masks]
+    outputs = [args.output or default_output(args.image, args.suffix)]
+    outputs += [default_output(mask, args.suffix) for mask in args.masks]
+    written = crop_files(paths, args.first, args.last, outputs)  # checks everything, then writes all
+    print("\n".join(str(path) for path in written))
     return 0
 
 

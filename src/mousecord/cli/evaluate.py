@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from mousecord.cli.main import add_common_options
@@ -48,15 +49,22 @@ def run(args: argparse.Namespace) -> int:
         write_metrics_json,
         write_per_slice_csv,
     )
+    from mousecord.io import atomic_output
 
     _check_outputs_are_not_inputs(args)
     results = evaluate(args.reference, args.prediction, mask_folder=args.mask_folder)
-    if args.output:
-        write_metrics_csv(results, args.output)
-    if args.json_path:
-        write_metrics_json(results, args.json_path)
-    if args.per_slice_csv:
-        write_per_slice_csv(results, args.per_slice_csv)
+    writers = [
+        (writer, path)
+        for writer, path in (
+            (write_metrics_csv, args.output),
+            (write_metrics_json, args.json_path),
+            (write_per_slice_csv, args.per_slice_csv),
+        )
+        if path is not None
+    ]
+    with contextlib.ExitStack() as stack:  # all outputs or none: each is renamed into place at the end
+        for writer, path in writers:
+            writer(results, stack.enter_context(atomic_output(path)))
     print(format_summary(results))
     return 0
 
@@ -64,11 +72,14 @@ def run(args: argparse.Namespace) -> int:
 def _check_outputs_are_not_inputs(args: argparse.Namespace) -> None:
     """Refuse, before any work, an output path that is PRED or TRUTH (or the sibling mask of a pair)."""
     from mousecord.analysis.labelmaps import label_source
+    from mousecord.errors import OutputError
     from mousecord.io import check_not_input
 
     inputs: list[Path] = []
     for path in (args.prediction, args.reference):
         inputs += list(label_source(path).paths) if path.is_file() else [path]
-    for output in (args.output, args.json_path, args.per_slice_csv):
-        if output is not None:
-            check_not_input(output, inputs)
+    outputs = [path for path in (args.output, args.json_path, args.per_slice_csv) if path is not None]
+    for output in outputs:
+        check_not_input(output, inputs)
+    if len({output.resolve() for output in outputs}) != len(outputs):
+        raise OutputError(f"{outputs[0]}: two outputs have the same name; choose different names")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mousecord.cli.main import add_common_options, show_progress
+
+if TYPE_CHECKING:  # torch is imported only by the subcommand that trains
+    from mousecord.training.config import TrainConfig
 
 #: Command-line options that override fields of the TrainConfig (flag mirrors the field name).
 _OVERRIDES = (
@@ -57,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def build_config(args: argparse.Namespace):
+def build_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig from --config or --preset, with command-line overrides."""
     from mousecord.training.config import TrainConfig, preset_config
 

@@ -6,10 +6,14 @@ the last array axis. Unlike the reference, nothing is ever written over an input
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import shutil
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,68 +28,24 @@ from mousecord.datasets.nnunet_raw import (
     make_dataset_json,
     read_conversion_dict,
 )
-from mousecord.errors import DatasetError, ImageFormatError, OutputError
+from mousecord.errors import ConfigError, DatasetError, OutputError
 from mousecord.io.atomic import atomic_output, check_not_input, split_suffix
-from mousecord.labels import IGNORE_VALUE, TISSUE_LABELS, Label
+from mousecord.io.nifti import open_native, read_native, read_native_stored, save_native
+from mousecord.labels import (
+    MASK_THRESHOLD,
+    TISSUE_LABELS,
+    Label,
+    annotated_slices,
+    check_label_values,
+    masks_to_label_map,
+)
 
 logger = logging.getLogger(__name__)
-
-#: A mask voxel is "on" above this value (the reference's threshold).
-MASK_THRESHOLD = 1e-12
 
 DEFAULT_ZOOMS_MM: tuple[float, float, float] = (0.05, 0.05, 0.05)
 
 
 # ----------------------------------------------------------------------------------------------- arrays
-
-
-def masks_to_label_map(
-    gm_mask: np.ndarray,
-    wm_mask: np.ndarray,
-    *,
-    name: str,
-    ignore_unannotated: bool = False,
-    slice_axis: int = -1,
-) -> np.ndarray:
-    """Combine binary GM and WM masks into one uint8 label map (mask > 1e-12 -> GM=1, WM=2).
-
-    Args:
-        gm_mask, wm_mask: arrays of the same shape (any numeric type).
-        name: file name for error messages.
-        ignore_unannotated: set every slice (along ``slice_axis``) without a GM or WM voxel to
-            :data:`~mousecord.labels.IGNORE_VALUE`: an annotated slice is annotated in full (background
-            included), the others are unknown.
-        slice_axis: the axial axis (the last one in files and in canonical RAS).
-
-    Raises:
-        DatasetError: shapes differ, or GM and WM overlap.
-    """
-    if gm_mask.shape != wm_mask.shape:
-        raise DatasetError(
-            f"{name}: GM mask shape {gm_mask.shape} differs from WM mask shape {wm_mask.shape}"
-        )
-    gm, wm = gm_mask > MASK_THRESHOLD, wm_mask > MASK_THRESHOLD
-    overlap = int(np.count_nonzero(gm & wm))
-    if overlap:
-        raise DatasetError(
-            f"{name}: GM and WM masks overlap in {overlap} voxels; a voxel can hold one label only"
-        )
-    label_map = np.zeros(gm.shape, dtype=np.uint8)
-    label_map[gm] = Label.GM
-    label_map[wm] = Label.WM
-    if ignore_unannotated:
-        annotated = annotated_slices(label_map, slice_axis=slice_axis)
-        index = [slice(None)] * label_map.ndim
-        index[slice_axis] = ~annotated
-        label_map[tuple(index)] = IGNORE_VALUE
-    return label_map
-
-
-def annotated_slices(label_map: np.ndarray, *, slice_axis: int = -1) -> np.ndarray:
-    """(n_slices,) bool: slices along ``slice_axis`` holding at least one GM or WM voxel."""
-    tissue = (label_map == Label.GM) | (label_map == Label.WM)
-    other_axes = tuple(axis for axis in range(label_map.ndim) if axis != slice_axis % label_map.ndim)
-    return tissue.any(axis=other_axes)
 
 
 def shifted_affine(affine: np.ndarray, z_start: int) -> np.ndarray:
@@ -96,71 +56,6 @@ def shifted_affine(affine: np.ndarray, z_start: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- files
-
-
-def _load(path: Path) -> nib.Nifti1Image:
-    if not Path(path).is_file():
-        raise ImageFormatError(f"{path}: file not found")
-    try:
-        image = nib.load(path)
-        if len(image.shape) != 3:
-            raise ImageFormatError(f"{path}: expected a 3D image, got shape {tuple(image.shape)}")
-        return image
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as error:
-        raise ImageFormatError(f"{path}: not a readable NIfTI file ({error})") from error
-
-
-def _data(image: nib.Nifti1Image, path: Path) -> np.ndarray:
-    try:
-        return np.asanyarray(image.dataobj)
-    except (OSError, EOFError, ValueError) as error:
-        raise ImageFormatError(f"{path}: data cannot be read ({error})") from error
-
-
-def _stored(image: nib.Nifti1Image, path: Path) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """The data as stored on disk (no scaling applied) and the file's ``(slope, intercept)``, if any.
-
-    Writing these back with :func:`_write` (``scaling=``) reproduces the input's voxels bit for bit; going
-    through the scaled float values and casting back to an integer type would truncate them.
-    """
-    proxy = image.dataobj
-    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
-    if not nib.is_proxy(proxy) or (slope == 1.0 and inter == 0.0):
-        return _data(image, path), None
-    try:
-        return np.asanyarray(proxy.get_unscaled()), (float(slope), float(inter))
-    except (OSError, EOFError, ValueError) as error:
-        raise ImageFormatError(f"{path}: data cannot be read ({error})") from error
-
-
-def _write(
-    data: np.ndarray,
-    affine: np.ndarray,
-    header: nib.Nifti1Header,
-    path: Path,
-    *,
-    dtype: np.dtype | type | None = None,
-    scaling: tuple[float, float] | None = None,
-) -> Path:
-    """Write ``data`` with a copy of ``header`` whose qform and sform are ``affine`` with the same codes.
-
-    ``scaling``: ``(slope, intercept)`` to store with ``data`` as it is (raw values from :func:`_stored`).
-    """
-    header = header.copy()
-    dtype = np.dtype(dtype or data.dtype)
-    if header.get_data_dtype() != dtype:
-        header.set_slope_inter(None, None)  # the input's scaling means nothing for another data type
-    header.set_data_dtype(dtype)
-    image = nib.Nifti1Image(np.asarray(data).astype(dtype, copy=False), affine, header=header)
-    if scaling is not None:
-        image.header.set_slope_inter(*scaling)  # after construction, which resets it
-    _, qform_code = header.get_qform(coded=True)
-    _, sform_code = header.get_sform(coded=True)
-    image.set_qform(affine, int(qform_code) or 1)
-    image.set_sform(affine, int(sform_code) or 1)
-    with atomic_output(path) as temporary:
-        nib.save(image, temporary)
-    return path
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -209,11 +104,12 @@ def extract_slices(
         raise DatasetError(f"{root}: no image has both GM and WM masks under derivatives/{mask_folder}")
     written = []
     for case in cases:
-        image = _load(case.image)
-        masks = {label: _load(case.masks[label]) for label in TISSUE_LABELS}
-        mask_data = {label: _data(masks[label], case.masks[label]) for label in TISSUE_LABELS}  # read once
-        label_map = masks_to_label_map(
-            mask_data[Label.GM], mask_data[Label.WM], name=case.masks[Label.GM].name
+        image, data = read_native(case.image)
+        masks, mask_data = {}, {}
+        for label in TISSUE_LABELS:  # each mask read once
+            masks[label], mask_data[label] = read_native(case.masks[label])
+        label_map = masks_to_label_map(  # overlapping manual masks are an annotation error: refuse them
+            mask_data[Label.GM], mask_data[Label.WM], name=case.masks[Label.GM].name, on_overlap="error"
         )
         if label_map.shape != image.shape:
             raise DatasetError(
@@ -226,14 +122,13 @@ def extract_slices(
             _copy(
                 case.masks[label], mask_path(output_root, output_root / relative, label, folder=mask_folder)
             )
-        data = _data(image, case.image)
         for index in np.flatnonzero(annotated_slices(label_map)):
             name = slice_stem(stem, int(index)) + FILE_ENDING
             target = output_root / relative.parent / name
             affine = shifted_affine(image.affine, int(index))
-            _write(data[..., index : index + 1], affine, image.header, target)
+            save_native(data[..., index : index + 1], affine, image.header, target)
             for label in TISSUE_LABELS:
-                _write(
+                save_native(
                     mask_data[label][..., index : index + 1],
                     affine,
                     masks[label].header,
@@ -256,24 +151,60 @@ def crop_file(path: Path | str, z_start: int, z_stop: int, output: Path | str) -
     """Keep slices ``z_start:z_stop`` (Python slicing, last axis) of a NIfTI file, written to ``output``.
 
     The affine is shifted by ``z_start`` so every kept voxel stays where it was; other header fields are
-    kept. Raises OutputError if ``output`` is the input, ConfigError-like DatasetError for an empty range.
+    kept, and scaled integer data is stored exactly as in the input.
+
+    Raises:
+        OutputError: ``output`` is the input.
+        DatasetError: the range is empty.
     """
-    path, output = Path(path), Path(output)
-    check_not_input(output, [path])
-    image = _load(path)
-    depth = image.shape[-1]
+    return crop_files([path], z_start, z_stop, [output])[0]
+
+
+def crop_files(
+    paths: Sequence[Path | str], z_start: int, z_stop: int, outputs: Sequence[Path | str]
+) -> list[Path]:
+    """Crop an image and its masks the same way (see :func:`crop_file`), all or nothing.
+
+    Every input shape and output path is checked before anything is written, and the outputs are renamed
+    into place only once all of them were written.
+
+    Args:
+        paths: the image first, then its masks; all must have the image's shape.
+        z_start, z_stop: Python slice bounds along the last axis.
+        outputs: one output per input, all different and none of them an input.
+
+    Raises:
+        OutputError: an output is an input, or two outputs are the same file.
+        DatasetError: shapes differ, or the range is empty.
+    """
+    paths, outputs = [Path(path) for path in paths], [Path(output) for output in outputs]
+    if len(paths) != len(outputs) or not paths:
+        raise ConfigError(f"crop needs one output per input, got {len(paths)} inputs, {len(outputs)} outputs")
+    for output in outputs:
+        check_not_input(output, paths)
+    if len({output.resolve() for output in outputs}) != len(outputs):
+        raise OutputError(f"{outputs[0]}: two outputs have the same name; choose different names")
+    shapes = [open_native(path).shape for path in paths]
+    for path, shape in zip(paths[1:], shapes[1:], strict=True):
+        if shape != shapes[0]:
+            raise DatasetError(f"{path}: shape {shape} differs from the image {paths[0].name}'s {shapes[0]}")
+    depth = shapes[0][-1]
     start, stop, _ = slice(z_start, z_stop).indices(depth)
     if stop <= start:
-        raise DatasetError(f"{path}: slice range {z_start}:{z_stop} is empty for {depth} slices")
-    data, scaling = _stored(image, path)
-    return _write(
-        data[..., start:stop],
-        shifted_affine(image.affine, start),
-        image.header,
-        output,
-        dtype=image.get_data_dtype(),
-        scaling=scaling,
-    )
+        raise DatasetError(f"{paths[0]}: slice range {z_start}:{z_stop} is empty for {depth} slices")
+    with contextlib.ExitStack() as stack:
+        temporaries = [stack.enter_context(atomic_output(output)) for output in outputs]
+        for path, temporary in zip(paths, temporaries, strict=True):
+            image, data, scaling = read_native_stored(path)
+            save_native(
+                data[..., start:stop],
+                shifted_affine(image.affine, start),
+                image.header,
+                temporary,
+                dtype=image.get_data_dtype(),
+                scaling=scaling,
+            )
+    return outputs
 
 
 def fix_header_file(
@@ -283,20 +214,21 @@ def fix_header_file(
 
     Raises:
         OutputError: ``output`` is the input.
-        ImageFormatError: unreadable file or a zoom that is not positive.
+        ConfigError: ``zooms_mm`` is not three positive finite numbers.
+        ImageFormatError: unreadable file.
     """
     path, output = Path(path), Path(output)
     check_not_input(output, [path])
-    if len(zooms_mm) != 3 or min(zooms_mm) <= 0:
-        raise ImageFormatError(f"{path}: zooms must be three positive numbers in mm, got {list(zooms_mm)}")
-    image = _load(path)
+    zooms = np.asarray(zooms_mm, dtype=np.float64)
+    if zooms.shape != (3,) or not np.isfinite(zooms).all() or (zooms <= 0).any():
+        raise ConfigError(f"{path}: zooms must be three positive finite numbers in mm, got {list(zooms_mm)}")
+    image, data, scaling = read_native_stored(path)
     header = image.header.copy()
     header.set_zooms(tuple(float(zoom) for zoom in zooms_mm))
     qform, qform_code = header.get_qform(coded=True)  # rebuilt from the quaternion and the new zooms
     if qform is None or not qform_code:
         qform = header.get_base_affine()
         qform_code = 1
-    data, scaling = _stored(image, path)
     fixed = nib.Nifti1Image(data, qform, header=header)
     if scaling is not None:
         fixed.header.set_slope_inter(*scaling)  # raw values plus the input's scaling: data unchanged
@@ -339,54 +271,89 @@ def bids_to_nnunet(
     channel T1w and the labels. With ``ignore_label``, slices without any GM/WM voxel get value 3 and
     dataset.json declares ``"ignore": 3``, so nnU-Net itself trains on the annotated slices only.
 
+    The dataset is built in a hidden folder beside ``output_folder`` and renamed onto it at the end, so an
+    error (a bad case, a full disk) leaves no partial dataset behind.
+
     Raises:
         DatasetError: missing label folder, no labelled volume, mismatched or overlapping masks.
-        OutputError: ``output_folder`` already holds a dataset.json or is inside the input dataset's images.
+        OutputError: ``output_folder`` already holds a dataset.json, is a file or a non-empty folder, or is
+            inside the input dataset.
     """
     root, output = Path(dataset_root), Path(output_folder)
-    if (output / DATASET_JSON).exists():
-        raise OutputError(f"{output}: already holds a {DATASET_JSON}; choose a new folder")
+    _check_conversion_output(root, output)
     task = task_name or _task_name(output)
     cases = _labelled_cases(root, mask_folder)
     labelled = [case for case in cases if case.has_masks]
     if not labelled:
         raise DatasetError(f"{root}: no image has both GM and WM masks under derivatives/{mask_folder}")
-    conversion: dict[str, str] = {}
-    for number, case in enumerate(labelled, start=1):
-        image = _load(case.image)
-        gm, wm = (_load(case.masks[label]) for label in TISSUE_LABELS)
-        label_map = masks_to_label_map(
-            _data(gm, case.masks[Label.GM]),
-            _data(wm, case.masks[Label.WM]),
-            name=case.masks[Label.GM].name,
-            ignore_unannotated=ignore_label,
+    unlabelled = [case for case in cases if not case.has_masks]
+    with _folder_built_aside(output) as building:
+        conversion: dict[str, str] = {}
+        for number, case in enumerate(labelled, start=1):
+            new_image = Path("imagesTr") / f"{task}_{number:03d}_0000{FILE_ENDING}"
+            label_map, image = _training_label_map(case, ignore_label=ignore_label)
+            _copy(case.image, building / new_image)
+            label_path = building / "labelsTr" / f"{task}_{number:03d}{FILE_ENDING}"
+            save_native(label_map, image.affine, image.header, label_path, dtype=np.uint8)
+            conversion[str(case.image.resolve())] = str((output / new_image).resolve())
+        for number, case in enumerate(unlabelled, start=len(labelled) + 1):
+            new_image = Path("imagesTs") / f"{task}_{number:03d}_0000{FILE_ENDING}"
+            _copy(case.image, building / new_image)
+            conversion[str(case.image.resolve())] = str((output / new_image).resolve())
+        description = "sparse slice annotations, unannotated slices ignored" if ignore_label else ""
+        dataset_json = make_dataset_json(
+            num_training=len(labelled), ignore_label=ignore_label, name=task, description=description
         )
-        if label_map.shape != image.shape:
-            raise DatasetError(
-                f"{case.masks[Label.GM]}: mask shape {label_map.shape} differs from image {image.shape}"
-            )
-        new_image = output / "imagesTr" / f"{task}_{number:03d}_0000{FILE_ENDING}"
-        _copy(case.image, new_image)
-        _write(
-            label_map,
-            image.affine,
-            image.header,
-            output / "labelsTr" / f"{task}_{number:03d}{FILE_ENDING}",
-            dtype=np.uint8,
+        for name, content in ((DATASET_JSON, dataset_json), (CONVERSION_DICT, conversion)):
+            (building / name).write_text(json.dumps(content, indent=2) + "\n")
+    return ConversionResult(output, len(labelled), len(unlabelled), output / CONVERSION_DICT)
+
+
+def _check_conversion_output(root: Path, output: Path) -> None:
+    """Refuse, before any work, an output that holds a dataset, is not an empty folder, or is in ``root``."""
+    if (output / DATASET_JSON).exists():
+        raise OutputError(f"{output}: already holds a {DATASET_JSON}; choose a new folder")
+    resolved_root, resolved_output = root.resolve(), output.resolve()
+    if resolved_output == resolved_root or resolved_root in resolved_output.parents:
+        raise OutputError(
+            f"{output}: output folder is inside the input dataset {root}; choose a folder outside it"
         )
-        conversion[str(case.image.resolve())] = str(new_image.resolve())
-    for number, case in enumerate((case for case in cases if not case.has_masks), start=len(labelled) + 1):
-        new_image = output / "imagesTs" / f"{task}_{number:03d}_0000{FILE_ENDING}"
-        _copy(case.image, new_image)
-        conversion[str(case.image.resolve())] = str(new_image.resolve())
-    description = "sparse slice annotations, unannotated slices ignored" if ignore_label else ""
-    dataset_json = make_dataset_json(
-        num_training=len(labelled), ignore_label=ignore_label, name=task, description=description
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise OutputError(f"{output}: exists and is not an empty folder; choose a new folder")
+
+
+@contextlib.contextmanager
+def _folder_built_aside(output: Path) -> Iterator[Path]:
+    """Yield a hidden folder beside ``output``; rename it onto ``output`` on success, delete it on error."""
+    parent = output.parent if str(output.parent) else Path(".")
+    building = parent / f".{output.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        building.mkdir(parents=True)
+    except OSError as error:
+        raise OutputError(
+            f"{output}: cannot create a folder in {parent}: {error.strerror or error}"
+        ) from error
+    try:
+        yield building
+        os.replace(building, output)  # replaces an empty folder (checked before), never a non-empty one
+    except OSError as error:
+        raise OutputError(f"{output}: cannot write: {error.strerror or error}") from error
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def _training_label_map(case: BidsCase, *, ignore_label: bool) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """The case's 0/1/2(/3) label map from its masks, checked against the image; and the image."""
+    image = open_native(case.image)  # header only: the image itself is copied as it is
+    gm, wm = (read_native(case.masks[label])[1] for label in TISSUE_LABELS)
+    label_map = masks_to_label_map(  # overlapping manual masks are an annotation error: refuse them
+        gm, wm, name=case.masks[Label.GM].name, on_overlap="error", ignore_unannotated=ignore_label
     )
-    for name, content in ((DATASET_JSON, dataset_json), (CONVERSION_DICT, conversion)):
-        with atomic_output(output / name) as temporary:
-            temporary.write_text(json.dumps(content, indent=2) + "\n")
-    return ConversionResult(output, len(labelled), len(cases) - len(labelled), output / CONVERSION_DICT)
+    if label_map.shape != image.shape:
+        raise DatasetError(
+            f"{case.masks[Label.GM]}: mask shape {label_map.shape} differs from image {image.shape}"
+        )
+    return label_map, image
 
 
 def _bids_root_of(original: Path) -> Path:
@@ -412,42 +379,52 @@ def nnunet_to_bids(
     Returns:
         The written mask paths.
 
+    Nothing is written unless every matching prediction is a readable 0/1/2 label map.
+
     Raises:
         DatasetError: no prediction matches the dictionary.
+        ImageFormatError: a prediction is unreadable or holds values other than 0/1/2.
+        OutputError: a mask would overwrite its prediction or image.
     """
     predictions_folder = Path(predictions_folder)
     conversion = read_conversion_dict(conversion_dict)
     by_case = {
         Path(new).name[: -len(f"_0000{FILE_ENDING}")]: Path(original) for original, new in conversion.items()
     }
-    written = []
+    # Check every prediction and output path first, then write all masks together: an error leaves nothing.
+    jobs: list[tuple[Path, list[Path]]] = []
     for prediction in sorted(predictions_folder.glob(f"*{FILE_ENDING}")):
         original = by_case.get(prediction.name[: -len(FILE_ENDING)])
         if original is None:
             continue
         root = Path(bids_root) if bids_root is not None else _bids_root_of(original)
-        image = _load(prediction)
-        label_map = np.asarray(_data(image, prediction))
-        for label in TISSUE_LABELS:
-            target = mask_path(
-                root, root / original.relative_to(_bids_root_of(original)), label, folder=mask_folder
-            )
+        relative = original.relative_to(_bids_root_of(original))
+        targets = [mask_path(root, root / relative, label, folder=mask_folder) for label in TISSUE_LABELS]
+        for target in targets:
             check_not_input(target, [prediction, original])
-            written.append(
-                _write(
-                    (label_map == label).astype(np.uint8), image.affine, image.header, target, dtype=np.uint8
-                )
-            )
-    if not written:
+        _, label_map = read_native(prediction)
+        check_label_values(label_map, name=prediction.name)
+        jobs.append((prediction, targets))
+    if not jobs:
         raise DatasetError(f"{predictions_folder}: no *{FILE_ENDING} prediction matches {conversion_dict}")
+    written = [target for _, targets in jobs for target in targets]
+    with contextlib.ExitStack() as stack:
+        temporaries = iter([stack.enter_context(atomic_output(target)) for target in written])
+        for prediction, _ in jobs:
+            image, label_map = read_native(prediction)
+            for label in TISSUE_LABELS:
+                mask = (label_map == label).astype(np.uint8)
+                save_native(mask, image.affine, image.header, next(temporaries), dtype=np.uint8)
     return written
 
 
 __all__ = [
+    "MASK_THRESHOLD",
     "ConversionResult",
     "annotated_slices",
     "bids_to_nnunet",
     "crop_file",
+    "crop_files",
     "default_output",
     "extract_slices",
     "fix_header_file",

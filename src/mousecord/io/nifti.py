@@ -154,7 +154,7 @@ def save_like(
 
 
 def save_volume(volume: Volume, path: Path | str, *, dtype: np.dtype | type | None = None) -> Path:
-    """Write a :class:`Volume` as a new NIfTI file (qform and sform both set, code 1 = scanner), atomically."""
+    """Write a :class:`Volume` as a new NIfTI file (qform and sform set, code 1 = scanner), atomically."""
     data = np.asarray(volume.data)
     dtype = np.dtype(dtype or data.dtype)
     image = nib.Nifti1Image(data.astype(dtype, copy=False), volume.affine)
@@ -166,13 +166,101 @@ def save_volume(volume: Volume, path: Path | str, *, dtype: np.dtype | type | No
     return Path(path)
 
 
+def open_native(path: Path | str) -> nib.Nifti1Image:
+    """Open a 3D NIfTI file in its own space without reading its data (see :func:`read_native`)."""
+    return _read(Path(path))
+
+
+def read_native(path: Path | str) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """Read a 3D NIfTI file in its own space (no reorientation, no header checks beyond the shape).
+
+    For tools that work on the file's own arrays (crop, slice extraction, dataset conversion). The same
+    errors as :func:`load_nifti`: a 4D file with one volume is read as 3D; missing, unreadable, truncated
+    or corrupt (bad gzip) files raise :class:`ImageFormatError`.
+
+    Returns:
+        The 3D image (header and affine as stored) and its (x, y, z) data, scaling applied.
+    """
+    path = Path(path)
+    image = _read(path)
+    return image, _read_data(image, path)
+
+
+def read_native_stored(
+    path: Path | str,
+) -> tuple[nib.Nifti1Image, np.ndarray, tuple[float, float] | None]:
+    """Like :func:`read_native`, but the data as stored on disk and the file's ``(slope, intercept)``.
+
+    The scaling is None when the file has none (the data is then the same as :func:`read_native`'s).
+    Writing the raw data back with :func:`save_native` (``scaling=``) reproduces the input's voxels bit for
+    bit; casting scaled float values back to an integer type would truncate them.
+    """
+    path = Path(path)
+    stored = _open(path)
+    image = stored.slicer[..., 0] if len(stored.shape) == 4 else stored
+    proxy = stored.dataobj
+    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+    if not nib.is_proxy(proxy) or (slope == 1.0 and inter == 0.0):
+        return image, _read_data(image, path), None
+    try:
+        raw = np.asanyarray(proxy.get_unscaled())
+    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as error:
+        raise ImageFormatError(
+            f"{path}: data cannot be read, file truncated or corrupt ({_reason(error)})"
+        ) from error
+    return image, (raw[..., 0] if raw.ndim == 4 else raw), (float(slope), float(inter))
+
+
+def save_native(
+    data: np.ndarray,
+    affine: np.ndarray,
+    header: nib.Nifti1Header,
+    path: Path | str,
+    *,
+    dtype: np.dtype | type | None = None,
+    scaling: tuple[float, float] | None = None,
+) -> Path:
+    """Write ``data`` atomically with a copy of ``header`` whose qform and sform are ``affine``.
+
+    The qform/sform codes are the header's (1 = scanner where unset); other header fields are kept. For
+    arrays in a file's own space (:func:`read_native`) whose grid may have changed (a crop: shifted affine).
+
+    Args:
+        data: (x, y, z) array.
+        affine: (4, 4) voxel-to-world matrix of ``data``.
+        header: the input's header.
+        path: output file.
+        dtype: stored data type (default: the array's). The header's scaling is dropped when it changes.
+        scaling: ``(slope, intercept)`` to store with ``data`` as it is (raw values from
+            :func:`read_native_stored`).
+    """
+    path = Path(path)
+    header = header.copy()
+    dtype = np.dtype(dtype or data.dtype)
+    if header.get_data_dtype() != dtype:
+        header.set_slope_inter(None, None)  # the input's scaling means nothing for another data type
+    header.set_data_dtype(dtype)
+    image = nib.Nifti1Image(np.asarray(data).astype(dtype, copy=False), affine, header=header)
+    if scaling is not None:
+        image.header.set_slope_inter(*scaling)  # after construction, which resets it
+    _, qform_code = header.get_qform(coded=True)
+    _, sform_code = header.get_sform(coded=True)
+    image.set_qform(affine, int(qform_code) or 1)
+    image.set_sform(affine, int(sform_code) or 1)
+    with atomic_output(path) as temporary:
+        nib.save(image, temporary)
+    return path
+
+
 def check_finite_data(data: np.ndarray, *, name: str) -> None:
     """Raise :class:`ImageFormatError` if ``data`` holds NaN or infinite values."""
     if np.issubdtype(data.dtype, np.floating):
         finite = np.isfinite(data)
         if not finite.all():
             bad = int(data.size - np.count_nonzero(finite))
-            raise ImageFormatError(f"{name}: {bad} voxels are NaN or infinite; replace them before processing")
+            raise ImageFormatError(
+                f"{name}: {bad} voxels are NaN or infinite; replace them before processing"
+            )
 
 
 def check_qform_sform(header: nib.Nifti1Header, *, name: str) -> None:
@@ -196,7 +284,9 @@ def check_voxel_size_value(voxel_size_mm: tuple[float, ...], *, name: str) -> No
     """Raise :class:`HeaderError` unless ``voxel_size_mm`` holds three positive finite numbers."""
     sizes = np.asarray(voxel_size_mm, dtype=np.float64)
     if sizes.shape != (3,) or not np.isfinite(sizes).all() or (sizes <= 0).any():
-        raise HeaderError(f"{name}: voxel size must be three positive numbers in mm, got {list(voxel_size_mm)}")
+        raise HeaderError(
+            f"{name}: voxel size must be three positive numbers in mm, got {list(voxel_size_mm)}"
+        )
 
 
 def warn_if_implausible_voxel_size(voxel_size_mm: np.ndarray, *, name: str) -> None:
@@ -213,7 +303,8 @@ def warn_if_implausible_voxel_size(voxel_size_mm: np.ndarray, *, name: str) -> N
         )
 
 
-def _read(path: Path) -> nib.Nifti1Image:
+def _open(path: Path) -> nib.Nifti1Image:
+    """The file's image as stored: 3D, or 4D with one volume (see :func:`_read`)."""
     if not path.exists():
         raise ImageFormatError(f"{path}: file not found")
     if path.is_dir():
@@ -225,20 +316,26 @@ def _read(path: Path) -> nib.Nifti1Image:
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise ImageFormatError(f"{path}: expected a NIfTI image, got {type(image).__name__}")
     shape = image.shape
-    if len(shape) == 4 and shape[3] == 1:
-        image = image.slicer[..., 0]
-    elif len(shape) != 3:
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 1):
         raise ImageFormatError(f"{path}: expected a 3D image, got shape {tuple(shape)}")
-    if min(image.shape) < 1:
-        raise ImageFormatError(f"{path}: image has an empty axis, shape {tuple(image.shape)}")
+    if min(shape) < 1:
+        raise ImageFormatError(f"{path}: image has an empty axis, shape {tuple(shape[:3])}")
     return image
+
+
+def _read(path: Path) -> nib.Nifti1Image:
+    """A checked 3D image; a 4D file holding one volume is accepted as that volume."""
+    image = _open(path)
+    return image.slicer[..., 0] if len(image.shape) == 4 else image
 
 
 def _read_data(image: nib.Nifti1Image, path: Path) -> np.ndarray:
     try:
         return np.asanyarray(image.dataobj)
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as error:
-        raise ImageFormatError(f"{path}: data cannot be read, file truncated or corrupt ({_reason(error)})") from error
+        raise ImageFormatError(
+            f"{path}: data cannot be read, file truncated or corrupt ({_reason(error)})"
+        ) from error
 
 
 def _reason(error: BaseException) -> str:

@@ -9,6 +9,7 @@ smoothly along the cord.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,7 +157,9 @@ def _deformation_mode(rng: np.random.Generator) -> dict[str, float]:
     }
 
 
-def slice_positions(anatomy: dict[str, Any], shape_vox, voxel_size_mm) -> dict[str, np.ndarray]:
+def slice_positions(
+    anatomy: dict[str, Any], shape_vox: Sequence[int], voxel_size_mm: Sequence[float] | np.ndarray
+) -> dict[str, np.ndarray]:
     """Per-slice descriptors: position along the cord, level coordinate, centre, rotation, nominal sizes."""
     n_slices = shape_vox[2]
     length_mm = n_slices * voxel_size_mm[2]
@@ -251,7 +254,9 @@ def _lookup(stack: np.ndarray, level: np.ndarray, index_u: np.ndarray, index_v: 
     return result
 
 
-def render_geometry(anatomy: dict[str, Any], shape_vox, voxel_size_mm) -> CordGeometry:
+def render_geometry(
+    anatomy: dict[str, Any], shape_vox: Sequence[int], voxel_size_mm: Sequence[float] | np.ndarray
+) -> CordGeometry:
     """Evaluate the sampled anatomy on the voxel grid (deterministic)."""
     stack, canal_per_level = _level_stack(anatomy)
     if stack.shape[0] == 1:

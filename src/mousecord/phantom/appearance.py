@@ -8,8 +8,9 @@ WM, brighter, or equal), and adds a random gamma.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.fft
@@ -18,6 +19,9 @@ from scipy import ndimage
 from mousecord.labels import Label
 from mousecord.phantom.anatomy import CordGeometry
 from mousecord.phantom.fields import smooth_noise
+
+if TYPE_CHECKING:
+    from mousecord.phantom.config import PhantomConfig
 
 #: Mean noiseless WM intensity of every phantom (arbitrary units, like a scanner's).
 WM_INTENSITY = 1000.0
@@ -116,7 +120,13 @@ def sample_surroundings(length_mm: float, *, rng: np.random.Generator) -> dict[s
     }
 
 
-def _coarse_fields(shape, voxel_size_mm, surroundings, *, rng) -> tuple[np.ndarray, np.ndarray]:
+def coarse_fields(
+    shape: Sequence[int],
+    voxel_size_mm: Sequence[float] | np.ndarray,
+    surroundings: dict[str, Any],
+    *,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """Two unit-variance fields, smooth in-plane (0.8 and 0.4 mm), turning between 2D patterns along z."""
     patterns = []
     for spacing_mm in (0.8, 0.8, 0.4, 0.4):  # the first field shapes outlines, the second tissue patches
@@ -130,7 +140,13 @@ def _coarse_fields(shape, voxel_size_mm, surroundings, *, rng) -> tuple[np.ndarr
     return first, second
 
 
-def tissue_classes(geometry: CordGeometry, surroundings: dict, coarse, fine, voxel_size_mm) -> np.ndarray:
+def tissue_classes(
+    geometry: CordGeometry,
+    surroundings: dict[str, Any],
+    coarse: tuple[np.ndarray, np.ndarray],
+    fine: np.ndarray,
+    voxel_size_mm: Sequence[float] | np.ndarray,
+) -> np.ndarray:
     """(x, y, z) uint8 :class:`Tissue` map of everything around the cord (the cord itself is FLUID here)."""
     u, v, sdf = geometry.u_mm, geometry.v_mm, geometry.cord_sdf_mm
     first, second = coarse
@@ -183,7 +199,12 @@ def tissue_classes(geometry: CordGeometry, surroundings: dict, coarse, fine, vox
 
 
 def compose_image(
-    geometry: CordGeometry, classes: np.ndarray, appearance: dict, fine, fibre, voxel_size_mm
+    geometry: CordGeometry,
+    classes: np.ndarray,
+    appearance: dict[str, Any],
+    fine: np.ndarray,
+    fibre: np.ndarray,
+    voxel_size_mm: Sequence[float] | np.ndarray,
 ) -> np.ndarray:
     """Noiseless, unblurred image (WM = 1): tissue means and textures, GM/WM mixed by partial volume."""
     means = np.array([appearance["means"][key] for key in _TISSUE_KEYS], dtype=np.float32)
@@ -220,7 +241,7 @@ def compose_image(
     return image
 
 
-def sample_acquisition(config, *, rng: np.random.Generator) -> dict[str, Any]:
+def sample_acquisition(config: PhantomConfig, *, rng: np.random.Generator) -> dict[str, Any]:
     """SNR, blur, bias field and Gibbs ringing parameters."""
     coefficients = rng.normal(0, 1, 5)
     return {
@@ -235,7 +256,9 @@ def sample_acquisition(config, *, rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-def bias_field(shape, voxel_size_mm, acquisition: dict) -> tuple[np.ndarray, np.ndarray]:
+def bias_field(
+    shape: Sequence[int], voxel_size_mm: Sequence[float] | np.ndarray, acquisition: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
     """In-plane (x, y) multiplicative field with max/min = 1 + variation, and (z,) slow drift."""
     x = np.linspace(-1, 1, shape[0])[:, None]
     y = np.linspace(-1, 1, shape[1])[None, :]
@@ -250,7 +273,7 @@ def bias_field(shape, voxel_size_mm, acquisition: dict) -> tuple[np.ndarray, np.
     return np.exp(log_field).astype(np.float32), drift.astype(np.float32)
 
 
-def blur_and_ring(image: np.ndarray, acquisition: dict) -> np.ndarray:
+def blur_and_ring(image: np.ndarray, acquisition: dict[str, Any]) -> np.ndarray:
     """Gaussian point spread (FWHM in voxels) and, if enabled, in-plane k-space truncation (Gibbs)."""
     sigma = acquisition["blur_fwhm_vox"] / (2 * np.sqrt(2 * np.log(2)))
     for axis in range(3):
@@ -276,7 +299,9 @@ def add_rician_noise(image: np.ndarray, sigma: float, *, rng: np.random.Generato
     return np.sqrt(real, out=real)
 
 
-def wm_interior(geometry: CordGeometry, label_map: np.ndarray, voxel_size_mm) -> np.ndarray:
+def wm_interior(
+    geometry: CordGeometry, label_map: np.ndarray, voxel_size_mm: Sequence[float] | np.ndarray
+) -> np.ndarray:
     """WM voxels at least one voxel from both the cord and the GM surface (for SNR and contrast)."""
     voxel_mm = float(np.mean(voxel_size_mm[:2]))
     return (label_map == Label.WM) & (geometry.cord_sdf_mm < -voxel_mm) & (geometry.gm_sdf_mm > voxel_mm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from mousecord.labels import Label
 
 
 def sample_bubbles(
-    per_slice: dict[str, np.ndarray], shape_vox, *, rng: np.random.Generator
+    per_slice: dict[str, np.ndarray], shape_vox: Sequence[int], *, rng: np.random.Generator
 ) -> list[dict[str, Any]]:
     """1-3 bubbles just outside the cord: centre (mm, world), radius and blooming strength."""
     bubbles = []
@@ -34,7 +35,12 @@ def sample_bubbles(
     return bubbles
 
 
-def draw_bubbles(image: np.ndarray, bubbles: list[dict], voxel_size_mm, void_value: float) -> None:
+def draw_bubbles(
+    image: np.ndarray,
+    bubbles: list[dict[str, Any]],
+    voxel_size_mm: Sequence[float] | np.ndarray,
+    void_value: float,
+) -> None:
     """Darken ``image`` in place: ``void_value`` inside each bubble, a 1/r^3 signal loss around it."""
     voxel = np.asarray(voxel_size_mm)
     origin = -(np.asarray(image.shape) - 1) / 2 * voxel
@@ -78,8 +84,8 @@ def sample_damaged_ends(*, rng: np.random.Generator) -> list[dict[str, Any]]:
 def draw_damaged_ends(
     image: np.ndarray,
     label_map: np.ndarray,
-    ends: list[dict],
-    voxel_size_mm,
+    ends: list[dict[str, Any]],
+    voxel_size_mm: Sequence[float] | np.ndarray,
     fine: np.ndarray,
     void_value: float,
 ) -> None:

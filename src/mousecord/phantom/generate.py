@@ -96,7 +96,7 @@ def _render_image(
     fine = smooth_noise(shape, fine_spacing, rng=texture_rng)
     fibre_spacing = [*fine_spacing[:2], max(int(round(0.6 / voxel[2])), 1)]
     fibre = smooth_noise(shape, fibre_spacing, rng=texture_rng)
-    coarse = appearance._coarse_fields(shape, voxel, drawn["surroundings"], rng=texture_rng)
+    coarse = appearance.coarse_fields(shape, voxel, drawn["surroundings"], rng=texture_rng)
     classes = appearance.tissue_classes(geometry, drawn["surroundings"], coarse, fine, voxel)
     del coarse
     image = appearance.compose_image(geometry, classes, drawn["appearance"], fine, fibre, voxel)

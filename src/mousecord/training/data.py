@@ -21,10 +21,9 @@ from mousecord.datasets.nnunet_raw import (
     read_conversion_dict,
     read_dataset_json,
 )
-from mousecord.datasets.tools import masks_to_label_map
 from mousecord.errors import DatasetError
 from mousecord.io import load_nifti
-from mousecord.labels import IGNORE_VALUE, TISSUE_LABELS, Label, check_label_values
+from mousecord.labels import IGNORE_VALUE, TISSUE_LABELS, Label, check_label_values, masks_to_label_map
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +141,11 @@ def _load_bids(root: Path, label_folder: str) -> list[TrainingCase]:
                     f"{bids_case.masks[label]}: mask shape {mask.shape} differs from image shape "
                     f"{image.shape}"
                 )
-        label_map = masks_to_label_map(
+        label_map = masks_to_label_map(  # overlapping manual masks are an annotation error: refuse them
             masks[0].data,
             masks[1].data,
             name=bids_case.masks[Label.GM].name,
+            on_overlap="error",
             ignore_unannotated=True,
             slice_axis=2,
         )

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,7 +175,7 @@ def train_step(parts: TrainParts, images: torch.Tensor, targets: torch.Tensor, c
 def predict_logits(
     network: nn.Module,
     image: np.ndarray,
-    patch_size_vox,
+    patch_size_vox: Sequence[int],
     *,
     device: torch.device | str = "cpu",
     use_amp: bool = False,
@@ -204,7 +204,13 @@ def predict_logits(
     return logits[0]
 
 
-def predict_label_map(network: nn.Module, image: np.ndarray, patch_size_vox, *, device="cpu") -> np.ndarray:
+def predict_label_map(
+    network: nn.Module,
+    image: np.ndarray,
+    patch_size_vox: Sequence[int],
+    *,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
     """(z, y, x) uint8 argmax label map of a z-scored (z, y, x) image."""
     return predict_logits(network, image, patch_size_vox, device=device).argmax(0).numpy().astype(np.uint8)
 

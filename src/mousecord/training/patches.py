@@ -12,6 +12,7 @@ All randomness comes from a ``numpy.random.Generator`` passed in; MONAI transfor
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,13 @@ class SpatialParams:
     elastic_field: np.ndarray | None  # (3, *_ELASTIC_GRID) voxels, or None
 
 
-def sample_center(case: TrainingCase, patch_size_vox, rng: np.random.Generator, *, annotated_fraction: float):
+def sample_center(
+    case: TrainingCase,
+    patch_size_vox: Sequence[int],
+    rng: np.random.Generator,
+    *,
+    annotated_fraction: float,
+) -> np.ndarray:
     """(3,) integer patch centre (z, y, x): an annotated slice near the cord, or anywhere.
 
     With probability ``annotated_fraction`` the centre is a random GM/WM voxel of a random annotated slice
@@ -87,7 +94,10 @@ def _rotation(axial: float, tilt_y: float, tilt_x: float) -> np.ndarray:
 
 
 def extract_patch(
-    case: TrainingCase, center, patch_size_vox, params: SpatialParams
+    case: TrainingCase,
+    center: Sequence[float] | np.ndarray,
+    patch_size_vox: Sequence[int],
+    params: SpatialParams,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resample a (D, H, W) patch around ``center`` through ``params``.
 
