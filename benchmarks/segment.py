@@ -8,6 +8,15 @@ threads. Needs nnunetv2 (see .ci/run for the test-only install).
     python benchmarks/segment.py              # reference network (plans.json 3d_fullres, patch 256x96x96),
                                               # 200x200x500 volume: tens of minutes per predictor on a CPU
     python benchmarks/segment.py --quick      # 64x192x192 (z, y, x) crop, patch 64x96x96
+
+``--default-model`` compares, on one 200 x 200 x 500 phantom (seed < 1000, never a training seed):
+(a) nnU-Net's predictor on the random-weight reference-sized folder, (b) mousecord with the default bundle
+on its fast cord ROI path, (c) the same bundle densely (``roi="full"``). It prints each one's wall time and
+peak memory, the speed ratio (a)/(b), (b)'s memory against the 3 GB target, and GM/WM Dice of (b) and (c)
+against the phantom's truth (both with the bundle's keep-largest-component post-processing)::
+
+    python benchmarks/segment.py --default-model [--model BUNDLE] [--inference '{"margin_mm": 1.0}']
+    python benchmarks/segment.py --default-model --quick   # 200x200x64 phantom, nnU-Net patch 64x96x96
 """
 
 from __future__ import annotations
@@ -29,14 +38,28 @@ def _rss_mb() -> float:
         return int(stream.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def worker(which: str, folder: Path, image_path: Path, threads: int) -> dict:
+def worker(which: str, folder: Path, image_path: Path, threads: int, inference: str | None = None) -> dict:
     import numpy as np
     import torch
 
     torch.set_num_threads(threads)
     image = np.load(image_path)  # (x, y, z) canonical RAS
     spacing = (0.05, 0.05, 0.05)
-    if which == "mousecord":
+    if which in ("cord", "full"):
+        import dataclasses
+
+        from mousecord.inference import InferenceConfig, Predictor
+        from mousecord.models.registry import resolve_model
+
+        bundle = resolve_model(str(folder) if folder else None)
+        if inference:
+            merged = {**bundle.metadata.get("inference", {}), **json.loads(inference)}
+            bundle = dataclasses.replace(bundle, metadata={**bundle.metadata, "inference": merged})
+        predictor = Predictor(bundle, InferenceConfig(device="cpu", threads=threads, roi=which))
+        baseline = _rss_mb()
+        start = time.perf_counter()
+        labels = predictor.predict_array(image, spacing).label_map
+    elif which == "mousecord":
         from mousecord.inference import InferenceConfig, Predictor
         from mousecord.models.nnunet import read_model_folder
 
@@ -82,13 +105,24 @@ def main() -> int:
     parser.add_argument("--patch-zyx", type=int, nargs=3, help="patch size (z, y, x)")
     parser.add_argument("--features", type=int, nargs="+", help="features per stage (default: the reference)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--worker", choices=("mousecord", "nnunet"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--default-model",
+        action="store_true",
+        help="nnU-Net (reference size, random weights) vs the default bundle, fast and dense, on a phantom",
+    )
+    parser.add_argument("--model", help="with --default-model: bundle to use instead of the default")
+    parser.add_argument("--inference", help="with --default-model: JSON merged into metadata['inference']")
+    parser.add_argument("--seed", type=int, default=123, help="phantom seed (< 1000)")
+    parser.add_argument("--json", type=Path, help="with --default-model: also write the results here")
+    parser.add_argument("--worker", choices=("mousecord", "nnunet", "cord", "full"), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.folder, args.image, args.threads)))
+        print(json.dumps(worker(args.worker, args.folder, args.image, args.threads, args.inference)))
         return 0
+    if args.default_model:
+        return default_model_benchmark(args)
 
     import numpy as np
 
@@ -133,6 +167,85 @@ def main() -> int:
         f"speed-up (nnU-Net time / mousecord time): {speedup:.2f}x; peak memory ratio (mousecord / nnU-Net): "
         f"{memory:.2f}; label agreement {agreement:.6f}"
     )
+    return 0
+
+
+def _run_worker(which: str, folder: Path | None, image_path: Path, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--worker", which, "--image", str(image_path)]
+    command += ["--threads", str(args.threads)]
+    command += ["--folder", str(folder)] if folder else []
+    command += ["--inference", args.inference] if args.inference and which != "nnunet" else []
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def default_model_benchmark(args: argparse.Namespace) -> int:
+    """(a) nnU-Net reference size, (b) default bundle on the cord ROI path, (c) the same bundle densely."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from tests.models.nnunet_fixtures import make_nnunet_folder
+
+    from mousecord.analysis.metrics import dice
+    from mousecord.labels import Label
+    from mousecord.phantom import PhantomConfig, generate_phantom
+
+    if not 0 <= args.seed < 1000:
+        raise SystemExit(f"--seed must be below 1000 (training uses 1001 and 2001), got {args.seed}")
+    shape_xyz = (200, 200, 64) if args.quick else (200, 200, 500)
+    patch = tuple(args.patch_zyx or ((64, 96, 96) if args.quick else (256, 96, 96)))
+    phantom = generate_phantom(PhantomConfig(shape_vox=shape_xyz), rng=np.random.default_rng(args.seed))
+    truth = phantom.label_map.data
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary)
+        image_path = root / "image.npy"
+        np.save(image_path, phantom.image.data.astype(np.float32))
+        del phantom
+        folder = make_nnunet_folder(root, patch_size_vox=patch, features_per_stage=args.features)
+        for which, model_folder in (("nnunet", folder), ("cord", args.model), ("full", args.model)):
+            print(f"running {which} ...", file=sys.stderr, flush=True)
+            results[which] = _run_worker(which, model_folder, image_path, args)
+            if which != "nnunet":
+                labels = np.load(root / f"labels_{which}.npy")
+                for label in (Label.GM, Label.WM):
+                    results[which][f"dice_{label.name}"] = dice(truth == label, labels == label)
+    names = {
+        "nnunet": "(a) nnU-Net, reference size",
+        "cord": "(b) default, cord ROI",
+        "full": "(c) default, dense",
+    }
+    print(
+        f"phantom {shape_xyz} (x, y, z) at 0.05 mm, seed {args.seed}; nnU-Net patch (z, y, x) {patch}; "
+        f"threads {args.threads}; no mirroring"
+    )
+    for which, result in results.items():
+        dices = (
+            f"  GM Dice {result['dice_GM']:.4f}  WM Dice {result['dice_WM']:.4f}"
+            if "dice_GM" in result
+            else ""
+        )
+        print(
+            f"{names[which]:>28}: {result['wall_s']:8.1f} s  peak RSS {result['peak_rss_mb']:7.0f} MB{dices}"
+        )
+    ratio = results["nnunet"]["wall_s"] / results["cord"]["wall_s"]
+    peak_gb = results["cord"]["peak_rss_mb"] / 1024
+    loss = {name: results["full"][f"dice_{name}"] - results["cord"][f"dice_{name}"] for name in ("GM", "WM")}
+    print(f"speed ratio nnU-Net / (b): {ratio:.1f}x (target >= 20x on the full-size volume)")
+    print(f"peak memory of (b): {peak_gb:.2f} GB (target <= 3 GB)")
+    print(f"Dice lost by (b) against (c): GM {loss['GM']:+.4f}, WM {loss['WM']:+.4f} (target GM <= 0.01)")
+    if args.json:
+        summary = {
+            "shape_xyz": shape_xyz,
+            "seed": args.seed,
+            "threads": args.threads,
+            "nnunet_patch_zyx": patch,
+            "results": results,
+            "speed_ratio": ratio,
+            "peak_gb_cord": peak_gb,
+            "dice_loss": loss,
+        }
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
 

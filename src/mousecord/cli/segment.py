@@ -61,6 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
     parser.add_argument("--step", type=float, default=0.5, help="sliding-window step, fraction of the patch")
+    parser.add_argument(
+        "--roi",
+        choices=("auto", "full", "cord"),
+        default="auto",
+        help="cord: find the cord first, then segment only around it (fast); full: dense sliding window "
+        "over the whole image (nnU-Net's way); auto (default): what the model asks for",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument(
@@ -93,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         remove_small_mm3=args.remove_small,
         mirroring=args.tta,
         tile_step_fraction=args.step,
+        roi=args.roi,
         device=args.device,
         threads=args.threads,
         voxel_size_mm=tuple(args.voxel_size) if args.voxel_size else None,

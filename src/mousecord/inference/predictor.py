@@ -18,6 +18,8 @@ import torch
 
 from mousecord.errors import ConfigError, ImageFormatError
 from mousecord.inference import preprocessing as prep
+from mousecord.inference.cord_roi import ROI_MODES, CordRoiSettings, predict_cord_logits
+from mousecord.inference.postprocessing import keep_largest_component
 from mousecord.inference.sliding_window import sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
 from mousecord.io.volume import Volume
@@ -43,6 +45,11 @@ class InferenceConfig:
         accumulate_dtype: "float16" (nnU-Net's precision, identical results) or "float32" (exact blending);
             see :func:`~mousecord.inference.sliding_window.sliding_window`.
         progress: tqdm progress bar over tiles.
+        roi: "auto" (the bundle's ``metadata["inference"]["roi"]``, else "full"), "full" (the dense
+            nnU-Net-exact sliding window over the whole image) or "cord" (find the cord, segment only a tube
+            around it; see :mod:`mousecord.inference.cord_roi`).
+        keep_largest_component: keep only the largest cord component (None: as the bundle's
+            ``metadata["inference"]`` says, else no).
     """
 
     tile_step_fraction: float = 0.5
@@ -53,6 +60,8 @@ class InferenceConfig:
     batch_size_tiles: int = 1
     accumulate_dtype: str = "float16"
     progress: bool = False
+    roi: str = "auto"
+    keep_largest_component: bool | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.tile_step_fraction <= 1:
@@ -69,6 +78,8 @@ class InferenceConfig:
             )
         if self.batch_size_tiles < 1:
             raise ConfigError(f"batch_size_tiles must be at least 1, got {self.batch_size_tiles}")
+        if self.roi not in ("auto", *ROI_MODES):
+            raise ConfigError(f"roi must be one of {('auto', *ROI_MODES)}, got {self.roi!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +126,25 @@ class Predictor:
         self.config = config or InferenceConfig()
         self.device = resolve_device(self.config.device)
         self.networks = [self._load_fold(weights) for weights in bundle.fold_weights]
+        #: The cord tube of the last prediction on the cord ROI path (network axes), for diagnostics.
+        self.last_roi = None
+        inference = bundle.metadata.get("inference", {})
+        if not isinstance(inference, dict):
+            raise ConfigError(
+                f"model {bundle.name}: metadata['inference'] must be a mapping, got {inference!r}"
+            )
+        self.roi_settings = CordRoiSettings.from_metadata(inference, name=bundle.name)
+        self.roi = inference.get("roi", "full") if self.config.roi == "auto" else self.config.roi
+        if self.roi not in ROI_MODES:
+            raise ConfigError(
+                f"model {bundle.name}: metadata['inference']['roi'] must be one of {ROI_MODES}, "
+                f"got {self.roi!r}"
+            )
+        self.keep_largest_component = bool(
+            inference.get("keep_largest_component", False)
+            if self.config.keep_largest_component is None
+            else self.config.keep_largest_component
+        )
 
     def _load_fold(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
         network = build_network(
@@ -175,6 +205,8 @@ class Predictor:
         mirror_axes = self.bundle.mirror_axes if self.config.mirroring else ()
         accumulate_dtype = getattr(torch, self.config.accumulate_dtype)
         image = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
+        if self.roi == "cord":
+            return self._predict_cord_logits(image, accumulate_dtype)
         total = None
         with self._threads(), torch.inference_mode():
             for network in self.networks:
@@ -199,6 +231,38 @@ class Predictor:
                 total /= len(self.networks)
         return total.float()
 
+    def _predict_cord_logits(self, image: torch.Tensor, accumulate_dtype: torch.dtype) -> torch.Tensor:
+        """The cord ROI path: per tile, the folds' logits are averaged (mirroring is not applied)."""
+        if self.config.mirroring:
+            logger.warning(
+                "mirroring is not applied on the cord ROI path; use roi='full' for test-time augmentation"
+            )
+
+        def predict_fn(tiles: torch.Tensor) -> torch.Tensor:
+            total = self.networks[0](tiles).float()
+            for network in self.networks[1:]:
+                total = total + network(tiles).float()
+            return total / len(self.networks)
+
+        with self._threads(), torch.inference_mode():
+            logits, roi = predict_cord_logits(
+                image,
+                predict_fn,
+                patch_size_vox=self.bundle.patch_size_vox,
+                spacing_mm=self.bundle.spacing_mm,
+                num_classes=self.bundle.num_classes,
+                settings=self.roi_settings,
+                tile_step_fraction=self.config.tile_step_fraction,
+                blend=self.config.blend,
+                batch_size=self.config.batch_size_tiles,
+                window_device=self.device,
+                autocast=self.device.type == "cuda",
+                accumulate_dtype=accumulate_dtype,
+                progress=self.config.progress,
+            )
+        self.last_roi = roi
+        return logits
+
     def export(
         self, logits: torch.Tensor, preprocessed: PreprocessedImage, *, probabilities: bool = False
     ) -> Prediction:
@@ -213,6 +277,8 @@ class Predictor:
             )
             logits = torch.from_numpy(logits_array)
         label_crop = torch.argmax(logits, dim=0).to(torch.uint8).numpy()
+        if self.keep_largest_component:
+            label_crop = keep_largest_component(label_crop)
         label_map = np.zeros(preprocessed.full_shape, dtype=np.uint8)
         label_map[preprocessed.bounding_box] = label_crop
         label_map = prep.from_network_axes(label_map, self.bundle.transpose_forward)

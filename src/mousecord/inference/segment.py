@@ -150,6 +150,7 @@ def segment(
     remove_small_mm3: float = 0.0,
     mirroring: bool = False,
     tile_step_fraction: float = 0.5,
+    roi: str = "auto",
     device: str = "auto",
     threads: int | None = None,
     voxel_size_mm: tuple[float, float, float] | None = None,
@@ -168,7 +169,8 @@ def segment(
         model: installed model name, bundle folder or nnU-Net results folder (default: "default").
         output_format: "multilabel", "masks" or "both".
         largest, fill_holes, remove_small_mm3: post-processing of the label map.
-        mirroring, tile_step_fraction, device, threads: see :class:`InferenceConfig`.
+        mirroring, tile_step_fraction, roi, device, threads: see :class:`InferenceConfig` ("auto": the cord
+            ROI path when the model asks for it, as the shipped default does; nnU-Net folders run densely).
         voxel_size_mm: (3,) override of the header's voxel size (file axes).
         overwrite: redo cases whose outputs all exist (default: skip them).
         qc_dir: add a QC report entry per case there.
@@ -206,6 +208,7 @@ def segment(
         device=device,
         threads=threads,
         progress=progress and len(todo) == 1,
+        roi=roi,
     )
     predictor = Predictor(bundle, config)
     settings = {
@@ -216,6 +219,9 @@ def segment(
         "remove_small_mm3": remove_small_mm3,
         "voxel_size_mm": list(voxel_size_mm) if voxel_size_mm else None,
         **config.to_dict(),
+        "roi_resolved": predictor.roi,
+        "keep_largest_component_resolved": predictor.keep_largest_component,
+        **({"cord_roi": predictor.roi_settings.to_dict()} if predictor.roi == "cord" else {}),
     }
     from tqdm import tqdm
 

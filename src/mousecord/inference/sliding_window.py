@@ -208,8 +208,60 @@ def sliding_window(
         )
     patch = tuple(int(size) for size in patch_size_vox)
     padded, unpad = pad_to_patch(tensor, patch)
-    spatial = tuple(padded.shape[1:])
-    starts = list(itertools.product(*compute_tile_starts(spatial, patch, tile_step_fraction)))
+    starts = list(itertools.product(*compute_tile_starts(tuple(padded.shape[1:]), patch, tile_step_fraction)))
+    logits, weight_sum = blend_tiles(
+        padded,
+        predict_fn,
+        starts,
+        patch_size_vox=patch,
+        num_classes=num_classes,
+        blend=blend,
+        mirror_axes=mirror_axes,
+        batch_size=batch_size,
+        window_device=window_device,
+        output_device=output_device,
+        autocast=autocast,
+        accumulate_dtype=accumulate_dtype,
+        progress=progress,
+    )
+    logits /= weight_sum
+    return logits[(slice(None), *unpad)].float()
+
+
+def blend_tiles(
+    image: torch.Tensor,
+    predict_fn: PredictFn,
+    tile_starts: Sequence[Sequence[int]],
+    *,
+    patch_size_vox: Sequence[int],
+    num_classes: int | None = None,
+    blend: str = "gaussian",
+    mirror_axes: Sequence[int] = (),
+    batch_size: int = 1,
+    window_device: torch.device | str = "cpu",
+    output_device: torch.device | str = "cpu",
+    autocast: bool = False,
+    accumulate_dtype: torch.dtype = torch.float16,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predict the tiles starting at ``tile_starts`` and sum their weighted logits (no division).
+
+    The engine of :func:`sliding_window`, for callers that place tiles themselves (the cord ROI path).
+    ``image`` must hold every tile: (c, z, y, x) with each start + patch inside its spatial shape.
+
+    Returns:
+        ``(logits, weight_sum)``: (k, z, y, x) weighted logit sums and (z, y, x) summed weights, both
+        ``accumulate_dtype`` on ``output_device``; ``logits / weight_sum`` is the blend (``weight_sum``
+        is 0 where no tile covers a voxel).
+    """
+    if blend not in ("gaussian", "constant"):
+        raise ConfigError(f"blend must be 'gaussian' or 'constant', got {blend!r}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if not tile_starts:
+        raise ConfigError("blend_tiles needs at least one tile start")
+    patch = tuple(int(size) for size in patch_size_vox)
+    spatial = tuple(image.shape[1:])
     weights = (
         gaussian_importance_map(patch, dtype=accumulate_dtype, device=output_device)
         if blend == "gaussian"
@@ -220,6 +272,7 @@ def sliding_window(
     if num_classes is not None:
         logits = torch.zeros((num_classes, *spatial), dtype=accumulate_dtype, device=output_device)
     flips = mirror_combinations(mirror_axes)
+    starts = [tuple(int(value) for value in corner) for corner in tile_starts]
     bar = _progress_bar(len(starts), progress)
     for first in range(0, len(starts), batch_size):
         batch_starts = starts[first : first + batch_size]
@@ -227,7 +280,7 @@ def sliding_window(
             tuple(slice(start, start + size) for start, size in zip(corner, patch, strict=True))
             for corner in batch_starts
         ]
-        tiles = torch.stack([padded[(slice(None), *slicer)] for slicer in slicers]).to(
+        tiles = torch.stack([image[(slice(None), *slicer)] for slicer in slicers]).to(
             window_device, torch.float32
         )
         predicted = _predict_mirrored(predict_fn, tiles, flips, autocast=autocast).to(
@@ -243,8 +296,7 @@ def sliding_window(
         bar.update(len(batch_starts))
     bar.close()
     assert logits is not None  # at least one tile always exists
-    logits /= weight_sum
-    return logits[(slice(None), *unpad)].float()
+    return logits, weight_sum
 
 
 def _predict_mirrored(
@@ -274,6 +326,7 @@ def _progress_bar(total: int, enabled: bool):
 
 
 __all__ = [
+    "blend_tiles",
     "compute_tile_starts",
     "gaussian_importance_map",
     "mirror_combinations",
