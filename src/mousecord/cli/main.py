@@ -14,6 +14,7 @@ from mousecord.errors import MousecordError
 
 #: Modules of ``mousecord.cli`` that each register one or more subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
     "segment",
     "models",
     "phantom",
