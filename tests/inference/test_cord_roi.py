@@ -1,0 +1,157 @@
+"""Cord ROI path: slab placement, the centreline/tube finder on synthetic cords, the two-stage prediction
+with an analytic predictor, and the Predictor hook (bundle metadata, ``roi`` override)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from mousecord.errors import ConfigError
+from mousecord.inference import InferenceConfig, Predictor
+from mousecord.inference.cord_roi import (
+    CordRoiSettings,
+    centreline_from_slabs,
+    predict_cord_logits,
+    slab_starts,
+    tube_tile_starts,
+)
+from tests.inference.helpers import tiny_bundle
+
+SHAPE = (60, 48, 52)  # (z, y, x)
+
+
+def synthetic_cord(shape=SHAPE, *, centre=lambda z: (24.0, 26.0), radius=5.0, z_range=None) -> np.ndarray:
+    """(z, y, x) uint8 label map: a WM disc of ``radius`` around ``centre(z)`` with a GM core."""
+    z_axis, y_axis, x_axis = np.meshgrid(*(np.arange(size) for size in shape), indexing="ij")
+    centres = np.array([centre(z) for z in range(shape[0])])
+    distance = np.hypot(y_axis - centres[z_axis, 0], x_axis - centres[z_axis, 1])
+    labels = np.where(distance <= radius, 2, 0).astype(np.uint8)
+    labels[distance <= radius / 2] = 1
+    if z_range is not None:
+        labels[: z_range[0]] = 0
+        labels[z_range[1] :] = 0
+    return labels
+
+
+def slabs_of(labels: np.ndarray, depth: int = 8, spacing: float = 12.0) -> list[tuple[int, np.ndarray]]:
+    return [(start, labels[start : start + depth]) for start in slab_starts(labels.shape[0], depth, spacing)]
+
+
+def threshold_predictor(tiles: torch.Tensor) -> torch.Tensor:
+    """Logits from intensity: about 1 is GM, about 2 WM, about 0 background (image = the label map)."""
+    value = tiles[:, :1]
+    return torch.cat([0.5 - value, 0.4 - (value - 1.0).abs(), 0.6 - (value - 2.0).abs()], dim=1) * 10
+
+
+def test_slab_starts_cover_both_ends_evenly():
+    assert slab_starts(100, 16, 30.0) == [0, 28, 56, 84]
+    assert slab_starts(10, 16, 30.0) == [0]
+    assert slab_starts(16, 16, 30.0) == [0]
+
+
+def test_off_centre_cord_is_found_with_its_centre():
+    labels = synthetic_cord(centre=lambda z: (12.0, 40.0))
+    roi = centreline_from_slabs(slabs_of(labels), SHAPE, margin_vox=(3, 3))
+    assert roi.found and (roi.z_start, roi.z_stop) == (0, SHAPE[0])
+    np.testing.assert_allclose(roi.centre_vox, np.tile([12.0, 40.0], (SHAPE[0], 1)), atol=0.5)
+    assert roi.mask(SHAPE)[labels > 0].all()
+
+
+def test_curved_cord_lies_inside_the_tube():
+    labels = synthetic_cord(centre=lambda z: (24 + 10 * np.sin(z / 15), 14 + 0.4 * z), radius=4)
+    roi = centreline_from_slabs(slabs_of(labels, spacing=8.0), SHAPE, margin_vox=(3, 3))
+    assert roi.mask(SHAPE)[labels > 0].all()
+    assert roi.mask(SHAPE).mean() < 0.5  # a tube, not the whole field
+
+
+def test_cut_ends_bound_the_tube_along_z():
+    labels = synthetic_cord(z_range=(20, 45))
+    slabs = slabs_of(labels, depth=8, spacing=6.0)
+    roi = centreline_from_slabs(slabs, SHAPE, margin_vox=(2, 2))
+    assert 12 <= roi.z_start <= 20 and 45 <= roi.z_stop <= 53
+    assert roi.mask(SHAPE)[labels > 0].all()
+    assert not roi.mask(SHAPE)[:10].any() and not roi.mask(SHAPE)[56:].any()
+
+
+def test_no_cord_gives_an_empty_roi_and_no_tiles():
+    roi = centreline_from_slabs(slabs_of(np.zeros(SHAPE, np.uint8)), SHAPE, margin_vox=(3, 3))
+    assert not roi.found and not roi.mask(SHAPE).any()
+    assert tube_tile_starts(roi, SHAPE, (16, 16, 16), 0.5) == []
+
+
+def test_false_positives_far_away_and_attached_do_not_move_or_widen_the_tube():
+    labels = synthetic_cord(centre=lambda z: (24.0, 26.0), radius=5)
+    labels[:, 2:5, 2:5] = 2  # a small far false positive: not the largest component
+    labels[:, 24, 31:50] = 2  # a thin false positive touching the cord
+    roi = centreline_from_slabs(slabs_of(labels), SHAPE, margin_vox=(2, 2), max_half_extent_vox=(6, 6))
+    np.testing.assert_allclose(roi.centre_vox[0], [24.0, 26.0], atol=1.0)
+    np.testing.assert_allclose(roi.half_size_vox, [7.5, 8.0], atol=0.6)
+
+
+@pytest.mark.parametrize("image_shape", [(60, 48, 52), (11, 9, 13)])
+def test_two_stages_recover_an_analytic_segmentation(image_shape):
+    labels = synthetic_cord(
+        image_shape, centre=lambda z: (image_shape[1] * 0.4, image_shape[2] * 0.6), radius=3
+    )
+    labels[:, 1, 1] = 2  # a far false positive, outside the tube
+    image = torch.from_numpy(labels.astype(np.float32))[None]
+    settings = CordRoiSettings(margin_mm=2.0, slab_spacing_mm=10.0, min_cord_voxels=5)
+    logits, roi = predict_cord_logits(
+        image,
+        threshold_predictor,
+        patch_size_vox=(16, 16, 16),
+        spacing_mm=(1.0, 1.0, 1.0),
+        num_classes=3,
+        settings=settings,
+        accumulate_dtype=torch.float32,
+    )
+    predicted = torch.argmax(logits, dim=0).numpy()
+    assert logits.shape == (3, *image_shape) and roi.found
+    inside = roi.mask(image_shape)
+    np.testing.assert_array_equal(predicted[inside], labels[inside])
+    assert not predicted[~inside].any()
+    assert predicted[:, 1, 1].sum() == 0
+
+
+def test_no_cord_gives_background_and_a_warning(caplog):
+    image = torch.zeros((1, 20, 20, 20))
+    with caplog.at_level(logging.WARNING, logger="mousecord.inference.cord_roi"):
+        logits, roi = predict_cord_logits(
+            image,
+            threshold_predictor,
+            patch_size_vox=(8, 8, 8),
+            spacing_mm=(1.0, 1.0, 1.0),
+            num_classes=3,
+            settings=CordRoiSettings(slab_spacing_mm=5.0),
+        )
+    assert not roi.found and not torch.argmax(logits, dim=0).any()
+    assert "no cord found" in caplog.text
+
+
+def test_settings_from_metadata_reject_unknown_keys_and_bad_values():
+    assert CordRoiSettings.from_metadata({"roi": "cord", "margin_mm": 1.0}).margin_mm == 1.0
+    with pytest.raises(ConfigError, match="margin_nm"):
+        CordRoiSettings.from_metadata({"margin_nm": 1.0}, name="m")
+    with pytest.raises(ConfigError, match="slab_spacing_mm"):
+        CordRoiSettings(slab_spacing_mm=0)
+    with pytest.raises(ConfigError, match="roi"):
+        InferenceConfig(roi="tube")
+
+
+def test_predictor_follows_the_bundle_and_the_override():
+    bundle = tiny_bundle(patch_size_vox=(8, 16, 16))
+    cord_bundle = dataclasses.replace(
+        bundle, metadata={"inference": {"roi": "cord", "keep_largest_component": True}}
+    )
+    assert Predictor(bundle, InferenceConfig(device="cpu")).roi == "full"
+    auto = Predictor(cord_bundle, InferenceConfig(device="cpu"))
+    assert auto.roi == "cord" and auto.keep_largest_component
+    forced = Predictor(cord_bundle, InferenceConfig(device="cpu", roi="full", keep_largest_component=False))
+    assert forced.roi == "full" and not forced.keep_largest_component
+    image = np.random.default_rng(0).normal(size=(13, 11, 9)).astype(np.float32)
+    prediction = auto.predict_array(image, (1.0, 1.0, 1.0))
+    assert prediction.label_map.shape == image.shape and prediction.label_map.dtype == np.uint8
