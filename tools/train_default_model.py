@@ -15,7 +15,8 @@ Usage::
 
     python tools/train_default_model.py --work /tmp/mousecord-default [--epochs 36] [--install]
     # after the benchmarks wrote their JSON, put their numbers into the installed bundle's model card:
-    python tools/train_default_model.py --update-card --metrics accuracy_t1w.json accuracy_random.json speed.json
+    python tools/train_default_model.py --update-card \
+        --metrics accuracy_t1w.json accuracy_random.json speed.json
 """
 
 from __future__ import annotations
@@ -115,8 +116,9 @@ def default_model_card(training_card: str, metrics: list[dict], *, epochs: int) 
     lines = [
         "# mousecord default model",
         "",
-        "A small 3D U-Net (nnU-Net's PlainConvUNet, features 12-24-48-96, patch (z, y, x) 32 x 64 x 64) that",
-        "segments grey matter (1) and white matter (2) in ex vivo T1w MRI of the mouse spinal cord at 0.05 mm.",
+        "A small 3D U-Net (nnU-Net's PlainConvUNet, features 12-24-48-96, patch (z, y, x) 32 x 64 x 64)",
+        "that segments grey matter (1) and white matter (2) in ex vivo T1w MRI of the mouse spinal cord at",
+        "0.05 mm.",
         "It runs on a CPU with the cord ROI path (find the cord on sparse axial slabs, segment a tube around",
         f"it, keep the largest cord component): `metadata.inference` = `{json.dumps(INFERENCE)}`.",
         "",
@@ -146,8 +148,9 @@ def default_model_card(training_card: str, metrics: list[dict], *, epochs: int) 
         "## Limits",
         "- Trained on synthetic phantoms only. Real scans differ (coil profiles, fixation, artefacts, other",
         "  contrasts): check every result visually (`mousecord segment ... -qc qc/`).",
-        "- Fine-tune on real annotations, even a few slices per chunk: `mousecord train DATASET -o runs/ft",
-        '  --label-folder manual_masks` (see README, "train"), then `mousecord segment --model runs/ft/model`.',
+        "- Train on real annotations, even a few slices per chunk: `mousecord train DATASET -o runs/own",
+        "  --label-folder manual_masks --preset cpu`, then `mousecord segment --model runs/own/model`",
+        "  (from random weights: starting from these weights is not implemented yet; mix in phantoms).",
         "- The official nnU-Net weights of SCT's `seg_mouse_gm_wm_t1w` run unchanged with",
         "  `mousecord segment -i IMAGE --model PATH_TO_NNUNET_FOLDER` (dense, nnU-Net-exact).",
         "- The cord ROI path assumes one cord per image along the last (S) axis of the RAS-reoriented image.",
@@ -172,14 +175,15 @@ def _metric_lines(record: dict) -> list[str]:
         for name, values in record["summary"].items():
             cells = [
                 f"{values[key]['mean']:.3f} ({values[key]['std']:.3f})"
-                for key in ("dice", "hd95_mm", "volume_error_percent")
+                for key in ("dice", "hd95_mm", "volume_difference_percent")
             ]
             target = record.get("targets", {}).get(name)
             lines.append(f"| {name} | {' | '.join(cells)} | {'>= ' + str(target) if target else ''} |")
         return lines
     results = record["results"]
     return [
-        f"Speed and memory, phantom {record['shape_xyz']}, {record['threads']} threads, CPU: nnU-Net's predictor "
+        f"Speed and memory, phantom {record['shape_xyz']}, {record['threads']} threads, CPU: nnU-Net's "
+        f"predictor "
         f"(reference-size network, patch {record['nnunet_patch_zyx']}) {results['nnunet']['wall_s']:.0f} s; "
         f"this model, cord ROI {results['cord']['wall_s']:.1f} s ({record['speed_ratio']:.1f}x faster, peak "
         f"{record['peak_gb_cord']:.2f} GB), dense {results['full']['wall_s']:.1f} s. GM Dice cord ROI "
