@@ -60,7 +60,6 @@ INFERENCE = {
     "roi": "cord",
     "margin_mm": 1.25,
     "slab_spacing_mm": 3.0,
-    "slab_depth_vox": 16,
     "keep_largest_component": True,
 }
 
