@@ -167,8 +167,8 @@ def slab_starts(size_z: int, depth_vox: int, spacing_vox: float) -> list[int]:
     """First slice of each stage-1 slab: spread evenly from 0 to ``size_z - depth_vox``, both ends included.
 
     Example:
-        >>> slab_starts(500, 32, 40.0)
-        [0, 36, 72, 108, 144, 180, 216, 252, 288, 324, 360, 396, 432, 468]
+        >>> slab_starts(500, 32, 60.0)  # 3 mm apart at 0.05 mm
+        [0, 58, 117, 176, 234, 292, 351, 410, 468]
     """
     if size_z <= depth_vox:
         return [0]

@@ -193,7 +193,9 @@ def sliding_window(
 
     Example:
         >>> image = torch.rand(1, 9, 7, 11)
-        >>> out = sliding_window(image, lambda tile: 2 * tile, patch_size_vox=(4, 4, 4))
+        >>> out = sliding_window(
+        ...     image, lambda tile: 2 * tile, patch_size_vox=(4, 4, 4), accumulate_dtype=torch.float32
+        ... )
         >>> bool(torch.allclose(out, 2 * image))
         True
     """
