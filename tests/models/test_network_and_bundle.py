@@ -66,8 +66,12 @@ def _tiny_bundle(folds: int = 2) -> ModelBundle:
         build_network(architecture, input_channels=1, num_classes=3).state_dict() for _ in range(folds)
     )
     return ModelBundle(
-        name="tiny", architecture=architecture, spacing_mm=(0.05, 0.05, 0.05), patch_size_vox=(16, 16, 16),
-        fold_weights=weights, model_card="# tiny\n",
+        name="tiny",
+        architecture=architecture,
+        spacing_mm=(0.05, 0.05, 0.05),
+        patch_size_vox=(16, 16, 16),
+        fold_weights=weights,
+        model_card="# tiny\n",
     )
 
 

@@ -1,6 +1,13 @@
 """Model bundles and networks (torch): mousecord's own bundle format and nnU-Net-compatible U-Nets."""
 
-from mousecord.models.bundle import ModelBundle, Normalization, file_sha256, load_bundle, save_bundle, unique_tensors
+from mousecord.models.bundle import (
+    ModelBundle,
+    Normalization,
+    file_sha256,
+    load_bundle,
+    save_bundle,
+    unique_tensors,
+)
 from mousecord.models.network import (
     architecture_from_old_plans,
     build_network,

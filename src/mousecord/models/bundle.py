@@ -49,7 +49,9 @@ class Normalization:
 
     def __post_init__(self) -> None:
         if self.scheme not in NORMALIZATION_SCHEMES:
-            raise ConfigError(f"unknown normalization {self.scheme!r}; expected one of {NORMALIZATION_SCHEMES}")
+            raise ConfigError(
+                f"unknown normalization {self.scheme!r}; expected one of {NORMALIZATION_SCHEMES}"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,9 +91,14 @@ class ModelBundle:
 
     def __post_init__(self) -> None:
         if len(self.spacing_mm) != 3 or any(float(value) <= 0 for value in self.spacing_mm):
-            raise ConfigError(f"model {self.name}: spacing_mm must be three positive numbers, got {self.spacing_mm}")
+            raise ConfigError(
+                f"model {self.name}: spacing_mm must be three positive numbers, got {self.spacing_mm}"
+            )
         if len(self.patch_size_vox) != 3 or any(int(value) < 1 for value in self.patch_size_vox):
-            raise ConfigError(f"model {self.name}: patch_size_vox must be three positive integers, got {self.patch_size_vox}")
+            raise ConfigError(
+                f"model {self.name}: patch_size_vox must be three positive integers, "
+                f"got {self.patch_size_vox}"
+            )
         if not self.fold_weights:
             raise ConfigError(f"model {self.name}: no fold weights")
         if sorted(self.labels.values()) != list(range(len(self.labels))):
@@ -144,7 +151,9 @@ def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = Fa
         }
         save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt", "mousecord_bundle": bundle.name})
         (staging / MODEL_JSON).write_text(json.dumps(bundle.description(), indent=2) + "\n")
-        (staging / MODEL_CARD).write_text(bundle.model_card or f"# {bundle.name}\n\nNo model card was written.\n")
+        (staging / MODEL_CARD).write_text(
+            bundle.model_card or f"# {bundle.name}\n\nNo model card was written.\n"
+        )
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)

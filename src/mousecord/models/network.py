@@ -3,7 +3,8 @@
 The description is nnU-Net v2's ``architecture`` entry (nnunetv2 >= 2.3)::
 
     {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-     "arch_kwargs": {"n_stages": 6, "features_per_stage": [...], "conv_op": "torch.nn.modules.conv.Conv3d", ...},
+     "arch_kwargs": {"n_stages": 6, "features_per_stage": [...],
+                     "conv_op": "torch.nn.modules.conv.Conv3d", ...},
      "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
 
 Class names are resolved through an allow-list, never imported by name: a plans file can come from the
@@ -73,7 +74,10 @@ def build_network(
             kwargs[key] = _layer_class(kwargs[key])
     try:
         return network_class(
-            input_channels=input_channels, num_classes=num_classes, deep_supervision=deep_supervision, **kwargs
+            input_channels=input_channels,
+            num_classes=num_classes,
+            deep_supervision=deep_supervision,
+            **kwargs,
         )
     except TypeError as error:
         raise ConfigError(f"invalid arguments for {class_name}: {error}") from error
@@ -122,7 +126,14 @@ def architecture_from_old_plans(configuration: dict[str, Any]) -> dict[str, Any]
 def plain_unet_architecture(
     *,
     features_per_stage: tuple[int, ...] = (32, 64, 128, 256, 320, 320),
-    strides: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 1, 1)),
+    strides: tuple[tuple[int, int, int], ...] = (
+        (1, 1, 1),
+        (2, 2, 2),
+        (2, 2, 2),
+        (2, 2, 2),
+        (2, 2, 2),
+        (2, 1, 1),
+    ),
     kernel_size: int = 3,
     n_conv_per_stage: int = 2,
 ) -> dict[str, Any]:
@@ -158,7 +169,9 @@ def _layer_class(name: str) -> type[nn.Module]:
     short_name = str(name).rsplit(".", 1)[-1]
     layer_class = _LAYER_CLASSES.get(short_name)
     if layer_class is None or not str(name).startswith("torch.nn"):
-        raise ConfigError(f"unsupported layer class {name!r}; supported: torch.nn {', '.join(sorted(_LAYER_CLASSES))}")
+        raise ConfigError(
+            f"unsupported layer class {name!r}; supported: torch.nn {', '.join(sorted(_LAYER_CLASSES))}"
+        )
     return layer_class
 
 
