@@ -111,7 +111,7 @@ def run_demo(
         temporary.write_text(
             json.dumps({"seed": seed, "shape_vox": list(shape_vox), **record}, indent=2) + "\n"
         )
-    logger.info(
+    logger.debug(
         "Dice against the phantom's truth: GM %.3f, WM %.3f, cord %.3f (picture: %s)",
         dice["GM"],
         dice["WM"],

@@ -1,0 +1,115 @@
+"""The model shipped in ``mousecord/models/default/``: it loads offline, segments a fresh phantom far better
+than an untrained network of the same shape, its cord ROI path loses almost nothing against the dense path,
+and the README quick start (``mousecord demo``) runs in-process.
+
+These tests require the shipped bundle: a checkout without it is broken (``python
+tools/train_default_model.py --work WORK --install`` rebuilds it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from mousecord.analysis.metrics import dice
+from mousecord.cli.main import main
+from mousecord.inference import InferenceConfig, Predictor
+from mousecord.labels import Label
+from mousecord.models import build_network
+from mousecord.models.registry import DEFAULT_MODEL_NAME, SHIPPED_MODELS_DIR, resolve_model
+from mousecord.phantom import PhantomConfig, generate_phantom
+
+pytestmark = pytest.mark.filterwarnings("ignore::mousecord.errors.MousecordWarning")
+
+PHANTOM_SEED = 11  # below 1000: never a training seed
+#: Measured with the shipped model and an untrained one on this phantom (see the module docstring).
+MIN_GM_DICE = 0.6
+MIN_WM_DICE = 0.6
+MAX_UNTRAINED_GM_DICE = 0.3
+MAX_ROI_DICE_LOSS = 0.02
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Any network access fails: the default model must come from the package alone."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted in an offline test")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    config = PhantomConfig(shape_vox=(96, 96, 96))
+    return generate_phantom(config, rng=np.random.default_rng(PHANTOM_SEED))
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return resolve_model(None)
+
+
+def segment_phantom(bundle, phantom, **config) -> np.ndarray:
+    predictor = Predictor(bundle, InferenceConfig(device="cpu", threads=2, **config))
+    return predictor.predict_array(phantom.image.data, phantom.image.voxel_size_mm).label_map
+
+
+def gm_wm_dice(phantom, label_map) -> tuple[float, float]:
+    truth = phantom.label_map.data
+    return tuple(dice(truth == label, label_map == label) for label in (Label.GM, Label.WM))
+
+
+@pytest.fixture(scope="module")
+def cord_prediction(bundle, phantom):
+    return segment_phantom(bundle, phantom)
+
+
+def test_default_model_is_shipped_and_resolves_without_a_name(bundle):
+    assert bundle.source == SHIPPED_MODELS_DIR / DEFAULT_MODEL_NAME
+    assert bundle.metadata["inference"]["roi"] == "cord"
+    assert bundle.metadata["weights_sha256"]
+    assert "## Limits" in bundle.model_card and "Training data" in bundle.model_card
+
+
+def test_default_model_segments_a_fresh_phantom(phantom, cord_prediction):
+    gm, wm = gm_wm_dice(phantom, cord_prediction)
+    assert gm >= MIN_GM_DICE and wm >= MIN_WM_DICE, (gm, wm)
+
+
+def test_an_untrained_network_cannot_pass_the_same_bar(bundle, phantom):
+    torch.manual_seed(0)
+    network = build_network(bundle.architecture, input_channels=1, num_classes=bundle.num_classes)
+    untrained = dataclasses.replace(bundle, fold_weights=(network.state_dict(),))
+    gm, _ = gm_wm_dice(phantom, segment_phantom(untrained, phantom, roi="full"))
+    assert gm < MAX_UNTRAINED_GM_DICE < MIN_GM_DICE
+
+
+def test_cord_roi_path_loses_almost_nothing_against_the_dense_path(bundle, phantom, cord_prediction):
+    dense = segment_phantom(bundle, phantom, roi="full")  # keep-largest applies to both (bundle metadata)
+    for roi_dice, dense_dice in zip(
+        gm_wm_dice(phantom, cord_prediction), gm_wm_dice(phantom, dense), strict=True
+    ):
+        assert roi_dice >= dense_dice - MAX_ROI_DICE_LOSS, (roi_dice, dense_dice)
+
+
+def test_quick_start_demo_runs_in_process(tmp_path, capsys):
+    # The README's `mousecord demo -o example/` on a shorter phantom, to keep the test fast.
+    assert main(["demo", "-o", str(tmp_path), "--shape", "96", "96", "64", "--threads", "2", "--quiet"]) == 0
+    for name in (
+        "example_T1w.nii.gz",
+        "example_T1w_truth.nii.gz",
+        "example_T1w_GM_seg.nii.gz",
+        "example_T1w_WM_seg.nii.gz",
+        "example_T1w_seg.png",
+    ):
+        assert (tmp_path / name).is_file(), name
+    metrics = json.loads((tmp_path / "example_T1w_metrics.json").read_text())
+    assert metrics["GM"]["dice"] >= MIN_GM_DICE
+    assert "Dice against the truth: GM" in capsys.readouterr().out
