@@ -137,7 +137,8 @@ def test_constant_and_tiny_images_work(model_folder, tmp_path):
     assert nib.load(tmp_path / "tiny_seg.nii.gz").shape == (3, 4, 5)
 
 
-def test_unknown_model_and_missing_default(tmp_path):
+def test_unknown_model_and_missing_default(tmp_path, monkeypatch):
+    monkeypatch.setattr("mousecord.models.registry.SHIPPED_MODELS_DIR", tmp_path / "no-shipped-models")
     source = _write(tmp_path / "x.nii.gz", _image())
     with pytest.raises(ModelFolderError, match="no-such-model: unknown model"):
         segment(source, model="no-such-model", models_dir=tmp_path / "models")

@@ -24,7 +24,8 @@ def _zip_folder(folder, archive):
     return archive
 
 
-def test_install_zip_with_sha256_then_list_and_resolve(bundle_folder, tmp_path):
+def test_install_zip_with_sha256_then_list_and_resolve(bundle_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr("mousecord.models.registry.SHIPPED_MODELS_DIR", tmp_path / "no-shipped-models")
     archive = _zip_folder(bundle_folder, tmp_path / "tiny.zip")
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     installed = install_model(archive, sha256=digest, models_dir=tmp_path / "models")
@@ -70,6 +71,7 @@ def test_not_a_zip_and_url_errors(tmp_path):
 
 
 def test_default_lookup(bundle_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr("mousecord.models.registry.SHIPPED_MODELS_DIR", tmp_path / "no-shipped-models")
     with pytest.raises(ModelFolderError, match="no default model"):
         resolve_model(None, models_dir=tmp_path / "models")
     install_model(bundle_folder, name="default", models_dir=tmp_path / "models")
