@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,19 @@ def test_bundle_round_trip_keeps_weights_and_description(tmp_path: Path) -> None
         network = load_weights(build_network(loaded.architecture, input_channels=1, num_classes=3), restored)
         for key, value in network.state_dict().items():  # aliases restored, every value equal
             torch.testing.assert_close(value, original[key], rtol=0, atol=0)
+
+
+def test_saved_files_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        folder = save_bundle(_tiny_bundle(folds=1), tmp_path / "tiny")
+    finally:
+        os.umask(previous)
+    assert {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir()} == {
+        "model.json": 0o644,
+        "weights.safetensors": 0o644,
+        "MODEL_CARD.md": 0o644,
+    }
 
 
 def test_shared_tensors_are_stored_once(tmp_path: Path) -> None:

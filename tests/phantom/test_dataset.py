@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -46,3 +47,18 @@ def test_error_mid_dataset_leaves_nothing_behind(
         assert list(root.iterdir()) == []
     else:
         assert not root.exists()
+
+
+def test_worker_processes_write_the_same_dataset(tmp_path: Path) -> None:
+    """Each case's seed is spawned from the dataset seed, so the number of workers changes nothing."""
+    kwargs = dict(n_subjects=2, chunks_per_subject=2, config=SHORT, seed=5)
+    serial = phantom_dataset(tmp_path / "serial", **kwargs)
+    parallel = phantom_dataset(tmp_path / "parallel", workers=2, **kwargs)
+    assert [path.relative_to(tmp_path / "parallel") for path in parallel] == [
+        path.relative_to(tmp_path / "serial") for path in serial
+    ]
+    for one, other in zip(serial, parallel, strict=True):
+        np.testing.assert_array_equal(
+            np.asanyarray(nib.load(one).dataobj), np.asanyarray(nib.load(other).dataobj)
+        )
+    assert len({path.read_bytes() for path in serial}) == len(serial)  # cases differ from each other

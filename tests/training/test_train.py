@@ -16,7 +16,7 @@ from mousecord.labels import Label
 from mousecord.models import build_network, load_bundle, load_weights
 from mousecord.training import TrainConfig, load_training_dataset, predict_label_map, train, train_model
 from mousecord.training.data import to_network_axes, zscore
-from mousecord.training.loop import build_training_network, load_checkpoint
+from mousecord.training.loop import build_training_network, epoch_batches, load_checkpoint
 from tests.training.synthetic import save, write_bids_dataset
 
 PHANTOM_SHAPE = (64, 64, 48)
@@ -81,6 +81,28 @@ def test_same_seed_same_loss_curve(tiny_dataset: Path, tmp_path: Path) -> None:
     histories = [train_model(_fast_config(), dataset, tmp_path / f"run{index}").history for index in range(2)]
     assert histories[0]["train_loss"] == histories[1]["train_loss"]
     assert histories[0]["dice_mean"] == histories[1]["dice_mean"]
+
+
+def test_data_workers_yield_every_batch_reproducibly(tiny_dataset: Path) -> None:
+    """Batches built in worker processes: the epoch's full count, the same for the same worker count,
+    and each worker on its own random stream."""
+    cases = load_training_dataset(tiny_dataset).cases
+    config = _fast_config(iterations_per_epoch=5, data_workers=2)
+    runs = [list(epoch_batches(cases, config, epoch=0)) for _ in range(2)]
+    assert len(runs[0]) == 5
+    for (image, target), (image_again, target_again) in zip(*runs, strict=True):
+        assert image.shape == (1, 1, 8, 16, 16) and target.shape == (1, 8, 16, 16)
+        torch.testing.assert_close(image, image_again, rtol=0, atol=0)
+        torch.testing.assert_close(target, target_again, rtol=0, atol=0)
+    assert not torch.equal(runs[0][0][0], runs[0][1][0])  # consecutive batches come from different workers
+    in_process = list(epoch_batches(cases, _fast_config(iterations_per_epoch=5), epoch=0))
+    assert not torch.equal(in_process[1][0], runs[0][1][0])
+
+
+def test_training_with_data_workers_learns_like_in_process(tiny_dataset: Path, tmp_path: Path) -> None:
+    dataset = load_training_dataset(tiny_dataset)
+    result = train_model(_fast_config(data_workers=2), dataset, tmp_path / "run")
+    assert len(result.history["train_loss"]) == 2 and all(np.isfinite(result.history["train_loss"]))
 
 
 def test_resume_continues_exactly_where_it_stopped(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ _OVERRIDES = (
     ("optimizer", str, "adamw or sgd (nnU-Net's SGD, Nesterov momentum 0.99)"),
     ("seed", int, "random seed (same seed, same run on CPU)"),
     ("device", str, "auto, cpu or cuda"),
+    ("data_workers", int, "processes building augmented batches in the background (0: none)"),
 )
 
 

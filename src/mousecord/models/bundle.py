@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -150,6 +151,7 @@ def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = Fa
             for key, value in unique_tensors(state_dict).items()
         }
         save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt", "mousecord_bundle": bundle.name})
+        _permissions_from_umask(staging / WEIGHTS_FILE)
         (staging / MODEL_JSON).write_text(json.dumps(bundle.description(), indent=2) + "\n")
         (staging / MODEL_CARD).write_text(
             bundle.model_card or f"# {bundle.name}\n\nNo model card was written.\n"
@@ -160,6 +162,14 @@ def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = Fa
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _permissions_from_umask(path: Path) -> None:
+    """Give ``path`` the mode a plain ``open()`` would: safetensors writes its file owner-only (0600),
+    which would hide a bundle installed for a lab group from everyone else."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 def load_bundle(folder: Path | str) -> ModelBundle:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ def phantom_dataset(
     annotated_slices_per_volume: int = 2,
     config: PhantomConfig | None = None,
     seed: int = 0,
+    workers: int = 1,
     progress: bool = False,
 ) -> list[Path]:
     """Write a synthetic dataset laid out like the reference (161 annotated slices over 72 volumes).
@@ -53,7 +55,8 @@ def phantom_dataset(
         n_subjects, chunks_per_subject: dataset size.
         annotated_slices_per_volume: axial slices with manual-style masks per volume.
         config: phantom settings (default :class:`PhantomConfig`).
-        seed: the whole dataset is a function of it.
+        seed: the whole dataset is a function of it (not of ``workers``).
+        workers: volumes generated at once, each in its own process.
         progress: show a progress bar.
 
     Returns:
@@ -63,7 +66,11 @@ def phantom_dataset(
         ConfigError: a count is not positive.
         OutputError: ``root`` is not empty or cannot be written.
     """
-    for name, value in (("n_subjects", n_subjects), ("chunks_per_subject", chunks_per_subject)):
+    for name, value in (
+        ("n_subjects", n_subjects),
+        ("chunks_per_subject", chunks_per_subject),
+        ("workers", workers),
+    ):
         if int(value) < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")
     if int(annotated_slices_per_volume) < 0:
@@ -90,10 +97,21 @@ def phantom_dataset(
         for folder in (MASK_FOLDER_DEFAULT, DENSE_FOLDER):
             description = root / "derivatives" / folder / "dataset_description.json"
             _write_json(description, _description("derivative"))
-        for (subject, chunk), case_seed in tqdm(
-            list(zip(cases, seeds, strict=True)), disable=not progress, desc="phantoms"
-        ):
-            images.append(_write_case(root, subject, chunk, case_seed, config, annotated_slices_per_volume))
+        jobs = [
+            (root, subject, chunk, case_seed, config, annotated_slices_per_volume)
+            for (subject, chunk), case_seed in zip(cases, seeds, strict=True)
+        ]
+        bar = tqdm(total=len(jobs), disable=not progress, desc="phantoms")
+        if workers == 1:
+            for job in jobs:
+                images.append(_write_case(*job))
+                bar.update()
+        else:
+            with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+                for image in pool.map(_write_case, *zip(*jobs, strict=True)):
+                    images.append(image)
+                    bar.update()
+        bar.close()
     except BaseException:
         _remove_partial_dataset(root, created=created)  # root was absent or empty: all of it is ours
         raise

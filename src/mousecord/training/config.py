@@ -75,6 +75,9 @@ class TrainConfig:
         seed: every random draw (weights, sampling, augmentation) derives from it.
         device: "auto" picks CUDA when available.
         mixed_precision: autocast + GradScaler; only ever used on CUDA.
+        data_workers: processes that build augmented batches while the network trains (0: in the main
+            process). Part of the recipe: each worker draws from its own random stream, so a run is
+            reproducible for a given number of workers.
     """
 
     features_per_stage: tuple[int, ...] = (8, 16, 32, 64)
@@ -96,6 +99,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     mixed_precision: bool = True
+    data_workers: int = 0
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
 
     def __post_init__(self) -> None:
@@ -118,6 +122,8 @@ class TrainConfig:
             raise ConfigError(
                 f"patch_size_vox {tuple(self.patch_size_vox)} must be divisible by {tuple(total)}"
             )
+        if self.data_workers < 0:
+            raise ConfigError(f"data_workers must be >= 0, got {self.data_workers}")
         for name in ("batch_size", "epochs", "iterations_per_epoch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

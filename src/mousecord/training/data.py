@@ -8,12 +8,14 @@ annotated hold :data:`~mousecord.labels.IGNORE_VALUE`. All checks run here, befo
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mousecord.datasets.bids import MASK_FOLDER_DEFAULT, find_bids_images
+from mousecord.datasets.bids import MASK_FOLDER_DEFAULT, BidsCase, find_bids_images
 from mousecord.datasets.nnunet_raw import (
     CONVERSION_DICT,
     find_nnunet_cases,
@@ -125,7 +127,7 @@ def _load_bids(root: Path, label_folder: str) -> list[TrainingCase]:
         raise DatasetError(f"{root}: dataset folder not found")
     if not folder.is_dir():
         raise DatasetError(f"{folder}: label folder not found (choose it with --label-folder)")
-    cases = []
+    labelled = []
     for bids_case in find_bids_images(root, mask_folder=label_folder):
         present = [label for label in TISSUE_LABELS if bids_case.masks[label].exists()]
         if not present:
@@ -133,26 +135,32 @@ def _load_bids(root: Path, label_folder: str) -> list[TrainingCase]:
         if len(present) != len(TISSUE_LABELS):
             missing = next(bids_case.masks[label] for label in TISSUE_LABELS if label not in present)
             raise DatasetError(f"{missing}: mask missing (the other tissue mask exists)")
-        image = load_nifti(bids_case.image, dtype=np.float32).volume
-        masks = [load_nifti(bids_case.masks[label]).volume for label in TISSUE_LABELS]
-        for label, mask in zip(TISSUE_LABELS, masks, strict=True):
-            if mask.shape != image.shape:
-                raise DatasetError(
-                    f"{bids_case.masks[label]}: mask shape {mask.shape} differs from image shape "
-                    f"{image.shape}"
-                )
-        label_map = masks_to_label_map(  # overlapping manual masks are an annotation error: refuse them
-            masks[0].data,
-            masks[1].data,
-            name=bids_case.masks[Label.GM].name,
-            on_overlap="error",
-            ignore_unannotated=True,
-            slice_axis=2,
-        )
-        cases.append(_case(bids_case.image.name.split(".nii")[0], bids_case.subject, image, label_map))
+        labelled.append(bids_case)
+    # Decompressing .nii.gz dominates and zlib releases the GIL: threads read several volumes at once.
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        cases = list(pool.map(_load_bids_case, labelled))
     if not cases:
         raise DatasetError(f"{root}: no image has GM and WM masks under {folder}")
     return cases
+
+
+def _load_bids_case(bids_case: BidsCase) -> TrainingCase:
+    image = load_nifti(bids_case.image, dtype=np.float32).volume
+    masks = [load_nifti(bids_case.masks[label]).volume for label in TISSUE_LABELS]
+    for label, mask in zip(TISSUE_LABELS, masks, strict=True):
+        if mask.shape != image.shape:
+            raise DatasetError(
+                f"{bids_case.masks[label]}: mask shape {mask.shape} differs from image shape {image.shape}"
+            )
+    label_map = masks_to_label_map(  # overlapping manual masks are an annotation error: refuse them
+        masks[0].data,
+        masks[1].data,
+        name=bids_case.masks[Label.GM].name,
+        on_overlap="error",
+        ignore_unannotated=True,
+        slice_axis=2,
+    )
+    return _case(bids_case.image.name.split(".nii")[0], bids_case.subject, image, label_map)
 
 
 def _load_nnunet(root: Path) -> list[TrainingCase]:

@@ -1,9 +1,10 @@
 """Train one model: parts built from a TrainConfig, a short epoch loop, validation, checkpoints, curves.
 
 Determinism: the network is initialised from ``config.seed``; every epoch draws its patches and
-augmentations from ``numpy.random.default_rng([seed, epoch])``. Since no randomness carries over from
-one epoch to the next, a run resumed from a checkpoint (weights, optimiser, schedule, history) continues
-exactly as the uninterrupted run would have, on CPU.
+augmentations from ``numpy.random.default_rng([seed, epoch])`` (with ``config.data_workers`` > 0, worker
+``w`` of ``n`` draws its share of the epoch's batches from ``default_rng([seed, epoch, w, n])``). Since no
+randomness carries over from one epoch to the next, a run resumed from a checkpoint (weights, optimiser,
+schedule, history) continues exactly as the uninterrupted run would have, on CPU.
 """
 
 from __future__ import annotations
@@ -130,6 +131,44 @@ def build_parts(config: TrainConfig) -> TrainParts:
 # ---------------------------------------------------------------------------------------------- steps
 
 
+class EpochBatches(torch.utils.data.IterableDataset):
+    """The augmented batches of one epoch, split over DataLoader worker processes.
+
+    nnU-Net's batchgenerators play this part; here a plain torch DataLoader over an iterable suffices,
+    since a batch is built by numpy/torch code that needs no shared state. Each worker yields batches
+    ``w, w + n, ...`` of the epoch, so the DataLoader (which visits workers in turn) keeps their order.
+    """
+
+    def __init__(self, cases: tuple[TrainingCase, ...], config: TrainConfig, epoch: int) -> None:
+        self.cases, self.config, self.epoch = cases, config, epoch
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            rng = np.random.default_rng([self.config.seed, self.epoch])
+            count = self.config.iterations_per_epoch
+        else:
+            torch.set_num_threads(1)  # the workers already fill the cores
+            rng = np.random.default_rng([self.config.seed, self.epoch, info.id, info.num_workers])
+            count = len(range(info.id, self.config.iterations_per_epoch, info.num_workers))
+        transforms = intensity_transforms(self.config.augmentation, rng)
+        for _ in range(count):
+            yield make_batch(self.cases, self.config, rng, transforms)
+
+
+def epoch_batches(
+    cases: tuple[TrainingCase, ...], config: TrainConfig, epoch: int, *, pin_memory: bool = False
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over :class:`EpochBatches` with ``config.data_workers`` worker processes."""
+    return torch.utils.data.DataLoader(
+        EpochBatches(cases, config, epoch),
+        batch_size=None,
+        num_workers=config.data_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if config.data_workers else None,
+    )
+
+
 def train_epoch(
     parts: TrainParts,
     cases: tuple[TrainingCase, ...],
@@ -141,14 +180,12 @@ def train_epoch(
     """Run ``config.iterations_per_epoch`` steps; returns the mean loss."""
     from tqdm import tqdm
 
-    rng = np.random.default_rng([config.seed, epoch])
-    transforms = intensity_transforms(config.augmentation, rng)
     parts.network.train()
     losses = []
-    for _ in tqdm(
-        range(config.iterations_per_epoch), desc=f"epoch {epoch}", disable=not progress, leave=False
+    batches = epoch_batches(cases, config, epoch, pin_memory=parts.device.type == "cuda")
+    for images, targets in tqdm(
+        batches, total=config.iterations_per_epoch, desc=f"epoch {epoch}", disable=not progress, leave=False
     ):
-        images, targets = make_batch(cases, config, rng, transforms)
         losses.append(train_step(parts, images, targets, config))
     return float(np.mean(losses))
 
@@ -448,12 +485,14 @@ def _end_epoch(
 
 
 __all__ = [
+    "EpochBatches",
     "TrainParts",
     "TrainResult",
     "build_optimizer",
     "build_parts",
     "build_scheduler",
     "build_training_network",
+    "epoch_batches",
     "load_checkpoint",
     "plot_progress",
     "predict_label_map",

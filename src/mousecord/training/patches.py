@@ -11,6 +11,8 @@ All randomness comes from a ``numpy.random.Generator`` passed in; MONAI transfor
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,30 +106,41 @@ def extract_patch(
     Returns:
         image (D, H, W) float32 (0 outside the volume) and label map (D, H, W) uint8 (IGNORE_VALUE outside).
     """
-    size = np.asarray(patch_size_vox)
-    offsets = np.stack(np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in size], indexing="ij"), axis=-1)
-    source = offsets.reshape(-1, 3) @ params.matrix.T
-    source = source.reshape(*size, 3) + np.asarray(center, dtype=np.float64)
+    size = tuple(int(n) for n in patch_size_vox)
+    matrix = params.matrix.astype(np.float32)
+    center = np.asarray(center, dtype=np.float32)
+    # Element-wise rather than `offsets @ matrix.T`: a BLAS call would start its own threads in every
+    # DataLoader worker and oversubscribe the cores many times over.
+    offsets = _patch_offsets(size)
+    source = center + offsets[..., 0:1] * matrix[:, 0]
+    source += offsets[..., 1:2] * matrix[:, 1]
+    source += offsets[..., 2:3] * matrix[:, 2]
+    # The window read from the volume: the transformed patch corners, widened by the largest elastic shift
+    # (trilinear upsampling of the coarse field never exceeds it). Far cheaper than a min/max over all voxels.
+    corners = np.array(list(itertools.product(*[(-(n - 1) / 2, (n - 1) / 2) for n in size])), np.float32)
+    corners = corners @ matrix.T + center
+    reach = 0.0
     if params.elastic_field is not None:
         field = functional.interpolate(
             torch.from_numpy(params.elastic_field[None]).float(),
-            size=tuple(int(n) for n in size),
+            size=size,
             mode="trilinear",
             align_corners=True,
         )[0]
-        source = source + field.permute(1, 2, 3, 0).numpy()
+        source += field.permute(1, 2, 3, 0).numpy()
+        reach = float(np.abs(params.elastic_field).max())
     shape = np.asarray(case.image.shape)
-    low = np.clip(np.floor(source.reshape(-1, 3).min(axis=0)).astype(int) - 1, 0, shape - 1)
-    high = np.clip(np.ceil(source.reshape(-1, 3).max(axis=0)).astype(int) + 2, low + 1, shape)
+    low = np.clip(np.floor(corners.min(axis=0) - reach).astype(int) - 1, 0, shape - 1)
+    high = np.clip(np.ceil(corners.max(axis=0) + reach).astype(int) + 2, low + 1, shape)
     window = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
     # One voxel of "outside" around the window, so even a one-slice volume has a well-defined grid.
     image = torch.from_numpy(np.pad(case.image[window], 1))[None, None]
     labels = torch.from_numpy(np.pad(case.label_map[window].astype(np.float32) + 1, 1))[
         None, None
     ]  # 0 = outside
-    origin, extent = low - 1, high - low + 1
-    grid = 2 * (source - origin) / extent - 1
-    grid = torch.from_numpy(grid[..., ::-1].astype(np.float32).copy())[None]  # grid_sample wants (x, y, z)
+    origin, extent = (low - 1).astype(np.float32), (high - low + 1).astype(np.float32)
+    grid = (source - origin) * (2 / extent) - 1
+    grid = torch.from_numpy(np.ascontiguousarray(grid[..., ::-1]))[None]  # grid_sample wants (x, y, z)
     image_patch = functional.grid_sample(
         image, grid, mode="bilinear", padding_mode="zeros", align_corners=True
     )
@@ -137,6 +150,16 @@ def extract_patch(
     label_patch = label_patch[0, 0].round().numpy().astype(np.int16) - 1
     label_patch[label_patch < 0] = IGNORE_VALUE
     return image_patch[0, 0].numpy(), label_patch.astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _patch_offsets(size: tuple[int, int, int]) -> np.ndarray:
+    """(D, H, W, 3) float32 offset of every patch voxel from the patch centre (read-only, cached)."""
+    offsets = np.stack(
+        np.meshgrid(*[np.arange(n, dtype=np.float32) - (n - 1) / 2 for n in size], indexing="ij"), axis=-1
+    )
+    offsets.flags.writeable = False
+    return offsets
 
 
 def intensity_transforms(augmentation: AugmentationConfig, rng: np.random.Generator) -> list:
