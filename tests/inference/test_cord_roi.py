@@ -15,6 +15,7 @@ from mousecord.inference import InferenceConfig, Predictor
 from mousecord.inference.cord_roi import (
     CordRoiSettings,
     centreline_from_slabs,
+    link_slab_candidates,
     predict_cord_logits,
     slab_starts,
     tube_tile_starts,
@@ -90,6 +91,30 @@ def test_false_positives_far_away_and_attached_do_not_move_or_widen_the_tube():
     roi = centreline_from_slabs(slabs_of(labels), SHAPE, margin_vox=(2, 2), max_half_extent_vox=(6, 6))
     np.testing.assert_allclose(roi.centre_vox[0], [24.0, 26.0], atol=1.0)
     np.testing.assert_allclose(roi.half_size_vox, [7.5, 8.0], atol=0.6)
+
+
+def test_a_larger_false_positive_in_one_slab_does_not_pull_the_tube_away():
+    labels = synthetic_cord(centre=lambda z: (24.0, 26.0), radius=5)
+    labels[:8, 35:47, 2:14] = 2  # bigger than the cord, in the first slab only
+    slabs = slabs_of(labels)
+    assert (slabs[0][1][:, 35:47, 2:14] > 0).sum() > (slabs[0][1][:, 19:30, 21:32] > 0).sum()
+    unlinked = centreline_from_slabs(slabs, SHAPE, margin_vox=(2, 2))
+    assert np.abs(unlinked.centre_vox[0] - [24.0, 26.0]).max() > 5  # the old rule: largest per slab
+    roi = centreline_from_slabs(slabs, SHAPE, margin_vox=(2, 2), max_step_vox=4.0)
+    np.testing.assert_allclose(roi.centre_vox, np.tile([24.0, 26.0], (SHAPE[0], 1)), atol=0.5)
+    assert roi.slab_found.all()
+
+
+def test_linking_keeps_the_longest_continuous_chain_and_skips_slabs_out_of_reach():
+    candidates = [
+        [(9000, (40.0, 40.0)), (500, (10.0, 10.0))],  # the largest component is a false positive
+        [(600, (12.0, 11.0))],
+        [(2000, (13.0, 12.0)), (100, (40.0, 40.0))],
+        [(300, (45.0, 45.0))],  # nothing near the cord here
+        [(400, (15.0, 14.0))],
+    ]
+    assert link_slab_candidates(candidates, max_step_vox=3.0) == [1, 0, 0, None, 0]
+    assert link_slab_candidates([[], []], max_step_vox=3.0) == [None, None]
 
 
 @pytest.mark.parametrize("image_shape", [(60, 48, 52), (11, 9, 13)])

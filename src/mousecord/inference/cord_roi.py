@@ -1,13 +1,15 @@
 """Cord-focused inference: find the cord cheaply, then segment only its neighbourhood.
 
 Stage 1 (:func:`find_cord_roi`): the network runs on a sparse set of axial slabs (``slab_depth_vox`` slices
-every ``slab_spacing_mm``, each covering the whole in-plane field, tiles without overlap). In each slab the
-largest 26-connected cord (GM + WM) component gives a centre (the median of its voxels, robust to false
-positives touching the cord); the centres, interpolated linearly along z (constant beyond the first and
-last), form a centreline, and the largest in-plane half extent of those components (at most
-``max_cord_half_width_mm``, the widest mouse cord's) plus ``margin_mm`` gives the half size of a tube
-around it. Slabs without cord bound the tube along z, so
-chunks whose ends hold no cord are not segmented there.
+every ``slab_spacing_mm``, each covering the whole in-plane field, tiles without overlap). Among the largest
+26-connected cord (GM + WM) components of each slab, one per slab is chosen so that together they form the
+longest continuous cord, the centre moving at most ``max_centre_step_mm`` from slab to slab (a structure that
+looks like cord in some slabs only is left out; see :func:`link_slab_candidates`). Each chosen component gives
+a centre (the median of its voxels, robust to false positives touching the cord); the centres, interpolated
+linearly along z (constant beyond the first and last), form a centreline, and the largest in-plane half extent
+of those components (at most ``max_cord_half_width_mm``, the widest mouse cord's) plus ``margin_mm`` gives the
+half size of a tube around it. Slabs without cord bound the tube along z, so chunks whose ends hold no cord
+are not segmented there.
 
 Stage 2 (:func:`predict_cord_logits`): a sliding window whose tiles follow the tube: tile rows along z are
 placed as nnU-Net places them over the tube's z range, and each row's tiles cover only the in-plane box of
@@ -54,7 +56,9 @@ class CordRoiSettings:
             positives attached to the cord cannot widen the tube to the whole field.
         slab_spacing_mm: distance between the stage-1 slabs along z.
         slab_depth_vox: slices per stage-1 slab (default: the patch depth).
-        min_cord_voxels: smaller largest components count as "no cord in this slab".
+        min_cord_voxels: smaller components are never cord.
+        max_centre_step_mm: how far the cord centre may move in-plane from one stage-1 slab to the next;
+            a component farther from the cord found in the other slabs is a false positive.
         patch_size_vox: (z, y, x) stage-2 tile (default: the bundle's patch).
         tile_step_fraction: stage-2 step (default: the inference configuration's).
     """
@@ -64,6 +68,7 @@ class CordRoiSettings:
     slab_spacing_mm: float = 2.0
     slab_depth_vox: int | None = None
     min_cord_voxels: int = 50
+    max_centre_step_mm: float = 1.0
     patch_size_vox: tuple[int, int, int] | None = None
     tile_step_fraction: float | None = None
 
@@ -72,6 +77,8 @@ class CordRoiSettings:
             raise ConfigError(f"margin_mm must be >= 0, got {self.margin_mm}")
         if not self.max_cord_half_width_mm > 0:
             raise ConfigError(f"max_cord_half_width_mm must be > 0, got {self.max_cord_half_width_mm}")
+        if not self.max_centre_step_mm > 0:
+            raise ConfigError(f"max_centre_step_mm must be > 0, got {self.max_centre_step_mm}")
         if not self.slab_spacing_mm > 0:
             raise ConfigError(f"slab_spacing_mm must be > 0, got {self.slab_spacing_mm}")
         if self.slab_depth_vox is not None and self.slab_depth_vox < 1:
@@ -176,14 +183,63 @@ def slab_starts(size_z: int, depth_vox: int, spacing_vox: float) -> list[int]:
     return [int(value) for value in np.round(np.linspace(0, size_z - depth_vox, count))]
 
 
-def largest_cord_component(label_map: np.ndarray) -> np.ndarray:
-    """Bool mask of the largest 26-connected GM + WM component of a label map (all False if none)."""
+def cord_candidates(label_map: np.ndarray, *, min_voxels: int, limit: int = 4) -> list[np.ndarray]:
+    """Bool masks of the ``limit`` largest 26-connected GM + WM components of at least ``min_voxels``."""
     components, count = ndimage.label(np.asarray(label_map) != Label.BACKGROUND, structure=_CONNECTIVITY)
     if count == 0:
-        return np.zeros(components.shape, dtype=bool)
+        return []
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
-    return components == int(np.argmax(sizes))
+    order = [int(index) for index in np.argsort(sizes)[::-1][:limit] if sizes[index] >= min_voxels]
+    return [components == index for index in order]
+
+
+def link_slab_candidates(
+    candidates: Sequence[Sequence[tuple[int, np.ndarray]]], max_step_vox: float
+) -> list[int | None]:
+    """Pick one cord candidate per slab, or none: the chosen centres must form a continuous cord.
+
+    Args:
+        candidates: per slab, ``(size, (y, x) centre)`` of its components, largest first.
+        max_step_vox: largest in-plane move of the cord centre from one slab to the next.
+
+    Returns:
+        Per slab, the index of the chosen candidate or None. Every candidate is tried as the anchor; from
+        it each slab takes its candidate nearest to the last chosen centre, if within reach
+        (``max_step_vox`` per slab of distance). The chain through most slabs wins (ties: most voxels), so a
+        structure that looks like cord in a few slabs, even larger than the cord there, is left out.
+    """
+    best: tuple[int, int] = (0, 0)
+    best_chain: list[int | None] = [None] * len(candidates)
+    for anchor, entries in enumerate(candidates):
+        for start in range(len(entries)):
+            chain = _chain_from(candidates, anchor, start, max_step_vox)
+            score = (
+                sum(index is not None for index in chain),
+                sum(candidates[slab][index][0] for slab, index in enumerate(chain) if index is not None),
+            )
+            if score > best:
+                best, best_chain = score, chain
+    return best_chain
+
+
+def _chain_from(
+    candidates: Sequence[Sequence[tuple[int, np.ndarray]]], anchor: int, start: int, max_step_vox: float
+) -> list[int | None]:
+    chain: list[int | None] = [None] * len(candidates)
+    chain[anchor] = start
+    for direction in (1, -1):
+        last, last_centre = anchor, np.asarray(candidates[anchor][start][1], dtype=float)
+        index = anchor + direction
+        while 0 <= index < len(candidates):
+            if candidates[index]:
+                distances = [np.hypot(*(np.asarray(centre) - last_centre)) for _, centre in candidates[index]]
+                nearest = int(np.argmin(distances))
+                if distances[nearest] <= max_step_vox * abs(index - last):
+                    chain[index], last = nearest, index
+                    last_centre = np.asarray(candidates[index][nearest][1], dtype=float)
+            index += direction
+    return chain
 
 
 def centreline_from_slabs(
@@ -193,6 +249,7 @@ def centreline_from_slabs(
     margin_vox: Sequence[float],
     max_half_extent_vox: Sequence[float] = (np.inf, np.inf),
     min_cord_voxels: int = 50,
+    max_step_vox: float = np.inf,
 ) -> CordRoi:
     """Build the cord tube from stage-1 label maps.
 
@@ -201,32 +258,39 @@ def centreline_from_slabs(
         shape_zyx: (3,) shape of the whole image.
         margin_vox: (2,) margin added to the cord's half extent along y and x.
         max_half_extent_vox: (2,) cap of the measured half extent along y and x.
-        min_cord_voxels: a slab whose largest cord component is smaller holds no cord.
+        min_cord_voxels: smaller components are not cord.
+        max_step_vox: largest in-plane move of the cord centre between neighbouring slabs (see
+            :func:`link_slab_candidates`); infinite: each slab's largest component.
 
     Returns:
         A :class:`CordRoi`; without cord in any slab, an empty one (``found`` False).
     """
     n_z = int(shape_zyx[0])
-    centres, extents, found, slab_middles, bounds = [], [], [], [], []
-    for z_start, labels in sorted(slab_label_maps, key=lambda item: item[0]):
-        component = largest_cord_component(labels)
-        depth = labels.shape[0]
-        slab_middles.append(z_start + (depth - 1) / 2)
-        bounds.append((z_start, z_start + depth))
-        present = int(component.sum()) >= min_cord_voxels
-        found.append(present)
-        if present:
-            _, ys, xs = np.nonzero(component)
-            centre = np.array([np.median(ys), np.median(xs)])
-            centres.append(centre)
-            extents.append([np.abs(ys - centre[0]).max() + 0.5, np.abs(xs - centre[1]).max() + 0.5])
-    middles, found_array = np.asarray(slab_middles, dtype=float), np.asarray(found, dtype=bool)
+    slabs = sorted(slab_label_maps, key=lambda item: item[0])
+    slab_middles = np.asarray([z_start + (labels.shape[0] - 1) / 2 for z_start, labels in slabs], dtype=float)
+    bounds = [(z_start, z_start + labels.shape[0]) for z_start, labels in slabs]
+    masks = [cord_candidates(labels, min_voxels=min_cord_voxels) for _, labels in slabs]
+    # The median of a component's voxels: robust to false positives touching the cord.
+    described = [
+        [(int(mask.sum()), np.median(np.nonzero(mask)[1:], axis=1)) for mask in slab_masks]
+        for slab_masks in masks
+    ]
+    chosen = link_slab_candidates(described, max_step_vox)
+    found_array = np.array([index is not None for index in chosen], dtype=bool)
     if not found_array.any():
-        return CordRoi(np.zeros((n_z, 2)), np.zeros(2), 0, 0, middles, found_array)
+        return CordRoi(np.zeros((n_z, 2)), np.zeros(2), 0, 0, slab_middles, found_array)
+    centres, extents = [], []
+    for slab_masks, slab_described, index in zip(masks, described, chosen, strict=True):
+        if index is None:
+            continue
+        centre = slab_described[index][1]
+        _, ys, xs = np.nonzero(slab_masks[index])
+        centres.append(centre)
+        extents.append([np.abs(ys - centre[0]).max() + 0.5, np.abs(xs - centre[1]).max() + 0.5])
     with_cord = np.flatnonzero(found_array)
     centre_vox = np.stack(
         [
-            np.interp(np.arange(n_z), middles[with_cord], [centre[axis] for centre in centres])
+            np.interp(np.arange(n_z), slab_middles[with_cord], [centre[axis] for centre in centres])
             for axis in range(2)
         ],
         axis=1,
@@ -237,7 +301,7 @@ def centreline_from_slabs(
     # The cord may begin anywhere after the last slab seen without it (and end before the next one).
     z_start = min(bounds[first - 1][1], bounds[first][0]) if first > 0 else 0
     z_stop = max(bounds[last + 1][0], bounds[last][1]) if last + 1 < len(bounds) else n_z
-    return CordRoi(centre_vox, half_size, int(z_start), int(z_stop), middles, found_array)
+    return CordRoi(centre_vox, half_size, int(z_start), int(z_stop), slab_middles, found_array)
 
 
 def find_cord_roi(
@@ -281,6 +345,7 @@ def find_cord_roi(
         margin_vox=margin_vox,
         max_half_extent_vox=[settings.max_cord_half_width_mm / float(spacing_mm[axis]) for axis in (1, 2)],
         min_cord_voxels=settings.min_cord_voxels,
+        max_step_vox=settings.max_centre_step_mm / float(min(spacing_mm[1:])),
     )
     logger.debug(
         "cord ROI: %d of %d slabs hold cord; z %d:%d, half size (y, x) %s voxels",
@@ -421,8 +486,9 @@ __all__ = [
     "CordRoi",
     "CordRoiSettings",
     "centreline_from_slabs",
+    "cord_candidates",
+    "link_slab_candidates",
     "find_cord_roi",
-    "largest_cord_component",
     "predict_cord_logits",
     "slab_starts",
     "tube_tile_starts",
