@@ -105,6 +105,14 @@ def test_a_larger_false_positive_in_one_slab_does_not_pull_the_tube_away():
     assert roi.slab_found.all()
 
 
+def test_a_cord_bending_out_of_reach_keeps_the_tube_going_to_the_end():
+    labels = synthetic_cord(centre=lambda z: (24.0, 12.0 + (20.0 if z >= 48 else 0.0)), radius=4)
+    slabs = slabs_of(labels)
+    roi = centreline_from_slabs(slabs, SHAPE, margin_vox=(3, 3), max_step_vox=4.0)
+    assert not roi.slab_found[-1]  # the last slab's cord jumped too far to link
+    assert roi.z_stop == SHAPE[0]  # but it holds something cord-like: the tube does not end before it
+
+
 def test_linking_keeps_the_longest_continuous_chain_and_skips_slabs_out_of_reach():
     candidates = [
         [(9000, (40.0, 40.0)), (500, (10.0, 10.0))],  # the largest component is a false positive

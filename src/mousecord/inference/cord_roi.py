@@ -8,8 +8,8 @@ looks like cord in some slabs only is left out; see :func:`link_slab_candidates`
 a centre (the median of its voxels, robust to false positives touching the cord); the centres, interpolated
 linearly along z (constant beyond the first and last), form a centreline, and the largest in-plane half extent
 of those components (at most ``max_cord_half_width_mm``, the widest mouse cord's) plus ``margin_mm`` gives the
-half size of a tube around it. Slabs without cord bound the tube along z, so chunks whose ends hold no cord
-are not segmented there.
+half size of a tube around it. Slabs without anything cord-like bound the tube along z, so chunks whose ends
+hold no cord are not segmented there.
 
 Stage 2 (:func:`predict_cord_logits`): a sliding window whose tiles follow the tube: tile rows along z are
 placed as nnU-Net places them over the tube's z range, and each row's tiles cover only the in-plane box of
@@ -298,7 +298,13 @@ def centreline_from_slabs(
     extent = np.minimum(np.max(np.asarray(extents), axis=0), np.asarray(max_half_extent_vox, dtype=float))
     half_size = extent + np.asarray(margin_vox, dtype=float)
     first, last = with_cord[0], with_cord[-1]
-    # The cord may begin anywhere after the last slab seen without it (and end before the next one).
+    # Next to the chain, slabs holding cord-like components that did not link (a cord bending faster than
+    # max_step_vox, say) keep the tube going: only slabs with nothing cord-like end it. There the cord may
+    # begin anywhere after the last slab seen without it (and end before the next one).
+    while first > 0 and masks[first - 1]:
+        first -= 1
+    while last + 1 < len(masks) and masks[last + 1]:
+        last += 1
     z_start = min(bounds[first - 1][1], bounds[first][0]) if first > 0 else 0
     z_stop = max(bounds[last + 1][0], bounds[last][1]) if last + 1 < len(bounds) else n_z
     return CordRoi(centre_vox, half_size, int(z_start), int(z_stop), slab_middles, found_array)
