@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,7 +15,14 @@ from mousecord.analysis import dice
 from mousecord.cli.main import main
 from mousecord.labels import Label
 from mousecord.models import build_network, load_bundle, load_weights
-from mousecord.training import TrainConfig, load_training_dataset, predict_label_map, train, train_model
+from mousecord.training import (
+    TrainConfig,
+    config_from_bundle,
+    load_training_dataset,
+    predict_label_map,
+    train,
+    train_model,
+)
 from mousecord.training.data import to_network_axes, zscore
 from mousecord.training.loop import build_training_network, epoch_batches, load_checkpoint
 from tests.training.synthetic import save, write_bids_dataset
@@ -182,6 +190,40 @@ def test_nnunet_raw_dataset_with_ignore_label_trains(tiny_dataset: Path, tmp_pat
     train_model(_fast_config(epochs=1), dataset, tmp_path / "run")
 
 
+# ------------------------------------------------------------------------------------------ fine-tuning
+
+
+def test_fine_tuning_starts_from_the_given_model(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    """``--init-model``: the network and patch come from the bundle, the weights too (a learning rate of
+    ~0 leaves them where they started)."""
+    base = ["train", str(tiny_dataset), "--epochs", "1", "--iterations-per-epoch", "1", "--quiet"]
+    config_file = tmp_path / "config.json"
+    config_file.write_text(_fast_config(epochs=1, features_per_stage=(4, 6)).to_json())
+    assert main([*base, "-o", str(tmp_path / "first"), "--config", str(config_file)]) == 0
+    first = load_bundle(tmp_path / "first" / "model")
+    code = main(
+        [*base, "-o", str(tmp_path / "tuned"), "--init-model", str(tmp_path / "first" / "model")]
+        + ["--learning-rate", "1e-30"]
+    )
+    assert code == 0, capsys.readouterr().err
+    tuned = load_bundle(tmp_path / "tuned" / "model")
+    assert tuned.architecture == first.architecture and tuned.patch_size_vox == first.patch_size_vox
+    for key, value in first.fold_weights[0].items():
+        torch.testing.assert_close(tuned.fold_weights[0][key], value, rtol=0, atol=1e-6)
+    assert "--init-model" in tuned.model_card
+
+
+def test_a_model_mousecord_cannot_train_is_refused(tmp_path: Path) -> None:
+    from mousecord.errors import ConfigError
+    from mousecord.models.registry import resolve_model
+
+    bundle = resolve_model(None)
+    assert config_from_bundle(TrainConfig(), bundle).features_per_stage == (16, 32, 64, 128, 192)
+    two_channels = dataclasses.replace(bundle, channel_names={"0": "T1w", "1": "T2w"})
+    with pytest.raises(ConfigError, match="not one mousecord can train"):
+        config_from_bundle(TrainConfig(), two_channels)
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 
@@ -192,6 +234,11 @@ def _bad(tmp_path: Path, capsys, *extra: str, dataset: Path) -> str:
     assert len(error.splitlines()) == 1
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
     return error
+
+
+def test_unknown_initial_model_fails_before_training(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    error = _bad(tmp_path, capsys, "--init-model", str(tmp_path / "nowhere"), dataset=tiny_dataset)
+    assert "nowhere" in error
 
 
 def test_dataset_without_labels_fails_before_training(tmp_path: Path, capsys) -> None:

@@ -58,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--patch-size-vox", type=int, nargs=3, metavar=("Z", "Y", "X"), help="patch size (z, y, x)"
     )
     parser.add_argument("--no-augmentation", action="store_true", help="train without augmentation")
+    parser.add_argument(
+        "--init-model",
+        metavar="NAME_OR_PATH",
+        help="fine-tune: start from this model's weights (e.g. 'default'), with its network and patch size",
+    )
     add_common_options(parser)
     parser.set_defaults(handler=run)
 
@@ -84,7 +89,15 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 def command_line(args: argparse.Namespace) -> str:
     """The command as the user could retype it (for the model card), rebuilt from the parsed options."""
     words = ["mousecord", "train", str(args.dataset), "-o", str(args.output)]
-    for name in ("label_folder", "preset", "config", "folds", "export", *(item[0] for item in _OVERRIDES)):
+    for name in (
+        "label_folder",
+        "preset",
+        "config",
+        "folds",
+        "export",
+        "init_model",
+        *(item[0] for item in _OVERRIDES),
+    ):
         value = getattr(args, name)
         default = {"label_folder": "manual_masks", "preset": "cpu", "folds": 0, "export": "all"}.get(name)
         if value is not None and value != default:
@@ -98,9 +111,16 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mousecord.training import train
+    from mousecord.training import config_from_bundle, train
 
     config = build_config(args)
+    initial_weights = None
+    if args.init_model:
+        from mousecord.models.registry import resolve_model
+
+        bundle = resolve_model(args.init_model)
+        config = config_from_bundle(config, bundle)
+        initial_weights = bundle.fold_weights[0]
     summary = train(
         args.dataset,
         args.output,
@@ -111,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=show_progress(args),
         command=command_line(args),
+        initial_weights=initial_weights,
     )
     print(summary.format_table())
     print(f"model bundle: {summary.bundle}")

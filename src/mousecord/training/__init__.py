@@ -1,6 +1,6 @@
 """Training 3D U-Nets from sparse slice annotations (torch): data, patches, loss, loop, cross-validation."""
 
-from mousecord.training.config import AugmentationConfig, TrainConfig, preset_config
+from mousecord.training.config import AugmentationConfig, TrainConfig, config_from_bundle, preset_config
 from mousecord.training.crossval import TrainSummary, subject_folds, train
 from mousecord.training.data import TrainingCase, TrainingDataset, load_training_dataset
 from mousecord.training.loop import TrainResult, load_checkpoint, predict_label_map, train_model
@@ -13,6 +13,7 @@ __all__ = [
     "TrainSummary",
     "TrainingCase",
     "TrainingDataset",
+    "config_from_bundle",
     "deep_supervision_loss",
     "load_checkpoint",
     "load_training_dataset",

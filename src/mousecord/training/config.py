@@ -6,9 +6,12 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mousecord.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mousecord.models.bundle import ModelBundle
 
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
@@ -201,6 +204,42 @@ def preset_config(name: str = "cpu", **overrides: Any) -> TrainConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown training preset {name!r}; choose one of {sorted(PRESETS)}")
     return TrainConfig.from_dict({**PRESETS[name], **overrides})
+
+
+def config_from_bundle(config: TrainConfig, bundle: ModelBundle) -> TrainConfig:
+    """``config`` with the network and patch of ``bundle``, so that training can start from its weights.
+
+    Raises:
+        ConfigError: the bundle's network is not a PlainConvUNet of the kind mousecord trains (3 x 3 x 3
+            convolutions, instance norm, leaky ReLU, one input channel, GM/WM labels), e.g. an nnU-Net model
+            with another architecture.
+    """
+    kwargs = bundle.architecture.get("arch_kwargs", {})
+    try:
+        n_conv = {int(count) for count in kwargs["n_conv_per_stage"]}
+        candidate = dataclasses.replace(
+            config,
+            features_per_stage=tuple(int(value) for value in kwargs["features_per_stage"]),
+            strides=tuple(tuple(int(step) for step in stride) for stride in kwargs["strides"]),
+            n_conv_per_stage=n_conv.pop() if len(n_conv) == 1 else -1,
+            patch_size_vox=tuple(int(value) for value in bundle.patch_size_vox),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"model {bundle.name}: cannot read its network description ({error})") from error
+    if (
+        candidate.n_conv_per_stage < 1
+        or architecture_of(candidate) != bundle.architecture
+        or bundle.input_channels != 1
+        or bundle.num_classes != 3
+        or [(entry.scheme, entry.use_mask) for entry in bundle.normalization]
+        != [("ZScoreNormalization", False)]
+    ):
+        raise ConfigError(
+            f"model {bundle.name}: its network is not one mousecord can train (a one-channel PlainConvUNet "
+            "with 3x3x3 convolutions, instance norm, z-score input without mask and labels "
+            "background/GM/WM); start from a mousecord bundle"
+        )
+    return candidate
 
 
 def architecture_of(config: TrainConfig) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def train(
     resume: bool = False,
     progress: bool = False,
     command: str = "",
+    initial_weights: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainSummary:
     """Train on a BIDS or nnU-Net raw dataset; with ``folds`` >= 2, k-fold cross-validation by subject.
 
@@ -102,6 +104,9 @@ def train(
     bundle ``model/`` that ``mousecord segment --model`` runs: all folds (their logits are averaged) or only
     the best fold (``export="best"``). Without folds, one model trains on all subjects but a validation
     share (``config.validation_fraction``).
+
+    ``initial_weights`` (e.g. the default model's, with the network of :func:`config_from_bundle`) start
+    every fold from these weights instead of random ones: fine-tuning.
 
     Raises:
         DatasetError: bad dataset (checked before any training starts).
@@ -127,6 +132,7 @@ def train(
                 validation_subjects=validation,
                 resume=fold_resume,
                 progress=progress,
+                initial_weights=initial_weights,
             )
         )
     summary = TrainSummary(output_folder, tuple(results), None)

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from torch import nn
 from mousecord.errors import ConfigError, ModelFolderError
 from mousecord.io.atomic import atomic_output
 from mousecord.labels import IGNORE_VALUE, LABEL_NAMES, TISSUE_LABELS
-from mousecord.models.network import build_network
+from mousecord.models.network import build_network, load_weights
 from mousecord.training.config import TrainConfig, architecture_of
 from mousecord.training.data import TrainingCase, TrainingDataset, load_training_dataset
 from mousecord.training.loss import deep_supervision_loss, masked_dice_ce_loss
@@ -378,6 +378,7 @@ def train_model(
     progress: bool = False,
     stop_after_epoch: int | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    initial_weights: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train one U-Net on ``dataset``, validating every epoch on held-out subjects' annotated slices.
 
@@ -390,6 +391,9 @@ def train_model(
         resume: continue from ``checkpoint_last.pt`` in ``output_folder``.
         stop_after_epoch: stop once this many epochs are done (as if the run were killed); resume later.
         on_epoch_end: called with the epoch index and its metrics.
+        initial_weights: start from these network weights (fine-tuning, e.g. a bundle's fold weights; see
+            :func:`mousecord.training.config_from_bundle`) instead of random ones; a resumed run ignores
+            them (its checkpoint holds the weights).
     """
     if not isinstance(dataset, TrainingDataset):
         dataset = load_training_dataset(dataset)
@@ -408,6 +412,11 @@ def train_model(
         logger.warning("no held-out subject: validation Dice is measured on the training slices")
         validation_cases = train_cases
     parts = build_parts(config)
+    if initial_weights is not None and not resume:
+        try:
+            load_weights(parts.network, dict(initial_weights))
+        except ConfigError as error:
+            raise ConfigError(f"initial weights do not fit the training network: {error}") from error
     state = _initial_state(output_folder, parts, config, resume=resume)
     with atomic_output(output_folder / CONFIG_JSON) as temporary:
         temporary.write_text(config.to_json() + "\n")
