@@ -126,16 +126,13 @@ def test_linking_keeps_the_longest_continuous_chain_and_skips_slabs_out_of_reach
 
 
 @pytest.mark.parametrize("image_shape", [(60, 48, 52), (11, 9, 13)])
-@pytest.mark.parametrize("slab_tile_vox", [None, (20, 24)])
-def test_two_stages_recover_an_analytic_segmentation(image_shape, slab_tile_vox):
+def test_two_stages_recover_an_analytic_segmentation(image_shape):
     labels = synthetic_cord(
         image_shape, centre=lambda z: (image_shape[1] * 0.4, image_shape[2] * 0.6), radius=3
     )
     labels[:, 1, 1] = 2  # a far false positive, outside the tube
     image = torch.from_numpy(labels.astype(np.float32))[None]
-    settings = CordRoiSettings(
-        margin_mm=2.0, slab_spacing_mm=10.0, min_cord_voxels=5, slab_tile_vox=slab_tile_vox
-    )
+    settings = CordRoiSettings(margin_mm=2.0, slab_spacing_mm=10.0, min_cord_voxels=5)
     logits, roi = predict_cord_logits(
         image,
         threshold_predictor,
@@ -174,11 +171,6 @@ def test_settings_from_metadata_reject_unknown_keys_and_bad_values():
         CordRoiSettings.from_metadata({"margin_nm": 1.0}, name="m")
     with pytest.raises(ConfigError, match="slab_spacing_mm"):
         CordRoiSettings(slab_spacing_mm=0)
-    with pytest.raises(ConfigError, match="slab_tile_vox"):
-        CordRoiSettings(slab_tile_vox=(112,))
-    with pytest.raises(ConfigError, match="max_centre_step_mm"):
-        CordRoiSettings(max_centre_step_mm=0)
-    assert CordRoiSettings.from_metadata({"slab_tile_vox": [112, 96]}).slab_tile_vox == (112, 96)
     with pytest.raises(ConfigError, match="roi"):
         InferenceConfig(roi="tube")
 
