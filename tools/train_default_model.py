@@ -79,8 +79,7 @@ INFERENCE = {
     "margin_mm": 1.0,
     "slab_spacing_mm": 5.0,
     "slab_depth_vox": 16,
-    "slab_tile_vox": [112, 112],
-    "tile_step_fraction": 0.9,
+    "tile_step_fraction": 0.75,
     "keep_largest_component": True,
 }
 

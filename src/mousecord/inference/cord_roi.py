@@ -56,8 +56,6 @@ class CordRoiSettings:
             positives attached to the cord cannot widen the tube to the whole field.
         slab_spacing_mm: distance between the stage-1 slabs along z.
         slab_depth_vox: slices per stage-1 slab (default: the patch depth).
-        slab_tile_vox: (y, x) in-plane size of the stage-1 tiles (default: the patch's); tiles that cover the
-            field with less padding make stage 1 cheaper.
         min_cord_voxels: smaller components are never cord.
         max_centre_step_mm: how far the cord centre may move in-plane from one stage-1 slab to the next;
             a component farther from the cord found in the other slabs is a false positive.
@@ -69,7 +67,6 @@ class CordRoiSettings:
     max_cord_half_width_mm: float = 1.6
     slab_spacing_mm: float = 2.0
     slab_depth_vox: int | None = None
-    slab_tile_vox: tuple[int, int] | None = None
     min_cord_voxels: int = 50
     max_centre_step_mm: float = 1.0
     patch_size_vox: tuple[int, int, int] | None = None
@@ -86,11 +83,6 @@ class CordRoiSettings:
             raise ConfigError(f"slab_spacing_mm must be > 0, got {self.slab_spacing_mm}")
         if self.slab_depth_vox is not None and self.slab_depth_vox < 1:
             raise ConfigError(f"slab_depth_vox must be >= 1, got {self.slab_depth_vox}")
-        if self.slab_tile_vox is not None:
-            tile = tuple(int(value) for value in self.slab_tile_vox)
-            if len(tile) != 2 or min(tile) < 1:
-                raise ConfigError(f"slab_tile_vox must be two positive integers, got {self.slab_tile_vox}")
-            object.__setattr__(self, "slab_tile_vox", tile)
         if self.patch_size_vox is not None:
             patch = tuple(int(value) for value in self.patch_size_vox)
             if len(patch) != 3 or min(patch) < 1:
@@ -339,7 +331,7 @@ def find_cord_roi(
     """
     depth = min(settings.slab_depth_vox or int(patch_size_vox[0]), int(image.shape[1]))
     starts = slab_starts(int(image.shape[1]), depth, settings.slab_spacing_mm / float(spacing_mm[0]))
-    patch = (depth, *(int(size) for size in (settings.slab_tile_vox or patch_size_vox[1:])))
+    patch = (depth, int(patch_size_vox[1]), int(patch_size_vox[2]))
     slabs = []
     for start in starts:
         logits = sliding_window(
@@ -451,8 +443,7 @@ def predict_cord_logits(
         background (logged as a warning).
     """
     stage_two_patch = tuple(settings.patch_size_vox or patch_size_vox)
-    slab_patch = (int(patch_size_vox[0]), *(settings.slab_tile_vox or patch_size_vox[1:]))
-    largest = tuple(max(sizes) for sizes in zip(patch_size_vox, stage_two_patch, slab_patch, strict=True))
+    largest = tuple(max(a, b) for a, b in zip(patch_size_vox, stage_two_patch, strict=True))
     padded, unpad = pad_to_patch(torch.as_tensor(image), largest)
     spatial = tuple(padded.shape[1:])
     roi = find_cord_roi(
