@@ -171,6 +171,8 @@ def test_settings_from_metadata_reject_unknown_keys_and_bad_values():
         CordRoiSettings.from_metadata({"margin_nm": 1.0}, name="m")
     with pytest.raises(ConfigError, match="slab_spacing_mm"):
         CordRoiSettings(slab_spacing_mm=0)
+    with pytest.raises(ConfigError, match="max_centre_step_mm"):
+        CordRoiSettings(max_centre_step_mm=0)
     with pytest.raises(ConfigError, match="roi"):
         InferenceConfig(roi="tube")
 
