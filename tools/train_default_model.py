@@ -7,7 +7,7 @@ kernels are not bit-reproducible, so a rerun gives a close, not identical, model
 1. Three phantom datasets (``mousecord.phantom.phantom_dataset``, one process per core): the realistic T1w
    preset; T1w with air bubbles, damaged chunk ends and SNR down to 6; randomised tissue contrasts with air
    bubbles and damaged chunk ends; all 200 x 200 x 240 voxels at 0.05 mm.
-2. One BIDS dataset linking both, with dense labels for the training subjects and the sparse manual-style
+2. One BIDS dataset linking the three, with dense labels for the training subjects and the sparse manual-style
    masks (a few slices of one chunk) for the validation subjects, so validation each epoch stays cheap.
 3. ``mousecord.training.train_model`` with the recipe below, then export of the best checkpoint as a bundle.
 
@@ -102,7 +102,7 @@ RECIPE = TrainConfig(
 
 
 def make_phantoms(work: Path) -> Path:
-    """Write both phantom sets (skipped when present) and link them into one BIDS dataset."""
+    """Write the phantom sets (each skipped when present) and link them into one BIDS dataset."""
     merged = work / "train_mix"
     for name, seed, subjects, chunks, _, config in PHANTOM_SETS:
         if not (work / name).exists():

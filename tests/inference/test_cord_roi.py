@@ -99,7 +99,9 @@ def test_a_larger_false_positive_in_one_slab_does_not_pull_the_tube_away():
     slabs = slabs_of(labels)
     assert (slabs[0][1][:, 35:47, 2:14] > 0).sum() > (slabs[0][1][:, 19:30, 21:32] > 0).sum()
     unlinked = centreline_from_slabs(slabs, SHAPE, margin_vox=(2, 2))
-    assert np.abs(unlinked.centre_vox[0] - [24.0, 26.0]).max() > 5  # the old rule: largest per slab
+    assert (
+        np.abs(unlinked.centre_vox[0] - [24.0, 26.0]).max() > 5
+    )  # no continuity required: the big false positive wins
     roi = centreline_from_slabs(slabs, SHAPE, margin_vox=(2, 2), max_step_vox=4.0)
     np.testing.assert_allclose(roi.centre_vox, np.tile([24.0, 26.0], (SHAPE[0], 1)), atol=0.5)
     assert roi.slab_found.all()
@@ -173,6 +175,8 @@ def test_settings_from_metadata_reject_unknown_keys_and_bad_values():
         CordRoiSettings(slab_spacing_mm=0)
     with pytest.raises(ConfigError, match="max_centre_step_mm"):
         CordRoiSettings(max_centre_step_mm=0)
+    with pytest.raises(ConfigError, match="min_cord_voxels"):
+        CordRoiSettings(min_cord_voxels=0)
     with pytest.raises(ConfigError, match="roi"):
         InferenceConfig(roi="tube")
 

@@ -14,7 +14,7 @@ from mousecord import phantom
 from mousecord.analysis import dice
 from mousecord.cli.main import main
 from mousecord.labels import Label
-from mousecord.models import build_network, load_bundle, load_weights
+from mousecord.models import build_network, load_bundle, load_weights, save_bundle
 from mousecord.training import (
     TrainConfig,
     config_from_bundle,
@@ -201,6 +201,9 @@ def test_fine_tuning_starts_from_the_given_model(tiny_dataset: Path, tmp_path: P
     config_file.write_text(_fast_config(epochs=1, features_per_stage=(4, 6)).to_json())
     assert main([*base, "-o", str(tmp_path / "first"), "--config", str(config_file)]) == 0
     first = load_bundle(tmp_path / "first" / "model")
+    inference = {"roi": "cord", "margin_mm": 1.0}
+    first = dataclasses.replace(first, metadata={**first.metadata, "inference": inference})
+    save_bundle(first, tmp_path / "first" / "model", overwrite=True)
     code = main(
         [*base, "-o", str(tmp_path / "tuned"), "--init-model", str(tmp_path / "first" / "model")]
         + ["--learning-rate", "1e-30"]
@@ -211,6 +214,7 @@ def test_fine_tuning_starts_from_the_given_model(tiny_dataset: Path, tmp_path: P
     for key, value in first.fold_weights[0].items():
         torch.testing.assert_close(tuned.fold_weights[0][key], value, rtol=0, atol=1e-6)
     assert "--init-model" in tuned.model_card
+    assert tuned.metadata["inference"] == inference  # the fine-tuned model runs as its parent did
 
 
 def test_a_model_mousecord_cannot_train_is_refused(tmp_path: Path) -> None:

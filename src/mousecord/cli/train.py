@@ -61,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--init-model",
         metavar="NAME_OR_PATH",
-        help="fine-tune: start from this model's weights (e.g. 'default'), with its network and patch size",
+        help="fine-tune: start from this model's weights (its first fold, e.g. 'default'), network, patch "
+        "size and inference settings",
     )
     add_common_options(parser)
     parser.set_defaults(handler=run)
@@ -111,16 +112,19 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mousecord.training import config_from_bundle, train
+    from mousecord.training import TrainConfig, config_from_bundle, train
 
     config = build_config(args)
-    initial_weights = None
+    initial_weights = inference = None
     if args.init_model:
         from mousecord.models.registry import resolve_model
 
         bundle = resolve_model(args.init_model)
         config = config_from_bundle(config, bundle)
+        if args.patch_size_vox:  # the weights do not depend on the patch: the user's choice stands
+            config = TrainConfig.from_dict({**config.to_dict(), "patch_size_vox": args.patch_size_vox})
         initial_weights = bundle.fold_weights[0]
+        inference = bundle.metadata.get("inference")
     summary = train(
         args.dataset,
         args.output,
@@ -132,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         progress=show_progress(args),
         command=command_line(args),
         initial_weights=initial_weights,
+        inference=inference,
     )
     print(summary.format_table())
     print(f"model bundle: {summary.bundle}")

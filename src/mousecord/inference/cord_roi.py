@@ -77,6 +77,8 @@ class CordRoiSettings:
             raise ConfigError(f"margin_mm must be >= 0, got {self.margin_mm}")
         if not self.max_cord_half_width_mm > 0:
             raise ConfigError(f"max_cord_half_width_mm must be > 0, got {self.max_cord_half_width_mm}")
+        if self.min_cord_voxels < 1:
+            raise ConfigError(f"min_cord_voxels must be >= 1, got {self.min_cord_voxels}")
         if not self.max_centre_step_mm > 0:
             raise ConfigError(f"max_centre_step_mm must be > 0, got {self.max_centre_step_mm}")
         if not self.slab_spacing_mm > 0:
@@ -190,7 +192,7 @@ def cord_candidates(label_map: np.ndarray, *, min_voxels: int, limit: int = 4) -
         return []
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
-    order = [int(index) for index in np.argsort(sizes)[::-1][:limit] if sizes[index] >= min_voxels]
+    order = [int(index) for index in np.argsort(sizes)[::-1][:limit] if sizes[index] >= max(min_voxels, 1)]
     return [components == index for index in order]
 
 
@@ -260,7 +262,7 @@ def centreline_from_slabs(
         max_half_extent_vox: (2,) cap of the measured half extent along y and x.
         min_cord_voxels: smaller components are not cord.
         max_step_vox: largest in-plane move of the cord centre between neighbouring slabs (see
-            :func:`link_slab_candidates`); infinite: each slab's largest component.
+            :func:`link_slab_candidates`); infinite: no continuity required.
 
     Returns:
         A :class:`CordRoi`; without cord in any slab, an empty one (``found`` False).

@@ -167,9 +167,20 @@ def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = Fa
 def _permissions_from_umask(path: Path) -> None:
     """Give ``path`` the mode a plain ``open()`` would: safetensors writes its file owner-only (0600),
     which would hide a bundle installed for a lab group from everyone else."""
+    path.chmod(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    # Linux reports the umask without changing it; elsewhere set-and-restore (briefly process-wide).
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     umask = os.umask(0)
     os.umask(umask)
-    path.chmod(0o666 & ~umask)
+    return umask
 
 
 def load_bundle(folder: Path | str) -> ModelBundle:

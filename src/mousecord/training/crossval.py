@@ -10,6 +10,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from mousecord.datasets.bids import MASK_FOLDER_DEFAULT
 from mousecord.errors import ConfigError
 from mousecord.io.atomic import atomic_output
 from mousecord.labels import DATASET_JSON_LABELS
-from mousecord.models.bundle import ModelBundle, save_bundle
+from mousecord.models.bundle import ModelBundle, save_bundle, unique_tensors
 from mousecord.training.config import EXPORT_CHOICES, TrainConfig, architecture_of
 from mousecord.training.data import TrainingDataset, load_training_dataset
 from mousecord.training.loop import TrainResult, load_checkpoint, train_model
@@ -97,6 +98,7 @@ def train(
     progress: bool = False,
     command: str = "",
     initial_weights: Mapping[str, torch.Tensor] | None = None,
+    inference: Mapping[str, Any] | None = None,
 ) -> TrainSummary:
     """Train on a BIDS or nnU-Net raw dataset; with ``folds`` >= 2, k-fold cross-validation by subject.
 
@@ -106,7 +108,8 @@ def train(
     share (``config.validation_fraction``).
 
     ``initial_weights`` (e.g. the default model's, with the network of :func:`config_from_bundle`) start
-    every fold from these weights instead of random ones: fine-tuning.
+    every fold from these weights instead of random ones: fine-tuning. ``inference`` becomes the exported
+    bundle's ``metadata["inference"]`` (e.g. the starting model's cord ROI settings).
 
     Raises:
         DatasetError: bad dataset (checked before any training starts).
@@ -137,7 +140,7 @@ def train(
         )
     summary = TrainSummary(output_folder, tuple(results), None)
     _write_summary(summary)
-    bundle = export_bundle(summary, dataset, config, export=export, command=command)
+    bundle = export_bundle(summary, dataset, config, export=export, command=command, inference=inference)
     return TrainSummary(output_folder, tuple(results), bundle)
 
 
@@ -160,8 +163,10 @@ def export_bundle(
     *,
     export: str = "all",
     command: str = "",
+    inference: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the trained folds (best checkpoints) as a mousecord bundle under ``<output>/model``."""
+    """Write the trained folds (best checkpoints) as a mousecord bundle under ``<output>/model``, with
+    ``inference`` (if given) as its ``metadata["inference"]``."""
     chosen = list(range(len(summary.folds)))
     if export == "best":
         chosen = [int(np.argmax([result.best_dice.get("mean", 0.0) for result in summary.folds]))]
@@ -186,6 +191,7 @@ def export_bundle(
             "folds_exported": chosen,
             "crossval": rows,
             "training_config": config.to_dict(),
+            **({"inference": dict(inference)} if inference else {}),
         },
     )
     return save_bundle(bundle, summary.output_folder / BUNDLE_FOLDER, overwrite=True)
@@ -195,9 +201,11 @@ def model_card(
     summary: TrainSummary, dataset: TrainingDataset, config: TrainConfig, *, chosen: list[int], command: str
 ) -> str:
     """Markdown model card: data, recipe, command, per-fold metrics."""
-    parameters = sum(
+    parameters = sum(  # once per tensor: the state dict names some parameters twice (aliases)
         tensor.numel()
-        for tensor in load_checkpoint(summary.folds[chosen[0]].best_checkpoint)["network_weights"].values()
+        for tensor in unique_tensors(
+            load_checkpoint(summary.folds[chosen[0]].best_checkpoint)["network_weights"]
+        ).values()
     )
     lines = [
         f"# {summary.output_folder.name or 'mousecord model'}",
