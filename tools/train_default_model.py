@@ -79,7 +79,7 @@ INFERENCE = {
     "margin_mm": 1.0,
     "slab_spacing_mm": 5.0,
     "slab_depth_vox": 16,
-    "tile_step_fraction": 0.75,
+    "tile_step_fraction": 0.9,
     "keep_largest_component": True,
 }
 
