@@ -272,23 +272,24 @@ def centreline_from_slabs(
     slab_middles = np.asarray([z_start + (labels.shape[0] - 1) / 2 for z_start, labels in slabs], dtype=float)
     bounds = [(z_start, z_start + labels.shape[0]) for z_start, labels in slabs]
     masks = [cord_candidates(labels, min_voxels=min_cord_voxels) for _, labels in slabs]
-    # The median of a component's voxels: robust to false positives touching the cord.
+    # In-plane (y, x) coordinates of each candidate's voxels; its centre is their median, robust to false
+    # positives touching the cord.
+    coordinates = [[np.stack(np.nonzero(mask)[1:]) for mask in slab_masks] for slab_masks in masks]
     described = [
-        [(int(mask.sum()), np.median(np.nonzero(mask)[1:], axis=1)) for mask in slab_masks]
-        for slab_masks in masks
+        [(points.shape[1], np.median(points, axis=1)) for points in slab_points]
+        for slab_points in coordinates
     ]
     chosen = link_slab_candidates(described, max_step_vox)
     found_array = np.array([index is not None for index in chosen], dtype=bool)
     if not found_array.any():
         return CordRoi(np.zeros((n_z, 2)), np.zeros(2), 0, 0, slab_middles, found_array)
     centres, extents = [], []
-    for slab_masks, slab_described, index in zip(masks, described, chosen, strict=True):
+    for slab_points, slab_described, index in zip(coordinates, described, chosen, strict=True):
         if index is None:
             continue
         centre = slab_described[index][1]
-        _, ys, xs = np.nonzero(slab_masks[index])
         centres.append(centre)
-        extents.append([np.abs(ys - centre[0]).max() + 0.5, np.abs(xs - centre[1]).max() + 0.5])
+        extents.append(np.abs(slab_points[index] - centre[:, None]).max(axis=1) + 0.5)
     with_cord = np.flatnonzero(found_array)
     centre_vox = np.stack(
         [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -101,17 +102,11 @@ def phantom_dataset(
             (root, subject, chunk, case_seed, config, annotated_slices_per_volume)
             for (subject, chunk), case_seed in zip(cases, seeds, strict=True)
         ]
-        bar = tqdm(total=len(jobs), disable=not progress, desc="phantoms")
-        if workers == 1:
-            for job in jobs:
-                images.append(_write_case(*job))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-                for image in pool.map(_write_case, *zip(*jobs, strict=True)):
-                    images.append(image)
-                    bar.update()
-        bar.close()
+        pool = ProcessPoolExecutor(min(workers, len(jobs))) if workers > 1 else contextlib.nullcontext()
+        with pool:
+            cases_written = (pool.map if workers > 1 else map)(_write_case, *zip(*jobs, strict=True))
+            for image in tqdm(cases_written, total=len(jobs), disable=not progress, desc="phantoms"):
+                images.append(image)
     except BaseException:
         _remove_partial_dataset(root, created=created)  # root was absent or empty: all of it is ours
         raise

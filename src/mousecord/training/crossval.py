@@ -185,7 +185,14 @@ def export_bundle(
         mirror_axes=(0, 1, 2)
         if config.augmentation.enabled and config.augmentation.flip_probability > 0
         else (),
-        model_card=model_card(summary, dataset, config, chosen=chosen, command=command),
+        model_card=model_card(
+            summary,
+            dataset,
+            config,
+            chosen=chosen,
+            command=command,
+            parameters=sum(tensor.numel() for tensor in unique_tensors(weights[0]).values()),
+        ),
         metadata={
             "trained_with": f"mousecord {__version__}",
             "folds_exported": chosen,
@@ -198,15 +205,16 @@ def export_bundle(
 
 
 def model_card(
-    summary: TrainSummary, dataset: TrainingDataset, config: TrainConfig, *, chosen: list[int], command: str
+    summary: TrainSummary,
+    dataset: TrainingDataset,
+    config: TrainConfig,
+    *,
+    chosen: list[int],
+    command: str,
+    parameters: int,
 ) -> str:
-    """Markdown model card: data, recipe, command, per-fold metrics."""
-    parameters = sum(  # once per tensor: the state dict names some parameters twice (aliases)
-        tensor.numel()
-        for tensor in unique_tensors(
-            load_checkpoint(summary.folds[chosen[0]].best_checkpoint)["network_weights"]
-        ).values()
-    )
+    """Markdown model card: data, recipe (``parameters``: the network's weight count), command, per-fold
+    metrics."""
     lines = [
         f"# {summary.output_folder.name or 'mousecord model'}",
         "",
