@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", type=int, nargs=3, default=(200, 200, 500), metavar=("X", "Y", "Z"))
     parser.add_argument("--roi", choices=("auto", "full", "cord"), default="auto")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto")
     parser.add_argument("--json", type=Path, help="write per-volume results, summary and targets here")
     args = parser.parse_args(argv)
     seeds = list(range(args.first_seed, args.first_seed + args.volumes))
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     bundle = resolve_model(args.model)
-    predictor = Predictor(bundle, InferenceConfig(device="cpu", threads=args.threads, roi=args.roi))
+    predictor = Predictor(
+        bundle, InferenceConfig(device="cpu", threads=args.threads, roi=args.roi, backend=args.backend)
+    )
     rows = []
     for seed in seeds:
         rows.append(evaluate_volume(predictor, seed, args))
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = TARGETS[args.contrast]
     print(
         f"model {bundle.name} ({bundle.source}), contrast {args.contrast}, {len(rows)} phantoms "
-        f"{tuple(args.shape)}, roi {predictor.roi}, keep largest {predictor.keep_largest_component}"
+        f"{tuple(args.shape)}, roi {predictor.roi}, backend {predictor.backend}, "
+        f"keep largest {predictor.keep_largest_component}"
     )
     print(format_table(rows, summary, targets))
     if args.json:
@@ -141,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": seeds,
             "shape_xyz": list(args.shape),
             "roi": predictor.roi,
+            "backend": predictor.backend,
             "threads": args.threads,
             "targets": targets,
             "summary": summary,

@@ -2,8 +2,10 @@
 
 Both run the whole array-to-labels path (preprocess, sliding window with tile step 0.5 and Gaussian weighting,
 no mirroring, export to a label map) on the same random-weight nnU-Net results folder, each in its own fresh
-subprocess so that peak memory (``ru_maxrss``) is that predictor's alone. Both use the same number of torch
-threads. Needs nnunetv2 (see .ci/run for the test-only install).
+subprocess so that peak memory (``ru_maxrss``) is that predictor's alone. Both use the same number of CPU
+threads. mousecord runs on its default backend (OpenVINO on a CPU; ``--backend torch`` for PyTorch, which is
+bit-identical to nnU-Net); the conversion to OpenVINO happens on first use, inside the timed run. Needs
+nnunetv2 (see .ci/run for the test-only install).
 
     python benchmarks/segment.py              # reference network (plans.json 3d_fullres, patch 256x96x96),
                                               # 200x200x500 volume: tens of minutes per predictor on a CPU
@@ -38,7 +40,9 @@ def _rss_mb() -> float:
         return int(stream.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def worker(which: str, folder: Path, image_path: Path, threads: int, inference: str | None = None) -> dict:
+def worker(
+    which: str, folder: Path, image_path: Path, threads: int, inference: str | None, backend: str
+) -> dict:
     import numpy as np
     import torch
 
@@ -55,7 +59,9 @@ def worker(which: str, folder: Path, image_path: Path, threads: int, inference: 
         if inference:
             merged = {**bundle.metadata.get("inference", {}), **json.loads(inference)}
             bundle = dataclasses.replace(bundle, metadata={**bundle.metadata, "inference": merged})
-        predictor = Predictor(bundle, InferenceConfig(device="cpu", threads=threads, roi=which))
+        predictor = Predictor(
+            bundle, InferenceConfig(device="cpu", threads=threads, roi=which, backend=backend)
+        )
         baseline = _rss_mb()
         start = time.perf_counter()
         labels = predictor.predict_array(image, spacing).label_map
@@ -63,7 +69,9 @@ def worker(which: str, folder: Path, image_path: Path, threads: int, inference: 
         from mousecord.inference import InferenceConfig, Predictor
         from mousecord.models.nnunet import read_model_folder
 
-        predictor = Predictor(read_model_folder(folder), InferenceConfig(device="cpu", threads=threads))
+        predictor = Predictor(
+            read_model_folder(folder), InferenceConfig(device="cpu", threads=threads, backend=backend)
+        )
         baseline = _rss_mb()
         start = time.perf_counter()
         labels = predictor.predict_array(image, spacing).label_map
@@ -89,6 +97,7 @@ def worker(which: str, folder: Path, image_path: Path, threads: int, inference: 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     np.save(image_path.with_name(f"labels_{which}.npy"), labels.astype(np.uint8))
     return {
+        "backend": "torch" if which == "nnunet" else predictor.backend,
         "wall_s": wall,
         "peak_rss_mb": peak,
         "baseline_rss_mb": baseline,
@@ -112,6 +121,12 @@ def main() -> int:
     )
     parser.add_argument("--model", help="with --default-model: bundle to use instead of the default")
     parser.add_argument("--inference", help="with --default-model: JSON merged into metadata['inference']")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "openvino"),
+        default="auto",
+        help="mousecord's backend (the OpenVINO conversion on first use is inside the timed run)",
+    )
     parser.add_argument("--seed", type=int, default=123, help="phantom seed (< 1000)")
     parser.add_argument("--json", type=Path, help="with --default-model: also write the results here")
     parser.add_argument("--worker", choices=("mousecord", "nnunet", "cord", "full"), help=argparse.SUPPRESS)
@@ -119,7 +134,11 @@ def main() -> int:
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.folder, args.image, args.threads, args.inference)))
+        print(
+            json.dumps(
+                worker(args.worker, args.folder, args.image, args.threads, args.inference, args.backend)
+            )
+        )
         return 0
     if args.default_model:
         return default_model_benchmark(args)
@@ -149,6 +168,8 @@ def main() -> int:
                 str(image_path),
                 "--threads",
                 str(args.threads),
+                "--backend",
+                args.backend,
             ]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             results[which] = json.loads(output.strip().splitlines()[-1])
@@ -158,7 +179,8 @@ def main() -> int:
     print(f"volume (z, y, x) {tuple(shape)}, patch {tuple(patch)}, threads {args.threads}, no mirroring")
     for which, result in results.items():
         print(
-            f"{which:>9}: {result['wall_s']:8.1f} s   peak RSS {result['peak_rss_mb']:7.0f} MB "
+            f"{which:>9} ({result['backend']:>8}): {result['wall_s']:8.1f} s   "
+            f"peak RSS {result['peak_rss_mb']:7.0f} MB "
             f"(+{result['peak_over_baseline_mb']:.0f} MB during prediction)"
         )
     speedup = results["nnunet"]["wall_s"] / results["mousecord"]["wall_s"]
@@ -172,7 +194,7 @@ def main() -> int:
 
 def _run_worker(which: str, folder: Path | None, image_path: Path, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--worker", which, "--image", str(image_path)]
-    command += ["--threads", str(args.threads)]
+    command += ["--threads", str(args.threads), "--backend", args.backend]
     command += ["--folder", str(folder)] if folder else []
     command += ["--inference", args.inference] if args.inference and which != "nnunet" else []
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -226,7 +248,8 @@ def default_model_benchmark(args: argparse.Namespace) -> int:
             else ""
         )
         print(
-            f"{names[which]:>28}: {result['wall_s']:8.1f} s  peak RSS {result['peak_rss_mb']:7.0f} MB{dices}"
+            f"{names[which]:>28} ({result['backend']:>8}): {result['wall_s']:8.1f} s  "
+            f"peak RSS {result['peak_rss_mb']:7.0f} MB{dices}"
         )
     ratio = results["nnunet"]["wall_s"] / results["cord"]["wall_s"]
     peak_gb = results["cord"]["peak_rss_mb"] / 1024

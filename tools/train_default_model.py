@@ -189,7 +189,8 @@ def default_model_card(training_card: str, metrics: list[dict], *, epochs: int) 
         "  --label-folder manual_masks --init-model default --learning-rate 3e-4`, then",
         "  `mousecord segment --model runs/own/model`; mix in phantoms to keep their variety.",
         "- The official nnU-Net weights of SCT's `seg_mouse_gm_wm_t1w` run unchanged with",
-        "  `mousecord segment -i IMAGE --model PATH_TO_NNUNET_FOLDER` (dense, nnU-Net-exact).",
+        "  `mousecord segment -i IMAGE --model PATH_TO_NNUNET_FOLDER` (dense; bit-identical to nnU-Net with",
+        "  `--backend torch`).",
         "- The cord ROI path assumes one cord per image along the last (S) axis of the RAS-reoriented image.",
         "",
         "## Training run",
@@ -204,7 +205,8 @@ def _metric_lines(record: dict) -> list[str]:
     if "summary" in record:  # accuracy.py
         lines = [
             f"Accuracy, contrast {record['contrast']}, {record['volumes']} phantoms {record['shape_xyz']} "
-            f"(seeds {record['seeds'][0]}-{record['seeds'][-1]}), roi {record['roi']}: mean (std)",
+            f"(seeds {record['seeds'][0]}-{record['seeds'][-1]}), roi {record['roi']}, "
+            f"{record.get('backend', 'torch')} backend: mean (std)",
             "",
             "| class | Dice | HD95 (mm) | volume error (%) | target Dice |",
             "|---|---|---|---|---|",
@@ -222,7 +224,8 @@ def _metric_lines(record: dict) -> list[str]:
         f"Speed and memory, phantom {record['shape_xyz']}, {record['threads']} threads, CPU: nnU-Net's "
         f"predictor "
         f"(reference-size network, patch {record['nnunet_patch_zyx']}) {results['nnunet']['wall_s']:.0f} s; "
-        f"this model, cord ROI {results['cord']['wall_s']:.1f} s ({record['speed_ratio']:.1f}x faster, peak "
+        f"this model ({results['cord'].get('backend', 'torch')} backend), cord ROI "
+        f"{results['cord']['wall_s']:.1f} s ({record['speed_ratio']:.1f}x faster, peak "
         f"{record['peak_gb_cord']:.2f} GB), dense {results['full']['wall_s']:.1f} s. GM Dice cord ROI "
         f"{results['cord']['dice_GM']:.4f} vs dense {results['full']['dice_GM']:.4f}.",
     ]

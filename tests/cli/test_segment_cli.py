@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -41,6 +43,8 @@ def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys):
             "--quiet",
             "--threads",
             "1",
+            "--backend",
+            "torch",
             "-qc",
             str(tmp_path / "qc"),
         ]
@@ -50,6 +54,8 @@ def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys):
     for name in ("OUT.nii.gz", "OUT_GM_seg.nii.gz", "OUT_WM_seg.nii.gz", "OUT.json"):
         assert (tmp_path / name).is_file()
     assert "OUT.nii.gz" in capsys.readouterr().out
+    settings = json.loads((tmp_path / "OUT.json").read_text())["settings"]
+    assert settings["backend"] == "torch" and settings["backend_resolved"] == "torch"
 
 
 def test_bad_input_is_one_red_line_and_exit_1(model_folder, tmp_path, capsys):

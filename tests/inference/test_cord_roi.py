@@ -152,6 +152,34 @@ def test_two_stages_recover_an_analytic_segmentation(image_shape):
     assert predicted[:, 1, 1].sum() == 0
 
 
+def test_mirroring_averages_the_stage_two_tiles_over_flips():
+    labels = synthetic_cord()
+    image = torch.from_numpy(labels.astype(np.float32))[None]
+
+    def skewed_predictor(tiles: torch.Tensor) -> torch.Tensor:
+        """Threshold logits plus a GM ramp along x, which mirroring over x averages to its mean, 0.5."""
+        logits = threshold_predictor(tiles)
+        logits[:, 1] += torch.linspace(0, 1, tiles.shape[-1])
+        return logits
+
+    options = dict(
+        patch_size_vox=(16, 16, 16),
+        spacing_mm=(1.0, 1.0, 1.0),
+        num_classes=3,
+        settings=CordRoiSettings(margin_mm=2.0, slab_spacing_mm=10.0, min_cord_voxels=5),
+        accumulate_dtype=torch.float32,
+    )
+    plain, roi = predict_cord_logits(image, threshold_predictor, **options)
+    skewed, _ = predict_cord_logits(image, skewed_predictor, **options)
+    mirrored, mirrored_roi = predict_cord_logits(image, skewed_predictor, mirror_axes=(2,), **options)
+    inside = torch.from_numpy(roi.mask(SHAPE))
+    np.testing.assert_array_equal(mirrored_roi.mask(SHAPE), roi.mask(SHAPE))
+    assert float((skewed - plain)[1, inside].std()) > 0.1  # the ramp shows without mirroring
+    difference = (mirrored - plain)[:, inside]
+    torch.testing.assert_close(difference[1], torch.full_like(difference[1], 0.5), atol=1e-5, rtol=0)
+    assert float(difference[[0, 2]].abs().max()) < 1e-5
+
+
 def test_no_cord_gives_background_and_a_warning(caplog):
     image = torch.zeros((1, 20, 20, 20))
     with caplog.at_level(logging.WARNING, logger="mousecord.inference.cord_roi"):

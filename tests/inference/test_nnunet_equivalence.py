@@ -4,6 +4,11 @@ Same random-weight model folder, same volume, same settings (tile step 0.5, Gaus
 nnU-Net's own preprocessing + ``predict_logits_from_preprocessed_data`` + export against mousecord's
 ``Predictor``. Logits must agree to 1e-3 relative (to the largest logit magnitude) and labels on >= 99.9 %
 of voxels.
+
+The torch backend reproduces nnU-Net bit for bit. The OpenVINO backend's network output is within 1e-4
+relative of PyTorch's, but nnU-Net blends tiles in float16, where one rounding step of the accumulated sums
+is ~1e-3 of the logits: a few voxels (< 0.01 %) may round the other way. Its logits must agree to 1e-3
+relative everywhere else and within two such steps (5e-3) at worst.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import pytest
 import torch
 
 from mousecord.inference import InferenceConfig, Predictor
+from mousecord.inference.backends import openvino_available
 from mousecord.models.nnunet import read_model_folder
 from tests.models.nnunet_fixtures import cord_like_image, make_nnunet_folder
 
@@ -67,27 +73,49 @@ def nnunet_predict(folder, image_xyz, *, mirroring: bool):
     return logits, labels.transpose(2, 1, 0), probabilities.transpose(0, 3, 2, 1)
 
 
-def mousecord_predict(folder, image_xyz, *, mirroring: bool):
-    predictor = Predictor(read_model_folder(folder), InferenceConfig(device="cpu", mirroring=mirroring))
+def mousecord_predict(folder, image_xyz, *, mirroring: bool, backend: str):
+    predictor = Predictor(
+        read_model_folder(folder), InferenceConfig(device="cpu", mirroring=mirroring, backend=backend)
+    )
     preprocessed = predictor.preprocess(image_xyz, SPACING_MM)
     logits = predictor.predict_logits(preprocessed.data)
     prediction = predictor.export(logits, preprocessed, probabilities=True)
     return logits, prediction.label_map, prediction.probabilities
 
 
-def compare(folder, image_xyz, *, mirroring: bool) -> tuple[float, float]:
+def compare(folder, image_xyz, *, mirroring: bool) -> None:
     reference_logits, reference_labels, reference_probabilities = nnunet_predict(
         folder, image_xyz, mirroring=mirroring
     )
-    logits, labels, probabilities = mousecord_predict(folder, image_xyz, mirroring=mirroring)
-    assert logits.shape == reference_logits.shape
-    relative = float((logits - reference_logits).abs().max() / reference_logits.abs().max())
-    agreement = float(np.mean(labels == reference_labels))
-    print(f"max relative logit difference {relative:.3g}, label agreement {agreement:.6f}")
-    assert relative <= 1e-3
-    assert agreement >= 0.999
-    np.testing.assert_allclose(probabilities, reference_probabilities, atol=1e-3)
-    return relative, agreement
+    backends = ["torch"] + (["openvino"] if openvino_available() else [])
+    for backend in backends:
+        logits, labels, probabilities = mousecord_predict(
+            folder, image_xyz, mirroring=mirroring, backend=backend
+        )
+        assert logits.shape == reference_logits.shape
+        relative = (logits - reference_logits).abs() / reference_logits.abs().max()
+        agreement = float(np.mean(labels == reference_labels))
+        print(
+            f"{backend}: max relative logit difference {float(relative.max()):.3g}, "
+            f"voxels above 1e-3 {float((relative > 1e-3).float().mean()):.2g}, "
+            f"label agreement {agreement:.6f}"
+        )
+        if backend == "torch":
+            assert float(relative.max()) <= 1e-3
+        else:
+            assert float((relative > 1e-3).float().mean()) <= 1e-4
+            assert float(relative.max()) <= 5e-3
+        assert agreement >= 0.999
+        probability_error = np.abs(probabilities - reference_probabilities)
+        print(
+            f"{backend}: max probability difference {probability_error.max():.3g}, "
+            f"voxels above 1e-3 {np.mean(probability_error.max(axis=0) > 1e-3):.2g}"
+        )
+        if backend == "torch":
+            assert probability_error.max() <= 1e-3
+        else:
+            assert np.mean(probability_error.max(axis=0) > 1e-3) <= 1e-4
+            assert probability_error.max() <= 5e-3
 
 
 def test_reference_architecture_new_plans_no_mirroring(tmp_path):

@@ -28,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--roi", choices=("auto", "full", "cord"), default="auto", help="see segment --roi")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--threads", type=int, help="CPU threads for the network")
+    parser.add_argument(
+        "--backend", choices=("auto", "torch", "openvino"), default="auto", help="see segment --backend"
+    )
     add_common_options(parser)
     parser.set_defaults(handler=run)
 
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         roi=args.roi,
         threads=args.threads,
         device=args.device,
+        backend=args.backend,
     )
     print(
         f"Dice against the truth: GM {result.dice['GM']:.3f}, WM {result.dice['WM']:.3f}, "

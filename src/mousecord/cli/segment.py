@@ -69,7 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "over the whole image (nnU-Net's way); auto (default): what the model asks for",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--threads", type=int, help="CPU threads for the network")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "openvino"),
+        default="auto",
+        help="openvino: ~2x faster on a CPU; torch: nnU-Net's exact results; auto (default): openvino on "
+        "an x86-64 CPU when installed",
+    )
     parser.add_argument(
         "--voxel-size",
         type=float,
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         roi=args.roi,
         device=args.device,
         threads=args.threads,
+        backend=args.backend,
         voxel_size_mm=tuple(args.voxel_size) if args.voxel_size else None,
         overwrite=args.overwrite,
         qc_dir=args.qc,

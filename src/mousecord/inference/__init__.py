@@ -1,4 +1,5 @@
-"""Inference (torch): nnU-Net-exact sliding window, preprocessing, the ``Predictor`` and ``segment``."""
+"""Inference: nnU-Net-exact preprocessing and sliding window, PyTorch/OpenVINO backends, the ``Predictor``
+and ``segment``."""
 
 from mousecord.inference.predictor import (
     InferenceConfig,

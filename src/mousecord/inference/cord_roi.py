@@ -425,6 +425,7 @@ def predict_cord_logits(
     settings: CordRoiSettings,
     tile_step_fraction: float = 0.5,
     blend: str = "gaussian",
+    mirror_axes: Sequence[int] = (),
     batch_size: int = 1,
     window_device: torch.device | str = "cpu",
     autocast: bool = False,
@@ -440,6 +441,7 @@ def predict_cord_logits(
         spacing_mm: (3,) voxel size (z, y, x).
         num_classes: k.
         settings: see :class:`CordRoiSettings`; its step and patch override the arguments for stage 2.
+        mirror_axes: test-time mirroring of the stage-2 tiles (stage 1 only locates the cord).
 
     Returns:
         ``(logits, roi)``, the tube on ``image``'s grid. Without cord in stage 1 the logits are all
@@ -471,6 +473,7 @@ def predict_cord_logits(
             patch_size_vox=stage_two_patch,
             num_classes=num_classes,
             blend=blend,
+            mirror_axes=mirror_axes,
             batch_size=batch_size,
             window_device=window_device,
             autocast=autocast,

@@ -50,6 +50,7 @@ def run_demo(
     roi: str = "auto",
     threads: int | None = None,
     device: str = "auto",
+    backend: str = "auto",
 ) -> DemoResult:
     """Generate a T1w phantom (``shape_vox`` at 0.05 mm, ``seed``), segment it, compare, draw.
 
@@ -57,7 +58,7 @@ def run_demo(
         output_folder: created if needed; see the module docstring for its contents.
         model: model name or folder (default: the shipped default model).
         shape_vox: (x, y, z) phantom size, z along the cord.
-        roi, threads, device: see :class:`~mousecord.inference.InferenceConfig`.
+        roi, threads, device, backend: see :class:`~mousecord.inference.InferenceConfig`.
 
     An earlier demo in the same folder is replaced.
 
@@ -86,6 +87,7 @@ def run_demo(
         roi=roi,
         threads=threads,
         device=device,
+        backend=backend,
         overwrite=True,
         command="mousecord demo",
     )

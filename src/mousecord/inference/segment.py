@@ -153,6 +153,7 @@ def segment(
     roi: str = "auto",
     device: str = "auto",
     threads: int | None = None,
+    backend: str = "auto",
     voxel_size_mm: tuple[float, float, float] | None = None,
     overwrite: bool = False,
     qc_dir: Path | str | None = None,
@@ -169,8 +170,9 @@ def segment(
         model: installed model name, bundle folder or nnU-Net results folder (default: "default").
         output_format: "multilabel", "masks" or "both".
         largest, fill_holes, remove_small_mm3: post-processing of the label map.
-        mirroring, tile_step_fraction, roi, device, threads: see :class:`InferenceConfig` ("auto": the cord
-            ROI path when the model asks for it, as the shipped default does; nnU-Net folders run densely).
+        mirroring, tile_step_fraction, roi, device, threads, backend: see :class:`InferenceConfig` (roi
+            "auto": the cord ROI path when the model asks for it, as the shipped default does; nnU-Net
+            folders run densely).
         voxel_size_mm: (3,) override of the header's voxel size (file axes).
         overwrite: redo cases whose outputs all exist (default: skip them).
         qc_dir: add a QC report entry per case there.
@@ -207,10 +209,12 @@ def segment(
         mirroring=mirroring,
         device=device,
         threads=threads,
+        backend=backend,
         progress=progress and len(todo) == 1,
         roi=roi,
     )
     predictor = Predictor(bundle, config)
+    predictor.prepare()  # compile before any output, and outside the first case's timing
     settings = {
         "output_format": output_format,
         "probabilities": probabilities,
@@ -219,6 +223,7 @@ def segment(
         "remove_small_mm3": remove_small_mm3,
         "voxel_size_mm": list(voxel_size_mm) if voxel_size_mm else None,
         **config.to_dict(),
+        "backend_resolved": predictor.backend,
         "roi_resolved": predictor.roi,
         "keep_largest_component_resolved": predictor.keep_largest_component,
         **({"cord_roi": predictor.roi_settings.to_dict()} if predictor.roi == "cord" else {}),

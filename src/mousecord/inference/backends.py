@@ -1,0 +1,163 @@
+"""Where the network runs: PyTorch on any device, or OpenVINO on a CPU.
+
+OpenVINO's CPU plugin keeps the whole 3D U-Net in oneDNN's blocked layouts and fuses instance normalisation
+with the activation; PyTorch's eager CPU kernels convert layouts at every layer. On the same two threads it
+runs the nnU-Net reference network 1.8-2.2x and mousecord's default network 2x faster per tile, its outputs
+within 1e-4 relative of PyTorch's (``benchmarks/segment.py --backend``). ONNX Runtime, TorchScript freezing,
+channels-last and ``torch.compile`` were measured too and gave at most 1.0-1.1x on these networks.
+
+``backend="auto"`` takes OpenVINO on an x86-64 CPU (where it was measured) when it is installed, PyTorch
+otherwise; ``"torch"`` reproduces nnU-Net's own predictor bit for bit.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import platform
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mousecord.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "openvino")
+
+
+def openvino_available() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``"auto"`` -> ``"openvino"`` on an x86-64 CPU when OpenVINO is installed, else ``"torch"``.
+
+    Raises:
+        ConfigError: an unknown backend, or OpenVINO asked for on CUDA or without the package.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        x86 = platform.machine().lower() in ("x86_64", "amd64")
+        return "openvino" if device.type == "cpu" and x86 and openvino_available() else "torch"
+    if backend == "openvino":
+        if device.type != "cpu":
+            raise ConfigError(
+                f"the openvino backend runs on the CPU, not on {device.type}; use backend 'torch'"
+            )
+        if not openvino_available():
+            raise ConfigError("the openvino backend needs the openvino package (pip install openvino)")
+    return backend
+
+
+def import_openvino() -> Any:
+    """Import OpenVINO with its usage telemetry off.
+
+    ``import openvino`` sends a usage event to Intel's analytics and writes ``~/intel/`` unless the user
+    opted out beforehand; mousecord never contacts the network. With ``openvino_telemetry`` hidden during
+    the import, OpenVINO's converter binds its own no-op telemetry stub for the rest of the process. Where
+    something else imported OpenVINO first, its telemetry is as that import left it (a warning says so).
+    """
+    if "openvino" in sys.modules:
+        logger.warning("OpenVINO was imported before mousecord; its usage telemetry follows its own settings")
+        return sys.modules["openvino"]
+    missing = object()
+    previous = sys.modules.get("openvino_telemetry", missing)
+    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes its import fail
+    try:
+        import openvino
+    finally:
+        if previous is missing:
+            del sys.modules["openvino_telemetry"]
+        else:
+            sys.modules["openvino_telemetry"] = previous  # type: ignore[assignment]
+    return openvino
+
+
+def smallest_input_shape(architecture: dict[str, Any]) -> tuple[int, ...]:
+    """The smallest (z, y, x) that every stage of an nnU-Net-style U-Net halves evenly, doubled."""
+    strides = architecture.get("arch_kwargs", {}).get("strides", ())
+    shape = np.full(3, 2, dtype=int)
+    for stride in strides:
+        shape *= np.broadcast_to(np.asarray(stride, dtype=int), (3,))
+    return tuple(int(size) for size in shape)
+
+
+class OpenVinoNetwork:
+    """A PyTorch network compiled by OpenVINO for the CPU, called like the network on (b, c, z, y, x) tiles.
+
+    The network is traced once on a small input (tracing on a full tile takes a minute for the reference
+    network) with batch and spatial sizes left dynamic, so tiles and stage-1 slabs of any shape run on the
+    one compiled model. Precision is forced to float32: OpenVINO would pick bfloat16 on CPUs that have it.
+    Threads are not pinned to cores, so that several mousecord processes on one node (a job array) do not
+    all pile onto the same cores.
+
+    Raises:
+        ConfigError: OpenVINO cannot be imported or cannot convert or compile the network.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        *,
+        input_channels: int,
+        example_shape_vox: Sequence[int],
+        threads: int,
+    ) -> None:
+        try:
+            self._request = _compile(network, input_channels, example_shape_vox, threads)
+        except Exception as error:  # OpenVINO raises plain RuntimeErrors from C++, or ImportError
+            raise ConfigError(
+                f"OpenVINO could not run this network ({type(error).__name__}: "
+                f"{(str(error).splitlines() or [''])[0]}); use backend 'torch'"
+            ) from error
+
+    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(tiles.detach().to("cpu", torch.float32).numpy())
+        # share_outputs=False copies: callers weight the result in place and keep it across the next call.
+        outputs = self._request.infer({0: array}, share_inputs=True, share_outputs=False)
+        return torch.from_numpy(outputs[0])
+
+
+def _compile(
+    network: torch.nn.Module, input_channels: int, example_shape_vox: Sequence[int], threads: int
+) -> Any:
+    openvino = import_openvino()
+    example = torch.zeros((1, input_channels, *example_shape_vox))
+    # TorchScript tracing, as OpenVINO's own PyTorch frontend does: converting through torch.export took
+    # 5x longer. Tracing without torch's re-run check (what convert_model would do) halves the conversion.
+    # Its warnings (shape checks become constants: the sizes are left dynamic below; TorchScript is
+    # deprecated) are not the user's concern.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(network.eval(), example, check_trace=False)
+        model = openvino.convert_model(
+            traced, example_input=example, input=[(-1, input_channels, -1, -1, -1)]
+        )
+    compiled = openvino.Core().compile_model(
+        model,
+        "CPU",
+        {
+            "INFERENCE_NUM_THREADS": int(threads),
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+            "ENABLE_CPU_PINNING": False,
+        },
+    )
+    return compiled.create_infer_request()
+
+
+__all__ = [
+    "BACKENDS",
+    "OpenVinoNetwork",
+    "import_openvino",
+    "openvino_available",
+    "resolve_backend",
+    "smallest_input_shape",
+]
