@@ -33,7 +33,8 @@ import re
 import shutil
 from pathlib import Path
 
-from mousecord.models.bundle import load_bundle, save_bundle
+from mousecord.io.atomic import atomic_output
+from mousecord.models.bundle import MODEL_CARD, load_bundle, save_bundle
 from mousecord.phantom import PhantomConfig, phantom_dataset
 from mousecord.training.config import AugmentationConfig, TrainConfig
 from mousecord.training.crossval import TrainSummary, export_bundle
@@ -239,7 +240,8 @@ def update_card(
     training = bundle.metadata.get("training_card", "")
     metrics = [json.loads(Path(path).read_text()) for path in metric_files]
     card = default_model_card(training, metrics, epochs=epochs)
-    save_bundle(dataclasses.replace(bundle, model_card=card), folder, overwrite=True)
+    with atomic_output(folder / MODEL_CARD) as temporary:  # weights and model.json stay byte-identical
+        temporary.write_text(card)
     print(f"model card of {folder} rewritten with {len(metrics)} benchmark record(s)")
 
 

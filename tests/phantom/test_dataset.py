@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -47,6 +49,25 @@ def test_error_mid_dataset_leaves_nothing_behind(
         assert list(root.iterdir()) == []
     else:
         assert not root.exists()
+
+
+@pytest.mark.skipif(
+    multiprocessing.get_start_method() != "fork", reason="the patched generator reaches forked workers only"
+)
+def test_a_failing_worker_cancels_the_queued_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = tmp_path / "started"
+    started.mkdir()
+
+    def failing_generate(config: PhantomConfig, *, rng: np.random.Generator) -> Phantom:
+        (started / str(rng.integers(1 << 30))).touch()  # workers are separate processes: count by files
+        time.sleep(0.3)  # time for the first failure to reach the caller while cases are still queued
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dataset_module, "generate_phantom", failing_generate)
+    with pytest.raises(OSError, match="No space left"):
+        phantom_dataset(tmp_path / "dataset", n_subjects=12, chunks_per_subject=1, config=SHORT, workers=2)
+    assert len(list(started.iterdir())) < 12  # without cancelling, all 12 would run before the error
+    assert not (tmp_path / "dataset").exists()
 
 
 def test_worker_processes_write_the_same_dataset(tmp_path: Path) -> None:
