@@ -129,6 +129,19 @@ def test_bad_inputs_raise_one_line_naming_the_file(model_folder, tmp_path):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+def test_a_voxel_size_off_by_a_unit_is_refused_before_resampling(model_folder, real_headers, tmp_path):
+    # t2.nii.gz has 1 mm voxels: at the model's 0.05 mm it would be 1200 x 1100 x 1040 voxels (~20 GB)
+    source = next(path for path in real_headers if path.name == "t2.nii.gz")
+    with pytest.raises(ImageFormatError, match=r"\d{4} million voxels.*--voxel-size") as error:
+        segment(source, tmp_path / "out" / "t2_seg.nii.gz", model=model_folder)
+    assert "t2.nii.gz" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    report = segment(
+        source, tmp_path / "out" / "t2_seg.nii.gz", model=model_folder, voxel_size_mm=(0.05, 0.05, 0.05)
+    )
+    assert nib.load(report.written[0].multilabel).shape == nib.load(source).shape
+
+
 def test_constant_and_tiny_images_work(model_folder, tmp_path):
     constant = _write(tmp_path / "constant.nii.gz", np.full((6, 5, 7), 7.0, np.float32))
     tiny = _write(tmp_path / "tiny.nii.gz", _image((3, 4, 5)))

@@ -59,7 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="MM3",
         help="remove cord components smaller than MM3 cubic millimetres",
     )
-    parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
+    parser.add_argument(
+        "--tta", action="store_true", help="mirroring test-time augmentation (up to 8x slower)"
+    )
     parser.add_argument("--step", type=float, default=0.5, help="sliding-window step, fraction of the patch")
     parser.add_argument(
         "--roi",
@@ -76,6 +78,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="openvino: ~2x faster on a CPU; torch: nnU-Net's exact results; auto (default): openvino on "
         "an x86-64 CPU when installed",
+    )
+    parser.add_argument(
+        "--max-voxels",
+        type=float,
+        default=4e8,
+        help="refuse images with more voxels than this once resampled to the model's spacing "
+        "(default 4e8, over 10 GB of memory)",
     )
     parser.add_argument(
         "--voxel-size",
@@ -111,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         backend=args.backend,
+        max_network_voxels=int(args.max_voxels),
         voxel_size_mm=tuple(args.voxel_size) if args.voxel_size else None,
         overwrite=args.overwrite,
         qc_dir=args.qc,

@@ -12,6 +12,7 @@ otherwise; ``"torch"`` reproduces nnU-Net's own predictor bit for bit.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import platform
@@ -55,6 +56,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+@functools.cache
 def import_openvino() -> Any:
     """Import OpenVINO with its usage telemetry off.
 

@@ -21,7 +21,7 @@ from mousecord.inference import preprocessing as prep
 from mousecord.inference.backends import BACKENDS, OpenVinoNetwork, resolve_backend, smallest_input_shape
 from mousecord.inference.cord_roi import ROI_MODES, CordRoiSettings, predict_cord_logits
 from mousecord.inference.postprocessing import keep_largest_component
-from mousecord.inference.sliding_window import sliding_window
+from mousecord.inference.sliding_window import PredictFn, sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
 from mousecord.io.volume import Volume
 from mousecord.models.bundle import ModelBundle
@@ -54,6 +54,9 @@ class InferenceConfig:
         backend: where the network runs: "torch", "openvino" (CPU only, ~2x faster; network outputs
             within 1e-4 relative of torch's) or "auto" (OpenVINO on an x86-64 CPU when installed, falling
             back to torch if it cannot compile the network); see :mod:`mousecord.inference.backends`.
+        max_network_voxels: refuse images larger than this once resampled to the model's spacing (a
+            200 x 200 x 500 chunk at 0.05 mm is 2e7; 4e8 needs over 10 GB). A header voxel size in the wrong
+            unit or scale would otherwise grow a small image by 1000x or more and exhaust the memory.
     """
 
     tile_step_fraction: float = 0.5
@@ -67,6 +70,7 @@ class InferenceConfig:
     roi: str = "auto"
     keep_largest_component: bool | None = None
     backend: str = "auto"
+    max_network_voxels: int = 400_000_000
 
     def __post_init__(self) -> None:
         if not 0 < self.tile_step_fraction <= 1:
@@ -83,6 +87,8 @@ class InferenceConfig:
             raise ConfigError(
                 f"accumulate_dtype must be 'float16' or 'float32', got {self.accumulate_dtype!r}"
             )
+        if self.max_network_voxels < 1:
+            raise ConfigError(f"max_network_voxels must be at least 1, got {self.max_network_voxels}")
         if self.batch_size_tiles < 1:
             raise ConfigError(f"batch_size_tiles must be at least 1, got {self.batch_size_tiles}")
         if self.roi not in ("auto", *ROI_MODES):
@@ -136,7 +142,7 @@ class Predictor:
         #: "torch" or "openvino" ("auto" falls back to "torch" if OpenVINO cannot compile; see prepare).
         self.backend = resolve_backend(self.config.backend, self.device)
         self.networks = [self._load_fold(weights) for weights in bundle.fold_weights]
-        self._runners: list | None = None
+        self._runners: list[PredictFn] | None = None
         #: The cord tube of the last prediction on the cord ROI path (network axes), for diagnostics.
         self.last_roi = None
         inference = bundle.metadata.get("inference", {})
@@ -166,7 +172,7 @@ class Predictor:
         load_weights(network, weights)
         return network.to(self.device).eval()
 
-    def prepare(self) -> list:
+    def prepare(self) -> list[PredictFn]:
         """Make the network ready on the backend (compile for OpenVINO); returns one callable per fold.
 
         Called by the first prediction; call it earlier to keep the OpenVINO conversion (seconds) out of
@@ -234,6 +240,14 @@ class Predictor:
         )
         target = tuple(float(value) for value in self.bundle.spacing_mm)
         new_shape = tuple(max(size, 1) for size in prep.compute_new_shape(cropped.shape[1:], spacing, target))
+        network_voxels = int(np.prod(new_shape, dtype=np.int64))
+        if network_voxels > self.config.max_network_voxels:
+            raise ImageFormatError(
+                f"at the model's spacing ({_mm(target)}) the image would have {network_voxels / 1e6:.0f} "
+                f"million voxels, more than the limit of {self.config.max_network_voxels / 1e6:.0f} million; "
+                f"is its voxel size ({_mm(voxel_size_mm)}) right? Set it with --voxel-size (or raise "
+                "--max-voxels)"
+            )
         resampled = not prep.spacing_matches(spacing, target) and new_shape != tuple(cropped.shape[1:])
         if resampled:
             logger.debug(
@@ -283,7 +297,7 @@ class Predictor:
     def _predict_cord_logits(
         self,
         image: torch.Tensor,
-        runners: list,
+        runners: list[PredictFn],
         accumulate_dtype: torch.dtype,
         mirror_axes: tuple[int, ...],
     ) -> torch.Tensor:
@@ -375,6 +389,10 @@ class Predictor:
             yield
         finally:
             torch.set_num_threads(previous)
+
+
+def _mm(values) -> str:
+    return " x ".join(f"{float(value):g}" for value in values) + " mm"
 
 
 def resolve_device(device: str) -> torch.device:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mousecord.errors import ConfigError, MousecordError, OutputError
+from mousecord.errors import ConfigError, ImageFormatError, MousecordError, OutputError
 from mousecord.inference import postprocessing
 from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.io.atomic import atomic_output, check_not_input, split_suffix
@@ -154,6 +154,7 @@ def segment(
     device: str = "auto",
     threads: int | None = None,
     backend: str = "auto",
+    max_network_voxels: int = 400_000_000,
     voxel_size_mm: tuple[float, float, float] | None = None,
     overwrite: bool = False,
     qc_dir: Path | str | None = None,
@@ -170,9 +171,9 @@ def segment(
         model: installed model name, bundle folder or nnU-Net results folder (default: "default").
         output_format: "multilabel", "masks" or "both".
         largest, fill_holes, remove_small_mm3: post-processing of the label map.
-        mirroring, tile_step_fraction, roi, device, threads, backend: see :class:`InferenceConfig` (roi
-            "auto": the cord ROI path when the model asks for it, as the shipped default does; nnU-Net
-            folders run densely).
+        mirroring, tile_step_fraction, roi, device, threads, backend, max_network_voxels: see
+            :class:`InferenceConfig` (roi "auto": the cord ROI path when the model asks for it, as the
+            shipped default does; nnU-Net folders run densely).
         voxel_size_mm: (3,) override of the header's voxel size (file axes).
         overwrite: redo cases whose outputs all exist (default: skip them).
         qc_dir: add a QC report entry per case there.
@@ -210,6 +211,7 @@ def segment(
         device=device,
         threads=threads,
         backend=backend,
+        max_network_voxels=max_network_voxels,
         progress=progress and len(todo) == 1,
         roi=roi,
     )
@@ -251,7 +253,10 @@ def _segment_case(case: CaseOutputs, predictor: Predictor, settings: dict, *, co
     if float(np.ptp(image.volume.data)) == 0.0:
         logger.warning("%s: image is constant; the segmentation will be empty or arbitrary", case.input)
     loaded = time.perf_counter()
-    prediction = predictor.predict_volume(image.volume, probabilities=settings["probabilities"])
+    try:
+        prediction = predictor.predict_volume(image.volume, probabilities=settings["probabilities"])
+    except ImageFormatError as error:
+        raise ImageFormatError(f"{case.input}: {error}") from error
     predicted = time.perf_counter()
     label_map = _postprocess(prediction.label_map, settings, image.volume.voxel_size_mm)
     written: list[Path] = []
