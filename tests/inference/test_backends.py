@@ -25,7 +25,8 @@ from tests.inference.helpers import tiny_bundle
 needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed")
 
 
-def test_resolve_backend():
+def test_resolve_backend(monkeypatch):
+    monkeypatch.delenv("MOUSECORD_BACKEND", raising=False)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_backend("torch", cpu) == "torch"
     assert resolve_backend("auto", cuda) == "torch"
@@ -40,6 +41,11 @@ def test_resolve_backend():
 
 def test_auto_takes_torch_without_openvino_or_off_x86(monkeypatch):
     import mousecord.inference.backends as backends
+
+    monkeypatch.setenv("MOUSECORD_BACKEND", "openvino")
+    assert resolve_backend("auto", torch.device("cpu")) == "openvino"
+    assert resolve_backend("torch", torch.device("cpu")) == "torch"
+    monkeypatch.delenv("MOUSECORD_BACKEND")
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(backends.platform, "machine", lambda: "arm64")

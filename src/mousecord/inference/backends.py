@@ -3,8 +3,8 @@
 OpenVINO's CPU plugin keeps the whole 3D U-Net in oneDNN's blocked layouts and fuses instance normalisation
 with the activation; PyTorch's eager CPU kernels convert layouts at every layer. On the same two threads it
 runs the nnU-Net reference network 1.8-2.2x and mousecord's default network 2x faster per tile, its outputs
-within 1e-4 relative of PyTorch's (``benchmarks/segment.py --backend``). ONNX Runtime, TorchScript freezing,
-channels-last and ``torch.compile`` were measured too and gave at most 1.0-1.1x on these networks.
+within 1e-4 relative of PyTorch's (``benchmarks/segment.py --backend``). ONNX Runtime (0.9-1.5x depending on
+the tile), TorchScript freezing, channels-last and ``torch.compile`` were measured too and gained far less.
 
 ``backend="auto"`` takes OpenVINO on an x86-64 CPU (where it was measured) when it is installed, PyTorch
 otherwise; ``"torch"`` reproduces nnU-Net's own predictor bit for bit.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import os
 import platform
 import sys
 import warnings
@@ -29,6 +30,7 @@ from mousecord.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "openvino")
+BACKEND_ENVIRONMENT_VARIABLE = "MOUSECORD_BACKEND"
 
 
 def openvino_available() -> bool:
@@ -38,11 +40,15 @@ def openvino_available() -> bool:
 def resolve_backend(backend: str, device: torch.device) -> str:
     """``"auto"`` -> ``"openvino"`` on an x86-64 CPU when OpenVINO is installed, else ``"torch"``.
 
+    ``MOUSECORD_BACKEND=torch`` (or ``openvino``) in the environment replaces what ``"auto"`` picks.
+
     Raises:
         ConfigError: an unknown backend, or OpenVINO asked for on CUDA or without the package.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto" and os.environ.get(BACKEND_ENVIRONMENT_VARIABLE) in ("torch", "openvino"):
+        backend = os.environ[BACKEND_ENVIRONMENT_VARIABLE]
     if backend == "auto":
         x86 = platform.machine().lower() in ("x86_64", "amd64")
         return "openvino" if device.type == "cpu" and x86 and openvino_available() else "torch"
@@ -121,8 +127,9 @@ class OpenVinoNetwork:
 
     def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(tiles.detach().to("cpu", torch.float32).numpy())
-        # share_outputs=False copies: callers weight the result in place and keep it across the next call.
-        outputs = self._request.infer({0: array}, share_inputs=True, share_outputs=False)
+        # Copies both ways (milliseconds per tile): the request then never points at memory that Python frees,
+        # and callers may weight the result in place and keep it across the next call.
+        outputs = self._request.infer({0: array}, share_inputs=False, share_outputs=False)
         return torch.from_numpy(outputs[0])
 
 
