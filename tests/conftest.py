@@ -19,7 +19,7 @@ OPENVINO_TEST_FILES = ("test_backends.py", "test_nnunet_equivalence.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    os.environ["MOUSECORD_BACKEND"] = "torch"
+    os.environ.setdefault("MOUSECORD_BACKEND", "torch")  # MOUSECORD_BACKEND=openvino runs all on OpenVINO
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
