@@ -154,7 +154,7 @@ def segment(
     device: str = "auto",
     threads: int | None = None,
     backend: str = "auto",
-    max_network_voxels: int = 400_000_000,
+    max_network_voxels: int = InferenceConfig.max_network_voxels,
     voxel_size_mm: tuple[float, float, float] | None = None,
     overwrite: bool = False,
     qc_dir: Path | str | None = None,
