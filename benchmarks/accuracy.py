@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mousecord.inference.options import BACKENDS, ROI_MODES
+
 #: Mean Dice targets of the issue, per contrast and class.
 TARGETS = {"t1w": {"GM": 0.92, "WM": 0.96}, "random": {"GM": 0.85}}
 METRICS = ("dice", "hd95_mm", "volume_difference_percent")
@@ -99,14 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--volumes", type=int, default=10, help="number of phantoms (default 10)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+volumes-1, all < 1000")
     parser.add_argument("--shape", type=int, nargs=3, default=(200, 200, 500), metavar=("X", "Y", "Z"))
-    parser.add_argument("--roi", choices=("auto", "full", "cord"), default="auto")
+    parser.add_argument("--roi", choices=("auto", *ROI_MODES), default="auto")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--json", type=Path, help="write per-volume results, summary and targets here")
     args = parser.parse_args(argv)
     seeds = list(range(args.first_seed, args.first_seed + args.volumes))
     if args.volumes < 1 or seeds[0] < 0 or seeds[-1] >= 1000:
-        parser.error(f"seeds must lie in 0..999 (training uses 1001 and 2001), got {seeds[0]}..{seeds[-1]}")
+        parser.error(f"seeds must lie in 0..999 (training uses dataset seeds above 1000), got {seeds[0]}..{seeds[-1]}")
 
     import torch
 

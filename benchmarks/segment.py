@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mousecord.inference.options import BACKENDS
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -123,7 +125,7 @@ def main() -> int:
     parser.add_argument("--inference", help="with --default-model: JSON merged into metadata['inference']")
     parser.add_argument(
         "--backend",
-        choices=("auto", "torch", "openvino"),
+        choices=BACKENDS,
         default="auto",
         help="mousecord's backend (the OpenVINO conversion on first use is inside the timed run)",
     )

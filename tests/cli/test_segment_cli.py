@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -89,3 +91,16 @@ def test_models_install_and_list(model_folder, tmp_path, capsys):
     assert main(["models", "install", str(model_folder), "--name", "mine", "--models-dir", str(models)]) == 0
     assert main(["models", "list", "--models-dir", str(models)]) == 0
     assert "mine\tbundle" in capsys.readouterr().out
+
+
+def test_the_command_line_parser_does_not_import_torch():
+    """``mousecord --help`` stays fast: the parser reads the inference choices from a torch-free module."""
+    script = (
+        "import sys\n"
+        "from mousecord.cli.main import build_parser\n"
+        "options = ['segment', '-i', 'x.nii.gz', '--backend', 'openvino', '--roi', 'cord']\n"
+        "arguments = build_parser().parse_args(options)\n"
+        "print(arguments.backend, arguments.roi, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["openvino", "cord", "False"]

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mousecord.cli.main import add_common_options
+from mousecord.inference.options import BACKENDS, DEVICES, ROI_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,12 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="phantom size (default: 200 200 160)"
     )
-    parser.add_argument("--roi", choices=("auto", "full", "cord"), default="auto", help="see segment --roi")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--roi", choices=("auto", *ROI_MODES), default="auto", help="see segment --roi")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads for the network")
-    parser.add_argument(
-        "--backend", choices=("auto", "torch", "openvino"), default="auto", help="see segment --backend"
-    )
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="see segment --backend")
     add_common_options(parser)
     parser.set_defaults(handler=run)
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mousecord.cli.main import add_common_options, show_progress
+from mousecord.inference.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,16 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--step", type=float, default=0.5, help="sliding-window step, fraction of the patch")
     parser.add_argument(
         "--roi",
-        choices=("auto", "full", "cord"),
+        choices=("auto", *ROI_MODES),
         default="auto",
         help="cord: find the cord first, then segment only around it (fast); full: dense sliding window "
         "over the whole image (nnU-Net's way); auto (default): what the model asks for",
     )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads for the network")
     parser.add_argument(
         "--backend",
-        choices=("auto", "torch", "openvino"),
+        choices=BACKENDS,
         default="auto",
         help="openvino: ~2x faster on a CPU; torch: nnU-Net's exact results; auto (default): openvino on "
         "an x86-64 CPU when installed",
@@ -82,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-voxels",
         type=float,
-        default=4e8,
+        default=DEFAULT_MAX_NETWORK_VOXELS,
         help="refuse images with more voxels than this once resampled to the model's spacing "
         "(default 4e8, over 10 GB of memory)",
     )

@@ -26,11 +26,9 @@ import numpy as np
 import torch
 
 from mousecord.errors import ConfigError
+from mousecord.inference.options import BACKEND_ENVIRONMENT_VARIABLE, BACKENDS
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "torch", "openvino")
-BACKEND_ENVIRONMENT_VARIABLE = "MOUSECORD_BACKEND"
 
 
 def openvino_available() -> bool:
@@ -163,7 +161,6 @@ def _compile(
 
 
 __all__ = [
-    "BACKENDS",
     "OpenVinoNetwork",
     "import_openvino",
     "openvino_available",

@@ -40,7 +40,6 @@ from mousecord.labels import Label
 logger = logging.getLogger(__name__)
 
 #: ``metadata["inference"]["roi"]`` values, and ``InferenceConfig.roi``'s (plus "auto": the bundle's choice).
-ROI_MODES = ("full", "cord")
 #: Logits given to voxels outside the tube: background wins by far.
 _OUTSIDE_LOGIT = 1.0e4
 _CONNECTIVITY = ndimage.generate_binary_structure(3, 3)
@@ -494,7 +493,6 @@ def predict_cord_logits(
 
 
 __all__ = [
-    "ROI_MODES",
     "CordRoi",
     "CordRoiSettings",
     "centreline_from_slabs",

@@ -18,8 +18,9 @@ import torch
 
 from mousecord.errors import ConfigError, ImageFormatError
 from mousecord.inference import preprocessing as prep
-from mousecord.inference.backends import BACKENDS, OpenVinoNetwork, resolve_backend, smallest_input_shape
-from mousecord.inference.cord_roi import ROI_MODES, CordRoiSettings, predict_cord_logits
+from mousecord.inference.backends import OpenVinoNetwork, resolve_backend, smallest_input_shape
+from mousecord.inference.cord_roi import CordRoiSettings, predict_cord_logits
+from mousecord.inference.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
 from mousecord.inference.postprocessing import keep_largest_component
 from mousecord.inference.sliding_window import PredictFn, sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
@@ -28,8 +29,6 @@ from mousecord.models.bundle import ModelBundle
 from mousecord.models.network import build_network, load_weights
 
 logger = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class InferenceConfig:
     roi: str = "auto"
     keep_largest_component: bool | None = None
     backend: str = "auto"
-    max_network_voxels: int = 400_000_000
+    max_network_voxels: int = DEFAULT_MAX_NETWORK_VOXELS
 
     def __post_init__(self) -> None:
         if not 0 < self.tile_step_fraction <= 1:

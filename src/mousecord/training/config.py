@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mousecord.errors import ConfigError
+from mousecord.inference.options import DEVICES
 
 if TYPE_CHECKING:
     from mousecord.models.bundle import ModelBundle
 
 OPTIMIZERS = ("adamw", "sgd")
-DEVICES = ("auto", "cpu", "cuda")
 EXPORT_CHOICES = ("all", "best")
 
 

@@ -1,0 +1,20 @@
+"""The choices of :class:`~mousecord.inference.InferenceConfig`, importable without torch.
+
+The command line builds its parser from these (``mousecord --help`` stays fast), the config validates
+against them, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+#: "auto": CUDA when available (the CPU with the OpenVINO backend).
+DEVICES = ("auto", "cpu", "cuda")
+#: "auto": OpenVINO on an x86-64 CPU when installed, else PyTorch (see :mod:`mousecord.inference.backends`).
+BACKENDS = ("auto", "torch", "openvino")
+#: Overrides what backend "auto" means, e.g. ``MOUSECORD_BACKEND=torch`` for nnU-Net-exact results.
+BACKEND_ENVIRONMENT_VARIABLE = "MOUSECORD_BACKEND"
+#: "full": dense sliding window (nnU-Net's way); "cord": find the cord, segment around it.
+ROI_MODES = ("full", "cord")
+#: A 200 x 200 x 500 chunk at 0.05 mm is 2e7 voxels; 4e8 needs over 10 GB of memory.
+DEFAULT_MAX_NETWORK_VOXELS = 400_000_000
+
+__all__ = ["BACKENDS", "BACKEND_ENVIRONMENT_VARIABLE", "DEFAULT_MAX_NETWORK_VOXELS", "DEVICES", "ROI_MODES"]
