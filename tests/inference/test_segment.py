@@ -10,7 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mousecord.errors import ImageFormatError, ModelFolderError, MousecordError
+from mousecord.errors import ConfigError, ImageFormatError, ModelFolderError, MousecordError
+from mousecord.inference.predictor import Predictor
 from mousecord.inference.segment import segment
 from tests.inference.helpers import tiny_bundle_folder
 
@@ -127,6 +128,31 @@ def test_bad_inputs_raise_one_line_naming_the_file(model_folder, tmp_path):
             segment(path, tmp_path / "out" / f"{kind}.nii.gz", model=model_folder)
         assert path.name in str(error.value) and "\n" not in str(error.value), kind
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_bad_inputs_fail_before_the_network_is_compiled(model_folder, tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(Predictor, "prepare", lambda self: compiled.append(self) or self)
+    bad = _bad_inputs(tmp_path)
+    with pytest.raises(ImageFormatError, match="four.nii.gz"):
+        segment(bad["4d"], model=model_folder)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(bad["nan"], folder / "nan.nii.gz")
+    assert len(segment(folder, model=model_folder).failed) == 1
+    assert compiled == []
+
+
+def test_a_network_that_cannot_compile_ends_the_run(model_folder, tmp_path, monkeypatch):
+    def refuse(self):
+        raise ConfigError("OpenVINO cannot compile the network")
+
+    monkeypatch.setattr(Predictor, "prepare", refuse)
+    for seed in range(2):
+        _write(tmp_path / f"{seed}.nii.gz", _image(seed=seed))
+    with pytest.raises(ConfigError, match="cannot compile"):
+        segment(tmp_path, model=model_folder)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["0.nii.gz", "1.nii.gz"]
 
 
 def test_a_voxel_size_off_by_a_unit_is_refused_before_resampling(model_folder, real_headers, tmp_path):

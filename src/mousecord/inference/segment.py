@@ -28,7 +28,7 @@ from mousecord.errors import ConfigError, ImageFormatError, MousecordError, Outp
 from mousecord.inference import postprocessing
 from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.io.atomic import atomic_output, check_not_input, split_suffix
-from mousecord.io.nifti import load_nifti, save_like
+from mousecord.io.nifti import LoadedImage, load_nifti, save_like
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 
 logger = logging.getLogger(__name__)
@@ -216,43 +216,75 @@ def segment(
         roi=roi,
     )
     predictor = Predictor(bundle, config)
-    predictor.prepare()  # compile before any output, and outside the first case's timing
-    settings = {
+    options = {
         "output_format": output_format,
         "probabilities": probabilities,
         "largest": largest,
         "fill_holes": fill_holes,
         "remove_small_mm3": remove_small_mm3,
         "voxel_size_mm": list(voxel_size_mm) if voxel_size_mm else None,
-        **config.to_dict(),
+    }
+    settings: dict | None = None
+    from tqdm import tqdm
+
+    def record_failure(case: CaseOutputs, error: MousecordError) -> None:
+        if single:
+            raise error
+        logger.error("%s", error)
+        report.failed.append((case.input, str(error)))
+
+    for case in tqdm(todo, desc="images", unit="image", disable=not progress or len(todo) == 1):
+        try:
+            image, load_seconds = _load_case(case, options)  # a bad file fails before the network compiles
+        except MousecordError as error:
+            record_failure(case, error)
+            continue
+        if settings is None:
+            predictor.prepare()  # once, outside the cases' timing; its errors end the run
+            settings = {**options, **_resolved_settings(predictor)}
+        try:
+            _segment_case(case, image, predictor, settings, load_seconds, command=command, qc_dir=qc_dir)
+            report.written.append(case)
+        except MousecordError as error:
+            record_failure(case, error)
+    return report
+
+
+def _resolved_settings(predictor: Predictor) -> dict:
+    """The inference settings as given and as the predictor resolved them (for the sidecar)."""
+    return {
+        **predictor.config.to_dict(),
         "backend_resolved": predictor.backend,
         "roi_resolved": predictor.roi,
         "keep_largest_component_resolved": predictor.keep_largest_component,
         **({"cord_roi": predictor.roi_settings.to_dict()} if predictor.roi == "cord" else {}),
     }
-    from tqdm import tqdm
-
-    for case in tqdm(todo, desc="images", unit="image", disable=not progress or len(todo) == 1):
-        try:
-            _segment_case(case, predictor, settings, command=command, qc_dir=qc_dir)
-            report.written.append(case)
-        except MousecordError as error:
-            if single:
-                raise
-            logger.error("%s", error)
-            report.failed.append((case.input, str(error)))
-    return report
 
 
-def _segment_case(case: CaseOutputs, predictor: Predictor, settings: dict, *, command: str, qc_dir) -> None:
-    started = time.perf_counter()
-    targets = case.expected(output_format=settings["output_format"], probabilities=settings["probabilities"])
-    for target in targets:
+def _load_case(case: CaseOutputs, options: dict) -> tuple[LoadedImage, float]:
+    """Check the outputs would not overwrite the input, then load and validate the image (and time it)."""
+    for target in case.expected(
+        output_format=options["output_format"], probabilities=options["probabilities"]
+    ):
         check_not_input(target, [case.input])
-    image = load_nifti(case.input, voxel_size_mm=settings["voxel_size_mm"], dtype=np.float32)
+    started = time.perf_counter()
+    image = load_nifti(case.input, voxel_size_mm=options["voxel_size_mm"], dtype=np.float32)
     if float(np.ptp(image.volume.data)) == 0.0:
         logger.warning("%s: image is constant; the segmentation will be empty or arbitrary", case.input)
-    loaded = time.perf_counter()
+    return image, time.perf_counter() - started
+
+
+def _segment_case(
+    case: CaseOutputs,
+    image: LoadedImage,
+    predictor: Predictor,
+    settings: dict,
+    load_seconds: float,
+    *,
+    command: str,
+    qc_dir,
+) -> None:
+    started = time.perf_counter()
     try:
         prediction = predictor.predict_volume(image.volume, probabilities=settings["probabilities"])
     except ImageFormatError as error:
@@ -273,9 +305,9 @@ def _segment_case(case: CaseOutputs, predictor: Predictor, settings: dict, *, co
             channels_last = np.moveaxis(prediction.probabilities, 0, -1).astype(np.float32)
             written.append(save_like(channels_last, image.geometry, case.probabilities, dtype=np.float32))
         timing = {
-            "load_s": loaded - started,
-            "predict_s": predicted - loaded,
-            "total_s": time.perf_counter() - started,
+            "load_s": load_seconds,
+            "predict_s": predicted - started,
+            "total_s": load_seconds + time.perf_counter() - started,
         }
         _write_sidecar(case, predictor, settings, timing, command)
         written.append(case.sidecar)
