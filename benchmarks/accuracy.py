@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seeds = list(range(args.first_seed, args.first_seed + args.volumes))
     if args.volumes < 1 or seeds[0] < 0 or seeds[-1] >= 1000:
-        parser.error(f"seeds must lie in 0..999 (training uses dataset seeds above 1000), got {seeds[0]}..{seeds[-1]}")
+        parser.error(
+            f"seeds must lie in 0..999 (training uses dataset seeds above 1000), got {seeds[0]}..{seeds[-1]}"
+        )
 
     import torch
 
