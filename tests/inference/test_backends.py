@@ -160,6 +160,34 @@ print(json.dumps([telemetry, "openvino_telemetry" in sys.modules, connections]))
     assert list(tmp_path.iterdir()) == []
 
 
+@needs_openvino
+def test_signal_handlers_survive_compiled_networks_freed_in_creation_order():
+    # OpenVINO swaps the thread's alternate signal stack per compiled model; freed first-in first-out, it
+    # left a freed stack installed and the next Python signal handler crashed (SIGCHLD of a DataLoader
+    # worker, in training after segmenting). Run in a subprocess: the failure is a SIGSEGV.
+    script = """
+import gc, signal, subprocess
+import torch
+from mousecord.inference.backends import OpenVinoNetwork
+from mousecord.models import build_network, plain_unet_architecture
+architecture = plain_unet_architecture(features_per_stage=(2, 4), strides=((1, 1, 1), (2, 2, 2)))
+network = build_network(architecture, input_channels=1, num_classes=3)
+first, second = (
+    OpenVinoNetwork(network, input_channels=1, example_shape_vox=(4, 4, 4), threads=1) for _ in range(2)
+)
+del first
+gc.collect()
+del second
+gc.collect()
+signal.signal(signal.SIGCHLD, lambda *args: None)
+subprocess.run(["true"], check=True)
+print("alive")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "alive"
+
+
 @pytest.mark.gpu
 def test_cuda_with_autocast_agrees_with_the_cpu():
     if not torch.cuda.is_available():

@@ -12,6 +12,8 @@ otherwise; ``"torch"`` reproduces nnU-Net's own predictor bit for bit.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import importlib.util
 import logging
@@ -19,7 +21,7 @@ import os
 import platform
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -147,17 +149,48 @@ def _compile(
         model = openvino.convert_model(
             traced, example_input=example, input=[(-1, input_channels, -1, -1, -1)]
         )
-    compiled = openvino.Core().compile_model(
-        model,
-        "CPU",
-        {
-            "INFERENCE_NUM_THREADS": int(threads),
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
-            "ENABLE_CPU_PINNING": False,
-        },
-    )
+    with caller_signal_stack_kept():
+        compiled = openvino.Core().compile_model(
+            model,
+            "CPU",
+            {
+                "INFERENCE_NUM_THREADS": int(threads),
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": "f32",
+                "ENABLE_CPU_PINNING": False,
+            },
+        )
     return compiled.create_infer_request()
+
+
+class _SignalStack(ctypes.Structure):
+    """``stack_t`` of ``sigaltstack(2)`` (Linux)."""
+
+    _fields_ = (("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t))
+
+
+@contextlib.contextmanager
+def caller_signal_stack_kept() -> Iterator[None]:
+    """Put back the calling thread's alternate signal stack after the block (Linux; elsewhere a no-op).
+
+    OpenVINO's CPU plugin installs an alternate signal stack of its own when it compiles a model, and puts
+    back the one it replaced when that model is destroyed. Two models destroyed in the order they were made
+    leave a freed stack installed, and the next Python signal handler to run (SIGCHLD when a DataLoader
+    worker or a subprocess exits, Ctrl-C) kills the process with SIGSEGV. Kept from the caller, every
+    model replaces, and later puts back, the caller's own stack.
+    """
+    if sys.platform != "linux":
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = _SignalStack()
+    if libc.sigaltstack(None, ctypes.byref(saved)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        libc.sigaltstack(ctypes.byref(saved), None)
 
 
 __all__ = [
