@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mousecord.inference.options import BACKENDS, ROI_MODES
+from mousecord.options import BACKENDS, ROI_MODES
 
 #: Mean Dice targets of the issue, per contrast and class.
 TARGETS = {"t1w": {"GM": 0.92, "WM": 0.96}, "random": {"GM": 0.85}}

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mousecord.inference.options import BACKENDS
+from mousecord.options import BACKENDS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mousecord.cli.main import add_common_options
-from mousecord.inference.options import BACKENDS, DEVICES, ROI_MODES
+from mousecord.options import BACKENDS, DEVICES, ROI_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

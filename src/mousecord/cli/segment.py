@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mousecord.cli.main import add_common_options, show_progress
-from mousecord.inference.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
+from mousecord.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

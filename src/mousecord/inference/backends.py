@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from mousecord.errors import ConfigError
-from mousecord.inference.options import BACKEND_ENVIRONMENT_VARIABLE, BACKENDS
+from mousecord.options import BACKEND_ENVIRONMENT_VARIABLE, BACKENDS
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,13 @@ def caller_signal_stack_kept() -> Iterator[None]:
     try:
         yield
     finally:
-        libc.sigaltstack(ctypes.byref(saved), None)
+        if libc.sigaltstack(ctypes.byref(saved), None) != 0:
+            logger.warning(
+                "could not restore the signal stack after OpenVINO compiled a model (errno %d); a later "
+                "signal may crash this process: set %s=torch if it does",
+                ctypes.get_errno(),
+                BACKEND_ENVIRONMENT_VARIABLE,
+            )
 
 
 __all__ = [

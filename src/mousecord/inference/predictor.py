@@ -20,13 +20,13 @@ from mousecord.errors import ConfigError, ImageFormatError
 from mousecord.inference import preprocessing as prep
 from mousecord.inference.backends import OpenVinoNetwork, resolve_backend, smallest_input_shape
 from mousecord.inference.cord_roi import CordRoiSettings, predict_cord_logits
-from mousecord.inference.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
 from mousecord.inference.postprocessing import keep_largest_component
 from mousecord.inference.sliding_window import PredictFn, sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
 from mousecord.io.volume import Volume
 from mousecord.models.bundle import ModelBundle
 from mousecord.models.network import build_network, load_weights
+from mousecord.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
 
 logger = logging.getLogger(__name__)
 

@@ -247,6 +247,8 @@ def segment(
             report.written.append(case)
         except MousecordError as error:
             record_failure(case, error)
+        finally:
+            del image  # never two input volumes in memory at once
     return report
 
 

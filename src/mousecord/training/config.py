@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mousecord.errors import ConfigError
-from mousecord.inference.options import DEVICES
+from mousecord.options import DEVICES
 
 if TYPE_CHECKING:
     from mousecord.models.bundle import ModelBundle

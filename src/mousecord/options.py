@@ -1,7 +1,8 @@
-"""The choices of :class:`~mousecord.inference.InferenceConfig`, importable without torch.
+"""Choices shared by the configurations and the command line, importable without torch.
 
-The command line builds its parser from these (``mousecord --help`` stays fast), the config validates
-against them, so the two cannot drift apart.
+The command line builds its parsers from these (``mousecord --help`` stays fast), and
+:class:`~mousecord.inference.InferenceConfig` and :class:`~mousecord.training.TrainConfig` validate against
+them, so the two cannot drift apart.
 """
 
 from __future__ import annotations
