@@ -13,6 +13,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "torch", "openvino")
 #: Overrides what backend "auto" means, e.g. ``MOUSECORD_BACKEND=torch`` for nnU-Net-exact results.
 BACKEND_ENVIRONMENT_VARIABLE = "MOUSECORD_BACKEND"
+#: ``metadata["inference"]["roi"]`` values, and ``InferenceConfig.roi``'s (plus "auto": the bundle's choice):
 #: "full": dense sliding window (nnU-Net's way); "cord": find the cord, segment around it.
 ROI_MODES = ("full", "cord")
 #: A 200 x 200 x 500 chunk at 0.05 mm is 2e7 voxels; 4e8 needs over 10 GB of memory.

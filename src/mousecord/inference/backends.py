@@ -47,8 +47,9 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto" and os.environ.get(BACKEND_ENVIRONMENT_VARIABLE) in ("torch", "openvino"):
-        backend = os.environ[BACKEND_ENVIRONMENT_VARIABLE]
+    chosen_in_environment = os.environ.get(BACKEND_ENVIRONMENT_VARIABLE, "auto")
+    if backend == "auto" and chosen_in_environment in BACKENDS:
+        backend = chosen_in_environment
     if backend == "auto":
         x86 = platform.machine().lower() in ("x86_64", "amd64")
         return "openvino" if device.type == "cpu" and x86 and openvino_available() else "torch"

@@ -39,7 +39,6 @@ from mousecord.labels import Label
 
 logger = logging.getLogger(__name__)
 
-#: ``metadata["inference"]["roi"]`` values, and ``InferenceConfig.roi``'s (plus "auto": the bundle's choice).
 #: Logits given to voxels outside the tube: background wins by far.
 _OUTSIDE_LOGIT = 1.0e4
 _CONNECTIVITY = ndimage.generate_binary_structure(3, 3)
