@@ -93,7 +93,12 @@ def smallest_input_shape(architecture: dict[str, Any]) -> tuple[int, ...]:
     strides = architecture.get("arch_kwargs", {}).get("strides", ())
     shape = np.full(3, 2, dtype=int)
     for stride in strides:
-        shape *= np.broadcast_to(np.asarray(stride, dtype=int), (3,))
+        stride = np.atleast_1d(np.asarray(stride, dtype=int))
+        if stride.size == 2:  # a 2D network, run on one-slice-deep tiles (see InPlaneNetwork)
+            stride = np.concatenate([[1], stride])
+        shape *= np.broadcast_to(stride, (3,))
+    if len(strides) and np.atleast_1d(strides[0]).size == 2:
+        shape[0] = 1
     return tuple(int(size) for size in shape)
 
 

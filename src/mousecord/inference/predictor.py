@@ -25,7 +25,7 @@ from mousecord.inference.sliding_window import PredictFn, sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
 from mousecord.io.volume import Volume
 from mousecord.models.bundle import ModelBundle
-from mousecord.models.network import build_network, load_weights
+from mousecord.models.network import InPlaneNetwork, build_network, load_weights
 from mousecord.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class InferenceConfig:
         mirroring: test-time augmentation over the model's allowed mirror axes (8x slower in 3D).
         device: "cpu", "cuda" or "auto" (CUDA when available; the CPU with backend "openvino").
         threads: CPU threads for the network and torch (None: torch's default).
-        batch_size_tiles: tiles per network call.
+        batch_size_tiles: tiles per network call (None: 1 for a 3D model, 16 slices for an in-plane one).
         accumulate_dtype: "float16" (nnU-Net's precision; identical results with backend "torch") or
             "float32" (exact blending); see :func:`~mousecord.inference.sliding_window.sliding_window`.
         progress: tqdm progress bar over tiles.
@@ -63,7 +63,7 @@ class InferenceConfig:
     mirroring: bool = False
     device: str = "auto"
     threads: int | None = None
-    batch_size_tiles: int = 1
+    batch_size_tiles: int | None = None
     accumulate_dtype: str = "float16"
     progress: bool = False
     roi: str = "auto"
@@ -88,7 +88,7 @@ class InferenceConfig:
             )
         if self.max_network_voxels < 1:
             raise ConfigError(f"max_network_voxels must be at least 1, got {self.max_network_voxels}")
-        if self.batch_size_tiles < 1:
+        if self.batch_size_tiles is not None and self.batch_size_tiles < 1:
             raise ConfigError(f"batch_size_tiles must be at least 1, got {self.batch_size_tiles}")
         if self.roi not in ("auto", *ROI_MODES):
             raise ConfigError(f"roi must be one of {('auto', *ROI_MODES)}, got {self.roi!r}")
@@ -107,6 +107,7 @@ class PreprocessedImage:
         bounding_box: the crop, as slices into ``full_shape``.
         cropped_shape: (3,) shape after cropping, before resampling.
         spacing_mm: (3,) input spacing in network axes; ``resampled``: whether ``data`` was resampled.
+        network_spacing_mm: (3,) spacing of ``data``: the model's (in-plane models keep the input's z).
     """
 
     data: np.ndarray
@@ -115,6 +116,7 @@ class PreprocessedImage:
     cropped_shape: tuple[int, int, int]
     spacing_mm: tuple[float, float, float]
     resampled: bool
+    network_spacing_mm: tuple[float, float, float]
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,11 +167,20 @@ class Predictor:
     def _load_fold(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
         network = build_network(
             self.bundle.architecture,
-            input_channels=self.bundle.input_channels,
+            input_channels=self.bundle.network_channels,
             num_classes=self.bundle.num_classes,
         )
         load_weights(network, weights)
+        if self.bundle.in_plane:
+            network = InPlaneNetwork(network)
         return network.to(self.device).eval()
+
+    @property
+    def batch_size_tiles(self) -> int:
+        """Tiles per network call: the configuration's, else 16 slices in-plane and 1 tile in 3D."""
+        if self.config.batch_size_tiles is not None:
+            return self.config.batch_size_tiles
+        return 16 if self.bundle.in_plane else 1
 
     def prepare(self) -> list[PredictFn]:
         """Make the network ready on the backend (compile for OpenVINO); returns one callable per fold.
@@ -192,7 +203,7 @@ class Predictor:
             self._runners = [
                 OpenVinoNetwork(
                     network,
-                    input_channels=self.bundle.input_channels,
+                    input_channels=self.bundle.network_channels,
                     example_shape_vox=example,
                     threads=threads,
                 )
@@ -238,6 +249,8 @@ class Predictor:
             ]
         )
         target = tuple(float(value) for value in self.bundle.spacing_mm)
+        if self.bundle.in_plane:  # slices are never resampled: a thick-slice or one-slice image keeps them
+            target = (spacing[0], *target[1:])
         new_shape = tuple(max(size, 1) for size in prep.compute_new_shape(cropped.shape[1:], spacing, target))
         network_voxels = int(np.prod(new_shape, dtype=np.int64))
         if network_voxels > self.config.max_network_voxels:
@@ -255,10 +268,17 @@ class Predictor:
             normalised = prep.resample(
                 normalised, new_shape, spacing_mm=spacing, new_spacing_mm=target, order=3
             )
-        return PreprocessedImage(normalised, full_shape, box, tuple(cropped.shape[1:]), spacing, resampled)
+        return PreprocessedImage(
+            normalised, full_shape, box, tuple(cropped.shape[1:]), spacing, resampled, target
+        )
 
-    def predict_logits(self, data: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def predict_logits(
+        self, data: np.ndarray | torch.Tensor, spacing_mm: tuple[float, float, float] | None = None
+    ) -> torch.Tensor:
         """Sliding-window logits of a preprocessed (c, z, y, x) array: (k, z, y, x) float32.
+
+        ``spacing_mm`` is the voxel size of ``data`` (:attr:`PreprocessedImage.network_spacing_mm`; default
+        the model's), which the cord ROI path measures its distances in.
 
         Each fold runs its own sliding window and the folds' logits are averaged, in the accumulation
         precision, exactly as nnU-Net does (averaging per tile would round differently in float16).
@@ -266,9 +286,12 @@ class Predictor:
         runners = self.prepare()
         mirror_axes = self.bundle.mirror_axes if self.config.mirroring else ()
         accumulate_dtype = getattr(torch, self.config.accumulate_dtype)
+        if self.bundle.in_plane:
+            data = prep.slab_channels(np.asarray(data), self.bundle.slab_slices)
         image = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
         if self.roi == "cord":
-            return self._predict_cord_logits(image, runners, accumulate_dtype, tuple(mirror_axes))
+            spacing = spacing_mm or tuple(float(value) for value in self.bundle.spacing_mm)
+            return self._predict_cord_logits(image, runners, accumulate_dtype, tuple(mirror_axes), spacing)
         total = None
         with self._threads(), torch.inference_mode():
             for network in runners:
@@ -280,7 +303,7 @@ class Predictor:
                     tile_step_fraction=self.config.tile_step_fraction,
                     blend=self.config.blend,
                     mirror_axes=mirror_axes,
-                    batch_size=self.config.batch_size_tiles,
+                    batch_size=self.batch_size_tiles,
                     window_device=self.device,
                     output_device="cpu",
                     autocast=self.device.type == "cuda",
@@ -299,6 +322,7 @@ class Predictor:
         runners: list[PredictFn],
         accumulate_dtype: torch.dtype,
         mirror_axes: tuple[int, ...],
+        spacing_mm: tuple[float, float, float],
     ) -> torch.Tensor:
         """The cord ROI path: per tile, the folds' logits are averaged; mirroring applies to stage 2."""
 
@@ -313,13 +337,13 @@ class Predictor:
                 image,
                 predict_fn,
                 patch_size_vox=self.bundle.patch_size_vox,
-                spacing_mm=self.bundle.spacing_mm,
+                spacing_mm=spacing_mm,
                 num_classes=self.bundle.num_classes,
                 settings=self.roi_settings,
                 tile_step_fraction=self.config.tile_step_fraction,
                 blend=self.config.blend,
                 mirror_axes=mirror_axes,
-                batch_size=self.config.batch_size_tiles,
+                batch_size=self.batch_size_tiles,
                 window_device=self.device,
                 autocast=self.device.type == "cuda",
                 accumulate_dtype=accumulate_dtype,
@@ -336,7 +360,7 @@ class Predictor:
             logits_array = prep.resample(
                 logits.numpy(),
                 preprocessed.cropped_shape,
-                spacing_mm=self.bundle.spacing_mm,
+                spacing_mm=preprocessed.network_spacing_mm,
                 new_spacing_mm=preprocessed.spacing_mm,
                 order=1,
             )
@@ -359,7 +383,7 @@ class Predictor:
     def predict_array(self, image: np.ndarray, voxel_size_mm, *, probabilities: bool = False) -> Prediction:
         """Segment a canonical (x, y, z) array already in the model's orientation."""
         preprocessed = self.preprocess(image, voxel_size_mm)
-        logits = self.predict_logits(preprocessed.data)
+        logits = self.predict_logits(preprocessed.data, preprocessed.network_spacing_mm)
         return self.export(logits, preprocessed, probabilities=probabilities)
 
     def predict_volume(self, volume: Volume, *, probabilities: bool = False) -> Prediction:

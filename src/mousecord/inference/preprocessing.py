@@ -129,6 +129,28 @@ def normalize(
     return image
 
 
+def slab_channels(image: np.ndarray, slices: int) -> np.ndarray:
+    """(c, z, y, x) -> (c * slices, z, y, x): every slice with its ``slices // 2`` neighbours on each side as
+    channels (channel ``c * slices + j`` is slice ``z + j - slices // 2``), the first and last slices
+    replicated beyond the ends, as an in-plane (2.5D) model and its training samples see them.
+
+    Example:
+        >>> slab_channels(np.arange(3.0).reshape(1, 3, 1, 1), 3)[:, :, 0, 0].tolist()
+        [[0.0, 0.0, 1.0], [0.0, 1.0, 2.0], [1.0, 2.0, 2.0]]
+    """
+    if slices == 1:
+        return image
+    half = slices // 2
+    depth = image.shape[1]
+    padded = np.pad(image, ((0, 0), (half, half), (0, 0), (0, 0)), mode="edge")
+    return np.concatenate(
+        [
+            np.stack([padded[channel, j : j + depth] for j in range(slices)])
+            for channel in range(image.shape[0])
+        ]
+    )
+
+
 def compute_new_shape(
     shape_vox: Sequence[int], spacing_mm: Sequence[float], new_spacing_mm: Sequence[float]
 ) -> tuple[int, ...]:
@@ -215,6 +237,7 @@ __all__ = [
     "normalize",
     "resample",
     "separate_z_axis",
+    "slab_channels",
     "spacing_matches",
     "to_network_axes",
 ]

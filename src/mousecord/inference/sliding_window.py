@@ -37,7 +37,8 @@ def compute_tile_starts(
     """Tile start indices per axis, exactly nnU-Net's ``compute_steps_for_sliding_window``.
 
     The number of tiles per axis is ``ceil((size - patch) / (patch * step)) + 1``; starts are spread evenly
-    from 0 to ``size - patch`` and rounded (numpy rounds halves to even).
+    from 0 to ``size - patch`` and rounded (numpy rounds halves to even). An axis where the patch is one voxel
+    deep gets every index once (nnU-Net's 2d configuration predicts each slice once).
 
     Args:
         image_shape_vox: (3,) image size, each at least the patch size (pad first, see :func:`pad_to_patch`).
@@ -63,6 +64,9 @@ def compute_tile_starts(
         )
     starts = []
     for size, patch in zip(image_shape_vox, patch_size_vox, strict=True):
+        if patch == 1:  # one-voxel tiles (an in-plane model's slices): overlapping would repeat a tile
+            starts.append(list(range(size)))
+            continue
         target_step = patch * tile_step_fraction
         num_steps = int(np.ceil((size - patch) / target_step)) + 1
         actual_step = (size - patch) / (num_steps - 1) if num_steps > 1 else 99999999999

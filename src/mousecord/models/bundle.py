@@ -11,6 +11,10 @@ safetensors holds tensors only, so loading a bundle can never execute code (unli
 
 Axis convention (the same as nnU-Net on an image SCT reoriented to RAS): the network sees the canonical RAS
 array transposed to (z, y, x); ``spacing_mm`` and ``patch_size_vox`` are given in that order.
+
+In-plane models (``slab_slices`` > 0) hold a 2D network that segments one axial slice at a time from a slab
+of ``slab_slices`` adjacent slices given as channels (1: 2D, 3 or more: 2.5D). They are resampled in-plane
+only, so a thick-slice or single-slice image keeps its slices; their ``patch_size_vox`` is one slice deep.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from safetensors.torch import load_file, save_file
 from mousecord.errors import ConfigError, ModelFolderError
 from mousecord.labels import DATASET_JSON_LABELS
 
-BUNDLE_FORMAT_VERSION = 1
+#: 2 added ``slab_slices`` (in-plane networks); version 1 bundles are 3D and still read.
+BUNDLE_FORMAT_VERSION = 2
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 MODEL_CARD = "MODEL_CARD.md"
@@ -71,6 +76,8 @@ class ModelBundle:
         mirror_axes: axes (network order) allowed for mirroring test-time augmentation.
         orientation: axis codes the image is reoriented to before the reversal.
         channel_names: ``{"0": "T1w"}``.
+        slab_slices: 0 for a 3D network; else the network is 2D and sees this many adjacent axial slices
+            (an odd number, the centre one segmented) as channels.
         model_card: free-text card (Markdown), and ``metadata`` any JSON-serialisable facts.
         source: where the bundle was read from (not saved).
     """
@@ -86,6 +93,7 @@ class ModelBundle:
     mirror_axes: tuple[int, ...] = (0, 1, 2)
     orientation: str = "RAS"
     channel_names: dict[str, str] = field(default_factory=lambda: {"0": "T1w"})
+    slab_slices: int = 0
     model_card: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
@@ -104,6 +112,22 @@ class ModelBundle:
             raise ConfigError(f"model {self.name}: no fold weights")
         if sorted(self.labels.values()) != list(range(len(self.labels))):
             raise ConfigError(f"model {self.name}: labels must be 0..N-1, got {self.labels}")
+        if self.slab_slices < 0 or (self.slab_slices and self.slab_slices % 2 == 0):
+            raise ConfigError(f"model {self.name}: slab_slices must be 0 or odd, got {self.slab_slices}")
+        if self.in_plane and int(self.patch_size_vox[0]) != 1:
+            raise ConfigError(
+                f"model {self.name}: an in-plane model's patch is one slice deep, got {self.patch_size_vox}"
+            )
+
+    @property
+    def in_plane(self) -> bool:
+        """Whether the network is 2D, run slice by slice (see ``slab_slices``)."""
+        return self.slab_slices > 0
+
+    @property
+    def network_channels(self) -> int:
+        """Input channels of the network itself: image channels, times the slab's slices in-plane."""
+        return self.input_channels * max(self.slab_slices, 1)
 
     @property
     def num_classes(self) -> int:
@@ -128,6 +152,7 @@ class ModelBundle:
             "mirror_axes": list(self.mirror_axes),
             "orientation": self.orientation,
             "channel_names": self.channel_names,
+            "slab_slices": self.slab_slices,
             "metadata": self.metadata,
         }
 
@@ -198,6 +223,12 @@ def load_bundle(folder: Path | str) -> ModelBundle:
         description = json.loads(model_json.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelFolderError(f"{model_json}: invalid JSON ({error})") from error
+    version = description.get("format_version", 1) if isinstance(description, dict) else None
+    if not isinstance(version, int) or not 1 <= version <= BUNDLE_FORMAT_VERSION:
+        raise ModelFolderError(
+            f"{model_json}: bundle format version {version!r} is not one this mousecord reads "
+            f"(1 to {BUNDLE_FORMAT_VERSION}); a newer mousecord may read it"
+        )
     try:
         tensors = load_file(weights_file)
     except (SafetensorError, OSError, ValueError) as error:
@@ -224,6 +255,7 @@ def load_bundle(folder: Path | str) -> ModelBundle:
             mirror_axes=tuple(description["mirror_axes"]),
             orientation=description["orientation"],
             channel_names=description["channel_names"],
+            slab_slices=int(description.get("slab_slices", 0)),
             model_card=card.read_text() if card.is_file() else "",
             metadata=description.get("metadata", {}),
             source=folder,

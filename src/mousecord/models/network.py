@@ -137,24 +137,30 @@ def plain_unet_architecture(
     kernel_size: int = 3,
     n_conv_per_stage: int = 2,
 ) -> dict[str, Any]:
-    """An nnU-Net 3d_fullres-style PlainConvUNet description (defaults: the reference-sized network)."""
+    """An nnU-Net-style PlainConvUNet description (defaults: the reference-sized 3d_fullres network).
+
+    Strides of two numbers give a 2D network (nnU-Net's 2d configuration: ``Conv2d``, ``InstanceNorm2d``).
+    """
     if len(features_per_stage) != len(strides):
         raise ConfigError(
             f"features_per_stage has {len(features_per_stage)} stages but strides has {len(strides)}"
         )
+    dimension = len(strides[0])
+    if dimension not in (2, 3) or any(len(stride) != dimension for stride in strides):
+        raise ConfigError(f"strides must all have 2 or all have 3 numbers, got {strides}")
     n_stages = len(features_per_stage)
     return {
         "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
         "arch_kwargs": {
             "n_stages": n_stages,
             "features_per_stage": list(features_per_stage),
-            "conv_op": "torch.nn.modules.conv.Conv3d",
-            "kernel_sizes": [[kernel_size] * 3 for _ in range(n_stages)],
+            "conv_op": f"torch.nn.modules.conv.Conv{dimension}d",
+            "kernel_sizes": [[kernel_size] * dimension for _ in range(n_stages)],
             "strides": [list(stride) for stride in strides],
             "n_conv_per_stage": [n_conv_per_stage] * n_stages,
             "n_conv_per_stage_decoder": [n_conv_per_stage] * (n_stages - 1),
             "conv_bias": True,
-            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+            "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dimension}d",
             "norm_op_kwargs": {"eps": 1e-05, "affine": True},
             "dropout_op": None,
             "dropout_op_kwargs": None,
@@ -163,6 +169,31 @@ def plain_unet_architecture(
         },
         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
     }
+
+
+def network_dimension(architecture: dict[str, Any]) -> int:
+    """2 or 3: the dimensionality of the convolutions an architecture description asks for."""
+    conv_op = str(architecture.get("arch_kwargs", {}).get("conv_op", "Conv3d"))
+    return 2 if conv_op.endswith("Conv2d") else 3
+
+
+class InPlaneNetwork(nn.Module):
+    """A 2D network run on 3D tiles: every axial slice of a (b, c, z, y, x) tile goes through it alone.
+
+    The channels of each slice are its slab (the slice and its neighbours, see
+    :func:`mousecord.inference.preprocessing.slab_channels`), so a 2.5D network needs no knowledge of the
+    tiling; with tiles one slice deep (what the predictor uses) it is exactly the 2D network.
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        batch, channels, depth, height, width = tiles.shape
+        planes = tiles.permute(0, 2, 1, 3, 4).reshape(batch * depth, channels, height, width)
+        logits = self.network(planes)
+        return logits.reshape(batch, depth, logits.shape[1], height, width).permute(0, 2, 1, 3, 4)
 
 
 def _layer_class(name: str) -> type[nn.Module]:
@@ -204,9 +235,11 @@ def count_parameters(network: nn.Module) -> int:
 
 
 __all__ = [
+    "InPlaneNetwork",
     "architecture_from_old_plans",
     "build_network",
     "count_parameters",
     "load_weights",
+    "network_dimension",
     "plain_unet_architecture",
 ]

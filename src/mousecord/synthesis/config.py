@@ -1,0 +1,104 @@
+"""Settings of the domain-randomised slice synthesis: one frozen dataclass, every range checked once."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from mousecord.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Ranges the generator draws from (SynthSeg's recipe, Billot et al. 2023, for the mouse cord).
+
+    Lengths are in mm, probabilities in [0, 1]. Each sample draws every parameter afresh from these ranges.
+
+    Attributes:
+        patch_size_vox: (y, x) size of a sample, at ``spacing_mm`` in-plane.
+        spacing_mm: in-plane voxel size of the samples (the network's).
+        slab_slices: adjacent slices per sample (1: 2D; 3, 5...: 2.5D, the centre slice is labelled).
+        cord_scale: size of the cord relative to a mouse's (1 = the atlas scaled to mouse size).
+        cord_anisotropy: width/depth factor drawn around 1 (applied as sqrt to each axis).
+        no_cord_probability: share of samples without any cord (surroundings only).
+        realistic_intensity_probability: share of samples whose tissues get ex vivo-like intensities
+            (``docs/mouse-cord-appearance.md``) instead of uniformly random ones.
+        rim_absent_probability, gap_probability, ring_absent_probability, no_surroundings_probability:
+            how often the fluid rim is missing, replaced by a wide fluid gap (shrunken cord), the dura/bone
+            ring is missing, or the cord lies alone in embedding medium.
+        extra_labels: (min, max) number of random tissue labels around the cord (muscle, fat, bone...).
+        in_plane_resolution_mm: acquired in-plane voxel size, simulated by blurring and resampling.
+        slice_thickness_mm: acquired slice thickness (partial volume across the slab's slices).
+        snr: signal (cord mean) over noise sigma, Rician noise; drawn log-uniformly.
+        gibbs_probability, ghosting_probability, bias_probability, gamma_probability: artefact rates.
+        single_slice_probability: share of 2.5D samples whose channels all repeat the centre slice, as the
+            predictor feeds a one-slice image (its neighbours are replicated).
+    """
+
+    patch_size_vox: tuple[int, int] = (128, 128)
+    spacing_mm: float = 0.05
+    slab_slices: int = 3
+    cord_scale: tuple[float, float] = (0.6, 1.6)
+    cord_anisotropy: tuple[float, float] = (0.75, 1.33)
+    no_cord_probability: float = 0.06
+    realistic_intensity_probability: float = 0.35
+    rim_absent_probability: float = 0.25
+    gap_probability: float = 0.12
+    ring_absent_probability: float = 0.15
+    no_surroundings_probability: float = 0.1
+    extra_labels: tuple[int, int] = (2, 7)
+    in_plane_resolution_mm: tuple[float, float] = (0.03, 0.1)
+    slice_thickness_mm: tuple[float, float] = (0.05, 0.5)
+    snr: tuple[float, float] = (4.0, 60.0)
+    gibbs_probability: float = 0.3
+    ghosting_probability: float = 0.1
+    bias_probability: float = 0.8
+    gamma_probability: float = 0.5
+    single_slice_probability: float = 0.1
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name.endswith("_probability") and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"synthesis setting {item.name} must be in [0, 1], got {value}")
+        positive_ranges = (
+            "cord_scale",
+            "cord_anisotropy",
+            "in_plane_resolution_mm",
+            "slice_thickness_mm",
+            "snr",
+        )
+        for name in positive_ranges:
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ConfigError(
+                    f"synthesis setting {name} must be a range 0 < low <= high, got {getattr(self, name)}"
+                )
+        low, high = self.extra_labels
+        if not 0 <= low <= high:
+            raise ConfigError(f"synthesis setting extra_labels must be 0 <= low <= high, got {(low, high)}")
+        if len(self.patch_size_vox) != 2 or min(self.patch_size_vox) < 16:
+            raise ConfigError(
+                f"synthesis patch_size_vox must be two sizes of at least 16, got {self.patch_size_vox}"
+            )
+        if not self.spacing_mm > 0:
+            raise ConfigError(f"synthesis spacing_mm must be positive, got {self.spacing_mm}")
+        if self.slab_slices < 1 or self.slab_slices % 2 == 0:
+            raise ConfigError(f"synthesis slab_slices must be odd and positive, got {self.slab_slices}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SynthesisConfig:
+        """Build from a (possibly partial) dict, e.g. parsed JSON; unknown keys are an error."""
+        known = {item.name for item in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown synthesis settings {unknown}; known: {sorted(known)}")
+        converted = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
+        return cls(**converted)
+
+
+__all__ = ["SynthesisConfig"]

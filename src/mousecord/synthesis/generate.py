@@ -1,0 +1,439 @@
+"""Domain-randomised axial slabs of the mouse cord with exact GM/WM labels, drawn afresh for every sample.
+
+SynthSeg's recipe (Billot et al. 2023) for the mouse cord, in 2D/2.5D so that a sample costs milliseconds:
+
+1. **Label geometry.** GM and WM come from the packaged atlas sections (real shapes of every spinal level,
+   :mod:`mousecord.phantom.atlas`) at a random, continuous level, scaled 0.6-1.6x mouse size, anisotropic,
+   rotated by any angle, mirrored, elastically deformed, asymmetric, with jittered GM extent and horn shape.
+   Around the cord: a fluid rim of random thickness (sometimes absent, sometimes a wide gap around a shrunken
+   cord), a dura/bone ring of random thickness and completeness (sometimes absent), and outside it a random
+   label field of several extra tissues (muscle, fat, bone...) plus nerve roots or ganglia beside the cord
+   and air bubbles; sometimes nothing but embedding medium. The slab's slices follow the cord along z
+   (level change, tilt, twist), so adjacent slices agree as in a real volume.
+2. **Appearance.** Every label, split into up to three sub-labels for texture, gets a Gaussian intensity
+   with a random mean and spread, drawn per sample (uniform over the range, or ex vivo-like ones), so GM is
+   brighter, darker or as bright as WM and the cord brighter or darker than its surroundings.
+3. **Acquisition.** Partial volume over a random slice thickness, a random in-plane resolution (blur and
+   resampling), Gibbs ringing, Rician noise at a random SNR, a smooth bias field, occasional ghosting and a
+   random gamma.
+
+Determinism: :func:`sample_parameters` draws every random quantity of a sample into a JSON-ready dict
+(random fields through a recorded ``field_seed``), and :func:`render_sample` turns that dict into arrays
+without further randomness, so a sample is replayed from its parameters alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from mousecord.labels import Label
+from mousecord.phantom.atlas import RAT_TO_MOUSE_SCALE, AtlasSection, load_atlas_sections
+from mousecord.phantom.fields import smooth_noise
+from mousecord.synthesis.config import SynthesisConfig
+
+#: Tissue labels of a synthetic sample beyond GM (1) and WM (2); extra tissues follow from EXTRA.
+FIELD, RIM, RING, ROOT, BUBBLE, EXTRA = 0, 3, 4, 5, 6, 7
+#: Level change per mm along the cord (one segment is about 0.7-1.6 mm long).
+_LEVELS_PER_MM = (0.6, 1.4)
+_SUB_LABELS_MAX = 3
+
+
+@dataclass(frozen=True, eq=False)
+class SynthSample:
+    """One synthetic slab.
+
+    Attributes:
+        image: (slices, y, x) float32 intensities (not normalised), the centre slice in the middle.
+        label_map: (y, x) uint8 labels of the centre slice: 0 background, 1 GM, 2 WM.
+        parameters: every drawn quantity; ``render_sample(config, parameters)`` reproduces the sample.
+    """
+
+    image: np.ndarray
+    label_map: np.ndarray
+    parameters: dict[str, Any]
+
+
+def synthesize(config: SynthesisConfig, rng: np.random.Generator) -> SynthSample:
+    """Draw and render one sample (see the module docstring)."""
+    return render_sample(config, sample_parameters(config, rng))
+
+
+def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """Every random quantity of one sample, JSON-ready."""
+    levels = len(load_atlas_sections())
+    half_field_mm = np.asarray(config.patch_size_vox) * config.spacing_mm / 2
+    cord_present = bool(rng.random() >= config.no_cord_probability)
+    thickness = _log_uniform(rng, config.slice_thickness_mm)
+    rim_mode = "normal"
+    if rng.random() < config.rim_absent_probability:
+        rim_mode = "absent"
+    elif rng.random() < config.gap_probability:
+        rim_mode = "gap"
+    surroundings = not rng.random() < config.no_surroundings_probability
+    extra_count = int(rng.integers(config.extra_labels[0], config.extra_labels[1] + 1)) if surroundings else 0
+    realistic = bool(rng.random() < config.realistic_intensity_probability)
+    tilt_angle = rng.uniform(0, 2 * math.pi)
+    tilt = rng.uniform(0, 0.3)
+    return {
+        "cord_present": cord_present,
+        # the cord centre may sit anywhere in the field, partly outside it at times (as in a cut tile)
+        "centre_mm": [float(rng.uniform(-0.8, 0.8) * h) for h in half_field_mm]
+        if cord_present
+        else [9.0, 9.0],
+        "level": float(rng.uniform(0, levels - 1)),
+        "levels_per_mm": float(rng.uniform(*_LEVELS_PER_MM) * rng.choice([-1, 1])),
+        "scale": float(rng.uniform(*config.cord_scale)),
+        "anisotropy": float(math.exp(rng.uniform(*np.log(config.cord_anisotropy)))),
+        "rotation_rad": float(rng.uniform(0, 2 * math.pi)),
+        "mirrored": bool(rng.random() < 0.5),
+        "twist_rad_per_mm": float(rng.uniform(-0.1, 0.1)),
+        "tilt_mm_per_mm": [float(tilt * math.cos(tilt_angle)), float(tilt * math.sin(tilt_angle))],
+        "asymmetry": float(rng.uniform(-0.08, 0.08)),
+        "elastic_mm": float(rng.uniform(0, 0.06)),
+        "elastic_spacing_vox": int(rng.integers(8, 33)),
+        "gm_offset_mm": float(rng.uniform(-0.03, 0.03)),
+        "horn_elastic_mm": float(rng.uniform(0, 0.04)),
+        "rim_mode": rim_mode,
+        "rim_mm": {
+            "normal": float(rng.uniform(0.02, 0.12)),
+            "absent": 0.0,
+            "gap": float(rng.uniform(0.1, 0.4)),
+        }[rim_mode],
+        "ring_mm": 0.0 if rng.random() < config.ring_absent_probability else float(rng.uniform(0.05, 0.6)),
+        "ring_coverage": float(rng.uniform(0.4, 1.0)),
+        "surroundings": surroundings,
+        "extra_labels": extra_count,
+        "extra_smoothness_vox": [int(rng.integers(3, 25)) for _ in range(extra_count)],
+        "extra_threshold": float(rng.uniform(-0.6, 1.2)),
+        "roots": [
+            {
+                "angle_rad": float(rng.uniform(0, 2 * math.pi)),
+                "distance_mm": float(rng.uniform(0.0, 0.7)),
+                "radii_mm": [float(rng.uniform(0.08, 0.45)), float(rng.uniform(0.05, 0.25))],
+            }
+            for _ in range(int(rng.integers(0, 5)) if surroundings else 0)
+        ],
+        "bubbles": [
+            {
+                "centre_mm": [float(rng.uniform(-1, 1) * h) for h in half_field_mm],
+                "radius_mm": float(rng.uniform(0.04, 0.4)),
+            }
+            for _ in range(int(rng.integers(1, 4)) if rng.random() < 0.2 else 0)
+        ],
+        "intensities": _sample_intensities(extra_count, realistic, rng),
+        "slice_thickness_mm": float(thickness),
+        "slice_spacing_mm": float(thickness * rng.uniform(1.0, 1.25)),
+        "single_slice": bool(config.slab_slices > 1 and rng.random() < config.single_slice_probability),
+        "in_plane_resolution_mm": float(rng.uniform(*config.in_plane_resolution_mm)),
+        "gibbs_keep": float(rng.uniform(0.35, 0.8)) if rng.random() < config.gibbs_probability else 1.0,
+        "snr": float(_log_uniform(rng, config.snr)),
+        "bias_amplitude": float(rng.uniform(0.05, 0.4)) if rng.random() < config.bias_probability else 0.0,
+        "bias_spacing_vox": int(rng.integers(24, 80)),
+        "ghost": (
+            {
+                "axis": int(rng.integers(2)),
+                "shift": float(rng.choice([0.25, 0.5])),
+                "amplitude": float(rng.uniform(0.05, 0.25)),
+            }
+            if rng.random() < config.ghosting_probability
+            else None
+        ),
+        "gamma": float(math.exp(rng.uniform(-0.5, 0.5))) if rng.random() < config.gamma_probability else 1.0,
+        "field_seed": int(rng.integers(2**31)),
+    }
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return float(math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
+
+
+def _sample_intensities(extra_count: int, realistic: bool, rng: np.random.Generator) -> dict[str, Any]:
+    """Mean, spread and sub-label offsets per tissue label, relative to a 0-1 range."""
+    count = EXTRA + extra_count
+    if realistic:
+        # ex vivo-like (docs/mouse-cord-appearance.md), WM = 1; GM brighter, darker or equal
+        polarity = rng.choice(["brighter", "darker", "equal"], p=[0.45, 0.45, 0.1])
+        gm = {
+            "brighter": rng.uniform(1.1, 1.45),
+            "darker": rng.uniform(0.6, 0.9),
+            "equal": rng.uniform(0.95, 1.05),
+        }
+        means = np.empty(count)
+        means[Label.GM], means[Label.WM] = gm[polarity], 1.0
+        means[RIM] = rng.uniform(1.1, 1.6)
+        means[RING] = rng.uniform(0.15, 0.5)
+        means[FIELD] = rng.uniform(0.0, 0.15) if rng.random() < 0.6 else rng.uniform(0.3, 0.9)
+        means[ROOT] = rng.uniform(0.7, 1.2)
+        means[BUBBLE] = rng.uniform(0.0, 0.1)
+        tissue_ranges = [(0.1, 0.6), (0.4, 0.9), (1.2, 2.0), (0.8, 1.5)]  # bone, muscle, fat, marrow
+        for label in range(EXTRA, count):
+            means[label] = rng.uniform(*tissue_ranges[int(rng.integers(len(tissue_ranges)))])
+        if rng.random() < 0.2:  # the other weighting: every contrast reversed
+            means = means.max() - means
+        means = means / means.max()
+        spreads = rng.uniform(0.01, 0.06, count)
+    else:
+        means = rng.uniform(0, 1, count)
+        spreads = rng.uniform(0, 0.08, count)
+    return {
+        "mean": means.tolist(),
+        "spread": spreads.tolist(),
+        "sub_labels": rng.integers(1, _SUB_LABELS_MAX + 1, count).tolist(),
+        "sub_offsets": rng.uniform(-0.06, 0.06, (count, _SUB_LABELS_MAX)).tolist(),
+        "texture_of": rng.integers(0, 3, count).tolist(),
+    }
+
+
+# ------------------------------------------------------------------------------------------ rendering
+
+
+def render_sample(config: SynthesisConfig, parameters: dict[str, Any]) -> SynthSample:
+    """Deterministically render the sample ``parameters`` describe (from :func:`sample_parameters`)."""
+    rng = np.random.default_rng(parameters["field_seed"])
+    shape = tuple(int(size) for size in config.patch_size_vox)
+    spacing = config.spacing_mm
+    fields = _random_fields(shape, parameters, rng)
+    slices = config.slab_slices
+    offsets = (np.arange(slices) - slices // 2) * parameters["slice_spacing_mm"]
+    if parameters["single_slice"]:
+        offsets = np.zeros(slices)
+    thickness = parameters["slice_thickness_mm"]
+    sub_count = 1 if thickness < 0.12 else (2 if thickness < 0.3 else 3)
+    sub_offsets = (np.arange(sub_count) - (sub_count - 1) / 2) * (thickness / sub_count)
+    intensities = parameters["intensities"]
+    images, centre_labels = [], None
+    for index, z_mm in enumerate(offsets):
+        accumulated = np.zeros(shape, dtype=np.float32)
+        for sub_z in sub_offsets:
+            tissue = _tissue_labels(shape, spacing, parameters, fields, float(z_mm + sub_z))
+            accumulated += _paint(tissue, intensities, fields["textures"], fields["white"])
+            if index == slices // 2 and sub_z == sub_offsets[len(sub_offsets) // 2]:
+                centre_labels = np.where(tissue <= Label.WM, tissue, 0).astype(np.uint8)
+        images.append(accumulated / sub_count)
+    image = np.stack(images)
+    image = _acquire(image, spacing, parameters, fields, rng)
+    assert centre_labels is not None
+    return SynthSample(image.astype(np.float32), centre_labels, parameters)
+
+
+def _random_fields(shape: tuple[int, int], parameters: dict[str, Any], rng: np.random.Generator) -> dict:
+    """Smooth fields a sample needs, from its ``field_seed`` (same across the slab's slices)."""
+    spacing = parameters["elastic_spacing_vox"]
+    fields = {
+        "elastic": np.stack([smooth_noise(shape, (spacing, spacing), rng=rng) for _ in range(2)]),
+        "horn": np.stack([smooth_noise(shape, (12, 12), rng=rng) for _ in range(2)]),
+        "textures": np.stack([smooth_noise(shape, (size, size), rng=rng) for size in (2, 4, 8)]),
+        "white": rng.standard_normal(shape, dtype=np.float32),
+        "ring": rng.uniform(0, 2 * math.pi, 3),
+        "extra": [smooth_noise(shape, (size, size), rng=rng) for size in parameters["extra_smoothness_vox"]],
+        "bias": smooth_noise(shape, (parameters["bias_spacing_vox"],) * 2, rng=rng),
+        "noise_seed": int(rng.integers(2**31)),
+    }
+    return fields
+
+
+def _grid_mm(shape: tuple[int, int], spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    y = ((np.arange(shape[0]) - (shape[0] - 1) / 2) * spacing).astype(np.float32)
+    x = ((np.arange(shape[1]) - (shape[1] - 1) / 2) * spacing).astype(np.float32)
+    return np.meshgrid(y, x, indexing="ij")
+
+
+def _tissue_labels(
+    shape: tuple[int, int], spacing: float, parameters: dict[str, Any], fields: dict, z_mm: float
+) -> np.ndarray:
+    """(y, x) uint8 tissue labels of the slice ``z_mm`` from the slab centre."""
+    grid_y, grid_x = _grid_mm(shape, spacing)
+    tilt = parameters["tilt_mm_per_mm"]
+    dy = grid_y - np.float32(parameters["centre_mm"][0] + tilt[0] * z_mm)
+    dx = grid_x - np.float32(parameters["centre_mm"][1] + tilt[1] * z_mm)
+    angle = parameters["rotation_rad"] + parameters["twist_rad_per_mm"] * z_mm
+    cosine, sine = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+    u = dx * cosine + dy * sine
+    v = dy * cosine - dx * sine
+    if parameters["mirrored"]:
+        u = -u
+    u = u * (1 + np.float32(parameters["asymmetry"]) * np.tanh(u / np.float32(0.3)))
+    elastic = np.float32(parameters["elastic_mm"]) * fields["elastic"]
+    u, v = u + elastic[0], v + elastic[1]
+    level = float(np.clip(parameters["level"] + parameters["levels_per_mm"] * z_mm, 0, len(_sections()) - 1))
+    horn = np.float32(parameters["horn_elastic_mm"]) * fields["horn"]
+    cord_sdf, gm_sdf = _section_distances(u, v, level, parameters, horn)
+    labels = np.full(shape, FIELD, dtype=np.uint8)
+    if parameters["surroundings"]:
+        _paint_surroundings(labels, fields, parameters, u, v, cord_sdf)
+    _paint_bubbles(labels, grid_y, grid_x, parameters)
+    rim, ring = parameters["rim_mm"], parameters["ring_mm"]
+    if ring > 0:
+        phase = fields["ring"]
+        angle_map = np.arctan2(v, u)
+        coverage = np.sin(angle_map + phase[0]) + 0.5 * np.sin(2 * angle_map + phase[1])
+        present = coverage > np.quantile(coverage, 1 - parameters["ring_coverage"])
+        labels[(cord_sdf >= rim) & (cord_sdf < rim + ring) & present] = RING
+    if rim > 0:
+        labels[(cord_sdf >= 0) & (cord_sdf < rim)] = RIM
+    cord = cord_sdf < 0
+    labels[cord] = Label.WM
+    labels[cord & (gm_sdf < 0)] = Label.GM
+    return labels
+
+
+@functools.lru_cache(maxsize=1)
+def _sections() -> tuple[AtlasSection, ...]:
+    return load_atlas_sections()
+
+
+def _section_distances(
+    u: np.ndarray, v: np.ndarray, level: float, parameters: dict[str, Any], horn: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Signed distances (mm) to the cord and GM surfaces, blended between the two nearest atlas levels."""
+    sections = _sections()
+    if not parameters["cord_present"]:
+        far = np.full(u.shape, 10.0, dtype=np.float32)
+        return far, far
+    low = min(int(math.floor(level)), len(sections) - 2)
+    weight = np.float32(level - low)
+    pair = ((sections[low], 1 - weight), (sections[low + 1], weight))
+    stretch = math.sqrt(parameters["anisotropy"])
+    scales = [
+        (
+            RAT_TO_MOUSE_SCALE[0] * section.shrink * parameters["scale"] * stretch,
+            RAT_TO_MOUSE_SCALE[1] * section.shrink * parameters["scale"] / stretch,
+        )
+        for section, _ in pair
+    ]
+    cord = np.zeros(u.shape, dtype=np.float32)
+    for (section, share), (scale_u, scale_v) in zip(pair, scales, strict=True):
+        pixel = section.pixel_size_mm
+        coordinates = np.stack(
+            [section.centre_px[0] + u / (pixel * scale_u), section.centre_px[1] + v / (pixel * scale_v)]
+        )
+        sdf = ndimage.map_coordinates(section.cord_sdf_px, coordinates, order=1, mode="nearest")
+        cord += share * np.float32(pixel * math.sqrt(scale_u * scale_v)) * sdf
+    # GM matters inside the cord only: look it up there (half the cost of a full-field lookup)
+    gm = np.full(u.shape, 10.0, dtype=np.float32)
+    inside = cord < 0
+    if inside.any():
+        values = np.zeros(int(inside.sum()), dtype=np.float32)
+        u_in, v_in = u[inside] + horn[0][inside], v[inside] + horn[1][inside]
+        for (section, share), (scale_u, scale_v) in zip(pair, scales, strict=True):
+            pixel = section.pixel_size_mm
+            coordinates = np.stack(
+                [
+                    section.centre_px[0] + u_in / (pixel * scale_u),
+                    section.centre_px[1] + v_in / (pixel * scale_v),
+                ]
+            )
+            sdf = ndimage.map_coordinates(section.gm_sdf_px, coordinates, order=1, mode="nearest")
+            values += share * np.float32(pixel * math.sqrt(scale_u * scale_v)) * sdf
+        gm[inside] = values + np.float32(parameters["gm_offset_mm"])
+    return cord, gm
+
+
+def _paint_surroundings(
+    labels: np.ndarray, fields: dict, parameters: dict[str, Any], u: np.ndarray, v: np.ndarray, cord_sdf
+) -> None:
+    """Random label field of extra tissues, then nerve roots / ganglia beside the cord."""
+    if fields["extra"]:
+        stack = np.stack(fields["extra"])
+        strongest = stack.argmax(axis=0)
+        filled = stack.max(axis=0) > parameters["extra_threshold"]
+        labels[filled] = (EXTRA + strongest[filled]).astype(np.uint8)
+    if not parameters["cord_present"]:
+        return
+    radius = np.sqrt(u**2 + v**2)
+    angle = np.arctan2(v, u)
+    for root in parameters["roots"]:
+        # an ellipse whose near end lies ``distance_mm`` outside the cord, elongated away from it
+        direction = np.float32(root["angle_rad"])
+        along_angle = np.cos(angle - direction)
+        near = (cord_sdf > 0) & (along_angle > 0.6)
+        if not near.any():
+            continue
+        surface = float(np.min(radius[near] - cord_sdf[near]))
+        centre = surface + root["distance_mm"] + root["radii_mm"][0]
+        cu, cv = centre * math.cos(direction), centre * math.sin(direction)
+        du, dv = u - np.float32(cu), v - np.float32(cv)
+        along = du * math.cos(direction) + dv * math.sin(direction)
+        across = dv * math.cos(direction) - du * math.sin(direction)
+        inside = (along / root["radii_mm"][0]) ** 2 + (across / root["radii_mm"][1]) ** 2 < 1
+        labels[inside] = ROOT
+
+
+def _paint_bubbles(labels: np.ndarray, grid_y: np.ndarray, grid_x: np.ndarray, parameters: dict) -> None:
+    for bubble in parameters["bubbles"]:
+        centre = bubble["centre_mm"]
+        inside = (grid_y - centre[0]) ** 2 + (grid_x - centre[1]) ** 2 < bubble["radius_mm"] ** 2
+        labels[inside] = BUBBLE
+
+
+def _paint(
+    tissue: np.ndarray, intensities: dict[str, Any], textures: np.ndarray, white: np.ndarray
+) -> np.ndarray:
+    """Intensity of every pixel: its (sub-)label's mean plus its label's spread times texture."""
+    means = np.asarray(intensities["mean"], dtype=np.float32)
+    spreads = np.asarray(intensities["spread"], dtype=np.float32)
+    offsets = np.asarray(intensities["sub_offsets"], dtype=np.float32)
+    sub_labels = np.asarray(intensities["sub_labels"])
+    texture_of = np.asarray(intensities["texture_of"])
+    texture = np.take_along_axis(textures, texture_of[tissue][None], axis=0)[0]
+    # sub-labels: the texture field cut into 1-3 bands per label, each with its own mean offset
+    bands = np.clip(((texture + 1.5) / 3 * sub_labels[tissue]).astype(np.int64), 0, sub_labels[tissue] - 1)
+    value = means[tissue] + offsets[tissue, bands] * (sub_labels[tissue] > 1)
+    return value + spreads[tissue] * (0.5 * texture + 0.5 * white)
+
+
+def _acquire(image: np.ndarray, spacing: float, parameters: dict, fields: dict, rng: np.random.Generator):
+    """Resolution, Gibbs ringing, bias, Rician noise, ghosting and gamma, slice by slice."""
+    noise_rng = np.random.default_rng(fields["noise_seed"])
+    cord_signal = float(np.mean(np.asarray(parameters["intensities"]["mean"])[[Label.GM, Label.WM]]))
+    sigma = max(cord_signal, 0.05) / parameters["snr"]
+    factor = parameters["in_plane_resolution_mm"] / spacing
+    bias = np.exp(np.float32(parameters["bias_amplitude"]) * fields["bias"])
+    shape = image.shape[1:]
+    result = np.empty_like(image)
+    for index, plane in enumerate(image):
+        plane = ndimage.gaussian_filter(plane, 0.42 * max(factor, 0.6))
+        if parameters["gibbs_keep"] < 1:
+            plane = _gibbs(plane, parameters["gibbs_keep"])
+        plane = plane * bias
+        acquired = (
+            ndimage.zoom(plane, 1 / factor, order=1, grid_mode=True, mode="nearest")
+            if factor > 1.05
+            else plane
+        )
+        real = acquired + noise_rng.normal(0, sigma, acquired.shape).astype(np.float32)
+        imaginary = noise_rng.normal(0, sigma, acquired.shape).astype(np.float32)
+        acquired = np.sqrt(real**2 + imaginary**2)
+        if acquired.shape != shape:
+            zoom = [target / size for target, size in zip(shape, acquired.shape, strict=True)]
+            acquired = ndimage.zoom(acquired, zoom, order=1, grid_mode=True, mode="nearest")
+        result[index] = acquired
+    if parameters["single_slice"]:
+        result[:] = result[image.shape[0] // 2]
+    ghost = parameters["ghost"]
+    if ghost is not None:
+        shift = int(round(shape[ghost["axis"]] * ghost["shift"]))
+        result = result + np.float32(ghost["amplitude"]) * np.roll(result, shift, axis=1 + ghost["axis"])
+    if parameters["gamma"] != 1.0:
+        top = float(result.max()) or 1.0
+        result = top * (result / top) ** np.float32(parameters["gamma"])
+    return result
+
+
+def _gibbs(plane: np.ndarray, keep: float) -> np.ndarray:
+    """Truncate k-space to the central ``keep`` fraction along both axes (ringing at sharp edges)."""
+    spectrum = np.fft.fftshift(np.fft.fft2(plane))
+    mask = np.zeros(plane.shape, dtype=bool)
+    half = [max(int(size * keep / 2), 1) for size in plane.shape]
+    centre = [size // 2 for size in plane.shape]
+    mask[centre[0] - half[0] : centre[0] + half[0], centre[1] - half[1] : centre[1] + half[1]] = True
+    return np.real(np.fft.ifft2(np.fft.ifftshift(spectrum * mask))).astype(np.float32)
+
+
+__all__ = ["SynthSample", "render_sample", "sample_parameters", "synthesize"]
