@@ -59,12 +59,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--iterations", type=int, default=60, help="iterations per epoch")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data-workers", type=int, default=2)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--export", type=Path, help="write the best checkpoint as a bundle here and stop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    config = SyntheticTrainConfig(epochs=args.epochs, iterations_per_epoch=args.iterations)
+    config = SyntheticTrainConfig(
+        epochs=args.epochs, iterations_per_epoch=args.iterations, data_workers=args.data_workers
+    )
     if args.export:
         checkpoint = load_checkpoint(args.work / CHECKPOINT_BEST)
         bundle = bundle_from_weights(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mousecord.models import ModelBundle, build_network, plain_unet_architecture, save_bundle
+from mousecord.models import ModelBundle, Normalization, build_network, plain_unet_architecture, save_bundle
 
 
 def tiny_bundle(
@@ -35,6 +35,29 @@ def tiny_bundle(
         spacing_mm=tuple(spacing_mm),
         patch_size_vox=tuple(patch_size_vox),
         fold_weights=tuple(weights),
+    )
+
+
+def tiny_in_plane_bundle(
+    *, slab_slices: int = 1, seed: int = 0, name: str = "tiny-2d", normalization: str = "ZScoreNormalization"
+) -> ModelBundle:
+    """A random-weight 2D (``slab_slices`` 1) or 2.5D network, 0.05 mm in-plane, 32 x 32 tiles."""
+    architecture = plain_unet_architecture(features_per_stage=(4, 8, 16), strides=((1, 1), (2, 2), (2, 2)))
+    torch.manual_seed(seed)
+    network = build_network(architecture, input_channels=slab_slices, num_classes=3)
+    with torch.no_grad():
+        for key, parameter in network.named_parameters():
+            if key.startswith("decoder.seg_layers"):
+                parameter.mul_(20.0)
+    return ModelBundle(
+        name=name,
+        architecture=architecture,
+        spacing_mm=(0.05, 0.05, 0.05),
+        patch_size_vox=(1, 32, 32),
+        fold_weights=(network.state_dict(),),
+        normalization=(Normalization(scheme=normalization),),
+        mirror_axes=(1, 2),
+        slab_slices=slab_slices,
     )
 
 

@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from mousecord.errors import ConfigError, ImageFormatError
+from mousecord.errors import ConfigError
 from mousecord.inference import preprocessing as prep
 from mousecord.inference.backends import OpenVinoNetwork, resolve_backend, smallest_input_shape
 from mousecord.inference.cord_roi import CordRoiSettings, predict_cord_logits
 from mousecord.inference.postprocessing import keep_largest_component
+from mousecord.inference.preprocessing import PreprocessedImage
 from mousecord.inference.sliding_window import PredictFn, sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
 from mousecord.io.volume import Volume
@@ -95,28 +96,6 @@ class InferenceConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True, eq=False)
-class PreprocessedImage:
-    """An image in network space, with what :meth:`Predictor.export` needs to undo each step.
-
-    Attributes:
-        data: (c, z', y', x') float32, cropped, normalised and resampled (network axes).
-        full_shape: (3,) network-axes shape before cropping.
-        bounding_box: the crop, as slices into ``full_shape``.
-        cropped_shape: (3,) shape after cropping, before resampling.
-        spacing_mm: (3,) input spacing in network axes; ``resampled``: whether ``data`` was resampled.
-        network_spacing_mm: (3,) spacing of ``data``: the model's (in-plane models keep the input's z).
-    """
-
-    data: np.ndarray
-    full_shape: tuple[int, int, int]
-    bounding_box: tuple[slice, slice, slice]
-    cropped_shape: tuple[int, int, int]
-    spacing_mm: tuple[float, float, float]
-    resampled: bool
-    network_spacing_mm: tuple[float, float, float]
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,55 +200,13 @@ class Predictor:
 
     # ----------------------------------------------------------------------------------------------- layers
     def preprocess(self, image: np.ndarray, voxel_size_mm) -> PreprocessedImage:
-        """Canonical (x, y, z) or (c, x, y, z) image -> network space, as nnU-Net's ``run_case_npy``."""
-        image = np.asarray(image)
-        if image.ndim == 3:
-            image = image[None]
-        if image.ndim != 4 or image.shape[0] != self.bundle.input_channels:
-            raise ImageFormatError(
-                f"expected a 3D image with {self.bundle.input_channels} channel(s), got shape {image.shape}"
-            )
-        data, spacing = prep.to_network_axes(image, voxel_size_mm, self.bundle.transpose_forward)
-        data = np.ascontiguousarray(data, dtype=np.float32)  # the layout nnU-Net's SimpleITK reader gives
-        full_shape = tuple(data.shape[1:])
-        box = prep.nonzero_bounding_box(data)
-        cropped = data[(slice(None), *box)]
-        mask = (
-            prep.nonzero_mask(cropped) if any(entry.use_mask for entry in self.bundle.normalization) else None
-        )
-        normalised = np.stack(
-            [
-                prep.normalize(
-                    cropped[channel],
-                    scheme=entry.scheme,
-                    mask=mask if entry.use_mask else None,
-                    intensity_properties=entry.intensity_properties,
-                )
-                for channel, entry in enumerate(self.bundle.normalization)
-            ]
-        )
-        target = tuple(float(value) for value in self.bundle.spacing_mm)
-        if self.bundle.in_plane:  # slices are never resampled: a thick-slice or one-slice image keeps them
-            target = (spacing[0], *target[1:])
-        new_shape = tuple(max(size, 1) for size in prep.compute_new_shape(cropped.shape[1:], spacing, target))
-        network_voxels = int(np.prod(new_shape, dtype=np.int64))
-        if network_voxels > self.config.max_network_voxels:
-            raise ImageFormatError(
-                f"at the model's spacing ({_mm(target)}) the image would have {network_voxels / 1e6:.0f} "
-                f"million voxels, more than the limit of {self.config.max_network_voxels / 1e6:.0f} million; "
-                f"is its voxel size ({_mm(voxel_size_mm)}) right? Set it with --voxel-size (or raise "
-                "--max-voxels)"
-            )
-        resampled = not prep.spacing_matches(spacing, target) and new_shape != tuple(cropped.shape[1:])
-        if resampled:
-            logger.debug(
-                "resampling %s at %s mm to %s at %s mm", cropped.shape[1:], spacing, new_shape, target
-            )
-            normalised = prep.resample(
-                normalised, new_shape, spacing_mm=spacing, new_spacing_mm=target, order=3
-            )
-        return PreprocessedImage(
-            normalised, full_shape, box, tuple(cropped.shape[1:]), spacing, resampled, target
+        """Canonical (x, y, z) or (c, x, y, z) image -> network space, as nnU-Net's ``run_case_npy``
+        (see :func:`mousecord.inference.preprocessing.preprocess_image`, which training uses too)."""
+        return prep.preprocess_image(
+            image,
+            voxel_size_mm,
+            self.bundle,
+            max_network_voxels=self.config.max_network_voxels,
         )
 
     def predict_logits(
@@ -412,10 +349,6 @@ class Predictor:
             yield
         finally:
             torch.set_num_threads(previous)
-
-
-def _mm(values) -> str:
-    return " x ".join(f"{float(value):g}" for value in values) + " mm"
 
 
 def resolve_device(device: str) -> torch.device:

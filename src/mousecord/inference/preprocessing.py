@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.ndimage import binary_fill_holes, map_coordinates
 
-from mousecord.errors import ConfigError
+from mousecord.errors import ConfigError, ImageFormatError
+
+if TYPE_CHECKING:
+    from mousecord.models.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +29,28 @@ ANISOTROPY_THRESHOLD = 3.0
 
 #: Spacings within this relative tolerance are treated as equal (headers store float32).
 SPACING_RELATIVE_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True, eq=False)
+class PreprocessedImage:
+    """An image in network space, with what :meth:`Predictor.export` needs to undo each step.
+
+    Attributes:
+        data: (c, z', y', x') float32, cropped, normalised and resampled (network axes).
+        full_shape: (3,) network-axes shape before cropping.
+        bounding_box: the crop, as slices into ``full_shape``.
+        cropped_shape: (3,) shape after cropping, before resampling.
+        spacing_mm: (3,) input spacing in network axes; ``resampled``: whether ``data`` was resampled.
+        network_spacing_mm: (3,) spacing of ``data``: the model's (in-plane models keep the input's z).
+    """
+
+    data: np.ndarray
+    full_shape: tuple[int, int, int]
+    bounding_box: tuple[slice, slice, slice]
+    cropped_shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    resampled: bool
+    network_spacing_mm: tuple[float, float, float]
 
 
 def to_network_axes(
@@ -228,13 +255,113 @@ def resample(
     return result
 
 
+def preprocess_image(
+    image: np.ndarray,
+    voxel_size_mm: Sequence[float],
+    bundle: ModelBundle,
+    *,
+    spacing_mm: Sequence[float] | None = None,
+    max_network_voxels: int | None = None,
+) -> PreprocessedImage:
+    """Canonical (x, y, z) or (c, x, y, z) image -> network space, exactly as nnU-Net's ``run_case_npy``.
+
+    To network axes, crop to the non-zero box, normalise each channel as ``bundle.normalization`` says, then
+    resample (cubic) to the model's spacing; an in-plane model keeps the image's slices (only y and x are
+    resampled). The one preprocessing path: the Predictor and training both call it.
+
+    Args:
+        image: (x, y, z) or (c, x, y, z) canonical array.
+        voxel_size_mm: (3,) voxel size along x, y, z.
+        bundle: the model (normalisation, spacing, axis order, in-plane or not).
+        spacing_mm: (z, y, x) target spacing instead of the bundle's (training a new model at its data's).
+        max_network_voxels: refuse an image with more voxels than this once resampled.
+
+    Raises:
+        ImageFormatError: wrong channel count, a single slice for a 3D model, or too many voxels.
+    """
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = image[None]
+    if image.ndim != 4 or image.shape[0] != bundle.input_channels:
+        raise ImageFormatError(
+            f"expected a 3D image with {bundle.input_channels} channel(s), got shape {image.shape}"
+        )
+    data, spacing = to_network_axes(image, voxel_size_mm, bundle.transpose_forward)
+    if not bundle.in_plane and data.shape[1] == 1:
+        raise ImageFormatError(
+            f"the image has one slice, but model {bundle.name} is a 3D network that needs a volume; "
+            "segment single slices with an in-plane (2D) model"
+        )
+    data = np.ascontiguousarray(data, dtype=np.float32)  # the layout nnU-Net's SimpleITK reader gives
+    full_shape = tuple(data.shape[1:])
+    box = nonzero_bounding_box(data)
+    cropped = data[(slice(None), *box)]
+    mask = nonzero_mask(cropped) if any(entry.use_mask for entry in bundle.normalization) else None
+    normalised = np.stack(
+        [
+            normalize(
+                cropped[channel],
+                scheme=entry.scheme,
+                mask=mask if entry.use_mask else None,
+                intensity_properties=entry.intensity_properties,
+            )
+            for channel, entry in enumerate(bundle.normalization)
+        ]
+    )
+    target = tuple(float(value) for value in (spacing_mm if spacing_mm is not None else bundle.spacing_mm))
+    if bundle.in_plane:  # slices are never resampled: a thick-slice or one-slice image keeps them
+        target = (spacing[0], *target[1:])
+    new_shape = tuple(max(size, 1) for size in compute_new_shape(cropped.shape[1:], spacing, target))
+    network_voxels = int(np.prod(new_shape, dtype=np.int64))
+    if max_network_voxels is not None and network_voxels > max_network_voxels:
+        raise ImageFormatError(
+            f"at the model's spacing ({_mm(target)}) the image would have {network_voxels / 1e6:.0f} "
+            f"million voxels, more than the limit of {max_network_voxels / 1e6:.0f} million; "
+            f"is its voxel size ({_mm(voxel_size_mm)}) right? Set it with --voxel-size (or raise "
+            "--max-voxels)"
+        )
+    resampled = not spacing_matches(spacing, target) and new_shape != tuple(cropped.shape[1:])
+    if resampled:
+        logger.debug("resampling %s at %s mm to %s at %s mm", cropped.shape[1:], spacing, new_shape, target)
+        normalised = resample(normalised, new_shape, spacing_mm=spacing, new_spacing_mm=target, order=3)
+    return PreprocessedImage(
+        normalised, full_shape, box, tuple(cropped.shape[1:]), spacing, resampled, target
+    )
+
+
+def preprocess_label_map(
+    label_map: np.ndarray, preprocessed: PreprocessedImage, transpose_forward: Sequence[int] = (0, 1, 2)
+) -> np.ndarray:
+    """A canonical (x, y, z) label map on the image's grid -> the grid of ``preprocessed.data``: the same
+    axes and crop, resampled by nearest neighbour (labels, ignore values included, are never blended)."""
+    labels, _ = to_network_axes(np.asarray(label_map), (1.0, 1.0, 1.0), transpose_forward)
+    labels = np.ascontiguousarray(labels[preprocessed.bounding_box])
+    if not preprocessed.resampled:
+        return labels
+    resampled = resample(
+        labels[None].astype(np.float32),
+        preprocessed.data.shape[1:],
+        spacing_mm=preprocessed.spacing_mm,
+        new_spacing_mm=preprocessed.network_spacing_mm,
+        order=0,
+    )
+    return np.rint(resampled[0]).astype(labels.dtype)
+
+
+def _mm(values: Sequence[float]) -> str:
+    return " x ".join(f"{float(value):g}" for value in values) + " mm"
+
+
 __all__ = [
     "ANISOTROPY_THRESHOLD",
+    "PreprocessedImage",
     "compute_new_shape",
     "from_network_axes",
     "nonzero_bounding_box",
     "nonzero_mask",
     "normalize",
+    "preprocess_image",
+    "preprocess_label_map",
     "resample",
     "separate_z_axis",
     "slab_channels",

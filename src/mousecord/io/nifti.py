@@ -44,6 +44,8 @@ class ImageGeometry:
         affine: the input's own (4, 4) affine, as stored (before any voxel-size override).
         shape: the input's 3D shape.
         transform: nibabel orientation transform from the input's axes to RAS.
+        stored_shape: the shape in the file: 3D, 2D (one slice, read as one-slice 3D) or 4D with one
+            volume; label maps are written back with this shape.
     """
 
     path: Path
@@ -51,6 +53,7 @@ class ImageGeometry:
     affine: np.ndarray
     shape: tuple[int, int, int]
     transform: np.ndarray
+    stored_shape: tuple[int, ...] | None = None
 
     def to_native(self, canonical: np.ndarray) -> np.ndarray:
         """Map a canonical (x, y, z, ...) array back to the input's axis order and flips."""
@@ -98,7 +101,8 @@ def load_nifti(
         ('R', 'A', 'S')
     """
     path = Path(path)
-    image = _read(path)
+    stored = _open(path)
+    image = _as_3d(stored, path)
     check_qform_sform(image.header, name=path.name)
     data = _read_data(image, path)
     if dtype is not None:
@@ -113,7 +117,9 @@ def load_nifti(
     else:
         warn_if_implausible_voxel_size(Volume(data, affine).voxel_size_mm, name=path.name)
     canonical, transform = to_canonical(Volume(data, native_affine))
-    geometry = ImageGeometry(path, image.header.copy(), affine, tuple(data.shape), transform)
+    geometry = ImageGeometry(
+        path, stored.header.copy(), affine, tuple(data.shape), transform, tuple(stored.shape)
+    )
     return LoadedImage(canonical, geometry)
 
 
@@ -136,11 +142,14 @@ def save_like(
     check_not_input(path, [geometry.path])
     native = np.ascontiguousarray(geometry.to_native(np.asarray(canonical)))
     dtype = np.dtype(dtype or native.dtype)
+    stored_shape = geometry.stored_shape or geometry.shape
+    if native.ndim == 3 and native.shape != stored_shape and native.size == int(np.prod(stored_shape)):
+        native = native.reshape(stored_shape)  # a 2D or one-volume 4D input gets its own shape back
     header = geometry.header.copy()
     header.set_data_dtype(dtype)
     if dtype != geometry.header.get_data_dtype():
         header.set_slope_inter(None, None)  # the input's scaling means nothing for another data type
-    if native.ndim > 3:
+    if native.ndim != 3:
         header.set_data_shape(native.shape)
     image = nib.Nifti1Image(native.astype(dtype, copy=False), geometry.affine, header=header)
     # Nifti1Image(affine=...) resets the sform from the affine; restore the input's exact matrices and codes.
@@ -316,17 +325,27 @@ def _open(path: Path) -> nib.Nifti1Image:
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise ImageFormatError(f"{path}: expected a NIfTI image, got {type(image).__name__}")
     shape = image.shape
-    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 1):
-        raise ImageFormatError(f"{path}: expected a 3D image, got shape {tuple(shape)}")
+    if len(shape) not in (2, 3, 4) or (len(shape) == 4 and shape[3] != 1):
+        raise ImageFormatError(f"{path}: expected a 2D or 3D image, got shape {tuple(shape)}")
     if min(shape) < 1:
         raise ImageFormatError(f"{path}: image has an empty axis, shape {tuple(shape[:3])}")
     return image
 
 
+def _as_3d(image: nib.Nifti1Image, path: Path) -> nib.Nifti1Image:
+    """A 4D file holding one volume as that volume; a 2D file (one axial slice) as a one-slice 3D image."""
+    if len(image.shape) == 4:
+        return image.slicer[..., 0]
+    if len(image.shape) == 2:
+        header = image.header.copy()
+        header.set_data_shape((*image.shape, 1))
+        return type(image)(_read_data(image, path)[..., None], image.affine, header)
+    return image
+
+
 def _read(path: Path) -> nib.Nifti1Image:
-    """A checked 3D image; a 4D file holding one volume is accepted as that volume."""
-    image = _open(path)
-    return image.slicer[..., 0] if len(image.shape) == 4 else image
+    """A checked 3D image; a one-volume 4D file and a 2D file are read as 3D (see :func:`_as_3d`)."""
+    return _as_3d(_open(path), path)
 
 
 def _read_data(image: nib.Nifti1Image, path: Path) -> np.ndarray:

@@ -16,12 +16,16 @@ class SynthesisConfig:
     Lengths are in mm, probabilities in [0, 1]. Each sample draws every parameter afresh from these ranges.
 
     Attributes:
-        patch_size_vox: (y, x) size of a sample, at ``spacing_mm`` in-plane.
+        patch_size_vox: (y, x) training patch (the network's tile), cut from the field after normalisation.
+        field_size_vox: (min, max) side of the square field a sample is drawn on, at ``spacing_mm``; the
+            whole field is normalised, as inference normalises a whole image before tiling it.
         spacing_mm: in-plane voxel size of the samples (the network's).
         slab_slices: adjacent slices per sample (1: 2D; 3, 5...: 2.5D, the centre slice is labelled).
         cord_scale: size of the cord relative to a mouse's (1 = the atlas scaled to mouse size).
         cord_anisotropy: width/depth factor drawn around 1 (applied as sqrt to each axis).
         no_cord_probability: share of samples without any cord (surroundings only).
+        column_probability: share of samples whose tissue (cord and surroundings) is a bounded chunk
+            inside embedding medium or air, as an ex vivo column is; otherwise tissue fills the field.
         realistic_intensity_probability: share of samples whose tissues get ex vivo-like intensities
             (``docs/mouse-cord-appearance.md``) instead of uniformly random ones.
         rim_absent_probability, gap_probability, ring_absent_probability, no_surroundings_probability:
@@ -37,11 +41,13 @@ class SynthesisConfig:
     """
 
     patch_size_vox: tuple[int, int] = (128, 128)
+    field_size_vox: tuple[int, int] = (128, 224)
     spacing_mm: float = 0.05
     slab_slices: int = 3
     cord_scale: tuple[float, float] = (0.6, 1.6)
     cord_anisotropy: tuple[float, float] = (0.75, 1.33)
     no_cord_probability: float = 0.06
+    column_probability: float = 0.7
     realistic_intensity_probability: float = 0.35
     rim_absent_probability: float = 0.25
     gap_probability: float = 0.12
@@ -81,6 +87,12 @@ class SynthesisConfig:
         if len(self.patch_size_vox) != 2 or min(self.patch_size_vox) < 16:
             raise ConfigError(
                 f"synthesis patch_size_vox must be two sizes of at least 16, got {self.patch_size_vox}"
+            )
+        low, high = self.field_size_vox
+        if not max(self.patch_size_vox) <= low <= high:
+            raise ConfigError(
+                f"synthesis field_size_vox must be a range from at least the patch size "
+                f"{max(self.patch_size_vox)}, got {self.field_size_vox}"
             )
         if not self.spacing_mm > 0:
             raise ConfigError(f"synthesis spacing_mm must be positive, got {self.spacing_mm}")

@@ -37,8 +37,9 @@ from mousecord.phantom.atlas import RAT_TO_MOUSE_SCALE, AtlasSection, load_atlas
 from mousecord.phantom.fields import smooth_noise
 from mousecord.synthesis.config import SynthesisConfig
 
-#: Tissue labels of a synthetic sample beyond GM (1) and WM (2); extra tissues follow from EXTRA.
-FIELD, RIM, RING, ROOT, BUBBLE, EXTRA = 0, 3, 4, 5, 6, 7
+#: Tissue labels of a synthetic sample beyond GM (1) and WM (2); extra tissues follow from EXTRA. OUTSIDE is
+#: the embedding medium or air around a tissue column.
+FIELD, RIM, RING, ROOT, BUBBLE, OUTSIDE, EXTRA = 0, 3, 4, 5, 6, 7, 8
 #: Level change per mm along the cord (one segment is about 0.7-1.6 mm long).
 _LEVELS_PER_MM = (0.6, 1.4)
 _SUB_LABELS_MAX = 3
@@ -67,7 +68,8 @@ def synthesize(config: SynthesisConfig, rng: np.random.Generator) -> SynthSample
 def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict[str, Any]:
     """Every random quantity of one sample, JSON-ready."""
     levels = len(load_atlas_sections())
-    half_field_mm = np.asarray(config.patch_size_vox) * config.spacing_mm / 2
+    field_vox = int(rng.integers(config.field_size_vox[0], config.field_size_vox[1] + 1))
+    half_field_mm = np.full(2, field_vox * config.spacing_mm / 2)
     cord_present = bool(rng.random() >= config.no_cord_probability)
     thickness = _log_uniform(rng, config.slice_thickness_mm)
     rim_mode = "normal"
@@ -80,12 +82,20 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
     realistic = bool(rng.random() < config.realistic_intensity_probability)
     tilt_angle = rng.uniform(0, 2 * math.pi)
     tilt = rng.uniform(0, 0.3)
+    centre = [float(rng.uniform(-0.5, 0.5) * h) for h in half_field_mm]
+    column = None
+    if rng.random() < config.column_probability:
+        column = {
+            "radii_mm": [float(rng.uniform(1.6, 4.5)), float(rng.uniform(1.6, 4.5))],
+            "angle_rad": float(rng.uniform(0, math.pi)),
+            "offset_mm": [float(rng.uniform(-0.8, 0.8)), float(rng.uniform(-0.8, 0.8))],
+            "roughness": float(rng.uniform(0.0, 0.35)),
+        }
     return {
+        "field_vox": field_vox,
         "cord_present": cord_present,
-        # the cord centre may sit anywhere in the field, partly outside it at times (as in a cut tile)
-        "centre_mm": [float(rng.uniform(-0.8, 0.8) * h) for h in half_field_mm]
-        if cord_present
-        else [9.0, 9.0],
+        "centre_mm": centre if cord_present else [99.0, 99.0],
+        "column": column,
         "level": float(rng.uniform(0, levels - 1)),
         "levels_per_mm": float(rng.uniform(*_LEVELS_PER_MM) * rng.choice([-1, 1])),
         "scale": float(rng.uniform(*config.cord_scale)),
@@ -171,6 +181,7 @@ def _sample_intensities(extra_count: int, realistic: bool, rng: np.random.Genera
         means[FIELD] = rng.uniform(0.0, 0.15) if rng.random() < 0.6 else rng.uniform(0.3, 0.9)
         means[ROOT] = rng.uniform(0.7, 1.2)
         means[BUBBLE] = rng.uniform(0.0, 0.1)
+        means[OUTSIDE] = rng.uniform(0.0, 0.12) if rng.random() < 0.8 else rng.uniform(0.2, 0.6)
         tissue_ranges = [(0.1, 0.6), (0.4, 0.9), (1.2, 2.0), (0.8, 1.5)]  # bone, muscle, fat, marrow
         for label in range(EXTRA, count):
             means[label] = rng.uniform(*tissue_ranges[int(rng.integers(len(tissue_ranges)))])
@@ -196,7 +207,7 @@ def _sample_intensities(extra_count: int, realistic: bool, rng: np.random.Genera
 def render_sample(config: SynthesisConfig, parameters: dict[str, Any]) -> SynthSample:
     """Deterministically render the sample ``parameters`` describe (from :func:`sample_parameters`)."""
     rng = np.random.default_rng(parameters["field_seed"])
-    shape = tuple(int(size) for size in config.patch_size_vox)
+    shape = (int(parameters["field_vox"]),) * 2
     spacing = config.spacing_mm
     fields = _random_fields(shape, parameters, rng)
     slices = config.slab_slices
@@ -233,6 +244,7 @@ def _random_fields(shape: tuple[int, int], parameters: dict[str, Any], rng: np.r
         "ring": rng.uniform(0, 2 * math.pi, 3),
         "extra": [smooth_noise(shape, (size, size), rng=rng) for size in parameters["extra_smoothness_vox"]],
         "bias": smooth_noise(shape, (parameters["bias_spacing_vox"],) * 2, rng=rng),
+        "column": smooth_noise(shape, (24, 24), rng=rng),
         "noise_seed": int(rng.integers(2**31)),
     }
     return fields
@@ -263,17 +275,30 @@ def _tissue_labels(
     u, v = u + elastic[0], v + elastic[1]
     level = float(np.clip(parameters["level"] + parameters["levels_per_mm"] * z_mm, 0, len(_sections()) - 1))
     horn = np.float32(parameters["horn_elastic_mm"]) * fields["horn"]
-    cord_sdf, gm_sdf = _section_distances(u, v, level, parameters, horn)
+    rim, ring = parameters["rim_mm"], parameters["ring_mm"]
+    # distances are looked up only in a box around the cord: beyond it nothing depends on them
+    stretch = math.sqrt(parameters["anisotropy"])
+    reach_mm = 1.7 * parameters["scale"] * max(stretch, 1 / stretch) + rim + ring + 0.3
+    box = _box_around(parameters["centre_mm"], tilt, z_mm, reach_mm, shape, spacing)
+    cord_sdf = np.full(shape, 10.0, dtype=np.float32)
+    gm_sdf = np.full(shape, 10.0, dtype=np.float32)
+    if box is not None:
+        cord_sdf[box], gm_sdf[box] = _section_distances(
+            u[box], v[box], level, parameters, horn[(slice(None), *box)]
+        )
     labels = np.full(shape, FIELD, dtype=np.uint8)
     if parameters["surroundings"]:
         _paint_surroundings(labels, fields, parameters, u, v, cord_sdf)
+    if parameters["column"] is not None:
+        labels[~_column_mask(grid_y, grid_x, parameters, fields["column"])] = OUTSIDE
     _paint_bubbles(labels, grid_y, grid_x, parameters)
-    rim, ring = parameters["rim_mm"], parameters["ring_mm"]
     if ring > 0:
         phase = fields["ring"]
         angle_map = np.arctan2(v, u)
         coverage = np.sin(angle_map + phase[0]) + 0.5 * np.sin(2 * angle_map + phase[1])
-        present = coverage > np.quantile(coverage, 1 - parameters["ring_coverage"])
+        angles = np.linspace(-math.pi, math.pi, 360, endpoint=False)
+        every = np.sin(angles + phase[0]) + 0.5 * np.sin(2 * angles + phase[1])
+        present = coverage > np.quantile(every, 1 - parameters["ring_coverage"])
         labels[(cord_sdf >= rim) & (cord_sdf < rim + ring) & present] = RING
     if rim > 0:
         labels[(cord_sdf >= 0) & (cord_sdf < rim)] = RIM
@@ -281,6 +306,33 @@ def _tissue_labels(
     labels[cord] = Label.WM
     labels[cord & (gm_sdf < 0)] = Label.GM
     return labels
+
+
+def _box_around(
+    centre_mm: list[float], tilt: list[float], z_mm: float, reach_mm: float, shape, spacing: float
+) -> tuple[slice, slice] | None:
+    """The pixel box within ``reach_mm`` of the cord centre of slice ``z_mm`` (None: outside the field)."""
+    box = []
+    for axis in range(2):
+        centre = (centre_mm[axis] + tilt[axis] * z_mm) / spacing + (shape[axis] - 1) / 2
+        low = max(int(math.floor(centre - reach_mm / spacing)), 0)
+        high = min(int(math.ceil(centre + reach_mm / spacing)) + 1, shape[axis])
+        if high <= low:
+            return None
+        box.append(slice(low, high))
+    return box[0], box[1]
+
+
+def _column_mask(grid_y: np.ndarray, grid_x: np.ndarray, parameters: dict, roughness_field) -> np.ndarray:
+    """The tissue column: an ellipse around the cord with a rough outline; outside is medium or air."""
+    column = parameters["column"]
+    centre = parameters["centre_mm"] if parameters["cord_present"] else [0.0, 0.0]
+    dy = grid_y - np.float32(centre[0] + column["offset_mm"][0])
+    dx = grid_x - np.float32(centre[1] + column["offset_mm"][1])
+    cosine, sine = math.cos(column["angle_rad"]), math.sin(column["angle_rad"])
+    along, across = dx * cosine + dy * sine, dy * cosine - dx * sine
+    radius = np.sqrt((along / column["radii_mm"][0]) ** 2 + (across / column["radii_mm"][1]) ** 2)
+    return radius < 1 + np.float32(column["roughness"]) * roughness_field
 
 
 @functools.lru_cache(maxsize=1)
@@ -352,7 +404,7 @@ def _paint_surroundings(
         # an ellipse whose near end lies ``distance_mm`` outside the cord, elongated away from it
         direction = np.float32(root["angle_rad"])
         along_angle = np.cos(angle - direction)
-        near = (cord_sdf > 0) & (along_angle > 0.6)
+        near = (cord_sdf > 0) & (cord_sdf < 5) & (along_angle > 0.6)
         if not near.any():
             continue
         surface = float(np.min(radius[near] - cord_sdf[near]))

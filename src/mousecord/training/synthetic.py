@@ -132,12 +132,27 @@ class SyntheticTrainConfig:
 def synthetic_batch(
     config: SyntheticTrainConfig, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(b, slices, y, x) float32 normalised images and (b, y, x) int64 labels, each sample new."""
+    """(b, slices, y, x) float32 normalised images and (b, y, x) int64 labels, each sample new.
+
+    Each sample's whole field is normalised by the inference normalisation first and the patch cut from it
+    afterwards, as inference normalises a whole image before cutting its tiles.
+    """
     images, labels = [], []
+    patch = np.asarray(config.synthesis.patch_size_vox)
     for _ in range(config.batch_size):
         sample = synthesize(config.synthesis, rng)
-        images.append(normalize(sample.image))  # the inference normalisation, over the whole slab
-        labels.append(sample.label_map)
+        image = normalize(sample.image)
+        field = np.asarray(sample.label_map.shape)
+        if sample.parameters["cord_present"] and rng.random() < 0.85:
+            centre = (
+                np.asarray(sample.parameters["centre_mm"]) / config.synthesis.spacing_mm + (field - 1) / 2
+            )
+            start = centre - patch / 2 + rng.uniform(-0.35, 0.35, 2) * patch
+        else:
+            start = rng.uniform(0, 1, 2) * (field - patch)
+        y, x = np.clip(np.round(start).astype(int), 0, field - patch)
+        images.append(image[:, y : y + patch[0], x : x + patch[1]])
+        labels.append(sample.label_map[y : y + patch[0], x : x + patch[1]])
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels).astype(np.int64))
 
 

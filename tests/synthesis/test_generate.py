@@ -1,0 +1,137 @@
+"""The slab synthesis: determinism, label validity, and that what it randomises really varies."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from mousecord.errors import ConfigError
+from mousecord.labels import Label
+from mousecord.synthesis import SynthesisConfig, render_sample, sample_parameters, synthesize
+
+SMALL = SynthesisConfig(patch_size_vox=(96, 96), field_size_vox=(96, 160))
+
+
+@pytest.fixture(scope="module")
+def draws() -> list:
+    rng = np.random.default_rng(123)
+    return [synthesize(SMALL, rng) for _ in range(60)]
+
+
+def test_same_seed_same_bytes_and_parameters_replay() -> None:
+    first = synthesize(SMALL, np.random.default_rng(7))
+    second = synthesize(SMALL, np.random.default_rng(7))
+    assert first.image.tobytes() == second.image.tobytes()
+    assert first.label_map.tobytes() == second.label_map.tobytes()
+    # the recorded parameters alone (through JSON) reproduce the sample
+    replayed = render_sample(SMALL, json.loads(json.dumps(first.parameters)))
+    assert replayed.image.tobytes() == first.image.tobytes()
+    assert replayed.label_map.tobytes() == first.label_map.tobytes()
+    other = synthesize(SMALL, np.random.default_rng(8))
+    assert other.image.tobytes() != first.image.tobytes()
+
+
+def test_shapes_and_labels(draws) -> None:
+    for sample in draws:
+        side = sample.parameters["field_vox"]
+        assert SMALL.field_size_vox[0] <= side <= SMALL.field_size_vox[1]
+        assert sample.image.shape == (SMALL.slab_slices, side, side)
+        assert sample.image.dtype == np.float32 and np.isfinite(sample.image).all()
+        assert sample.label_map.shape == (side, side) and sample.label_map.dtype == np.uint8
+        assert set(np.unique(sample.label_map).tolist()) <= {0, 1, 2}
+
+
+def test_gm_lies_inside_the_cord_and_wm_surrounds_it(draws) -> None:
+    with_cord = [sample for sample in draws if sample.parameters["cord_present"]]
+    assert len(with_cord) > 40
+    for sample in with_cord:
+        cord = sample.label_map > 0
+        gm = sample.label_map == Label.GM
+        if not gm.any():
+            continue  # a cord cut by the field's edge may hold WM alone
+        # GM is enclosed by the cord: filling the cord's holes never reaches GM from outside
+        assert np.all(ndimage.binary_fill_holes(cord)[gm])
+        # most of the GM boundary touches WM, not background (horn tips may reach the surface)
+        ring = ndimage.binary_dilation(gm) & ~gm
+        assert np.mean(sample.label_map[ring] == Label.WM) > 0.7
+    assert not any(sample.label_map.any() for sample in draws if not sample.parameters["cord_present"])
+
+
+def test_gm_is_sometimes_brighter_and_sometimes_darker_than_wm(draws) -> None:
+    differences = []
+    for sample in draws:
+        centre = sample.image[SMALL.slab_slices // 2]
+        gm, wm = sample.label_map == Label.GM, sample.label_map == Label.WM
+        if gm.sum() > 50 and wm.sum() > 50:
+            differences.append(float(np.median(centre[gm]) - np.median(centre[wm])))
+    differences = np.asarray(differences)
+    assert (differences > 0.05).sum() >= 5
+    assert (differences < -0.05).sum() >= 5
+
+
+def test_surroundings_vary(draws) -> None:
+    rims = [sample.parameters["rim_mm"] for sample in draws]
+    assert min(rims) == 0.0 and max(rims) > 0.1
+    assert any(not sample.parameters["surroundings"] for sample in draws)
+    assert len({sample.parameters["extra_labels"] for sample in draws}) >= 3
+    # the cord is brighter than its immediate surroundings in some draws and darker in others
+    contrasts = []
+    for sample in draws:
+        cord = sample.label_map > 0
+        if cord.sum() < 200:
+            continue
+        shell = ndimage.binary_dilation(cord, iterations=6) & ~ndimage.binary_dilation(cord, iterations=2)
+        centre = sample.image[SMALL.slab_slices // 2]
+        contrasts.append(np.median(centre[cord]) - np.median(centre[shell]))
+    assert min(contrasts) < 0 < max(contrasts)
+
+
+def test_resolution_randomisation_gives_thick_slices() -> None:
+    rng = np.random.default_rng(5)
+    parameters = [sample_parameters(SMALL, rng) for _ in range(200)]
+    thickness = np.array([entry["slice_thickness_mm"] for entry in parameters])
+    assert thickness.min() < 0.08 and thickness.max() > 0.35
+    resolution = np.array([entry["in_plane_resolution_mm"] for entry in parameters])
+    assert resolution.min() < 0.04 and resolution.max() > 0.09
+    # adjacent slices of a thick-slice slab differ more than those of a thin one: the cord moves between them
+    thin = dataclasses.replace(SMALL, slice_thickness_mm=(0.05, 0.05), single_slice_probability=0.0)
+    thick = dataclasses.replace(SMALL, slice_thickness_mm=(0.5, 0.5), single_slice_probability=0.0)
+
+    def neighbour_difference(config: SynthesisConfig) -> float:
+        values = []
+        for seed in range(12):
+            sample = synthesize(
+                dataclasses.replace(config, no_cord_probability=0.0), np.random.default_rng(seed)
+            )
+            near_cord = ndimage.binary_dilation(sample.label_map > 0, iterations=5)
+            image = sample.image / (sample.image[:, near_cord].std() + 1e-6)
+            values.append(np.abs(image[0] - image[2])[near_cord].mean())
+        return float(np.median(values))
+
+    assert neighbour_difference(thick) > 1.5 * neighbour_difference(thin)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("snr", (-5.0, 20.0)),
+        ("slice_thickness_mm", (0.0, 0.3)),
+        ("in_plane_resolution_mm", (0.1, 0.05)),
+        ("gibbs_probability", 1.5),
+        ("slab_slices", 2),
+        ("patch_size_vox", (8, 8)),
+    ],
+)
+def test_out_of_range_settings_are_refused(field: str, value) -> None:
+    with pytest.raises(ConfigError, match=field):
+        SynthesisConfig(**{field: value})
+
+
+def test_unknown_setting_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown synthesis settings"):
+        SynthesisConfig.from_dict({"snr": [5, 10], "contrast": "t1w"})
+    assert SynthesisConfig.from_dict({"snr": [5, 10]}).snr == (5, 10)
