@@ -13,8 +13,9 @@ import torch
 from mousecord import phantom
 from mousecord.analysis import dice
 from mousecord.cli.main import main
+from mousecord.inference.preprocessing import preprocess_image, preprocess_label_map
 from mousecord.labels import Label
-from mousecord.models import build_network, load_bundle, load_weights, save_bundle
+from mousecord.models import InputSpec, build_network, load_bundle, load_weights, save_bundle
 from mousecord.training import (
     TrainConfig,
     config_from_bundle,
@@ -23,7 +24,6 @@ from mousecord.training import (
     train,
     train_model,
 )
-from mousecord.training.data import to_network_axes, zscore
 from mousecord.training.loop import build_training_network, epoch_batches, load_checkpoint
 from tests.training.synthetic import save, write_bids_dataset
 
@@ -68,8 +68,10 @@ def test_training_learns_gm_from_sparse_slices(tmp_path: Path) -> None:
         seed=0,
     )
     held_out = phantom.generate_phantom(config, rng=np.random.default_rng(1234))
-    image = zscore(to_network_axes(held_out.image.data))
-    truth = to_network_axes(held_out.label_map.data)
+    spec = InputSpec("held-out", PHANTOM_VOXEL_MM)
+    preprocessed = preprocess_image(held_out.image.data, held_out.image.voxel_size_mm, spec)
+    image = preprocessed.data[0]
+    truth = preprocess_label_map(held_out.label_map.data, preprocessed)
 
     train_config = TrainConfig(patch_size_vox=(16, 48, 48), epochs=6, iterations_per_epoch=25, seed=0)
     result = train_model(train_config, load_training_dataset(tmp_path / "data"), tmp_path / "run")

@@ -205,7 +205,7 @@ class Predictor:
         return prep.preprocess_image(
             image,
             voxel_size_mm,
-            self.bundle,
+            self.bundle.input_spec,
             max_network_voxels=self.config.max_network_voxels,
         )
 

@@ -20,7 +20,7 @@ from scipy.ndimage import binary_fill_holes, map_coordinates
 from mousecord.errors import ConfigError, ImageFormatError
 
 if TYPE_CHECKING:
-    from mousecord.models.bundle import ModelBundle
+    from mousecord.models.bundle import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -258,22 +258,21 @@ def resample(
 def preprocess_image(
     image: np.ndarray,
     voxel_size_mm: Sequence[float],
-    bundle: ModelBundle,
+    spec: InputSpec,
     *,
-    spacing_mm: Sequence[float] | None = None,
     max_network_voxels: int | None = None,
 ) -> PreprocessedImage:
     """Canonical (x, y, z) or (c, x, y, z) image -> network space, exactly as nnU-Net's ``run_case_npy``.
 
-    To network axes, crop to the non-zero box, normalise each channel as ``bundle.normalization`` says, then
-    resample (cubic) to the model's spacing; an in-plane model keeps the image's slices (only y and x are
+    To network axes, crop to the non-zero box, normalise each channel as ``spec.normalization`` says, then
+    resample (cubic) to ``spec.spacing_mm``; an in-plane model keeps the image's slices (only y and x are
     resampled). The one preprocessing path: the Predictor and training both call it.
 
     Args:
         image: (x, y, z) or (c, x, y, z) canonical array.
         voxel_size_mm: (3,) voxel size along x, y, z.
-        bundle: the model (normalisation, spacing, axis order, in-plane or not).
-        spacing_mm: (z, y, x) target spacing instead of the bundle's (training a new model at its data's).
+        spec: what the network expects (:attr:`~mousecord.models.ModelBundle.input_spec`, or for a model
+            being trained from scratch, its data's own spacing).
         max_network_voxels: refuse an image with more voxels than this once resampled.
 
     Raises:
@@ -282,21 +281,21 @@ def preprocess_image(
     image = np.asarray(image)
     if image.ndim == 3:
         image = image[None]
-    if image.ndim != 4 or image.shape[0] != bundle.input_channels:
+    if image.ndim != 4 or image.shape[0] != spec.input_channels:
         raise ImageFormatError(
-            f"expected a 3D image with {bundle.input_channels} channel(s), got shape {image.shape}"
+            f"expected a 3D image with {spec.input_channels} channel(s), got shape {image.shape}"
         )
-    data, spacing = to_network_axes(image, voxel_size_mm, bundle.transpose_forward)
-    if not bundle.in_plane and data.shape[1] == 1:
+    data, spacing = to_network_axes(image, voxel_size_mm, spec.transpose_forward)
+    if not spec.in_plane and data.shape[1] == 1:
         raise ImageFormatError(
-            f"the image has one slice, but model {bundle.name} is a 3D network that needs a volume; "
+            f"the image has one slice, but model {spec.name} is a 3D network that needs a volume; "
             "segment single slices with an in-plane (2D) model"
         )
     data = np.ascontiguousarray(data, dtype=np.float32)  # the layout nnU-Net's SimpleITK reader gives
     full_shape = tuple(data.shape[1:])
     box = nonzero_bounding_box(data)
     cropped = data[(slice(None), *box)]
-    mask = nonzero_mask(cropped) if any(entry.use_mask for entry in bundle.normalization) else None
+    mask = nonzero_mask(cropped) if any(entry.use_mask for entry in spec.normalization) else None
     normalised = np.stack(
         [
             normalize(
@@ -305,11 +304,11 @@ def preprocess_image(
                 mask=mask if entry.use_mask else None,
                 intensity_properties=entry.intensity_properties,
             )
-            for channel, entry in enumerate(bundle.normalization)
+            for channel, entry in enumerate(spec.normalization)
         ]
     )
-    target = tuple(float(value) for value in (spacing_mm if spacing_mm is not None else bundle.spacing_mm))
-    if bundle.in_plane:  # slices are never resampled: a thick-slice or one-slice image keeps them
+    target = tuple(float(value) for value in spec.spacing_mm)
+    if spec.in_plane:  # slices are never resampled: a thick-slice or one-slice image keeps them
         target = (spacing[0], *target[1:])
     new_shape = tuple(max(size, 1) for size in compute_new_shape(cropped.shape[1:], spacing, target))
     network_voxels = int(np.prod(new_shape, dtype=np.int64))

@@ -1,6 +1,7 @@
 """Model bundles and networks (torch): mousecord's own bundle format and nnU-Net-compatible U-Nets."""
 
 from mousecord.models.bundle import (
+    InputSpec,
     ModelBundle,
     Normalization,
     file_sha256,
@@ -17,6 +18,7 @@ from mousecord.models.network import (
 )
 
 __all__ = [
+    "InputSpec",
     "ModelBundle",
     "Normalization",
     "architecture_from_old_plans",

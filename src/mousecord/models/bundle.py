@@ -60,6 +60,31 @@ class Normalization:
             )
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """What a network expects of its input image: the one description inference and training preprocess by.
+
+    Attributes:
+        name: the model's name, for messages.
+        spacing_mm: (z, y, x) voxel size the network works at (in-plane models keep the image's z).
+        normalization: one entry per image channel.
+        transpose_forward: nnU-Net's axis permutation after the (x, y, z) -> (z, y, x) reversal.
+        slab_slices: 0 for a 3D network, else the adjacent slices an in-plane network sees.
+        input_channels: image channels (1: one contrast).
+    """
+
+    name: str
+    spacing_mm: tuple[float, float, float]
+    normalization: tuple[Normalization, ...] = (Normalization(),)
+    transpose_forward: tuple[int, int, int] = (0, 1, 2)
+    slab_slices: int = 0
+    input_channels: int = 1
+
+    @property
+    def in_plane(self) -> bool:
+        return self.slab_slices > 0
+
+
 @dataclass(frozen=True, eq=False)
 class ModelBundle:
     """A trained segmentation model, ready for inference, whatever format it came from.
@@ -123,6 +148,18 @@ class ModelBundle:
     def in_plane(self) -> bool:
         """Whether the network is 2D, run slice by slice (see ``slab_slices``)."""
         return self.slab_slices > 0
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The input this model expects (see :func:`mousecord.inference.preprocessing.preprocess_image`)."""
+        return InputSpec(
+            self.name,
+            tuple(float(value) for value in self.spacing_mm),
+            self.normalization,
+            self.transpose_forward,
+            self.slab_slices,
+            self.input_channels,
+        )
 
     @property
     def network_channels(self) -> int:
@@ -289,4 +326,12 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["ModelBundle", "Normalization", "file_sha256", "load_bundle", "save_bundle", "unique_tensors"]
+__all__ = [
+    "InputSpec",
+    "ModelBundle",
+    "Normalization",
+    "file_sha256",
+    "load_bundle",
+    "save_bundle",
+    "unique_tensors",
+]

@@ -41,7 +41,7 @@ class SynthesisConfig:
     """
 
     patch_size_vox: tuple[int, int] = (128, 128)
-    field_size_vox: tuple[int, int] = (128, 224)
+    field_size_vox: tuple[int, int] = (128, 192)
     spacing_mm: float = 0.05
     slab_slices: int = 3
     cord_scale: tuple[float, float] = (0.6, 1.6)

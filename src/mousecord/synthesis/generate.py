@@ -242,7 +242,7 @@ def _random_fields(shape: tuple[int, int], parameters: dict[str, Any], rng: np.r
         "textures": np.stack([smooth_noise(shape, (size, size), rng=rng) for size in (2, 4, 8)]),
         "white": rng.standard_normal(shape, dtype=np.float32),
         "ring": rng.uniform(0, 2 * math.pi, 3),
-        "extra": [smooth_noise(shape, (size, size), rng=rng) for size in parameters["extra_smoothness_vox"]],
+        "extra": _extra_tissue_labels(shape, parameters, rng),
         "bias": smooth_noise(shape, (parameters["bias_spacing_vox"],) * 2, rng=rng),
         "column": smooth_noise(shape, (24, 24), rng=rng),
         "noise_seed": int(rng.integers(2**31)),
@@ -250,10 +250,27 @@ def _random_fields(shape: tuple[int, int], parameters: dict[str, Any], rng: np.r
     return fields
 
 
+def _extra_tissue_labels(shape, parameters: dict[str, Any], rng: np.random.Generator) -> np.ndarray | None:
+    """The random label field of extra tissues (the strongest of several smooth fields where it exceeds a
+    threshold, else FIELD), drawn once per sample: the surroundings do not change across a slab."""
+    if not parameters["extra_smoothness_vox"]:
+        return None
+    stack = np.stack(
+        [smooth_noise(shape, (size, size), rng=rng) for size in parameters["extra_smoothness_vox"]]
+    )
+    labels = (EXTRA + stack.argmax(axis=0)).astype(np.uint8)
+    labels[stack.max(axis=0) <= parameters["extra_threshold"]] = FIELD
+    return labels
+
+
+@functools.lru_cache(maxsize=8)
 def _grid_mm(shape: tuple[int, int], spacing: float) -> tuple[np.ndarray, np.ndarray]:
     y = ((np.arange(shape[0]) - (shape[0] - 1) / 2) * spacing).astype(np.float32)
     x = ((np.arange(shape[1]) - (shape[1] - 1) / 2) * spacing).astype(np.float32)
-    return np.meshgrid(y, x, indexing="ij")
+    grids = np.meshgrid(y, x, indexing="ij")
+    for grid in grids:
+        grid.flags.writeable = False  # cached: shared by every sample of this size
+    return grids[0], grids[1]
 
 
 def _tissue_labels(
@@ -391,11 +408,8 @@ def _paint_surroundings(
     labels: np.ndarray, fields: dict, parameters: dict[str, Any], u: np.ndarray, v: np.ndarray, cord_sdf
 ) -> None:
     """Random label field of extra tissues, then nerve roots / ganglia beside the cord."""
-    if fields["extra"]:
-        stack = np.stack(fields["extra"])
-        strongest = stack.argmax(axis=0)
-        filled = stack.max(axis=0) > parameters["extra_threshold"]
-        labels[filled] = (EXTRA + strongest[filled]).astype(np.uint8)
+    if fields["extra"] is not None:
+        np.copyto(labels, fields["extra"], where=fields["extra"] != FIELD)
     if not parameters["cord_present"]:
         return
     radius = np.sqrt(u**2 + v**2)

@@ -1,12 +1,15 @@
-"""Training data: read a BIDS or nnU-Net raw dataset into network-order arrays with sparse labels.
+"""Training data: read a BIDS or nnU-Net raw dataset into network-space arrays with sparse labels.
 
-Every case is held in the network's axis order (z, y, x) = the canonical RAS array transposed, exactly as
-``mousecord segment`` and nnU-Net see images: z-scored image, and a uint8 label map where slices nobody
-annotated hold :data:`~mousecord.labels.IGNORE_VALUE`. All checks run here, before any training starts.
+Every image goes through :func:`mousecord.inference.preprocessing.preprocess_image`, the function the
+Predictor runs before its network: network axis order (z, y, x), crop to the non-zero box, z-score over that
+box, and resampling to the model's spacing when fine-tuning a model (in-plane models keep their slices).
+The label map gets the same axes, crop and (nearest-neighbour) resampling; slices nobody annotated hold
+:data:`~mousecord.labels.IGNORE_VALUE`. All checks run here, before any training starts.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +27,10 @@ from mousecord.datasets.nnunet_raw import (
     read_dataset_json,
 )
 from mousecord.errors import DatasetError
+from mousecord.inference.preprocessing import preprocess_image, preprocess_label_map
 from mousecord.io import load_nifti
 from mousecord.labels import IGNORE_VALUE, TISSUE_LABELS, Label, check_label_values, masks_to_label_map
+from mousecord.models.bundle import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +42,9 @@ class TrainingCase:
     Attributes:
         name: image file stem or nnU-Net case name.
         subject: ``sub-XX`` (cross-validation splits by it).
-        image: (z, y, x) float32, z-scored over the whole image.
+        image: (z, y, x) float32, preprocessed as the Predictor does (cropped to non-zero, z-scored).
         label_map: (z, y, x) uint8: 0 background, 1 GM, 2 WM, IGNORE_VALUE where not annotated.
-        spacing_mm: (3,) voxel size in (z, y, x) order.
+        spacing_mm: (3,) voxel size of ``image`` in (z, y, x) order.
     """
 
     name: str
@@ -80,20 +85,16 @@ class TrainingDataset:
         )
 
 
-def zscore(image: np.ndarray) -> np.ndarray:
-    """(image - mean) / std over the whole image, as float32 (nnU-Net's ZScoreNormalization, no mask)."""
-    image = np.asarray(image, dtype=np.float32)
-    mean, std = float(image.mean()), float(image.std())
-    return ((image - mean) / max(std, 1e-8)).astype(np.float32)
-
-
-def to_network_axes(canonical: np.ndarray) -> np.ndarray:
-    """Canonical RAS (x, y, z) -> network (z, y, x), contiguous."""
-    return np.ascontiguousarray(np.transpose(canonical, (2, 1, 0)))
-
-
-def load_training_dataset(path: Path | str, *, label_folder: str = MASK_FOLDER_DEFAULT) -> TrainingDataset:
+def load_training_dataset(
+    path: Path | str, *, label_folder: str = MASK_FOLDER_DEFAULT, input_spec: InputSpec | None = None
+) -> TrainingDataset:
     """Read a BIDS dataset (masks under ``derivatives/<label_folder>``) or an nnU-Net raw dataset.
+
+    Args:
+        path: the dataset folder.
+        label_folder: the derivatives folder holding the GM/WM masks (BIDS).
+        input_spec: what the network expects (a model being fine-tuned: its ``input_spec``); default a
+            z-scored single channel at each image's own voxel size.
 
     Raises:
         DatasetError: missing label folder, no labelled volume, mask shape differing from the image,
@@ -101,10 +102,10 @@ def load_training_dataset(path: Path | str, *, label_folder: str = MASK_FOLDER_D
     """
     path = Path(path)
     if (path / "dataset.json").is_file():
-        cases = _load_nnunet(path)
+        cases = _load_nnunet(path, input_spec)
         layout = "nnU-Net raw"
     else:
-        cases = _load_bids(path, label_folder)
+        cases = _load_bids(path, label_folder, input_spec)
         layout = "BIDS"
     cases = [case for case in cases if _has_annotation(case)]
     if not cases:
@@ -121,7 +122,7 @@ def _has_annotation(case: TrainingCase) -> bool:
     return True
 
 
-def _load_bids(root: Path, label_folder: str) -> list[TrainingCase]:
+def _load_bids(root: Path, label_folder: str, input_spec: InputSpec | None) -> list[TrainingCase]:
     folder = root / "derivatives" / label_folder
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
@@ -138,13 +139,13 @@ def _load_bids(root: Path, label_folder: str) -> list[TrainingCase]:
         labelled.append(bids_case)
     # Decompressing .nii.gz dominates and zlib releases the GIL: threads read several volumes at once.
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-        cases = list(pool.map(_load_bids_case, labelled))
+        cases = list(pool.map(functools.partial(_load_bids_case, input_spec=input_spec), labelled))
     if not cases:
         raise DatasetError(f"{root}: no image has GM and WM masks under {folder}")
     return cases
 
 
-def _load_bids_case(bids_case: BidsCase) -> TrainingCase:
+def _load_bids_case(bids_case: BidsCase, *, input_spec: InputSpec | None) -> TrainingCase:
     image = load_nifti(bids_case.image, dtype=np.float32).volume
     masks = [load_nifti(bids_case.masks[label]).volume for label in TISSUE_LABELS]
     for label, mask in zip(TISSUE_LABELS, masks, strict=True):
@@ -160,10 +161,10 @@ def _load_bids_case(bids_case: BidsCase) -> TrainingCase:
         ignore_unannotated=True,
         slice_axis=2,
     )
-    return _case(bids_case.image.name.split(".nii")[0], bids_case.subject, image, label_map)
+    return _case(bids_case.image.name.split(".nii")[0], bids_case.subject, image, label_map, input_spec)
 
 
-def _load_nnunet(root: Path) -> list[TrainingCase]:
+def _load_nnunet(root: Path, input_spec: InputSpec | None) -> list[TrainingCase]:
     dataset_json = read_dataset_json(root)
     ignore_value = ignore_value_of(dataset_json)
     subjects = _subjects_from_conversion(root)
@@ -180,7 +181,7 @@ def _load_nnunet(root: Path) -> list[TrainingCase]:
             label_map[label_map == ignore_value] = IGNORE_VALUE
         check_label_values(label_map, name=nnunet_case.label.name, allow_ignore=ignore_value is not None)
         subject = subjects.get(nnunet_case.name, nnunet_case.name)
-        cases.append(_case(nnunet_case.name, subject, image, label_map.astype(np.uint8)))
+        cases.append(_case(nnunet_case.name, subject, image, label_map.astype(np.uint8), input_spec))
     return cases
 
 
@@ -196,11 +197,16 @@ def _subjects_from_conversion(root: Path) -> dict[str, str]:
     return subjects
 
 
-def _case(name: str, subject: str, image, label_map: np.ndarray) -> TrainingCase:
-    spacing = tuple(float(value) for value in np.round(image.voxel_size_mm[::-1], 6))
-    return TrainingCase(
-        name, subject, zscore(to_network_axes(image.data)), to_network_axes(label_map), spacing
-    )
+def _case(
+    name: str, subject: str, image, label_map: np.ndarray, input_spec: InputSpec | None
+) -> TrainingCase:
+    if input_spec is None:
+        own_spacing = tuple(float(value) for value in np.round(image.voxel_size_mm[::-1], 6))
+        input_spec = InputSpec("training", own_spacing)
+    preprocessed = preprocess_image(image.data, image.voxel_size_mm, input_spec)
+    labels = preprocess_label_map(label_map, preprocessed, input_spec.transpose_forward)
+    spacing = tuple(float(value) for value in np.round(preprocessed.network_spacing_mm, 6))
+    return TrainingCase(name, subject, preprocessed.data[0], labels, spacing)
 
 
-__all__ = ["TrainingCase", "TrainingDataset", "load_training_dataset", "to_network_axes", "zscore"]
+__all__ = ["TrainingCase", "TrainingDataset", "load_training_dataset"]
