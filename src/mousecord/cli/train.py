@@ -1,4 +1,5 @@
-"""``mousecord train DATASET -o FOLDER``: train a 3D U-Net from sparse or dense annotations."""
+"""``mousecord train DATASET -o FOLDER``: train a 3D U-Net from sparse or dense annotations, or fine-tune a
+model (``--init-model``; an in-plane model learns from the annotated slices mixed with synthetic ones)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tune: start from this model's weights (its first fold, e.g. 'default'), network, patch "
         "size and inference settings",
     )
+    parser.add_argument(
+        "--synthetic-fraction",
+        type=float,
+        default=0.25,
+        help="fine-tuning an in-plane model: share of training samples drawn from the synthesis, so the "
+        "model keeps what it knew (default 0.25)",
+    )
     add_common_options(parser)
     parser.set_defaults(handler=run)
 
@@ -105,6 +113,8 @@ def command_line(args: argparse.Namespace) -> str:
             words += [f"--{name.replace('_', '-')}", str(value)]
     if args.patch_size_vox:
         words += ["--patch-size-vox", *(str(size) for size in args.patch_size_vox)]
+    if args.synthetic_fraction != 0.25:
+        words += ["--synthetic-fraction", str(args.synthetic_fraction)]
     words += [
         flag for flag, on in (("--resume", args.resume), ("--no-augmentation", args.no_augmentation)) if on
     ]
@@ -114,17 +124,20 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from mousecord.training import TrainConfig, config_from_bundle, train
 
-    config = build_config(args)
     initial_weights = inference = None
     if args.init_model:
         from mousecord.models.registry import resolve_model
 
         bundle = resolve_model(args.init_model)
-        config = config_from_bundle(config, bundle)
+        if bundle.in_plane:
+            return _fine_tune_in_plane(args, bundle)
+        config = config_from_bundle(build_config(args), bundle)
         if args.patch_size_vox:  # the weights do not depend on the patch: the user's choice stands
             config = TrainConfig.from_dict({**config.to_dict(), "patch_size_vox": args.patch_size_vox})
         initial_weights = bundle.fold_weights[0]
         inference = bundle.metadata.get("inference")
+    else:
+        config = build_config(args)
     summary = train(
         args.dataset,
         args.output,
@@ -140,4 +153,44 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary.format_table())
     print(f"model bundle: {summary.bundle}")
+    return 0
+
+
+def _fine_tune_in_plane(args: argparse.Namespace, bundle) -> int:
+    """``--init-model`` with an in-plane model: fine-tune it on the annotated slices (see
+    :func:`mousecord.training.fine_tune_in_plane`), the command-line overrides applied to its recipe."""
+    import dataclasses
+
+    from mousecord.errors import ConfigError
+    from mousecord.training import InPlaneTrainConfig, fine_tune_in_plane
+
+    if args.folds or args.config or args.patch_size_vox:
+        raise ConfigError("--folds, --config and --patch-size-vox do not apply to an in-plane model")
+    if not 0 <= args.synthetic_fraction < 1:
+        raise ConfigError(f"--synthetic-fraction must be in [0, 1), got {args.synthetic_fraction}")
+    base = InPlaneTrainConfig.for_bundle(bundle)
+    overrides = {
+        "annotated_fraction": 1 - args.synthetic_fraction,
+        "epochs": 10,
+        "iterations_per_epoch": 25,
+        "learning_rate": 5e-4,
+        **{name: getattr(args, name) for name, _, _ in _OVERRIDES if getattr(args, name) is not None},
+    }
+    overrides.pop("optimizer", None)  # in-plane training always uses AdamW
+    config = dataclasses.replace(base, **overrides)
+    if args.no_augmentation:
+        config = dataclasses.replace(
+            config, augmentation=dataclasses.replace(config.augmentation, enabled=False)
+        )
+    folder = fine_tune_in_plane(
+        bundle,
+        args.dataset,
+        args.output,
+        config,
+        label_folder=args.label_folder,
+        resume=args.resume,
+        progress=show_progress(args),
+        command=command_line(args),
+    )
+    print(f"model bundle: {folder}")
     return 0

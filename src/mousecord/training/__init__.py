@@ -1,13 +1,22 @@
-"""Training 3D U-Nets from sparse slice annotations (torch): data, patches, loss, loop, cross-validation."""
+"""Training U-Nets (torch): 3D from sparse slice annotations (data, patches, loss, loop, cross-validation) and
+in-plane 2D/2.5D networks from synthetic slabs and annotated slices (:mod:`mousecord.training.in_plane`)."""
 
 from mousecord.training.config import AugmentationConfig, TrainConfig, config_from_bundle, preset_config
 from mousecord.training.crossval import TrainSummary, subject_folds, train
 from mousecord.training.data import TrainingCase, TrainingDataset, load_training_dataset
+from mousecord.training.in_plane import (
+    InPlaneTrainConfig,
+    InPlaneTrainResult,
+    fine_tune_in_plane,
+    train_in_plane,
+)
 from mousecord.training.loop import TrainResult, load_checkpoint, predict_label_map, train_model
 from mousecord.training.loss import deep_supervision_loss, masked_dice_ce_loss
 
 __all__ = [
     "AugmentationConfig",
+    "InPlaneTrainConfig",
+    "InPlaneTrainResult",
     "TrainConfig",
     "TrainResult",
     "TrainSummary",
@@ -15,6 +24,7 @@ __all__ = [
     "TrainingDataset",
     "config_from_bundle",
     "deep_supervision_loss",
+    "fine_tune_in_plane",
     "load_checkpoint",
     "load_training_dataset",
     "masked_dice_ce_loss",
@@ -22,5 +32,6 @@ __all__ = [
     "preset_config",
     "subject_folds",
     "train",
+    "train_in_plane",
     "train_model",
 ]

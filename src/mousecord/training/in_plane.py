@@ -1,0 +1,658 @@
+"""Train an in-plane (2D / 2.5D) network on synthetic slabs, a user's annotated slices, or a mix of both.
+
+Synthetic samples are new in every batch (:mod:`mousecord.synthesis`): nothing is drawn from a fixed set of
+volumes; their whole field is normalised by the function inference uses
+(:func:`mousecord.inference.preprocessing.normalize`) before the patch is cut. Annotated slices come from a
+dataset prepared by the Predictor's own preprocessing (:func:`~mousecord.training.load_training_dataset`
+with the model's ``input_spec``), each with its neighbours as channels, rotated, scaled and flipped in-plane
+(unannotated slices are never sampled, so the ignore label only covers what comes from outside the volume).
+Validation runs the deployed :class:`~mousecord.inference.Predictor` on whole held-out volumes (e.g.
+phantoms of :mod:`mousecord.phantom`, whose surroundings and contrasts the synthesis never draws), so the
+number that selects the checkpoint is measured the way users run the model.
+
+Determinism: batch ``i`` of epoch ``e`` comes from ``numpy.random.default_rng([seed, e, i])`` whichever
+worker builds it, so a run resumed from ``checkpoint_last.pt`` continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mousecord.datasets.bids import MASK_FOLDER_DEFAULT
+from mousecord.errors import ConfigError
+from mousecord.inference.predictor import InferenceConfig, Predictor
+from mousecord.inference.preprocessing import normalize
+from mousecord.io.atomic import atomic_output
+from mousecord.io.volume import Volume
+from mousecord.labels import DATASET_JSON_LABELS, IGNORE_VALUE, LABEL_NAMES, TISSUE_LABELS
+from mousecord.models.bundle import ModelBundle, save_bundle
+from mousecord.models.network import build_network, load_weights, plain_unet_architecture
+from mousecord.options import DEVICES
+from mousecord.synthesis import SynthesisConfig, synthesize
+from mousecord.training.config import AugmentationConfig
+from mousecord.training.data import TrainingCase, load_training_dataset
+from mousecord.training.loop import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    HISTORY_JSON,
+    PROGRESS_PNG,
+    load_checkpoint,
+    plot_progress,
+    select_device,
+    split_subjects,
+)
+from mousecord.training.loss import masked_dice_ce_loss
+from mousecord.training.patches import (
+    SpatialParams,
+    augment_intensity,
+    extract_patch,
+    intensity_transforms,
+    sample_center,
+)
+
+logger = logging.getLogger(__name__)
+
+IN_PLANE_CONFIG_JSON = "in_plane_train_config.json"
+
+
+@dataclass(frozen=True)
+class InPlaneTrainConfig:
+    """Recipe of an in-plane network trained on synthetic slabs and/or annotated slices.
+
+    Attributes:
+        features_per_stage: 2D PlainConvUNet features; each stage after the first halves y and x.
+        n_conv_per_stage: convolutions per stage (encoder and decoder).
+        batch_size, epochs, iterations_per_epoch: an epoch is a fixed number of fresh batches.
+        learning_rate, weight_decay, poly_exponent, gradient_clip: AdamW with poly decay per iteration.
+        seed: weights and every sample derive from it.
+        device: "auto", "cpu" or "cuda".
+        data_workers: processes synthesising batches while the network trains (0: the main process).
+        synthesis: the generator's ranges; its ``patch_size_vox``, ``spacing_mm`` and ``slab_slices`` are
+            the model's.
+        annotated_fraction: share of samples cut from a dataset's annotated slices (0: synthesis alone;
+            needs a dataset when above 0); the rest are synthetic.
+        augmentation: in-plane rotation, scaling, flips and intensity changes of annotated-slice samples
+            (the tilt setting is not used: slices are never resampled across).
+    """
+
+    features_per_stage: tuple[int, ...] = (16, 32, 64, 128, 256, 256)
+    n_conv_per_stage: int = 2
+    batch_size: int = 12
+    epochs: int = 40
+    iterations_per_epoch: int = 60
+    learning_rate: float = 2e-3
+    weight_decay: float = 3e-5
+    poly_exponent: float = 0.9
+    gradient_clip: float = 12.0
+    seed: int = 0
+    device: str = "auto"
+    data_workers: int = 1
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    annotated_fraction: float = 0.0
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.annotated_fraction <= 1.0:
+            raise ConfigError(f"annotated_fraction must be in [0, 1], got {self.annotated_fraction}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
+        for name in ("batch_size", "epochs", "iterations_per_epoch", "n_conv_per_stage"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.data_workers < 0:
+            raise ConfigError(f"data_workers must be >= 0, got {self.data_workers}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        reduction = 2 ** (len(self.features_per_stage) - 1)
+        if any(size % reduction for size in self.synthesis.patch_size_vox):
+            raise ConfigError(
+                f"synthesis patch_size_vox {self.synthesis.patch_size_vox} must be divisible by {reduction} "
+                f"for a network of {len(self.features_per_stage)} stages"
+            )
+
+    @property
+    def strides(self) -> tuple[tuple[int, int], ...]:
+        return ((1, 1),) + ((2, 2),) * (len(self.features_per_stage) - 1)
+
+    def architecture(self) -> dict[str, Any]:
+        """The nnU-Net-style description of the 2D network."""
+        return plain_unet_architecture(
+            features_per_stage=tuple(self.features_per_stage),
+            strides=self.strides,
+            n_conv_per_stage=self.n_conv_per_stage,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def for_bundle(cls, bundle: ModelBundle) -> InPlaneTrainConfig:
+        """The recipe an in-plane ``bundle`` was trained with (its metadata), else one with its network,
+        patch, slab and spacing and default settings otherwise.
+
+        Raises:
+            ConfigError: a 3D bundle, or a network that is not a 2D PlainConvUNet of the kind trained here.
+        """
+        if not bundle.in_plane:
+            raise ConfigError(f"model {bundle.name} is a 3D network, not an in-plane one")
+        recipe = bundle.metadata.get("training_config")
+        if isinstance(recipe, dict):
+            return cls.from_dict(recipe)
+        try:
+            kwargs = bundle.architecture["arch_kwargs"]
+            n_conv = {int(count) for count in kwargs["n_conv_per_stage"]}
+            config = cls(
+                features_per_stage=tuple(int(value) for value in kwargs["features_per_stage"]),
+                n_conv_per_stage=n_conv.pop() if len(n_conv) == 1 else 0,
+                synthesis=SynthesisConfig(
+                    patch_size_vox=tuple(int(size) for size in bundle.patch_size_vox[1:]),
+                    field_size_vox=(max(bundle.patch_size_vox[1:]), max(192, *bundle.patch_size_vox[1:])),
+                    spacing_mm=float(bundle.spacing_mm[1]),
+                    slab_slices=bundle.slab_slices,
+                ),
+            )
+        except (KeyError, TypeError, ValueError, ConfigError) as error:
+            raise ConfigError(
+                f"model {bundle.name}: cannot read its network description ({error})"
+            ) from error
+        if config.architecture() != bundle.architecture:
+            raise ConfigError(
+                f"model {bundle.name}: its network is not one mousecord trains in-plane (a 2D PlainConvUNet "
+                "with 3x3 convolutions, strides 2 after the first stage, instance norm, leaky ReLU)"
+            )
+        return config
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> InPlaneTrainConfig:
+        """Build from a (possibly partial) dict, e.g. parsed JSON; unknown keys are an error."""
+        known = {item.name for item in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown synthetic training settings {unknown}; known: {sorted(known)}")
+        values = dict(values)
+        if isinstance(values.get("synthesis"), dict):
+            values["synthesis"] = SynthesisConfig.from_dict(values["synthesis"])
+        if isinstance(values.get("augmentation"), dict):
+            augmentation = {
+                key: tuple(value) if isinstance(value, list) else value
+                for key, value in values["augmentation"].items()
+            }
+            try:
+                values["augmentation"] = AugmentationConfig(**augmentation)
+            except TypeError as error:
+                raise ConfigError(f"invalid augmentation settings: {error}") from error
+        if "features_per_stage" in values:
+            values["features_per_stage"] = tuple(int(value) for value in values["features_per_stage"])
+        return cls(**values)
+
+
+def synthetic_sample(config: InPlaneTrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A (slices, y, x) float32 normalised patch and its (y, x) labels, from a new synthetic field.
+
+    The whole field is normalised by the inference normalisation first and the patch cut from it
+    afterwards, as inference normalises a whole image before cutting its tiles.
+    """
+    sample = synthesize(config.synthesis, rng)
+    image = normalize(sample.image)
+    patch = np.asarray(config.synthesis.patch_size_vox)
+    field_shape = np.asarray(sample.label_map.shape)
+    if sample.parameters["cord_present"] and rng.random() < 0.85:
+        centre = (
+            np.asarray(sample.parameters["centre_mm"]) / config.synthesis.spacing_mm + (field_shape - 1) / 2
+        )
+        start = centre - patch / 2 + rng.uniform(-0.35, 0.35, 2) * patch
+    else:
+        start = rng.uniform(0, 1, 2) * (field_shape - patch)
+    y, x = np.clip(np.round(start).astype(int), 0, field_shape - patch)
+    return image[:, y : y + patch[0], x : x + patch[1]], sample.label_map[y : y + patch[0], x : x + patch[1]]
+
+
+def annotated_sample(
+    case: TrainingCase, config: InPlaneTrainConfig, rng: np.random.Generator, transforms: list
+) -> tuple[np.ndarray, np.ndarray]:
+    """A patch centred near the cord on an annotated slice of ``case``, its neighbours as channels, rotated
+    by any angle, scaled and flipped in-plane, with intensity augmentation; (slices, y, x) and (y, x) labels
+    (IGNORE_VALUE where the patch reaches outside the volume)."""
+    augmentation = config.augmentation
+    patch = (config.synthesis.slab_slices, *config.synthesis.patch_size_vox)
+    centre = sample_center(case, patch, rng, annotated_fraction=1.0)
+    in_plane = np.eye(2)
+    if augmentation.enabled:
+        if rng.random() < augmentation.rotation_probability:
+            angle = rng.uniform(-math.pi, math.pi)
+            in_plane = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        if rng.random() < augmentation.scaling_probability:
+            in_plane = in_plane / rng.uniform(*augmentation.scaling_range)
+        in_plane = in_plane @ np.diag(np.where(rng.random(2) < augmentation.flip_probability, -1.0, 1.0))
+    matrix = np.eye(3)
+    matrix[1:, 1:] = in_plane  # slices stay where they are: z is never resampled
+    image, labels = extract_patch(case, centre, patch, SpatialParams(matrix, None))
+    image = augment_intensity(image, labels, augmentation, transforms, rng)
+    return image, labels[patch[0] // 2]
+
+
+def in_plane_batch(
+    config: InPlaneTrainConfig, rng: np.random.Generator, cases: Sequence[TrainingCase] = ()
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(b, slices, y, x) float32 images and (b, y, x) int64 labels: a share ``config.annotated_fraction``
+    from ``cases``' annotated slices, the rest synthetic."""
+    transforms = intensity_transforms(config.augmentation, rng) if cases else []
+    images, labels = [], []
+    for _ in range(config.batch_size):
+        if cases and rng.random() < config.annotated_fraction:
+            image, label_map = annotated_sample(cases[int(rng.integers(len(cases)))], config, rng, transforms)
+        else:
+            image, label_map = synthetic_sample(config, rng)
+        images.append(image)
+        labels.append(label_map)
+    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels).astype(np.int64))
+
+
+class InPlaneBatches(torch.utils.data.IterableDataset):
+    """The batches of one epoch; batch ``i`` is drawn from ``default_rng([seed, epoch, i])``."""
+
+    def __init__(self, config: InPlaneTrainConfig, epoch: int, cases: Sequence[TrainingCase] = ()) -> None:
+        self.config, self.epoch, self.cases = config, epoch, tuple(cases)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        if info is not None:
+            torch.set_num_threads(1)
+        for index in range(worker, self.config.iterations_per_epoch, workers):
+            rng = np.random.default_rng([self.config.seed, self.epoch, index])
+            yield in_plane_batch(self.config, rng, self.cases)
+
+
+def build_network_for(config: InPlaneTrainConfig) -> nn.Module:
+    """The 2D U-Net, He-initialised from ``config.seed`` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        network = build_network(
+            config.architecture(),
+            input_channels=config.synthesis.slab_slices,
+            num_classes=len(LABEL_NAMES),
+        )
+        network.apply(network.initialize)
+    return network
+
+
+def bundle_from_weights(
+    config: InPlaneTrainConfig,
+    weights: dict[str, torch.Tensor],
+    *,
+    name: str,
+    inference: dict[str, Any] | None = None,
+    model_card: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> ModelBundle:
+    """An in-plane :class:`ModelBundle` of ``weights``: what validation runs and what export writes."""
+    synthesis = config.synthesis
+    return ModelBundle(
+        name=name,
+        architecture=config.architecture(),
+        # the z spacing of an in-plane model is never used: images keep their own slices
+        spacing_mm=(synthesis.spacing_mm, synthesis.spacing_mm, synthesis.spacing_mm),
+        patch_size_vox=(1, *synthesis.patch_size_vox),
+        fold_weights=({key: value.detach().cpu().clone() for key, value in weights.items()},),
+        labels=dict(DATASET_JSON_LABELS),
+        mirror_axes=(1, 2),
+        slab_slices=synthesis.slab_slices,
+        model_card=model_card,
+        metadata={
+            "training_config": config.to_dict(),
+            **(metadata or {}),
+            **({"inference": dict(inference)} if inference else {}),
+        },
+    )
+
+
+def validate_volumes(predictor: Predictor, volumes: Sequence[tuple[Volume, np.ndarray]]) -> dict[str, float]:
+    """GM and WM Dice of ``predictor`` over whole labelled volumes (statistics pooled over volumes)."""
+    return _pooled_dice((predictor.predict_volume(volume).label_map, truth) for volume, truth in volumes)
+
+
+def validate_annotated_slices(predictor: Predictor, cases: Sequence[TrainingCase]) -> dict[str, float]:
+    """GM and WM Dice of an in-plane ``predictor`` on the annotated slices of preprocessed ``cases``.
+
+    Each slice is predicted with its real neighbours, exactly as in a whole-volume dense prediction (an
+    in-plane network sees nothing else), so the other slices need not be predicted at all.
+    """
+    half = predictor.bundle.slab_slices // 2
+
+    def pairs():
+        for case in cases:
+            for z in case.annotated_slices:
+                low, high = max(int(z) - half, 0), min(int(z) + half + 1, case.image.shape[0])
+                logits = predictor.predict_logits(case.image[None, low:high], case.spacing_mm)
+                yield logits[:, int(z) - low].argmax(0).numpy(), case.label_map[z]
+
+    return _pooled_dice(pairs())
+
+
+def _pooled_dice(pairs) -> dict[str, float]:
+    """Dice per tissue over (prediction, truth) pairs, pooled; IGNORE_VALUE truth voxels are left out."""
+    overlap = np.zeros(len(LABEL_NAMES))
+    total = np.zeros(len(LABEL_NAMES))
+    for prediction, truth in pairs:
+        known = truth != IGNORE_VALUE
+        for label in TISSUE_LABELS:
+            predicted, expected = (prediction == label) & known, (truth == label) & known
+            overlap[label] += np.count_nonzero(predicted & expected)
+            total[label] += np.count_nonzero(predicted) + np.count_nonzero(expected)
+    scores = {
+        LABEL_NAMES[label]: float(2 * overlap[label] / total[label]) if total[label] else 1.0
+        for label in TISSUE_LABELS
+    }
+    scores["mean"] = float(np.mean([scores[LABEL_NAMES[label]] for label in TISSUE_LABELS]))
+    return scores
+
+
+@dataclass
+class InPlaneTrainResult:
+    """What one in-plane training run produced."""
+
+    output_folder: Path
+    history: dict[str, list[float]]
+    best_epoch: int
+    best_dice: dict[str, float]
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.output_folder / CHECKPOINT_BEST
+
+
+def train_in_plane(
+    config: InPlaneTrainConfig,
+    output_folder: Path | str,
+    *,
+    validation_volumes: Sequence[tuple[Volume, np.ndarray]] = (),
+    training_cases: Sequence[TrainingCase] = (),
+    validation_cases: Sequence[TrainingCase] = (),
+    initial_weights: Mapping[str, torch.Tensor] | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    stop_after_epoch: int | None = None,
+    inference: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> InPlaneTrainResult:
+    """Train an in-plane network; validate each epoch through the Predictor.
+
+    Args:
+        config: the recipe.
+        output_folder: receives in_plane_train_config.json, checkpoint_last.pt, checkpoint_best.pt,
+            history.json and progress.png.
+        validation_volumes: (volume, truth label map on the volume's grid) pairs, e.g. phantoms of
+            settings the synthesis never draws; the checkpoint with the best mean GM/WM Dice on them is kept.
+        training_cases: annotated cases, preprocessed with the model's ``input_spec``, that
+            ``config.annotated_fraction`` of the samples are cut from.
+        validation_cases: held-out annotated cases, validated on their annotated slices when no
+            ``validation_volumes`` are given.
+        initial_weights: start from these weights (fine-tuning) instead of random ones; ignored on resume.
+        resume: continue from ``checkpoint_last.pt``.
+        stop_after_epoch: stop once this many epochs are done (as if killed); resume later.
+        inference: the bundle's ``metadata["inference"]`` used for volume validation (e.g. the cord ROI path).
+        on_epoch_end: called with the epoch index and its metrics.
+
+    Raises:
+        ConfigError: nothing to validate on, annotated samples asked for without cases, weights that do
+            not fit the network, or a previous run in ``output_folder`` without ``resume``.
+    """
+    if not validation_volumes and not validation_cases:
+        raise ConfigError("in-plane training needs validation volumes or held-out annotated cases")
+    if config.annotated_fraction > 0 and not training_cases:
+        raise ConfigError("annotated_fraction is above 0 but no annotated training case was given")
+    output_folder = Path(output_folder)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    device = select_device(config)
+    network = build_network_for(config).to(device)
+    if initial_weights is not None and not resume:
+        try:
+            load_weights(network, dict(initial_weights))
+        except ConfigError as error:
+            raise ConfigError(f"initial weights do not fit the training network: {error}") from error
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    total_steps = config.epochs * config.iterations_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: max(1 - step / total_steps, 0.0) ** config.poly_exponent
+    )
+    state = _initial_state(output_folder, config, network, optimizer, scheduler, resume=resume)
+    with atomic_output(output_folder / IN_PLANE_CONFIG_JSON) as temporary:
+        temporary.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    history = state["history"]
+    cases = tuple(training_cases) if config.annotated_fraction > 0 else ()
+    for epoch in range(state["epoch"], config.epochs):
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+        started = time.perf_counter()
+        loss, waited = _train_epoch(
+            network, optimizer, scheduler, config, epoch, device, cases, progress=progress
+        )
+        trained = time.perf_counter() - started
+        dice = _validate(config, network, validation_volumes, validation_cases, inference)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": loss,
+            **{f"dice_{key}": value for key, value in dice.items()},
+            "learning_rate": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+            "training_seconds": trained,
+            "data_wait_fraction": waited / max(trained, 1e-9),
+        }
+        for key, value in metrics.items():
+            history.setdefault(key, []).append(value)
+        state["epoch"] = epoch + 1
+        if dice["mean"] > state["best_metric"]:
+            state["best_metric"], state["best_epoch"] = dice["mean"], epoch
+            _save(output_folder / CHECKPOINT_BEST, config, network, optimizer, scheduler, state)
+        _save(output_folder / CHECKPOINT_LAST, config, network, optimizer, scheduler, state)
+        with atomic_output(output_folder / HISTORY_JSON) as temporary:
+            temporary.write_text(json.dumps(history, indent=1) + "\n")
+        plot_progress(history, output_folder / PROGRESS_PNG)
+        logger.info(
+            "epoch %d: loss %.4f, validation Dice GM %.3f WM %.3f (%.0f s, %.0f %% waiting for data)",
+            epoch,
+            loss,
+            dice["GM"],
+            dice["WM"],
+            metrics["seconds"],
+            100 * metrics["data_wait_fraction"],
+        )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+    best = int(state["best_epoch"])
+    best_dice = {key: history[f"dice_{key}"][best] for key in ("GM", "WM", "mean")} if history else {}
+    return InPlaneTrainResult(output_folder, history, best, best_dice)
+
+
+def _validate(config, network, volumes, cases, inference) -> dict[str, float]:
+    """Validation Dice through the deployed Predictor: on whole volumes, else on annotated slices."""
+    bundle = bundle_from_weights(config, network.state_dict(), name="validation", inference=inference)
+    if volumes:
+        return validate_volumes(Predictor(bundle, InferenceConfig(device="cpu", backend="torch")), volumes)
+    dense = Predictor(bundle, InferenceConfig(device="cpu", backend="torch", roi="full"))
+    return validate_annotated_slices(dense, cases)
+
+
+def _train_epoch(
+    network, optimizer, scheduler, config, epoch, device, cases, *, progress
+) -> tuple[float, float]:
+    """Mean loss of one epoch and the seconds spent waiting for batches."""
+    from tqdm import tqdm
+
+    network.train()
+    loader = torch.utils.data.DataLoader(
+        InPlaneBatches(config, epoch, cases),
+        batch_size=None,
+        num_workers=config.data_workers,
+        prefetch_factor=4 if config.data_workers else None,
+    )
+    losses, waited = [], 0.0
+    batches = iter(loader)
+    bar = tqdm(total=config.iterations_per_epoch, desc=f"epoch {epoch}", disable=not progress, leave=False)
+    while True:
+        asked = time.perf_counter()
+        try:
+            images, targets = next(batches)
+        except StopIteration:
+            break
+        waited += time.perf_counter() - asked
+        images, targets = images.to(device), targets.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = masked_dice_ce_loss(network(images), targets)
+        loss.backward()
+        nn.utils.clip_grad_norm_(network.parameters(), config.gradient_clip)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        bar.update()
+    bar.close()
+    return float(np.mean(losses)), waited
+
+
+def _save(path: Path, config, network, optimizer, scheduler, state: dict[str, Any]) -> None:
+    checkpoint = {
+        "network_weights": network.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "in_plane_config_json": json.dumps(config.to_dict()),
+        **state,
+    }
+    with atomic_output(path) as temporary:
+        torch.save(checkpoint, temporary)
+
+
+def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *, resume: bool) -> dict:
+    last = output_folder / CHECKPOINT_LAST
+    if not resume:
+        if last.exists():
+            raise ConfigError(
+                f"{output_folder}: holds a previous run ({last.name}); resume it or use a new folder"
+            )
+        return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
+    checkpoint = load_checkpoint(last)
+    saved = InPlaneTrainConfig.from_dict(json.loads(checkpoint["in_plane_config_json"]))
+    if saved.to_dict() | {"epochs": 0} != config.to_dict() | {"epochs": 0}:
+        raise ConfigError(
+            f"{last}: was trained with a different configuration; resume with the same settings"
+        )
+    network.load_state_dict(checkpoint["network_weights"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    logger.info("resuming %s at epoch %d", output_folder, checkpoint["epoch"])
+    return {key: checkpoint[key] for key in ("epoch", "history", "best_metric", "best_epoch")}
+
+
+def fine_tune_in_plane(
+    bundle: ModelBundle,
+    dataset: Path | str,
+    output_folder: Path | str,
+    config: InPlaneTrainConfig | None = None,
+    *,
+    label_folder: str = MASK_FOLDER_DEFAULT,
+    validation_fraction: float = 0.2,
+    resume: bool = False,
+    progress: bool = False,
+    command: str = "",
+) -> Path:
+    """Fine-tune an in-plane ``bundle`` on a dataset's annotated slices; returns the new bundle folder.
+
+    The dataset is prepared with the bundle's own ``input_spec`` (the Predictor's preprocessing), a share
+    ``validation_fraction`` of its subjects is held out (validation on their annotated slices through the
+    Predictor; with one subject, on the training slices), and ``config.annotated_fraction`` of the samples
+    come from the annotated slices, the rest from the synthesis (so the model keeps what it knew). The best
+    checkpoint is written as ``<output_folder>/model`` with the bundle's inference settings.
+
+    Args:
+        bundle: an in-plane model (e.g. the default one).
+        dataset: BIDS dataset (masks under ``derivatives/<label_folder>``) or nnU-Net raw dataset.
+        output_folder: checkpoints, curves, and the model bundle.
+        config: the recipe; its network must be the bundle's (default: the bundle's training recipe with
+            ``annotated_fraction`` 0.75, 10 epochs of 25 iterations at learning rate 5e-4).
+        label_folder: the mask folder under ``derivatives/``.
+        validation_fraction: share of subjects held out for validation.
+        resume: continue an interrupted fine-tune in ``output_folder``.
+        progress: tqdm bars.
+        command: the command line, for the model card.
+
+    Raises:
+        ConfigError: a 3D bundle, or a recipe whose network is not the bundle's.
+        DatasetError: a bad dataset (checked before training).
+    """
+    if not bundle.in_plane:
+        raise ConfigError(f"model {bundle.name} is a 3D network; fine-tune it with the 3D trainer")
+    if config is None:
+        config = dataclasses.replace(
+            InPlaneTrainConfig.for_bundle(bundle),
+            annotated_fraction=0.75,
+            epochs=10,
+            iterations_per_epoch=25,
+            learning_rate=5e-4,
+        )
+    if config.architecture() != bundle.architecture or config.synthesis.slab_slices != bundle.slab_slices:
+        raise ConfigError(f"model {bundle.name}: the fine-tuning recipe's network is not the model's")
+    loaded = load_training_dataset(dataset, label_folder=label_folder, input_spec=bundle.input_spec)
+    train_subjects, held_out = split_subjects(loaded.subjects, validation_fraction, config.seed)
+    training_cases = loaded.select(set(train_subjects))
+    validation_cases = loaded.select(set(held_out)) or training_cases
+    if not held_out:
+        logger.warning("one subject only: validation Dice is measured on the training slices")
+    inference = bundle.metadata.get("inference")
+    result = train_in_plane(
+        config,
+        output_folder,
+        training_cases=training_cases,
+        validation_cases=validation_cases,
+        initial_weights=bundle.fold_weights[0],
+        resume=resume,
+        progress=progress,
+        inference=inference,
+    )
+    weights = load_checkpoint(result.best_checkpoint)["network_weights"]
+    output_folder = Path(output_folder)
+    card = (
+        f"# {output_folder.name}\n\nFine-tuned from `{bundle.name}` on `{loaded.source}` "
+        f"({loaded.describe()}) with `{command or 'mousecord.training.fine_tune_in_plane'}`.\n\n"
+        f"Validation (annotated slices of {', '.join(held_out) or 'the training subjects'}, through the "
+        f"Predictor): best epoch {result.best_epoch}, Dice GM {result.best_dice['GM']:.3f}, "
+        f"WM {result.best_dice['WM']:.3f}.\n"
+    )
+    tuned = bundle_from_weights(
+        config,
+        weights,
+        name=output_folder.name or "mousecord-model",
+        inference=inference,
+        model_card=card,
+        metadata={"fine_tuned_from": bundle.name, "validation": result.best_dice},
+    )
+    return save_bundle(tuned, output_folder / "model", overwrite=True)
+
+
+__all__ = [
+    "InPlaneBatches",
+    "InPlaneTrainConfig",
+    "InPlaneTrainResult",
+    "annotated_sample",
+    "build_network_for",
+    "bundle_from_weights",
+    "fine_tune_in_plane",
+    "in_plane_batch",
+    "synthetic_sample",
+    "train_in_plane",
+    "validate_annotated_slices",
+    "validate_volumes",
+]

@@ -1,0 +1,119 @@
+"""In-plane training: annotated-slice samples, resume, fine-tuning through the CLI, validation that equals
+what ``mousecord segment`` + ``mousecord evaluate`` report."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mousecord.analysis import evaluate
+from mousecord.cli.main import main
+from mousecord.inference import InferenceConfig, Predictor
+from mousecord.inference.segment import segment
+from mousecord.labels import IGNORE_VALUE
+from mousecord.models import load_bundle, save_bundle
+from mousecord.synthesis import SynthesisConfig
+from mousecord.training import InPlaneTrainConfig, load_training_dataset, train_in_plane
+from mousecord.training.in_plane import in_plane_batch, validate_annotated_slices
+from tests.inference.helpers import tiny_in_plane_bundle
+from tests.training.synthetic import write_bids_dataset
+
+TINY = InPlaneTrainConfig(
+    features_per_stage=(4, 8, 16),
+    batch_size=2,
+    epochs=2,
+    iterations_per_epoch=2,
+    data_workers=0,
+    device="cpu",
+    synthesis=SynthesisConfig(patch_size_vox=(32, 32), field_size_vox=(32, 48), slab_slices=3),
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bids")
+    write_bids_dataset(root, n_subjects=2, shape=(40, 40, 10), annotated_slices=3)
+    return root
+
+
+def test_annotated_samples_keep_slices_and_ignore_only_outside(dataset: Path) -> None:
+    bundle = tiny_in_plane_bundle(slab_slices=3)
+    cases = load_training_dataset(dataset, input_spec=bundle.input_spec).cases
+    config = dataclasses.replace(TINY, annotated_fraction=1.0, batch_size=6)
+    images, labels = in_plane_batch(config, np.random.default_rng(0), cases)
+    assert images.shape == (6, 3, 32, 32) and labels.shape == (6, 32, 32)
+    values = set(torch.unique(labels).tolist())
+    assert {1, 2} <= values <= {0, 1, 2, IGNORE_VALUE}  # annotated slices: the cord is there
+    again = in_plane_batch(config, np.random.default_rng(0), cases)
+    assert torch.equal(images, again[0]) and torch.equal(labels, again[1])
+
+
+def test_resume_after_a_stop_continues_the_same_loss_curve(dataset: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    cases = load_training_dataset(dataset, input_spec=tiny_in_plane_bundle(slab_slices=3).input_spec).cases
+    config = dataclasses.replace(TINY, annotated_fraction=0.5)
+    kwargs = {"training_cases": cases, "validation_cases": cases}
+    whole = train_in_plane(config, tmp_path / "whole", **kwargs)
+    train_in_plane(config, tmp_path / "split", stop_after_epoch=1, **kwargs)
+    resumed = train_in_plane(config, tmp_path / "split", resume=True, **kwargs)
+    assert resumed.history["train_loss"] == whole.history["train_loss"]
+    assert resumed.history["dice_mean"] == whole.history["dice_mean"]
+    with pytest.raises(Exception, match="previous run"):
+        train_in_plane(config, tmp_path / "whole", **kwargs)
+
+
+def test_validation_equals_segment_and_evaluate(dataset: Path, tmp_path: Path) -> None:
+    """The number that selects a checkpoint is the one a user gets from the deployed commands."""
+    bundle = tiny_in_plane_bundle(slab_slices=3, seed=3)  # a network that predicts both tissues there
+    case = load_training_dataset(dataset, input_spec=bundle.input_spec).cases[0]
+    predictor = Predictor(bundle, InferenceConfig(device="cpu", backend="torch", roi="full"))
+    validation = validate_annotated_slices(predictor, [case])
+    assert validation["GM"] > 0.05 and validation["WM"] > 0.05
+    image = next(dataset.glob(f"sub-*/anat/{case.name}.nii.gz"))
+    model = save_bundle(bundle, tmp_path / "model")
+    output = tmp_path / "pred" / f"{case.name}_seg.nii.gz"
+    segment(image, output, model=model, device="cpu", backend="torch", roi="full")
+    truth = next(dataset.glob(f"derivatives/manual_masks/*/anat/{case.name}_label-GM_mask.nii.gz"))
+    result = evaluate(truth, output)[0]
+    assert result.metrics["GM"].dice == pytest.approx(validation["GM"], abs=1e-9)
+    assert result.metrics["WM"].dice == pytest.approx(validation["WM"], abs=1e-9)
+
+
+def test_cli_fine_tunes_an_in_plane_model(dataset: Path, tmp_path: Path) -> None:
+    start = save_bundle(tiny_in_plane_bundle(slab_slices=3), tmp_path / "start")
+    code = main(
+        [
+            "train",
+            str(dataset),
+            "-o",
+            str(tmp_path / "run"),
+            "--init-model",
+            str(start),
+            "--epochs",
+            "1",
+            "--iterations-per-epoch",
+            "2",
+            "--batch-size",
+            "2",
+            "--data-workers",
+            "0",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    tuned = load_bundle(tmp_path / "run" / "model")
+    assert tuned.in_plane and tuned.slab_slices == 3
+    assert tuned.metadata["fine_tuned_from"] == "tiny-2d"
+    assert tuned.metadata["training_config"]["annotated_fraction"] == 0.75
+    changed = [
+        not torch.equal(tuned.fold_weights[0][key], value)
+        for key, value in load_bundle(start).fold_weights[0].items()
+    ]
+    assert any(changed)
+    assert (tmp_path / "run" / "progress.png").stat().st_size > 0
