@@ -24,8 +24,8 @@ import torch
 
 from mousecord.models.bundle import save_bundle
 from mousecord.phantom import PhantomConfig, generate_phantom
+from mousecord.training.in_plane import InPlaneTrainConfig, bundle_from_weights, train_in_plane
 from mousecord.training.loop import CHECKPOINT_BEST, load_checkpoint
-from mousecord.training.synthetic import SyntheticTrainConfig, bundle_from_weights, train_synthetic
 
 VALIDATION_SEEDS = {"t1w": (5001, 5002), "random": (5003, 5004)}
 VALIDATION_SHAPE = (200, 200, 24)
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    config = SyntheticTrainConfig(
+    config = InPlaneTrainConfig(
         epochs=args.epochs, iterations_per_epoch=args.iterations, data_workers=args.data_workers
     )
     if args.export:
@@ -78,7 +78,9 @@ def main() -> None:
         )
         save_bundle(bundle, args.export, overwrite=True)
         return
-    train_synthetic(config, args.work, validation_volumes(), resume=args.resume, inference=INFERENCE)
+    train_in_plane(
+        config, args.work, validation_volumes=validation_volumes(), resume=args.resume, inference=INFERENCE
+    )
 
 
 if __name__ == "__main__":

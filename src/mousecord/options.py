@@ -16,7 +16,16 @@ BACKEND_ENVIRONMENT_VARIABLE = "MOUSECORD_BACKEND"
 #: ``metadata["inference"]["roi"]`` values, and ``InferenceConfig.roi``'s (plus "auto": the bundle's choice):
 #: "full": dense sliding window (nnU-Net's way); "cord": find the cord, segment around it.
 ROI_MODES = ("full", "cord")
+#: Contrast presets of the phantom (:class:`~mousecord.phantom.PhantomConfig`).
+PHANTOM_CONTRASTS = ("t1w", "gm-dark", "random")
 #: A 200 x 200 x 500 chunk at 0.05 mm is 2e7 voxels; 4e8 needs over 10 GB of memory.
 DEFAULT_MAX_NETWORK_VOXELS = 400_000_000
 
-__all__ = ["BACKENDS", "BACKEND_ENVIRONMENT_VARIABLE", "DEFAULT_MAX_NETWORK_VOXELS", "DEVICES", "ROI_MODES"]
+__all__ = [
+    "BACKENDS",
+    "BACKEND_ENVIRONMENT_VARIABLE",
+    "DEFAULT_MAX_NETWORK_VOXELS",
+    "DEVICES",
+    "PHANTOM_CONTRASTS",
+    "ROI_MODES",
+]

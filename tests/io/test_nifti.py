@@ -71,11 +71,31 @@ def test_singleton_fourth_axis_is_accepted(tmp_path: Path) -> None:
     assert load_nifti(path).volume.shape == (4, 5, 6)
 
 
-@pytest.mark.parametrize("shape", [(4, 5, 6, 2), (4, 5)])
-def test_not_3d_is_refused(tmp_path: Path, shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("shape", [(4, 5, 6, 2), (4, 5, 6, 1, 2), (4,)])
+def test_not_2d_or_3d_is_refused(tmp_path: Path, shape: tuple[int, ...]) -> None:
     path = _write(tmp_path / "bad.nii.gz", np.ones(shape, dtype=np.float32))
-    with pytest.raises(ImageFormatError, match=r"bad.nii.gz: expected a 3D image, got shape"):
+    with pytest.raises(ImageFormatError, match=r"bad.nii.gz: expected a 2D or 3D image, got shape"):
         load_nifti(path)
+
+
+def test_2d_file_is_one_axial_slice_and_written_back_2d(tmp_path: Path) -> None:
+    data = np.arange(20, dtype=np.float32).reshape(4, 5)
+    path = _write(tmp_path / "slice.nii.gz", data)
+    loaded = load_nifti(path)
+    assert loaded.volume.shape == (4, 5, 1) and loaded.geometry.stored_shape == (4, 5)
+    np.testing.assert_array_equal(loaded.volume.data[..., 0], data)
+    written = save_like(loaded.volume.data > 9, loaded.geometry, tmp_path / "mask.nii.gz", dtype=np.uint8)
+    back = nib.load(written)
+    assert back.shape == (4, 5)
+    np.testing.assert_array_equal(np.asarray(back.dataobj), (data > 9).astype(np.uint8))
+    np.testing.assert_allclose(back.affine, nib.load(path).affine)
+
+
+def test_one_volume_4d_file_is_written_back_with_its_4d_shape(tmp_path: Path) -> None:
+    path = _write(tmp_path / "four.nii.gz", np.ones((4, 5, 6, 1), dtype=np.float32))
+    loaded = load_nifti(path)
+    written = save_like(loaded.volume.data > 0, loaded.geometry, tmp_path / "mask.nii.gz", dtype=np.uint8)
+    assert nib.load(written).shape == (4, 5, 6, 1)
 
 
 @pytest.mark.parametrize("bad_value", [np.nan, np.inf])

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from mousecord.cli.main import add_common_options, show_progress
+from mousecord.options import PHANTOM_CONTRASTS
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +83,10 @@ def _add_phantom_options(parser: argparse.ArgumentParser, *, seed_default: int |
     )
     parser.add_argument(
         "--contrast",
-        choices=["t1w", "random"],
+        choices=list(PHANTOM_CONTRASTS),
         default="t1w",
-        help="t1w: realistic preset (GM brighter than WM); random: random tissue intensities",
+        help="t1w: realistic preset (GM brighter than WM); gm-dark: the same with GM darker than WM; "
+        "random: random tissue intensities",
     )
     parser.add_argument(
         "--snr",

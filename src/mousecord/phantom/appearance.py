@@ -70,9 +70,12 @@ _TISSUE_KEYS = [tissue.name.lower() for tissue in Tissue]
 
 
 def sample_appearance(contrast: str, *, rng: np.random.Generator) -> dict[str, Any]:
-    """Draw tissue means (WM = 1), textures and cord details for ``contrast`` ("t1w" or "random")."""
-    if contrast == "t1w":
+    """Draw tissue means (WM = 1), textures and cord details for ``contrast`` ("t1w", "gm-dark" or
+    "random"); "gm-dark" is the t1w preset with GM darker than WM (0.6-0.9x), as some fixations give."""
+    if contrast in ("t1w", "gm-dark"):
         means = {name: float(rng.uniform(*bounds)) for name, bounds in T1W_MEANS.items()}
+        if contrast == "gm-dark":
+            means["gm"] = float(rng.uniform(0.6, 0.9))
         means["muscle_dark"] = means["muscle"] * float(rng.uniform(0.75, 0.92))
         cov = {name: float(rng.uniform(*bounds)) for name, bounds in T1W_COV.items()}
         funiculus = 1 + float(rng.choice([-1, 1]) * rng.uniform(0.03, 0.1))

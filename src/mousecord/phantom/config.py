@@ -10,9 +10,10 @@ import numpy as np
 
 from mousecord.errors import ConfigError
 from mousecord.io import Volume
+from mousecord.options import PHANTOM_CONTRASTS
 
 #: Contrast presets of :func:`~mousecord.phantom.generate_phantom`.
-CONTRASTS: tuple[str, ...] = ("t1w", "random")
+CONTRASTS: tuple[str, ...] = PHANTOM_CONTRASTS
 
 #: The widest mouse cord (3.2 mm) plus a rim of surroundings must fit in the in-plane field of view.
 MIN_FIELD_OF_VIEW_MM = 4.0
@@ -29,7 +30,8 @@ class PhantomConfig:
     Attributes:
         shape_vox: (x, y, z) grid size; z runs along the cord.
         voxel_size_mm: (x, y, z) voxel size. Anatomy is drawn in mm, so it keeps its physical size.
-        contrast: "t1w" (realistic preset: GM 1.1-1.4x WM) or "random" (SynthSeg-style random tissue means).
+        contrast: "t1w" (realistic preset: GM 1.1-1.4x WM), "gm-dark" (the same with GM 0.6-0.9x WM) or
+            "random" (SynthSeg-style random tissue means).
         snr_range: (low, high) of the WM-mean-to-noise-sigma ratio, drawn uniformly.
         blur_fwhm_vox_range: (low, high) Gaussian blur FWHM in voxels.
         bias_variation_range: (low, high) in-plane bias field variation (max/min - 1).
