@@ -1,179 +1,133 @@
-"""Reproduce mousecord's default model: phantoms in, a bundle in ``src/mousecord/models/default`` out.
+"""Reproduce mousecord's default model: an in-plane (2.5D) U-Net trained on synthetic slabs alone, on a CPU.
 
-Steps (every seed fixed; the shipped weights came from one run on an NVIDIA H200, about 3.5 minutes of
-training with 14 batch workers on 16 cores; the same command runs on a CPU, many hours on a laptop, and CUDA
-kernels are not bit-reproducible, so a rerun gives a close, not identical, model):
-
-1. Three phantom datasets (``mousecord.phantom.phantom_dataset``, one process per core): the realistic T1w
-   preset; T1w with air bubbles, damaged chunk ends and SNR down to 6; randomised tissue contrasts with air
-   bubbles and damaged chunk ends; all 200 x 200 x 240 voxels at 0.05 mm.
-2. One BIDS dataset linking the three, with dense labels for the training subjects and the sparse manual-style
-   masks (a few slices of one chunk) for the validation subjects, so validation each epoch stays cheap.
-3. ``mousecord.training.train_model`` with the recipe below, then export of the best checkpoint as a bundle.
-
-Phantom dataset seeds used here (1001, 2001, 3001) must never be used for evaluation:
-``benchmarks/accuracy.py`` draws its volumes from seeds below 1000.
+Every training sample is drawn afresh by :mod:`mousecord.synthesis` (atlas-shaped cords at any level, size
+and rotation; random label fields around them; random contrasts, resolutions, slice thicknesses and noise):
+no volume is drawn twice and nothing of the phantom generator is used for training. Validation after every
+epoch runs the deployed Predictor (the cord ROI path of ``INFERENCE``) on whole phantoms of the other
+generator (:mod:`mousecord.phantom`, seeds 5001-5004: two realistic T1w, two random-contrast), which the
+synthesis never draws from, so the checkpoint is chosen by how well the model generalises. Accuracy is
+reported by ``benchmarks/accuracy.py`` on seeds below 1000.
 
 Usage::
 
-    python tools/train_default_model.py --work /tmp/mousecord-default [--epochs 12] [--install]
+    python tools/train_default_model.py --work /tmp/mousecord-default [--epochs 40] [--resume]
+    python tools/train_default_model.py --work /tmp/mousecord-default --install   # best checkpoint -> package
     # after the benchmarks wrote their JSON, put their numbers into the installed bundle's model card:
-    python tools/train_default_model.py --update-card \
-        --metrics accuracy_t1w.json accuracy_random.json speed.json
+    python tools/train_default_model.py --update-card --metrics accuracy_*.json speed.json
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
-import os
-import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from mousecord.io.atomic import atomic_output
 from mousecord.models.bundle import MODEL_CARD, load_bundle, save_bundle
-from mousecord.phantom import PhantomConfig, phantom_dataset
-from mousecord.training.config import AugmentationConfig, TrainConfig
-from mousecord.training.crossval import TrainSummary, export_bundle
-from mousecord.training.data import load_training_dataset
-from mousecord.training.loop import train_model
+from mousecord.models.network import count_parameters
+from mousecord.phantom import PhantomConfig, generate_phantom
+from mousecord.training.in_plane import (
+    IN_PLANE_CONFIG_JSON,
+    InPlaneTrainConfig,
+    build_network_for,
+    bundle_from_weights,
+    train_in_plane,
+)
+from mousecord.training.loop import CHECKPOINT_BEST, HISTORY_JSON, load_checkpoint
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = REPOSITORY / "src" / "mousecord" / "models" / "default"
 
-PHANTOM_SETS = (
-    # (folder, dataset seed, subjects, chunks, subject number offset, config)
-    ("t1w", 1001, 10, 2, 0, PhantomConfig(shape_vox=(200, 200, 240), contrast="t1w")),
-    (
-        "t1w_artefacts",
-        3001,
-        4,
-        2,
-        20,
-        PhantomConfig(
-            shape_vox=(200, 200, 240),
-            contrast="t1w",
-            snr_range=(6.0, 40.0),
-            air_bubbles=True,
-            damaged_ends=True,
-        ),
-    ),
-    (
-        "random",
-        2001,
-        10,
-        2,
-        40,
-        PhantomConfig(shape_vox=(200, 200, 240), contrast="random", air_bubbles=True, damaged_ends=True),
-    ),
-)
-VALIDATION_SUBJECTS = ("sub-10", "sub-24", "sub-50")  # the last subject of each set
-LABEL_FOLDER = "training_labels"
-
-#: ``metadata["inference"]`` of the shipped bundle: the fast cord ROI path (mousecord.inference.cord_roi),
-#: then the largest cord component only.
+VALIDATION_SEEDS = {"t1w": (5001, 5002), "random": (5003, 5004)}
+VALIDATION_SHAPE = (200, 200, 24)
+#: What the shipped bundle asks of inference: the cord ROI path, stage 1 on one slice every 0.5 mm.
 INFERENCE = {
     "roi": "cord",
-    "margin_mm": 1.0,
-    "slab_spacing_mm": 5.0,
-    "slab_depth_vox": 16,
-    "tile_step_fraction": 0.9,
     "keep_largest_component": True,
+    "slab_spacing_mm": 0.5,
+    "margin_mm": 0.6,
+    "min_cord_voxels": 60,
+    "max_centre_step_mm": 0.8,
 }
-
-#: Widths of 16 cost no more CPU time than 12 (vector-friendly) and the fifth stage, nearly free at 1/16
-#: resolution, widens the receptive field that stage 1 of the ROI path needs to find the cord.
-RECIPE = TrainConfig(
-    features_per_stage=(16, 32, 64, 128, 192),
-    strides=((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2)),
-    patch_size_vox=(48, 96, 96),
-    batch_size=4,
-    epochs=12,
-    iterations_per_epoch=250,
-    optimizer="adamw",
-    learning_rate=2e-3,
-    seed=0,
-    device="auto",
-    data_workers=14,  # a batch stream per worker: the run is reproducible for this count
-    augmentation=AugmentationConfig(inversion_probability=0.1, random_label_intensity_probability=0.15),
-)
+#: The recipe: 2.5D (3 adjacent slices), PlainConvUNet 16-256, 128 x 128 patches, batch 12, AdamW 2e-3.
+RECIPE = InPlaneTrainConfig(epochs=40, iterations_per_epoch=60, data_workers=2)
 
 
-def make_phantoms(work: Path) -> Path:
-    """Write the phantom sets (each skipped when present) and link them into one BIDS dataset."""
-    merged = work / "train_mix"
-    for name, seed, subjects, chunks, _, config in PHANTOM_SETS:
-        if not (work / name).exists():
-            phantom_dataset(
-                work / name,
-                n_subjects=subjects,
-                chunks_per_subject=chunks,
-                config=config,
-                seed=seed,
-                workers=os.cpu_count() or 1,
+def validation_volumes() -> list:
+    volumes = []
+    for contrast, seeds in VALIDATION_SEEDS.items():
+        for seed in seeds:
+            phantom = generate_phantom(
+                PhantomConfig(shape_vox=VALIDATION_SHAPE, contrast=contrast), rng=np.random.default_rng(seed)
             )
-    shutil.rmtree(merged, ignore_errors=True)
-    for name, _, _, _, offset, _ in PHANTOM_SETS:
-        source = work / name
-        for path in sorted(source.rglob("*.nii.gz")):
-            relative = path.relative_to(source).as_posix()
-            number = int(re.search(r"sub-(\d+)", relative).group(1)) + offset
-            subject = f"sub-{number:02d}"
-            relative = re.sub(r"sub-\d+", subject, relative)
-            if relative.startswith("derivatives/"):
-                folder = relative.split("/")[1]
-                wanted = "manual_masks" if subject in VALIDATION_SUBJECTS else "labels"
-                if folder != wanted or (subject in VALIDATION_SUBJECTS and "chunk-1" not in relative):
-                    continue  # validation: the sparse slices of one chunk per subject keep epochs cheap
-                relative = relative.replace(f"derivatives/{folder}/", f"derivatives/{LABEL_FOLDER}/", 1)
-            target = merged / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(path.resolve(), target)
-    return merged
+            volumes.append((phantom.image, phantom.label_map.data))
+    return volumes
 
 
-def default_model_card(training_card: str, metrics: list[dict], *, epochs: int) -> str:
+def default_model_card(
+    config: InPlaneTrainConfig, history: dict, best_epoch: int, metrics: list[dict]
+) -> str:
     """The shipped model's card: what it is, its data, how to reproduce it, measured numbers, limits."""
-    sets = "; ".join(
-        f"{name}: dataset seed {seed}, {subjects} subjects x {chunks} chunks, {config.to_dict()}"
-        for name, seed, subjects, chunks, _, config in PHANTOM_SETS
-    )
+    parameters = count_parameters(build_network_for(config))
+    minutes = sum(history["seconds"]) / 60
+    synthesis = config.synthesis
     lines = [
         "# mousecord default model",
         "",
-        "A small 3D U-Net (nnU-Net's PlainConvUNet, features "
-        + "-".join(str(n) for n in RECIPE.features_per_stage)
-        + ", training patch (z, y, x) "
-        + " x ".join(str(n) for n in RECIPE.patch_size_vox)
-        + ")",
-        "that segments grey matter (1) and white matter (2) in ex vivo T1w MRI of the mouse spinal cord at",
-        "0.05 mm.",
-        "It runs on a CPU with the cord ROI path (find the cord on sparse axial slabs, segment a tube around",
-        f"it, keep the largest cord component): `metadata.inference` = `{json.dumps(INFERENCE)}`.",
+        _paragraph(
+            "An in-plane (2.5D) U-Net: nnU-Net's PlainConvUNet in 2D, features",
+            f"{'-'.join(str(n) for n in config.features_per_stage)}, {parameters:,} weights, that segments",
+            "grey matter (1) and white matter (2) in axial slices of mouse spinal cord MRI at",
+            f"{synthesis.spacing_mm} mm in-plane, seeing each slice with its {synthesis.slab_slices - 1}",
+            "neighbours. Slices are never resampled, so it runs on isotropic volumes, thick-slice volumes",
+            "and single 2D slices alike. It runs on a CPU with the cord ROI path (find the cord on one slice",
+            "every 0.5 mm, segment a tube around it, keep the largest cord component):",
+            "`metadata.inference` =",
+            f"`{json.dumps(INFERENCE)}`.",
+        ),
         "",
         "## Training data",
-        "- Synthetic only: mousecord phantoms (`mousecord.phantom`), no real scan. " + sets + ".",
-        f"- Validation subjects {list(VALIDATION_SUBJECTS)}: sparse manual-style slices of one chunk each.",
-        "- Phantom dataset seeds "
-        + ", ".join(str(seed) for _, seed, *_ in PHANTOM_SETS)
-        + " are training data; evaluations use seeds below 1000.",
+        _paragraph(
+            "- Synthetic only, and never the same sample twice: `mousecord.synthesis` draws every slab",
+            "afresh. GM/WM from the packaged rat atlas sections (every spinal level, scaled to mouse size",
+            "x0.6-1.6, anisotropic, any rotation, mirrored, elastically deformed, asymmetric, GM extent",
+            "jittered); around it random label fields (fluid rim sometimes absent or a wide gap, dura/bone",
+            "ring of random completeness, 2-7 random tissues, nerve roots, air bubbles, a tissue column in",
+            "medium or air); every label's intensity random (GM brighter, darker or equal to WM; 35 % of",
+            "samples ex vivo-like); in-plane resolution 0.03-0.1 mm, slice thickness 0.05-0.5 mm, Rician",
+            "noise at SNR 4-60, bias, Gibbs ringing, ghosting, gamma. Settings:",
+            f"`{json.dumps(synthesis.to_dict())}`.",
+        ),
+        _paragraph(
+            "- Validation (checkpoint choice): whole phantoms of the other generator (`mousecord.phantom`,",
+            "seeds 5001-5004, two T1w, two random-contrast) through the deployed Predictor. Evaluation",
+            "seeds: below 1000.",
+        ),
+        _paragraph(
+            f"- Training: {config.epochs} epochs x {config.iterations_per_epoch} iterations x",
+            f"{config.batch_size} samples, {minutes:.0f} minutes on a 2-core CPU; best validation epoch",
+            f"{best_epoch} (GM Dice {history['dice_GM'][best_epoch]:.3f}, WM",
+            f"{history['dice_WM'][best_epoch]:.3f}).",
+        ),
         "",
         "## Reproduce",
-        "The shipped weights come from one run of the first command on an NVIDIA H200 (14 batch workers,",
-        "about 3.5 minutes of training). CUDA kernels are not bit-reproducible, so a rerun gives a close,",
-        "not identical, model; the same command runs on a CPU, in hours.",
-        "",
         "```bash",
-        f"python tools/train_default_model.py --work WORK --epochs {epochs} --install",
-        "python benchmarks/accuracy.py --contrast t1w --shape 200 200 200 --json accuracy_t1w.json",
-        "python benchmarks/accuracy.py --contrast random --shape 200 200 200 --json accuracy_random.json",
+        f"python tools/train_default_model.py --work WORK --epochs {config.epochs} --install",
+        "python benchmarks/accuracy.py --contrast t1w --shape 200 200 160 --json accuracy_t1w.json",
+        "python benchmarks/accuracy.py --contrast random --shape 200 200 160 --json accuracy_random.json",
+        "python benchmarks/accuracy.py --contrast gm-dark --shape 200 200 160 --json accuracy_gm-dark.json",
+        "python benchmarks/accuracy.py --voxel-size 0.05 0.05 0.3 --shape 200 200 40 \\",
+        "    --json accuracy_thick.json",
+        "python benchmarks/accuracy.py --single-slices 10 --shape 200 200 100 --json accuracy_single.json",
         "python benchmarks/segment.py --default-model --json speed.json",
-        "python tools/train_default_model.py --update-card --metrics accuracy_t1w.json accuracy_random.json "
-        "speed.json",
+        "python tools/train_default_model.py --update-card --metrics accuracy_*.json speed.json",
         "```",
+        "CPU training is deterministic for a given seed, data worker count and thread count.",
         "",
         "## Metrics",
     ]
@@ -184,77 +138,103 @@ def default_model_card(training_card: str, metrics: list[dict], *, epochs: int) 
     lines += [
         "",
         "## Limits",
-        "- Trained on synthetic phantoms only. Real scans differ (coil profiles, fixation, artefacts, other",
-        "  contrasts): check every result visually (`mousecord segment ... -qc qc/`).",
-        "- Fine-tune on real annotations, even a few slices per chunk: `mousecord train DATASET -o runs/own",
-        "  --label-folder manual_masks --init-model default --learning-rate 3e-4`, then",
-        "  `mousecord segment --model runs/own/model`; mix in phantoms to keep their variety.",
-        "- The official nnU-Net weights of SCT's `seg_mouse_gm_wm_t1w` run unchanged with",
-        "  `mousecord segment -i IMAGE --model PATH_TO_NNUNET_FOLDER` (dense; bit-identical to nnU-Net with",
-        "  `--backend torch`).",
-        "- The cord ROI path assumes one cord per image along the last (S) axis of the RAS-reoriented image.",
-        "- Its first stage picks, among the cord-like components of thin axial slabs, the longest and",
-        "  largest chain. Where the network finds cord-sized false positives (contrasts far from T1w), it",
-        "  can pick the wrong chain and return an empty or misplaced cord; `--roi full` (dense, about 7x",
-        "  slower) then often finds the cord: random-contrast phantom seed 5 gives GM Dice 0 with the ROI",
-        "  path and 0.69 dense.",
-        "",
-        "## Training run",
-        "",
-        training_card.replace("\n# ", "\n### ").replace("\n## ", "\n### "),
+        "- Trained on synthetic slabs only; evaluated on phantoms of another generator. Real scans differ",
+        "  (coil profiles, fixation, artefacts): check every result visually",
+        "  (`mousecord segment ... -qc qc/`).",
+        "- Adapt it to your scans from a few annotated slices: `mousecord train DATASET -o runs/own",
+        "  --init-model default` (annotated slices mixed with synthetic ones), then",
+        "  `mousecord segment --model runs/own/model` (see the README, 'Fine-tuning on your scans').",
+        "- One slice at a time with two neighbours: no longer-range continuity along the cord than that.",
+        "- The cord ROI path assumes one cord per image, running along the last (S) axis of the",
+        "  RAS-reoriented image; where its first stage finds no cord-like structure the result is empty and",
+        "  `mousecord segment` warns; `--roi full` segments the whole field densely.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _paragraph(*parts: str) -> str:
+    """Markdown source lines of one paragraph (the parts joined by line breaks, as written)."""
+    return "\n".join(parts)
 
 
 def _metric_lines(record: dict) -> list[str]:
     """Lines for one benchmark JSON (benchmarks/accuracy.py or benchmarks/segment.py --default-model)."""
     if "summary" in record:  # accuracy.py
         lines = [
-            f"Accuracy, contrast {record['contrast']}, {record['volumes']} phantoms {record['shape_xyz']} "
-            f"(seeds {record['seeds'][0]}-{record['seeds'][-1]}), roi {record['roi']}, "
-            f"{record.get('backend', 'torch')} backend: mean (std)",
+            f"Accuracy, case {record.get('case', record['contrast'])}, {record['volumes']} phantoms "
+            f"{record['shape_xyz']} at {record.get('voxel_size_mm', [0.05] * 3)} mm (seeds "
+            f"{record['seeds'][0]}-{record['seeds'][-1]}), roi {record['roi']}, {record['backend']} backend: "
+            "mean (std)",
             "",
             "| class | Dice | HD95 (mm) | volume error (%) | target Dice |",
             "|---|---|---|---|---|",
         ]
-        for name, values in record["summary"].items():
+        for name in ("GM", "WM", "cord"):
+            values = record["summary"][name]
             cells = [
                 f"{values[key]['mean']:.3f} ({values[key]['std']:.3f})"
                 for key in ("dice", "hd95_mm", "volume_difference_percent")
             ]
             target = record.get("targets", {}).get(name)
             lines.append(f"| {name} | {' | '.join(cells)} | {'>= ' + str(target) if target else ''} |")
+        jitter = record["summary"].get("gm_area_jitter")
+        if jitter and np.isfinite(jitter["mean"]):
+            lines += ["", f"GM area jitter from slice to slice: {jitter['mean']:.2f}x the truth's."]
         return lines
     results = record["results"]
     return [
         f"Speed and memory, phantom {record['shape_xyz']}, {record['threads']} threads, CPU: nnU-Net's "
-        f"predictor "
-        f"(reference-size network, patch {record['nnunet_patch_zyx']}) {results['nnunet']['wall_s']:.0f} s; "
-        f"this model ({results['cord'].get('backend', 'torch')} backend), cord ROI "
-        f"{results['cord']['wall_s']:.1f} s ({record['speed_ratio']:.1f}x faster, peak "
+        f"predictor (reference-size network, patch {record['nnunet_patch_zyx']}) "
+        f"{results['nnunet']['wall_s']:.0f} s; this model "
+        f"({results['cord'].get('backend', 'torch')} backend), "
+        f"cord ROI {results['cord']['wall_s']:.1f} s ({record['speed_ratio']:.1f}x faster, peak "
         f"{record['peak_gb_cord']:.2f} GB), dense {results['full']['wall_s']:.1f} s. GM Dice cord ROI "
         f"{results['cord']['dice_GM']:.4f} vs dense {results['full']['dice_GM']:.4f}.",
     ]
 
 
-def update_card(
-    metric_files: list[Path], *, folder: Path = DEFAULT_BUNDLE, epochs: int = RECIPE.epochs
-) -> None:
+def install(work: Path, metric_files: list[Path]) -> Path:
+    """Export the best checkpoint of ``work`` as the shipped default model."""
+    config = InPlaneTrainConfig.from_dict(json.loads((work / IN_PLANE_CONFIG_JSON).read_text()))
+    checkpoint = load_checkpoint(work / CHECKPOINT_BEST)
+    history = json.loads((work / HISTORY_JSON).read_text())
+    metrics = [json.loads(Path(path).read_text()) for path in metric_files]
+    card = default_model_card(config, history, int(checkpoint["best_epoch"]), metrics)
+    bundle = bundle_from_weights(
+        config,
+        checkpoint["network_weights"],
+        name="default",
+        inference=INFERENCE,
+        model_card=card,
+        metadata={"best_epoch": int(checkpoint["best_epoch"]), "validation_history": history},
+    )
+    shutil.rmtree(DEFAULT_BUNDLE, ignore_errors=True)
+    return save_bundle(bundle, DEFAULT_BUNDLE)
+
+
+def update_card(metric_files: list[Path], *, folder: Path = DEFAULT_BUNDLE) -> None:
     """Rewrite ``folder``'s model card with the benchmark JSON files' numbers (weights untouched)."""
     bundle = load_bundle(folder)
-    training = bundle.metadata.get("training_card", "")
+    config = InPlaneTrainConfig.from_dict(bundle.metadata["training_config"])
+    history = bundle.metadata["validation_history"]
     metrics = [json.loads(Path(path).read_text()) for path in metric_files]
-    card = default_model_card(training, metrics, epochs=epochs)
+    card = default_model_card(config, history, int(bundle.metadata["best_epoch"]), metrics)
     with atomic_output(folder / MODEL_CARD) as temporary:  # weights and model.json stay byte-identical
         temporary.write_text(card)
     print(f"model card of {folder} rewritten with {len(metrics)} benchmark record(s)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, help="scratch folder (phantoms, checkpoints)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work", type=Path, help="scratch folder (checkpoints, curves)")
     parser.add_argument("--epochs", type=int, default=RECIPE.epochs)
-    parser.add_argument("--install", action="store_true", help=f"copy the bundle to {DEFAULT_BUNDLE}")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
+    parser.add_argument(
+        "--install", action="store_true", help=f"export the best checkpoint to {DEFAULT_BUNDLE}"
+    )
     parser.add_argument("--update-card", action="store_true", help="only rewrite the installed bundle's card")
     parser.add_argument(
         "--metrics", type=Path, nargs="*", default=[], help="benchmark JSON files for the card"
@@ -262,46 +242,18 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.update_card:
-        update_card(args.metrics, epochs=args.epochs)
+        update_card(args.metrics)
         return
     if args.work is None:
-        parser.error("--work is required to train")
-    config = TrainConfig.from_dict({**RECIPE.to_dict(), "epochs": args.epochs})
-    dataset = load_training_dataset(make_phantoms(args.work), label_folder=LABEL_FOLDER)
-    print(dataset.describe())
-    result = train_model(
-        config,
-        dataset,
-        args.work / "run" / "fold_0",
-        validation_subjects=VALIDATION_SUBJECTS,
-        resume=(args.work / "run" / "fold_0" / "checkpoint_last.pt").exists(),
-        progress=True,
-    )
-    summary = TrainSummary(args.work / "run", (result,), None)
-    bundle = export_bundle(
-        summary,
-        dataset,
-        config,
-        export="best",
-        command=f"python tools/train_default_model.py --work WORK --epochs {args.epochs}",
-    )
-    trained = load_bundle(bundle)
-    metrics = [json.loads(Path(path).read_text()) for path in args.metrics]
-    save_bundle(
-        dataclasses.replace(
-            trained,
-            name="default",
-            model_card=default_model_card(trained.model_card, metrics, epochs=args.epochs),
-            metadata={**trained.metadata, "inference": INFERENCE, "training_card": trained.model_card},
-        ),
-        bundle,
-        overwrite=True,
-    )
-    print(f"bundle written to {bundle}")
+        parser.error("--work is required")
     if args.install:
-        shutil.rmtree(DEFAULT_BUNDLE, ignore_errors=True)
-        shutil.copytree(bundle, DEFAULT_BUNDLE)
-        print(f"installed as the default model in {DEFAULT_BUNDLE}")
+        print(f"installed as the default model in {install(args.work, args.metrics)}")
+        return
+    torch.set_num_threads(args.threads)
+    config = InPlaneTrainConfig.from_dict({**RECIPE.to_dict(), "epochs": args.epochs})
+    train_in_plane(
+        config, args.work, validation_volumes=validation_volumes(), resume=args.resume, inference=INFERENCE
+    )
 
 
 if __name__ == "__main__":
