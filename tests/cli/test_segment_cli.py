@@ -104,3 +104,31 @@ def test_the_command_line_parser_does_not_import_torch():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["openvino", "cord", "False"]
+
+
+def test_image_without_cord_warns_and_exits_with_the_no_cord_status(tmp_path, capsys):
+    """Empty masks are written, but never silently: a warning names the file, the sidecar and the exit
+    status say so (EXIT_NO_CORD, documented in the README)."""
+    import dataclasses
+
+    import torch
+
+    from mousecord.inference.segment import EXIT_NO_CORD
+    from mousecord.models import save_bundle
+    from tests.inference.helpers import tiny_bundle
+
+    bundle = tiny_bundle(spacing_mm=(0.05, 0.05, 0.05))
+    weights = dict(bundle.fold_weights[0])
+    for key in [key for key in weights if key.startswith("decoder.seg_layers")]:
+        weights[key] = torch.zeros_like(weights[key])
+        if key.endswith("bias"):
+            weights[key][0] = 10.0  # background wins everywhere
+    model = save_bundle(dataclasses.replace(bundle, fold_weights=(weights,)), tmp_path / "blind")
+    source = _write(tmp_path / "nocord.nii.gz", np.random.default_rng(1).random((10, 12, 14)) + 1)
+    code = main(["segment", "-i", str(source), "--model", str(model), "--device", "cpu", "--quiet"])
+    assert code == EXIT_NO_CORD == 3
+    captured = capsys.readouterr()
+    assert "no cord found" in captured.err and "nocord.nii.gz" in captured.err
+    sidecar = json.loads((tmp_path / "nocord_seg.json").read_text())
+    assert sidecar["cord_found"] is False
+    assert not np.asarray(nib.load(tmp_path / "nocord_seg.nii.gz").dataobj).any()

@@ -104,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mousecord.cli.main import _print_error
-    from mousecord.inference.segment import segment
+    from mousecord.inference.segment import EXIT_NO_CORD, segment
 
     report = segment(
         args.input,
@@ -139,4 +139,8 @@ def run(args: argparse.Namespace) -> int:
     if report.failed:
         _print_error(f"{len(report.failed)} of {len(report.failed) + len(report.written)} images failed")
         return 1
+    if report.no_cord:
+        names = ", ".join(str(case.input) for case in report.no_cord)
+        _print_error(f"no cord found in {len(report.no_cord)} of {len(report.written)} images ({names})")
+        return EXIT_NO_CORD
     return 0

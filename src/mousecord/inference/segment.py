@@ -9,7 +9,9 @@ Per input ``<stem>.nii.gz`` (outputs beside it unless ``output`` says otherwise)
     <stem>_seg.json          sidecar: software, version, model and weights sha256, settings, input, timing
 
 Every output has the input's shape, affine and header (:func:`mousecord.io.save_like`) and is written
-atomically; if any write of a case fails, the case's other new outputs are removed.
+atomically; if any write of a case fails, the case's other new outputs are removed. An image in which no
+cord is found gets its (empty) outputs, a warning naming the file, ``"cord_found": false`` in its sidecar
+and a place in :attr:`SegmentReport.no_cord` (the command line then exits with :data:`EXIT_NO_CORD`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("multilabel", "masks", "both")
+#: Exit status of ``mousecord segment`` when every image was segmented but some had no cord in them.
+EXIT_NO_CORD = 3
 #: Name suffixes of mousecord's own outputs, skipped when a folder is given as input.
 OUTPUT_SUFFIXES = ("_seg", "_prob", *(f"_{LABEL_NAMES[label]}_seg" for label in TISSUE_LABELS))
 
@@ -62,11 +66,13 @@ class CaseOutputs:
 
 @dataclass
 class SegmentReport:
-    """What ``segment`` did: written cases, skipped (already done) cases and failures (input, message)."""
+    """What ``segment`` did: written cases, skipped (already done) cases, failures (input, message), and the
+    written cases whose segmentation holds no cord (their masks are empty)."""
 
     written: list[CaseOutputs] = field(default_factory=list)
     skipped: list[CaseOutputs] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    no_cord: list[CaseOutputs] = field(default_factory=list)
 
 
 def plan_outputs(
@@ -243,8 +249,12 @@ def segment(
             predictor.prepare()  # once, outside the cases' timing; its errors end the run
             settings = {**options, **_resolved_settings(predictor)}
         try:
-            _segment_case(case, image, predictor, settings, load_seconds, command=command, qc_dir=qc_dir)
+            found = _segment_case(
+                case, image, predictor, settings, load_seconds, command=command, qc_dir=qc_dir
+            )
             report.written.append(case)
+            if not found:
+                report.no_cord.append(case)
         except MousecordError as error:
             record_failure(case, error)
         finally:
@@ -285,7 +295,8 @@ def _segment_case(
     *,
     command: str,
     qc_dir,
-) -> None:
+) -> bool:
+    """Segment and write one case; returns whether any cord (GM or WM) was found."""
     started = time.perf_counter()
     try:
         prediction = predictor.predict_volume(image.volume, probabilities=settings["probabilities"])
@@ -293,6 +304,7 @@ def _segment_case(
         raise ImageFormatError(f"{case.input}: {error}") from error
     predicted = time.perf_counter()
     label_map = _postprocess(prediction.label_map, settings, image.volume.voxel_size_mm)
+    found = bool(label_map.any())
     written: list[Path] = []
     try:
         if settings["output_format"] in ("multilabel", "both"):
@@ -311,13 +323,20 @@ def _segment_case(
             "predict_s": predicted - started,
             "total_s": load_seconds + time.perf_counter() - started,
         }
-        _write_sidecar(case, predictor, settings, timing, command)
+        _write_sidecar(case, predictor, settings, timing, command, cord_found=found)
         written.append(case.sidecar)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
         raise
     logger.info("%s: segmented in %.1f s", case.input, timing["total_s"])
+    if not found:
+        logger.warning(
+            "%s: no cord found, the masks are empty; check the image%s, or segment the whole field densely "
+            "(roi 'full')",
+            case.input,
+            f" in the QC report {qc_dir}" if qc_dir is not None else " (add a QC report to see it)",
+        )
     if qc_dir is not None:
         _write_qc(
             case,
@@ -325,6 +344,7 @@ def _segment_case(
             qc_dir=Path(qc_dir),
             command=command,
         )
+    return found
 
 
 def _postprocess(label_map: np.ndarray, settings: dict, voxel_size_mm) -> np.ndarray:
@@ -340,7 +360,7 @@ def _postprocess(label_map: np.ndarray, settings: dict, voxel_size_mm) -> np.nda
 
 
 def _write_sidecar(
-    case: CaseOutputs, predictor: Predictor, settings: dict, timing: dict, command: str
+    case: CaseOutputs, predictor: Predictor, settings: dict, timing: dict, command: str, *, cord_found: bool
 ) -> None:
     from mousecord import __version__
 
@@ -361,6 +381,7 @@ def _write_sidecar(
             "folds": len(bundle.fold_weights),
         },
         "settings": settings,
+        "cord_found": cord_found,
         "device": str(predictor.device),
         "timing_s": {key: round(value, 3) for key, value in timing.items()},
         "python": platform.python_version(),
@@ -377,4 +398,4 @@ def _write_qc(case: CaseOutputs, *, label_map_path: Path, qc_dir: Path, command:
     write_qc_entry(case.input, label_map_path, qc_dir, subject=case.subject, command=command)
 
 
-__all__ = ["OUTPUT_FORMATS", "CaseOutputs", "SegmentReport", "plan_outputs", "segment"]
+__all__ = ["EXIT_NO_CORD", "OUTPUT_FORMATS", "CaseOutputs", "SegmentReport", "plan_outputs", "segment"]
