@@ -30,12 +30,13 @@ import torch
 from mousecord.io.atomic import atomic_output
 from mousecord.models.bundle import MODEL_CARD, load_bundle, save_bundle
 from mousecord.models.network import count_parameters
-from mousecord.phantom import PhantomConfig, generate_phantom
 from mousecord.training.in_plane import (
+    DEFAULT_INFERENCE,
     IN_PLANE_CONFIG_JSON,
     InPlaneTrainConfig,
     build_network_for,
     bundle_from_weights,
+    phantom_validation_volumes,
     train_in_plane,
 )
 from mousecord.training.loop import CHECKPOINT_BEST, HISTORY_JSON, load_checkpoint
@@ -43,30 +44,10 @@ from mousecord.training.loop import CHECKPOINT_BEST, HISTORY_JSON, load_checkpoi
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = REPOSITORY / "src" / "mousecord" / "models" / "default"
 
-VALIDATION_SEEDS = {"t1w": (5001, 5002), "random": (5003, 5004)}
-VALIDATION_SHAPE = (200, 200, 24)
-#: What the shipped bundle asks of inference: the cord ROI path, stage 1 on one slice every 0.5 mm.
-INFERENCE = {
-    "roi": "cord",
-    "keep_largest_component": True,
-    "slab_spacing_mm": 0.5,
-    "margin_mm": 0.6,
-    "min_cord_voxels": 60,
-    "max_centre_step_mm": 0.8,
-}
+#: What the shipped bundle asks of inference (the cord ROI path, stage 1 on one slice every 0.5 mm).
+INFERENCE = DEFAULT_INFERENCE
 #: The recipe: 2.5D (3 adjacent slices), PlainConvUNet 16-256, 128 x 128 patches, batch 12, AdamW 2e-3.
 RECIPE = InPlaneTrainConfig(epochs=40, iterations_per_epoch=60, data_workers=2)
-
-
-def validation_volumes() -> list:
-    volumes = []
-    for contrast, seeds in VALIDATION_SEEDS.items():
-        for seed in seeds:
-            phantom = generate_phantom(
-                PhantomConfig(shape_vox=VALIDATION_SHAPE, contrast=contrast), rng=np.random.default_rng(seed)
-            )
-            volumes.append((phantom.image, phantom.label_map.data))
-    return volumes
 
 
 def default_model_card(
@@ -252,7 +233,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = InPlaneTrainConfig.from_dict({**RECIPE.to_dict(), "epochs": args.epochs})
     train_in_plane(
-        config, args.work, validation_volumes=validation_volumes(), resume=args.resume, inference=INFERENCE
+        config,
+        args.work,
+        validation_volumes=phantom_validation_volumes(),
+        resume=args.resume,
+        inference=INFERENCE,
     )
 
 

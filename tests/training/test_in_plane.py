@@ -117,3 +117,43 @@ def test_cli_fine_tunes_an_in_plane_model(dataset: Path, tmp_path: Path) -> None
     ]
     assert any(changed)
     assert (tmp_path / "run" / "progress.png").stat().st_size > 0
+
+
+def test_cli_trains_on_synthetic_slabs_alone(tmp_path: Path, monkeypatch) -> None:
+    """``mousecord train --synthetic``: no dataset, validation on phantoms, a runnable in-plane bundle."""
+    import mousecord.training
+    import mousecord.training.in_plane as in_plane
+    from mousecord.phantom import PhantomConfig, generate_phantom
+
+    phantom = generate_phantom(PhantomConfig(shape_vox=(80, 80, 3)), rng=np.random.default_rng(5001))
+    monkeypatch.setattr(
+        in_plane, "phantom_validation_volumes", lambda: [(phantom.image, phantom.label_map.data)]
+    )
+    monkeypatch.setattr(mousecord.training, "InPlaneTrainConfig", lambda: TINY)  # a tiny network
+    code = main(
+        [
+            "train",
+            "--synthetic",
+            "-o",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--iterations-per-epoch",
+            "1",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    bundle = load_bundle(tmp_path / "run" / "model")
+    assert bundle.in_plane and bundle.metadata["inference"]["roi"] == "cord"
+    assert (
+        Predictor(bundle, InferenceConfig(device="cpu", backend="torch"))
+        .predict_volume(phantom.image)
+        .label_map.shape
+        == phantom.image.shape
+    )
+
+
+def test_cli_refuses_a_dataset_with_synthetic(dataset: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", str(dataset), "--synthetic", "-o", str(tmp_path / "run")]) == 1
+    assert "--synthetic trains on synthetic slabs alone" in capsys.readouterr().err

@@ -37,7 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the result is a model bundle FOLDER/model that `mousecord segment --model` runs."
         ),
     )
-    parser.add_argument("dataset", type=Path, help="BIDS dataset root or nnU-Net raw dataset folder")
+    parser.add_argument(
+        "dataset", type=Path, nargs="?", help="BIDS dataset root or nnU-Net raw dataset folder"
+    )
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="no dataset: train the default model's in-plane recipe on synthetic slabs alone, validated "
+        "on phantoms of another generator",
+    )
     parser.add_argument(
         "-o", "--output", type=Path, required=True, help="output folder (checkpoints, curves, model)"
     )
@@ -97,7 +105,13 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 def command_line(args: argparse.Namespace) -> str:
     """The command as the user could retype it (for the model card), rebuilt from the parsed options."""
-    words = ["mousecord", "train", str(args.dataset), "-o", str(args.output)]
+    words = [
+        "mousecord",
+        "train",
+        *([str(args.dataset)] if args.dataset else ["--synthetic"]),
+        "-o",
+        str(args.output),
+    ]
     for name in (
         "label_folder",
         "preset",
@@ -124,6 +138,12 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from mousecord.training import TrainConfig, config_from_bundle, train
 
+    if args.synthetic:
+        return _train_synthetic(args)
+    if args.dataset is None:
+        from mousecord.errors import ConfigError
+
+        raise ConfigError("give a DATASET to train on (or --synthetic to train on synthetic slabs alone)")
     initial_weights = inference = None
     if args.init_model:
         from mousecord.models.registry import resolve_model
@@ -193,4 +213,47 @@ def _fine_tune_in_plane(args: argparse.Namespace, bundle) -> int:
         command=command_line(args),
     )
     print(f"model bundle: {folder}")
+    return 0
+
+
+def _train_synthetic(args: argparse.Namespace) -> int:
+    """``--synthetic``: the in-plane recipe on synthetic slabs alone (see
+    :func:`mousecord.training.train_in_plane`), the best checkpoint exported as ``OUTPUT/model``."""
+    import dataclasses
+
+    from mousecord.errors import ConfigError
+    from mousecord.models.bundle import save_bundle
+    from mousecord.training import InPlaneTrainConfig, load_checkpoint, train_in_plane
+    from mousecord.training.in_plane import (
+        DEFAULT_INFERENCE,
+        bundle_from_weights,
+        phantom_validation_volumes,
+    )
+
+    if args.dataset is not None or args.init_model or args.folds:
+        raise ConfigError(
+            "--synthetic trains on synthetic slabs alone: give no DATASET, --init-model or --folds"
+        )
+    overrides = {name: getattr(args, name) for name, _, _ in _OVERRIDES if getattr(args, name) is not None}
+    overrides.pop("optimizer", None)  # in-plane training always uses AdamW
+    config = dataclasses.replace(InPlaneTrainConfig(), **overrides)
+    result = train_in_plane(
+        config,
+        args.output,
+        validation_volumes=phantom_validation_volumes(),
+        resume=args.resume,
+        progress=show_progress(args),
+        inference=DEFAULT_INFERENCE,
+    )
+    weights = load_checkpoint(result.best_checkpoint)["network_weights"]
+    bundle = bundle_from_weights(
+        config,
+        weights,
+        name=args.output.name or "mousecord-model",
+        inference=DEFAULT_INFERENCE,
+        model_card=f"# {args.output.name}\n\nTrained on synthetic slabs with `{command_line(args)}`; best "
+        f"epoch {result.best_epoch}, phantom validation Dice GM {result.best_dice['GM']:.3f}, "
+        f"WM {result.best_dice['WM']:.3f}.\n",
+    )
+    print(f"model bundle: {save_bundle(bundle, args.output / 'model', overwrite=True)}")
     return 0

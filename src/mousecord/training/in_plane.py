@@ -557,6 +557,37 @@ def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *
     return {key: checkpoint[key] for key in ("epoch", "history", "best_metric", "best_epoch")}
 
 
+#: What an in-plane model trained on synthetic slabs asks of inference (the default model's settings): the
+#: cord ROI path, stage 1 on one slice every 0.5 mm, a tube 0.6 mm beyond the cord, the largest cord kept.
+DEFAULT_INFERENCE = {
+    "roi": "cord",
+    "keep_largest_component": True,
+    "slab_spacing_mm": 0.5,
+    "margin_mm": 0.6,
+    "min_cord_voxels": 60,
+    "max_centre_step_mm": 0.8,
+}
+
+#: Phantoms that validate synthetic training: another generator (mousecord.phantom), never drawn by the
+#: synthesis; seeds 5001-5004 (two realistic T1w, two random-contrast), 200 x 200 x 24 voxels at 0.05 mm.
+VALIDATION_PHANTOMS = (("t1w", 5001), ("t1w", 5002), ("random", 5003), ("random", 5004))
+
+
+def phantom_validation_volumes(
+    phantoms: Sequence[tuple[str, int]] = VALIDATION_PHANTOMS,
+    shape_vox: tuple[int, int, int] = (200, 200, 24),
+) -> list[tuple[Volume, np.ndarray]]:
+    """(volume, truth) pairs of the given (contrast, seed) phantoms, for :func:`train_in_plane`."""
+    from mousecord.phantom import PhantomConfig, generate_phantom
+
+    volumes = []
+    for contrast, seed in phantoms:
+        config = PhantomConfig(shape_vox=shape_vox, contrast=contrast)
+        phantom = generate_phantom(config, rng=np.random.default_rng(seed))
+        volumes.append((phantom.image, phantom.label_map.data))
+    return volumes
+
+
 def fine_tune_in_plane(
     bundle: ModelBundle,
     dataset: Path | str,
@@ -649,8 +680,11 @@ __all__ = [
     "annotated_sample",
     "build_network_for",
     "bundle_from_weights",
+    "DEFAULT_INFERENCE",
+    "VALIDATION_PHANTOMS",
     "fine_tune_in_plane",
     "in_plane_batch",
+    "phantom_validation_volumes",
     "synthetic_sample",
     "train_in_plane",
     "validate_annotated_slices",
