@@ -1,6 +1,7 @@
-"""The model shipped in ``mousecord/models/default/``: it loads offline, segments a fresh phantom far better
-than an untrained network of the same shape, its cord ROI path loses almost nothing against the dense path,
-and the README quick start (``mousecord demo``) runs in-process.
+"""The model shipped in ``mousecord/models/default/``: it loads offline, segments fresh phantoms of either
+polarity (GM brighter or darker than WM) and a single 2D slice far better than an untrained network of the
+same shape, its cord ROI path loses almost nothing against the dense path, an image without a cord gets the
+documented warning and exit status, and the README quick start (``mousecord demo``) runs in-process.
 
 These tests require the shipped bundle: a checkout without it is broken (``python
 tools/train_default_model.py --work WORK --install`` rebuilds it).
@@ -47,8 +48,14 @@ def offline(monkeypatch):
 
 @pytest.fixture(scope="module")
 def phantom():
-    config = PhantomConfig(shape_vox=(96, 96, 96))
+    config = PhantomConfig(shape_vox=(120, 120, 48))
     return generate_phantom(config, rng=np.random.default_rng(PHANTOM_SEED))
+
+
+@pytest.fixture(scope="module")
+def dark_phantom():
+    config = PhantomConfig(shape_vox=(120, 120, 48), contrast="gm-dark")
+    return generate_phantom(config, rng=np.random.default_rng(PHANTOM_SEED + 1))
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +80,7 @@ def cord_prediction(bundle, phantom):
 
 def test_default_model_is_shipped_and_resolves_without_a_name(bundle):
     assert bundle.source == SHIPPED_MODELS_DIR / DEFAULT_MODEL_NAME
+    assert bundle.in_plane and bundle.slab_slices == 3
     assert bundle.metadata["inference"]["roi"] == "cord"
     assert bundle.metadata["weights_sha256"]
     assert "## Limits" in bundle.model_card and "Training data" in bundle.model_card
@@ -83,12 +91,47 @@ def test_default_model_segments_a_fresh_phantom(phantom, cord_prediction):
     assert gm >= MIN_GM_DICE and wm >= MIN_WM_DICE, (gm, wm)
 
 
+def test_default_model_segments_gm_darker_than_wm(bundle, dark_phantom):
+    gm, wm = gm_wm_dice(dark_phantom, segment_phantom(bundle, dark_phantom))
+    assert gm >= MIN_GM_DICE and wm >= MIN_WM_DICE, (gm, wm)
+
+
+def test_default_model_segments_a_single_2d_slice(bundle, phantom, tmp_path):
+    import nibabel as nib
+
+    from mousecord.inference.segment import segment
+
+    z = phantom.image.shape[2] // 2
+    path = tmp_path / "slice_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(phantom.image.data[:, :, z], phantom.image.affine), path)
+    segment(path, tmp_path / "slice_seg.nii.gz", device="cpu", threads=2)
+    labels = np.asarray(nib.load(tmp_path / "slice_seg.nii.gz").dataobj)
+    assert labels.shape == phantom.image.shape[:2]
+    truth = phantom.label_map.data[:, :, z]
+    gm, wm = (dice(truth == label, labels == label) for label in (Label.GM, Label.WM))
+    assert gm >= MIN_GM_DICE and wm >= MIN_WM_DICE, (gm, wm)
+
+
 def test_an_untrained_network_cannot_pass_the_same_bar(bundle, phantom):
     torch.manual_seed(0)
-    network = build_network(bundle.architecture, input_channels=1, num_classes=bundle.num_classes)
+    network = build_network(bundle.architecture, input_channels=bundle.network_channels, num_classes=3)
     untrained = dataclasses.replace(bundle, fold_weights=(network.state_dict(),))
     gm, _ = gm_wm_dice(phantom, segment_phantom(untrained, phantom, roi="full"))
     assert gm < MAX_UNTRAINED_GM_DICE < MIN_GM_DICE
+
+
+def test_an_image_without_cord_gets_the_no_cord_exit_status(tmp_path, capsys):
+    """Embedding medium alone (Rician noise, no tissue): the documented warning and exit status 3."""
+    import nibabel as nib
+
+    from mousecord.inference.segment import EXIT_NO_CORD
+
+    rng = np.random.default_rng(3)
+    medium = np.hypot(0.05 + rng.normal(0, 0.02, (120, 120, 8)), rng.normal(0, 0.02, (120, 120, 8)))
+    path = tmp_path / "medium_T1w.nii.gz"
+    nib.save(nib.Nifti1Image((medium * 1000).astype(np.float32), np.diag([0.05, 0.05, 0.05, 1.0])), path)
+    assert main(["segment", "-i", str(path), "--device", "cpu", "--quiet"]) == EXIT_NO_CORD
+    assert "no cord found" in capsys.readouterr().err
 
 
 def test_cord_roi_path_loses_almost_nothing_against_the_dense_path(bundle, phantom, cord_prediction):

@@ -36,6 +36,9 @@ class SynthesisConfig:
         slice_thickness_mm: acquired slice thickness (partial volume across the slab's slices).
         snr: signal (cord mean) over noise sigma, Rician noise; drawn log-uniformly.
         gibbs_probability, ghosting_probability, bias_probability, gamma_probability: artefact rates.
+        gibbs_keep: share of k-space kept (each axis) where Gibbs ringing is simulated; lower rings more and
+            blurs more.
+        bias_amplitude: standard deviation of the log bias field (a unit-variance smooth field times this).
         single_slice_probability: share of 2.5D samples whose channels all repeat the centre slice, as the
             predictor feeds a one-slice image (its neighbours are replicated).
     """
@@ -60,6 +63,8 @@ class SynthesisConfig:
     gibbs_probability: float = 0.3
     ghosting_probability: float = 0.1
     bias_probability: float = 0.8
+    gibbs_keep: tuple[float, float] = (0.35, 0.8)
+    bias_amplitude: tuple[float, float] = (0.05, 0.4)
     gamma_probability: float = 0.5
     single_slice_probability: float = 0.1
 
@@ -74,6 +79,8 @@ class SynthesisConfig:
             "in_plane_resolution_mm",
             "slice_thickness_mm",
             "snr",
+            "gibbs_keep",
+            "bias_amplitude",
         )
         for name in positive_ranges:
             low, high = getattr(self, name)
@@ -81,6 +88,8 @@ class SynthesisConfig:
                 raise ConfigError(
                     f"synthesis setting {name} must be a range 0 < low <= high, got {getattr(self, name)}"
                 )
+        if self.gibbs_keep[1] > 1:
+            raise ConfigError(f"synthesis setting gibbs_keep must be at most 1, got {self.gibbs_keep}")
         low, high = self.extra_labels
         if not 0 <= low <= high:
             raise ConfigError(f"synthesis setting extra_labels must be 0 <= low <= high, got {(low, high)}")

@@ -141,9 +141,13 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
         "slice_spacing_mm": float(thickness * rng.uniform(1.0, 1.25)),
         "single_slice": bool(config.slab_slices > 1 and rng.random() < config.single_slice_probability),
         "in_plane_resolution_mm": float(rng.uniform(*config.in_plane_resolution_mm)),
-        "gibbs_keep": float(rng.uniform(0.35, 0.8)) if rng.random() < config.gibbs_probability else 1.0,
+        "gibbs_keep": float(rng.uniform(*config.gibbs_keep))
+        if rng.random() < config.gibbs_probability
+        else 1.0,
         "snr": float(_log_uniform(rng, config.snr)),
-        "bias_amplitude": float(rng.uniform(0.05, 0.4)) if rng.random() < config.bias_probability else 0.0,
+        "bias_amplitude": (
+            float(rng.uniform(*config.bias_amplitude)) if rng.random() < config.bias_probability else 0.0
+        ),
         "bias_spacing_vox": int(rng.integers(24, 80)),
         "ghost": (
             {
