@@ -116,7 +116,7 @@ def _bad_inputs(tmp_path):
         "missing": tmp_path / "missing.nii.gz",
         "not_nifti": not_nifti,
         "truncated": truncated,
-        "2d": _write(tmp_path / "flat.nii.gz", np.ones((5, 5), np.float32)),
+        "1d": _write(tmp_path / "line.nii.gz", np.arange(5, dtype=np.float32)),
         "4d": _write(tmp_path / "four.nii.gz", np.ones((5, 5, 5, 3), np.float32)),
         "nan": _write(tmp_path / "nan.nii.gz", nan),
     }
@@ -168,11 +168,13 @@ def test_a_voxel_size_off_by_a_unit_is_refused_before_resampling(model_folder, r
     assert nib.load(report.written[0].multilabel).shape == nib.load(source).shape
 
 
-def test_constant_and_tiny_images_work(model_folder, tmp_path):
+def test_constant_image_is_refused_and_tiny_images_work(model_folder, tmp_path):
     constant = _write(tmp_path / "constant.nii.gz", np.full((6, 5, 7), 7.0, np.float32))
     tiny = _write(tmp_path / "tiny.nii.gz", _image((3, 4, 5)))
     report = segment([constant, tiny], model=model_folder)
-    assert len(report.written) == 2 and not report.failed
+    assert [path.name for path, _ in report.failed] == ["constant.nii.gz"]
+    assert "image is constant (every voxel 7): nothing to segment" in report.failed[0][1]
+    assert len(report.written) == 1 and not list(tmp_path.glob("constant_*"))
     assert nib.load(tmp_path / "tiny_seg.nii.gz").shape == (3, 4, 5)
 
 

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from mousecord.errors import HeaderError, ImageFormatError, MousecordWarning, OutputError
-from mousecord.io import Volume, atomic_output, load_nifti, save_like, save_volume
+from mousecord.io import (
+    Volume,
+    atomic_output,
+    check_not_constant,
+    load_nifti,
+    save_like,
+    save_volume,
+    voxel_size_hint,
+)
 
 from ..conftest import REAL_HEADER_FILES
 
@@ -183,3 +191,59 @@ def test_gzip_module_is_what_reads_compressed_files(tmp_path: Path) -> None:
     path = save_volume(Volume(np.zeros((2, 3, 4), np.float32), np.eye(4)), tmp_path / "v.nii.gz")
     with gzip.open(path) as stream:
         assert len(stream.read()) == 352 + 2 * 3 * 4 * 4
+
+
+def test_constant_image_is_refused_by_its_check() -> None:
+    check_not_constant(np.arange(8.0).reshape(2, 2, 2), name="ramp.nii.gz")
+    with pytest.raises(ImageFormatError, match=r"^flat.nii.gz: image is constant \(every voxel 7.5\)"):
+        check_not_constant(np.full((2, 3, 4), 7.5, np.float32), name="flat.nii.gz")
+
+
+@pytest.mark.parametrize(
+    ("voxel_size", "hint"),
+    [
+        ((1.0, 1.0, 1.0), "if it is 0.1 mm (header x10), pass --voxel-size 0.1 0.1 0.1; if it is 0.05 mm"),
+        ((1.0, 1.0, 8.0), "if it is 0.05 x 0.05 x 0.4 mm (header x20), pass --voxel-size 0.05 0.05 0.4"),
+        ((7.0, 7.0, 7.0), ""),
+        ((0.05, 0.05, 0.05), ""),
+    ],
+)
+def test_voxel_size_hint_names_the_scaled_header_sizes(voxel_size: tuple[float, ...], hint: str) -> None:
+    assert voxel_size_hint(voxel_size).startswith(hint) and bool(voxel_size_hint(voxel_size)) == bool(hint)
+
+
+def test_voxel_size_hint_in_canonical_axes_spells_out_isotropic_sizes_only() -> None:
+    assert voxel_size_hint((1.0, 1.0, 1.0), file_axes=False).endswith("--voxel-size 0.05 0.05 0.05")
+    assert "in the file's axis order" in voxel_size_hint((1.0, 8.0, 1.0), file_axes=False)
+
+
+def test_a_highly_compressed_gzip_file_is_not_mistaken_for_a_truncated_one(tmp_path: Path) -> None:
+    # all-zero data at gzip's best level: the densest a real .nii.gz gets (close to DEFLATE's 1032:1)
+    image = nib.Nifti1Image(np.zeros((400, 400, 100), np.uint8), np.diag([0.05, 0.05, 0.05, 1.0]))
+    path = tmp_path / "zeros.nii.gz"
+    path.write_bytes(gzip.compress(image.to_bytes(), compresslevel=9))
+    assert load_nifti(path).volume.shape == (400, 400, 100)
+
+
+def test_running_out_of_memory_while_reading_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    path = _write(tmp_path / "img.nii.gz", np.ones((4, 5, 6), dtype=np.float32))
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(nib.arrayproxy.ArrayProxy, "__array__", no_memory)
+    with pytest.raises(
+        ImageFormatError, match=r"img.nii.gz: header claims 120 voxels \(480 bytes\), more than"
+    ):
+        load_nifti(path)
+
+
+def test_degenerate_affine_names_the_file(tmp_path: Path) -> None:
+    image = nib.Nifti1Image(np.ones((4, 5, 6), dtype=np.float32), np.diag([0.05, 0.05, 0.05, 1.0]))
+    image.header["srow_x"] = [0, 0, 0, 0]
+    image.header["qform_code"], image.header["sform_code"] = 0, 1
+    image.update_header = lambda: None  # save the header as set
+    nib.save(image, tmp_path / "flat_axis.nii.gz")
+    for voxel_size in (None, (0.05, 0.05, 0.05)):
+        with pytest.raises(HeaderError, match=r"flat_axis.nii.gz: affine has a degenerate axis"):
+            load_nifti(tmp_path / "flat_axis.nii.gz", voxel_size_mm=voxel_size)

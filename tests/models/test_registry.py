@@ -50,12 +50,24 @@ def test_sha256_mismatch_installs_nothing(bundle_folder, tmp_path):
     assert not [path for path in (tmp_path / "models").iterdir()]
 
 
-@pytest.mark.parametrize("entry", ["../evil.txt", "/tmp/evil.txt", "tiny/../../evil.txt"])
-def test_zip_slip_is_refused(bundle_folder, tmp_path, entry):
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("../evil.txt", "a '..' component"),
+        ("/tmp/evil.txt", "an absolute path"),
+        ("tiny/../../evil.txt", "a '..' component"),
+        ("C:/evil.txt", "a drive letter"),
+        ("tiny/link", "a symbolic link"),
+    ],
+)
+def test_zip_slip_is_refused(bundle_folder, tmp_path, entry, reason):
     archive = _zip_folder(bundle_folder, tmp_path / "tiny.zip")
     with zipfile.ZipFile(archive, "a") as zipped:
-        zipped.writestr(entry, "x")
-    with pytest.raises(ModelFolderError, match="unsafe entry"):
+        info = zipfile.ZipInfo(entry)
+        if entry.endswith("link"):
+            info.external_attr = 0o120777 << 16  # a symbolic link to the entry's content
+        zipped.writestr(info, "../../evil.txt" if entry.endswith("link") else "x")
+    with pytest.raises(ModelFolderError, match=rf"unsafe entry '{entry}' \({reason}"):
         install_model(archive, models_dir=tmp_path / "models")
     assert not list((tmp_path / "models").iterdir())
     assert not (tmp_path / "evil.txt").exists()

@@ -26,12 +26,15 @@ from mousecord.analysis.labelmaps import LabelSource, find_label_sources, label_
 from mousecord.analysis.metrics import CLASS_NAMES, METRIC_FIELDS, ClassMetrics, compare_label_maps
 from mousecord.datasets.bids import MASK_FOLDER_DEFAULT
 from mousecord.errors import DatasetError, ImageFormatError, MousecordWarning
-from mousecord.io import atomic_output
+from mousecord.io import Volume, atomic_output
 
 logger = logging.getLogger(__name__)
 
 #: Relative tolerance when checking that truth and prediction have the same voxel size.
 _VOXEL_SIZE_RTOL = 1e-3
+#: Truth and prediction share a grid when every voxel of one lies within this fraction of a voxel of the
+#: same voxel of the other.
+_GRID_TOLERANCE_VOXELS = 0.5
 #: Summary metrics shown on the terminal.
 _SUMMARY_FIELDS = ("dice", "jaccard", "hd95_mm", "mean_surface_distance_mm", "volume_difference_percent")
 
@@ -246,10 +249,35 @@ def _evaluate_case(reference: LabelSource, prediction: LabelSource) -> CaseResul
             "differs "
             f"from truth {reference.name} {np.round(voxel_size_mm, 4).tolist()} mm"
         )
+    check_same_grid(predicted.volume, truth.volume, name=_paths(prediction), reference_name=_paths(reference))
     metrics = compare_label_maps(
         truth.volume.data, predicted.volume.data, voxel_size_mm=voxel_size_mm, name=prediction.name
     )
     return CaseResult(reference.key, reference.paths, prediction.paths, metrics)
+
+
+def check_same_grid(volume: Volume, reference: Volume, *, name: str, reference_name: str) -> None:
+    """Raise :class:`ImageFormatError` unless two same-shaped volumes lie on the same grid in space.
+
+    The grids differ when some voxel (checked at the corners, where a difference in origin, direction or
+    voxel size shows most) lands more than half a voxel away from the same voxel of the other volume; the
+    voxel counts alone would then compare tissue that is not in the same place.
+    """
+    corners = np.array(np.meshgrid(*[(0, size - 1) for size in reference.shape], indexing="ij"))
+    corners = np.vstack([corners.reshape(3, -1), np.ones((1, corners[0].size))])
+    distances_mm = np.linalg.norm((volume.affine @ corners - reference.affine @ corners)[:3], axis=0)
+    offset_voxels = float(distances_mm.max()) / float(reference.voxel_size_mm.min())
+    if offset_voxels > _GRID_TOLERANCE_VOXELS:
+        voxels = f"{offset_voxels:.3g} voxel{'' if f'{offset_voxels:.3g}' == '1' else 's'}"
+        raise ImageFormatError(
+            f"{name}: not on the same grid in space as truth {reference_name} (voxels up to "
+            f"{distances_mm.max():.3g} mm = {voxels} apart); the metrics would compare tissue in different "
+            "places: resample one onto the other or fix its header"
+        )
+
+
+def _paths(source: LabelSource) -> str:
+    return " + ".join(str(path) for path in source.paths)
 
 
 def _csv_value(value: Any) -> Any:

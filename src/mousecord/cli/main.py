@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from mousecord import __version__
-from mousecord.errors import MousecordError
+from mousecord.errors import MousecordError, MousecordWarning
 
 #: Modules of ``mousecord.cli`` that each register one or more subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -48,11 +53,17 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only warnings and errors")
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM, so that it unwinds as on Ctrl-C."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mousecord`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
 
     A :class:`~mousecord.errors.MousecordError` becomes one red line on stderr and exit code 1; usage
-    errors exit with 2 (argparse).
+    errors exit with 2 (argparse). SIGINT (Ctrl-C) and SIGTERM both stop the command the same way: partial
+    outputs and temporary files are removed, "interrupted" is printed, and the exit code is 128 + the
+    signal's number, as a shell reports a process the signal killed (130 for SIGINT, 143 for SIGTERM).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -61,26 +72,88 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(verbose=getattr(args, "verbose", False), quiet=getattr(args, "quiet", False))
     try:
-        result = args.handler(args)
+        with warnings.catch_warnings(), _sigterm_interrupts():  # both put back on return (in-process calls)
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            result = args.handler(args)
     except MousecordError as error:
         _print_error(str(error))
         return 1
+    except Terminated:
+        _print_error("interrupted (SIGTERM)")
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         _print_error("interrupted")
-        return 130
+        return 128 + signal.SIGINT
     return int(result or 0)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while the block runs (main thread only, where Python can).
+
+    Forked workers (a DataLoader's) inherit the handler; in them it falls back to SIGTERM's default action,
+    so that terminating a worker still ends it at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes, not to the stream of the first call: the
+    handler outlives an in-process :func:`main` call, whose caller may have swapped stderr meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def _configure_logging(*, verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     package_logger = logging.getLogger("mousecord")
     package_logger.handlers[:] = [handler]
     package_logger.setLevel(level)
     package_logger.propagate = False
-    logging.captureWarnings(True)
-    warnings.simplefilter("default")
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Print mousecord's own warnings as one line (they name their file); others only with ``-v``."""
+    logger = logging.getLogger("mousecord")
+    if issubclass(category, MousecordWarning):
+        logger.warning("%s", " ".join(str(message).split()))
+    else:
+        logger.debug("%s:%d: %s: %s", filename, lineno, category.__name__, message)
 
 
 def _print_error(message: str) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.ndimage import binary_fill_holes, map_coordinates
 
 from mousecord.errors import ConfigError, ImageFormatError
+from mousecord.io.nifti import voxel_size_hint
 
 if TYPE_CHECKING:
     from mousecord.models.bundle import InputSpec
@@ -313,11 +314,13 @@ def preprocess_image(
     new_shape = tuple(max(size, 1) for size in compute_new_shape(cropped.shape[1:], spacing, target))
     network_voxels = int(np.prod(new_shape, dtype=np.int64))
     if max_network_voxels is not None and network_voxels > max_network_voxels:
+        hint = voxel_size_hint(voxel_size_mm, file_axes=False)  # canonical axes, not necessarily the file's
         raise ImageFormatError(
             f"at the model's spacing ({_mm(target)}) the image would have {network_voxels / 1e6:.0f} "
-            f"million voxels, more than the limit of {max_network_voxels / 1e6:.0f} million; "
-            f"is its voxel size ({_mm(voxel_size_mm)}) right? Set it with --voxel-size (or raise "
-            "--max-voxels)"
+            f"million voxels, more than the limit of {max_network_voxels / 1e6:g} million; "
+            f"is its header voxel size ({_mm(voxel_size_mm)}) right? "
+            + (f"{hint[0].upper()}{hint[1:]}" if hint else "Set the true size with --voxel-size")
+            + " (or raise --max-voxels)"
         )
     resampled = not spacing_matches(spacing, target) and new_shape != tuple(cropped.shape[1:])
     if resampled:

@@ -30,7 +30,7 @@ from mousecord.errors import ConfigError, ImageFormatError, MousecordError, Outp
 from mousecord.inference import postprocessing
 from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.io.atomic import atomic_output, check_not_input, split_suffix
-from mousecord.io.nifti import LoadedImage, load_nifti, save_like
+from mousecord.io.nifti import LoadedImage, check_not_constant, load_nifti, save_like
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 
 logger = logging.getLogger(__name__)
@@ -281,8 +281,7 @@ def _load_case(case: CaseOutputs, options: dict) -> tuple[LoadedImage, float]:
         check_not_input(target, [case.input])
     started = time.perf_counter()
     image = load_nifti(case.input, voxel_size_mm=options["voxel_size_mm"], dtype=np.float32)
-    if float(np.ptp(image.volume.data)) == 0.0:
-        logger.warning("%s: image is constant; the segmentation will be empty or arbitrary", case.input)
+    check_not_constant(image.volume.data, name=str(case.input))
     return image, time.perf_counter() - started
 
 

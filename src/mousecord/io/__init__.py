@@ -5,6 +5,7 @@ from mousecord.io.nifti import (
     ImageGeometry,
     LoadedImage,
     check_finite_data,
+    check_not_constant,
     check_qform_sform,
     load_nifti,
     open_native,
@@ -13,6 +14,7 @@ from mousecord.io.nifti import (
     save_like,
     save_native,
     save_volume,
+    voxel_size_hint,
 )
 from mousecord.io.orientation import from_canonical, reorient, to_canonical
 from mousecord.io.volume import Volume, affine_with_voxel_size
@@ -24,6 +26,7 @@ __all__ = [
     "affine_with_voxel_size",
     "atomic_output",
     "check_finite_data",
+    "check_not_constant",
     "check_not_input",
     "check_qform_sform",
     "from_canonical",
@@ -37,4 +40,5 @@ __all__ = [
     "save_volume",
     "split_suffix",
     "to_canonical",
+    "voxel_size_hint",
 ]

@@ -1,17 +1,31 @@
-"""Atomic file output: write to a hidden temporary file beside the target, then rename."""
+"""Atomic file output: write to a hidden temporary file beside the target, then rename.
+
+The temporary file of ``<stem><suffix>`` is ``.<stem>.<8 hex digits>.tmp<suffix>`` (``.nii.gz`` kept whole,
+so nibabel still compresses). A process killed with SIGKILL leaves it behind; the next atomic write of the
+same target removes such leftovers once they are :data:`STALE_TEMPORARY_AGE_S` old, and nothing else.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
+import stat
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from mousecord.errors import OutputError
 
+logger = logging.getLogger(__name__)
+
 #: Multi-part suffixes that must survive in temporary names (nibabel picks compression from the name).
 _DOUBLE_SUFFIXES = (".nii.gz", ".tar.gz")
+#: A leftover temporary file is removed only when untouched this long (seconds): a writer in progress
+#: (another process writing the same target) keeps updating its file's modification time.
+STALE_TEMPORARY_AGE_S = 600.0
 
 
 def split_suffix(path: Path) -> tuple[str, str]:
@@ -35,6 +49,38 @@ def check_not_input(output: Path, inputs: Iterable[Path | str]) -> None:
             raise OutputError(f"{output}: output would overwrite the input; choose another output name")
 
 
+def remove_stale_temporaries(path: Path | str, *, max_age_s: float = STALE_TEMPORARY_AGE_S) -> list[Path]:
+    """Delete the temporary files :func:`atomic_output` left beside ``path`` (a killed process's).
+
+    Only regular files named exactly as :func:`atomic_output` names the temporary files of this very target
+    (``.<stem>.<8 hex digits>.tmp<suffix>``) and not modified for ``max_age_s`` seconds are removed;
+    anything else, a younger file (a parallel writer's) included, is left alone.
+
+    Returns:
+        The files removed.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    stem, suffix = split_suffix(path)
+    pattern = re.compile(rf"\.{re.escape(stem)}\.[0-9a-f]{{8}}\.tmp{re.escape(suffix)}")
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed  # an unreadable folder: the write itself will say what is wrong
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        with contextlib.suppress(OSError):  # gone already (another process cleaned it), or not ours to delete
+            status = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(status.st_mode) and now - status.st_mtime > max_age_s:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+                logger.debug("%s: removed the stale temporary file %s", path, entry.name)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
@@ -54,6 +100,7 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     if not os.access(folder, os.W_OK):
         raise OutputError(f"{path}: output folder {folder} is not writable")
     stem, suffix = split_suffix(path)
+    remove_stale_temporaries(path)
     temporary = folder / f".{stem}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
     try:
         yield temporary

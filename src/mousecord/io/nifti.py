@@ -8,19 +8,23 @@ reorientation and to write a result with the input's shape, affine, qform/sform 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
+import math
+import re
 import warnings
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from mousecord.errors import HeaderError, ImageFormatError, MousecordWarning
+from mousecord.errors import HeaderError, ImageFormatError, MousecordWarning, OrientationError
 from mousecord.io.atomic import atomic_output, check_not_input
-from mousecord.io.orientation import from_canonical, to_canonical
+from mousecord.io.orientation import from_canonical, orientation_to, reorient
 from mousecord.io.volume import Volume, affine_with_voxel_size
 
 logger = logging.getLogger(__name__)
@@ -32,6 +36,21 @@ PLAUSIBLE_VOXEL_SIZE_MM: tuple[float, float] = (0.005, 0.5)
 #: origins by less than this fraction of a voxel. Quaternion storage alone costs about 1e-4.
 _AFFINE_TOLERANCE_MM = 1e-3
 _ORIGIN_TOLERANCE_VOXELS = 0.1
+
+#: Factors by which ex vivo headers are often scaled (so that tools made for human brains accept them).
+_HEADER_SCALE_FACTORS = (10, 20)
+#: A scaled header is "explained" when dividing gives in-plane voxels of 0.01-0.2 mm and slices of at most
+#: 0.5 mm (thick slices are common, e.g. 0.05 x 0.05 x 0.4 mm).
+_SCALED_IN_PLANE_MM = (0.01, 0.2)
+_SCALED_SLICE_MAX_MM = 0.5
+
+#: DEFLATE cannot compress more than 1032:1, so a .nii.gz file of n bytes holds at most about 1032 n bytes
+#: of data (a margin above it keeps the check from ever refusing a whole file).
+_MAX_GZIP_RATIO = 1100
+
+#: Data types refused at load time: nibabel reads them, but mousecord needs one real number per voxel.
+_COLOUR_HINT = "a colour image: convert it to one greyscale channel first"
+_COMPLEX_HINT = "complex data: convert to magnitude first"
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,6 +114,10 @@ def load_nifti(
         ImageFormatError: missing, unreadable, truncated, not 3D, or non-finite data.
         HeaderError: qform and sform disagree, or a degenerate affine.
 
+    Warns:
+        MousecordWarning: an implausible voxel size, or a header nibabel had to fix (negative or zero
+            pixdim), in mousecord's words.
+
     Example:
         >>> image = load_nifti("sub-01_T1w.nii.gz")  # doctest: +SKIP
         >>> image.volume.axcodes
@@ -103,20 +126,25 @@ def load_nifti(
     path = Path(path)
     stored = _open(path)
     image = _as_3d(stored, path)
-    check_qform_sform(image.header, name=path.name)
+    check_qform_sform(image.header, name=str(path))
     data = _read_data(image, path)
     if dtype is not None:
         data = data.astype(dtype, copy=False)
     if check_finite:
-        check_finite_data(data, name=path.name)
+        check_finite_data(data, name=str(path))
     affine = np.asarray(image.affine, dtype=np.float64)
+    try:
+        # the stored affine's: a voxel-size override rescales the axes but never turns them
+        transform = orientation_to(affine)
+    except OrientationError as error:
+        raise HeaderError(f"{path}: {error}") from error
     native_affine = affine
     if voxel_size_mm is not None:
-        check_voxel_size_value(voxel_size_mm, name=path.name)
+        check_voxel_size_value(voxel_size_mm, name=str(path))
         native_affine = affine_with_voxel_size(affine, voxel_size_mm)
     else:
-        warn_if_implausible_voxel_size(Volume(data, affine).voxel_size_mm, name=path.name)
-    canonical, transform = to_canonical(Volume(data, native_affine))
+        warn_if_implausible_voxel_size(Volume(data, affine).voxel_size_mm, name=str(path))
+    canonical = reorient(Volume(data, native_affine), transform)
     geometry = ImageGeometry(
         path, stored.header.copy(), affine, tuple(data.shape), transform, tuple(stored.shape)
     )
@@ -213,6 +241,8 @@ def read_native_stored(
         return image, _read_data(image, path), None
     try:
         raw = np.asanyarray(proxy.get_unscaled())
+    except MemoryError as error:
+        raise _memory_error(path, stored) from error
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as error:
         raise ImageFormatError(
             f"{path}: data cannot be read, file truncated or corrupt ({_reason(error)})"
@@ -272,6 +302,22 @@ def check_finite_data(data: np.ndarray, *, name: str) -> None:
             )
 
 
+def check_not_constant(data: np.ndarray, *, name: str) -> None:
+    """Raise :class:`ImageFormatError` if every voxel of ``data`` has the same value (nothing to segment).
+
+    Example:
+        >>> check_not_constant(np.zeros((2, 2, 2)), name="blank.nii.gz")
+        Traceback (most recent call last):
+        ...
+        mousecord.errors.ImageFormatError: blank.nii.gz: image is constant (every voxel 0): nothing to segment
+    """
+    data = np.asarray(data)
+    if data.size and data.min() == data.max():
+        raise ImageFormatError(
+            f"{name}: image is constant (every voxel {data.flat[0].item():g}): nothing to segment"
+        )
+
+
 def check_qform_sform(header: nib.Nifti1Header, *, name: str) -> None:
     """Raise :class:`HeaderError` if both qform and sform are set and map voxels to different places."""
     qform, qform_code = header.get_qform(coded=True)
@@ -306,10 +352,51 @@ def warn_if_implausible_voxel_size(voxel_size_mm: np.ndarray, *, name: str) -> N
         warnings.warn(
             f"{name}: voxel size {sizes.tolist()} mm is implausible for a mouse spinal cord "
             f"(expected {low}-{high} mm, typically 0.05); if the header is wrong, pass --voxel-size "
-            "(voxel_size_mm=...) with the true size",
+            f"(voxel_size_mm=...) with the true size{_with_hint(voxel_size_hint(sizes))}",
             MousecordWarning,
             stacklevel=3,
         )
+
+
+def voxel_size_hint(voxel_size_mm: Sequence[float], *, file_axes: bool = True) -> str:
+    """Where dividing a header's voxel size by 10 or 20 gives a mouse-sized voxel, say which size to pass.
+
+    Args:
+        voxel_size_mm: the header's (3,) voxel size in mm.
+        file_axes: whether the sizes are along the file's own axes (the order ``--voxel-size`` takes);
+            if not (canonical order), values are only spelled out for isotropic voxels.
+
+    Returns:
+        A hint such as ``"if it is 0.05 mm (header x20), pass --voxel-size 0.05 0.05 0.05"``, or ``""`` when
+        no factor explains the size.
+
+    Example:
+        >>> voxel_size_hint([4.0, 4.0, 4.0])
+        'if it is 0.2 mm (header x20), pass --voxel-size 0.2 0.2 0.2'
+    """
+    sizes = np.asarray(voxel_size_mm, dtype=np.float64)
+    hints = []
+    for factor in _HEADER_SCALE_FACTORS:
+        scaled = np.round(sizes / factor, 6)
+        smallest, middle, largest = np.sort(scaled)
+        low, high = _SCALED_IN_PLANE_MM
+        if not (smallest >= low and middle <= high and largest <= _SCALED_SLICE_MAX_MM):
+            continue
+        isotropic = bool(np.all(scaled == scaled[0]))
+        described = f"{scaled[0]:g}" if isotropic else " x ".join(f"{value:g}" for value in scaled)
+        if file_axes or isotropic:
+            values = " ".join(f"{value:g}" for value in scaled)
+            hints.append(f"if it is {described} mm (header x{factor}), pass --voxel-size {values}")
+        else:  # canonical (RAS) order is not necessarily the file's
+            hints.append(
+                f"if it is {described} mm (header x{factor}), pass --voxel-size with the header's sizes "
+                f"divided by {factor}, in the file's axis order"
+            )
+    return "; ".join(hints)
+
+
+def _with_hint(hint: str) -> str:
+    return f"; {hint}" if hint else ""
 
 
 def _open(path: Path) -> nib.Nifti1Image:
@@ -318,18 +405,132 @@ def _open(path: Path) -> nib.Nifti1Image:
         raise ImageFormatError(f"{path}: file not found")
     if path.is_dir():
         raise ImageFormatError(f"{path}: is a folder, expected a .nii or .nii.gz file")
-    try:
-        image = nib.load(path)
-    except (nib.filebasedimages.ImageFileError, ValueError, OSError, EOFError, zlib.error) as error:
-        raise ImageFormatError(f"{path}: not a readable NIfTI file ({_reason(error)})") from error
+    with _nibabel_messages() as messages:
+        try:
+            image = nib.load(path)
+        except nib.spatialimages.HeaderDataError as error:
+            raise ImageFormatError(_header_data_error(path, error)) from error
+        except (nib.filebasedimages.ImageFileError, ValueError, OSError, EOFError, zlib.error) as error:
+            raise ImageFormatError(f"{path}: not a readable NIfTI file ({_reason(error)})") from error
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise ImageFormatError(f"{path}: expected a NIfTI image, got {type(image).__name__}")
+    _check_datatype(image, path)
     shape = image.shape
     if len(shape) not in (2, 3, 4) or (len(shape) == 4 and shape[3] != 1):
         raise ImageFormatError(f"{path}: expected a 2D or 3D image, got shape {tuple(shape)}")
     if min(shape) < 1:
         raise ImageFormatError(f"{path}: image has an empty axis, shape {tuple(shape[:3])}")
+    _check_data_size(image, path)
+    _warn_about_header_fixes(messages, image, path)
     return image
+
+
+@contextlib.contextmanager
+def _nibabel_messages() -> Iterator[list[str]]:
+    """Collect what nibabel logs or warns while reading a header, instead of letting it print.
+
+    nibabel fixes some invalid headers (negative or zero pixdim...) and reports it on its own logger, in its
+    own words; :func:`_warn_about_header_fixes` says it in mousecord's, naming the file.
+    """
+    messages: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        messages.append(record.getMessage())
+        return False  # never reaches nibabel's handler
+
+    nibabel_logger = nib.imageglobals.logger
+    nibabel_logger.addFilter(keep)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield messages
+        messages.extend(str(warning.message) for warning in caught)
+    finally:
+        nibabel_logger.removeFilter(keep)
+
+
+def _warn_about_header_fixes(messages: list[str], image: nib.Nifti1Image, path: Path) -> None:
+    """One :class:`MousecordWarning` naming the file for what nibabel fixed or warned about on reading."""
+    problems: list[str] = []
+    for message in dict.fromkeys(messages):  # nibabel repeats itself; keep the first of each, in order
+        if message.startswith("pixdim[1,2,3]"):
+            if "positive" in message:
+                problems.append("voxel size (pixdim) negative on some axis; its absolute value is used")
+            if "non-zero" in message:
+                problems.append("voxel size (pixdim) zero on some axis, read as 1 mm")
+                if not int(image.header["sform_code"]):  # no sform: the affine is built from pixdim
+                    problems.append("pass the true size with --voxel-size (voxel_size_mm=...)")
+        else:
+            problems.append(f"nibabel: {message}")
+    if problems:
+        warnings.warn(f"{path}: invalid header: {'; '.join(problems)}", MousecordWarning, stacklevel=4)
+
+
+def _header_data_error(path: Path, error: Exception) -> str:
+    """The message for a header nibabel refuses, naming the data type where that is the reason."""
+    match = re.search(r"data code (-?\d+)", str(error))
+    if match and int(match[1]) == 1:
+        return f"{path}: NIfTI datatype binary (code 1, one bit per voxel) cannot be read; save it as uint8"
+    if match:
+        return f"{path}: NIfTI datatype code {match[1]} is not a known data type"
+    return f"{path}: invalid NIfTI header ({_reason(error)})"
+
+
+def _check_datatype(image: nib.Nifti1Image, path: Path) -> None:
+    """Refuse data types that do not hold one real number per voxel (colour, complex)."""
+    dtype = image.get_data_dtype()
+    if dtype.fields is None and dtype.kind != "c":
+        return
+    code = int(image.header["datatype"])
+    if dtype.fields is not None:
+        label, hint = nib.nifti1.data_type_codes.niistring[code].removeprefix("NIFTI_TYPE_"), _COLOUR_HINT
+    else:
+        label, hint = dtype.name, _COMPLEX_HINT
+    raise ImageFormatError(f"{path}: NIfTI datatype {label} (code {code}) is not supported: {hint}")
+
+
+def _check_data_size(image: nib.Nifti1Image, path: Path) -> None:
+    """Refuse a file too small for the data its header claims, before any memory is allocated for it.
+
+    An uncompressed file's size is exact; a ``.nii.gz`` file can be refused only when no gzip stream of its
+    size could hold that much (see :data:`_MAX_GZIP_RATIO`); reading then catches the rest.
+    """
+    data_bytes = math.prod(int(size) for size in image.shape) * image.get_data_dtype().itemsize
+    file_bytes = path.stat().st_size
+    name = path.name.lower()
+    if name.endswith(".nii"):
+        offset = int(getattr(image.dataobj, "offset", 0))
+        if offset + data_bytes > file_bytes:
+            raise ImageFormatError(
+                f"{path}: file is truncated: its header claims {_describe_data(image, data_bytes)} but the "
+                f"file holds {_format_bytes(max(file_bytes - offset, 0))} of data"
+            )
+    elif name.endswith(".gz") and data_bytes > _MAX_GZIP_RATIO * file_bytes:
+        raise ImageFormatError(
+            f"{path}: file is truncated: its header claims {_describe_data(image, data_bytes)}, more than a "
+            f"gzip file of {_format_bytes(file_bytes)} can hold"
+        )
+
+
+def _describe_data(image: nib.Nifti1Image, data_bytes: int) -> str:
+    shape = " x ".join(str(int(size)) for size in image.shape)
+    return f"{shape} voxels of {image.get_data_dtype()} ({_format_bytes(data_bytes)})"
+
+
+def _format_bytes(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count} bytes"
+
+
+def _memory_error(path: Path, image: nib.Nifti1Image) -> ImageFormatError:
+    voxels = math.prod(int(size) for size in image.shape)
+    data_bytes = voxels * image.get_data_dtype().itemsize
+    return ImageFormatError(
+        f"{path}: header claims {voxels} voxels ({_format_bytes(data_bytes)}), more than the free memory "
+        "can hold; is the file truncated or its header wrong?"
+    )
 
 
 def _as_3d(image: nib.Nifti1Image, path: Path) -> nib.Nifti1Image:
@@ -351,6 +552,8 @@ def _read(path: Path) -> nib.Nifti1Image:
 def _read_data(image: nib.Nifti1Image, path: Path) -> np.ndarray:
     try:
         return np.asanyarray(image.dataobj)
+    except MemoryError as error:
+        raise _memory_error(path, image) from error
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as error:
         raise ImageFormatError(
             f"{path}: data cannot be read, file truncated or corrupt ({_reason(error)})"

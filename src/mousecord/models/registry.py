@@ -204,17 +204,29 @@ def _safe_extract(archive: Path, destination: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as zipped:
             for entry in zipped.infolist():
-                member = PurePosixPath(entry.filename.replace("\\", "/"))
-                is_link = (entry.external_attr >> 16) & 0o170000 == 0o120000
-                if member.is_absolute() or ".." in member.parts or ":" in entry.filename or is_link:
+                reason = _unsafe_entry_reason(entry)
+                if reason:
                     raise ModelFolderError(
-                        f"{archive}: unsafe entry {entry.filename!r} (absolute, '..', link); "
-                        "nothing installed"
+                        f"{archive}: unsafe entry {entry.filename!r} ({reason}); nothing installed"
                     )
             destination.mkdir(parents=True)
             zipped.extractall(destination)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
         raise ModelFolderError(f"{archive}: not a valid zip archive ({error})") from error
+
+
+def _unsafe_entry_reason(entry: zipfile.ZipInfo) -> str:
+    """Why extracting ``entry`` could write outside the target folder ("" if it cannot)."""
+    member = PurePosixPath(entry.filename.replace("\\", "/"))
+    if member.is_absolute():
+        return "an absolute path"
+    if ":" in entry.filename:
+        return "a drive letter or ':' in the name"
+    if ".." in member.parts:
+        return "a '..' component"
+    if (entry.external_attr >> 16) & 0o170000 == 0o120000:
+        return "a symbolic link"
+    return ""
 
 
 def _model_root(staging: Path, source: str) -> Path:
