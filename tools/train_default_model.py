@@ -212,6 +212,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="scratch folder (checkpoints, curves)")
     parser.add_argument("--epochs", type=int, default=RECIPE.epochs)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--data-workers",
+        type=int,
+        default=RECIPE.data_workers,
+        help="processes synthesising batches (part of the recipe: the run is reproducible for a given count; "
+        "on a GPU machine give it most cores)",
+    )
+    parser.add_argument("--device", default=RECIPE.device, help="auto, cpu or cuda")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
     parser.add_argument(
         "--install", action="store_true", help=f"export the best checkpoint to {DEFAULT_BUNDLE}"
@@ -231,7 +239,9 @@ def main() -> None:
         print(f"installed as the default model in {install(args.work, args.metrics)}")
         return
     torch.set_num_threads(args.threads)
-    config = InPlaneTrainConfig.from_dict({**RECIPE.to_dict(), "epochs": args.epochs})
+    config = InPlaneTrainConfig.from_dict(
+        {**RECIPE.to_dict(), "epochs": args.epochs, "data_workers": args.data_workers, "device": args.device}
+    )
     train_in_plane(
         config,
         args.work,
