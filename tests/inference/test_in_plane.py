@@ -118,3 +118,15 @@ def test_3d_model_refuses_a_single_slice() -> None:
     predictor = Predictor(dataclasses.replace(tiny_bundle(spacing_mm=(0.05,) * 3)), CPU)
     with pytest.raises(ImageFormatError, match="one slice.*3D"):
         predictor.predict_volume(_volume(shape=(40, 36, 1)))
+
+
+def test_a_cord_on_too_few_slices_is_dropped() -> None:
+    from mousecord.inference.postprocessing import drop_short_cord
+
+    labels = np.zeros((8, 6, 6), dtype=np.uint8)  # (z, y, x)
+    labels[7, 2:4, 2:4] = 2  # a blob on the last slice only: no cord runs through one slice of eight
+    assert not drop_short_cord(labels, min_slices=3, axis=0).any()
+    labels[4:7, 2:4, 2:4] = 1
+    assert np.array_equal(drop_short_cord(labels, min_slices=3, axis=0), labels)
+    single = labels[7:8]
+    assert np.array_equal(drop_short_cord(single, min_slices=3, axis=0), single)  # a 2D input keeps its cord

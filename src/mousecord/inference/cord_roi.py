@@ -96,7 +96,7 @@ class CordRoiSettings:
     @classmethod
     def from_metadata(cls, inference: Mapping[str, Any], *, name: str = "model") -> CordRoiSettings:
         """Read the settings from a bundle's ``metadata["inference"]`` (unknown keys are an error)."""
-        known = {"roi", "keep_largest_component", *cls.__dataclass_fields__}
+        known = {"roi", "keep_largest_component", "min_cord_slices", *cls.__dataclass_fields__}
         unknown = sorted(set(inference) - known)
         if unknown:
             raise ConfigError(

@@ -25,6 +25,18 @@ def keep_largest_component(label_map: np.ndarray) -> np.ndarray:
     )
 
 
+def drop_short_cord(label_map: np.ndarray, *, min_slices: int, axis: int) -> np.ndarray:
+    """Background everywhere if the cord spans fewer than ``min(min_slices, slices)`` slices along ``axis``.
+
+    A cord runs through a chunk from end to end; what a network finds on one or two slices of a longer
+    image (e.g. a blob in embedding medium) is not one. Apply after :func:`keep_largest_component`.
+    """
+    present = np.any(label_map != Label.BACKGROUND, axis=tuple(i for i in range(label_map.ndim) if i != axis))
+    if np.count_nonzero(present) >= min(min_slices, label_map.shape[axis]):
+        return label_map.copy()
+    return np.zeros_like(label_map)
+
+
 def remove_small_components(label_map: np.ndarray, *, min_volume_mm3: float, voxel_size_mm) -> np.ndarray:
     """Remove cord components smaller than ``min_volume_mm3`` (voxel size ``voxel_size_mm``, (3,) mm)."""
     if min_volume_mm3 <= 0:

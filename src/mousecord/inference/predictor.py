@@ -20,7 +20,7 @@ from mousecord.errors import ConfigError
 from mousecord.inference import preprocessing as prep
 from mousecord.inference.backends import OpenVinoNetwork, resolve_backend, smallest_input_shape
 from mousecord.inference.cord_roi import CordRoiSettings, predict_cord_logits
-from mousecord.inference.postprocessing import keep_largest_component
+from mousecord.inference.postprocessing import drop_short_cord, keep_largest_component
 from mousecord.inference.preprocessing import PreprocessedImage
 from mousecord.inference.sliding_window import PredictFn, sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
@@ -137,6 +137,8 @@ class Predictor:
                 f"model {bundle.name}: metadata['inference']['roi'] must be one of {ROI_MODES}, "
                 f"got {self.roi!r}"
             )
+        #: With the largest component kept: a cord on fewer slices than this (of a longer image) is dropped.
+        self.min_cord_slices = int(inference.get("min_cord_slices", 0))
         self.keep_largest_component = bool(
             inference.get("keep_largest_component", False)
             if self.config.keep_largest_component is None
@@ -305,6 +307,8 @@ class Predictor:
         label_crop = torch.argmax(logits, dim=0).to(torch.uint8).numpy()
         if self.keep_largest_component:
             label_crop = keep_largest_component(label_crop)
+            if self.min_cord_slices:
+                label_crop = drop_short_cord(label_crop, min_slices=self.min_cord_slices, axis=0)
         label_map = np.zeros(preprocessed.full_shape, dtype=np.uint8)
         label_map[preprocessed.bounding_box] = label_crop
         label_map = prep.from_network_axes(label_map, self.bundle.transpose_forward)

@@ -17,8 +17,11 @@ CONTRASTS: tuple[str, ...] = PHANTOM_CONTRASTS
 
 #: The widest mouse cord (3.2 mm) plus a rim of surroundings must fit in the in-plane field of view.
 MIN_FIELD_OF_VIEW_MM = 4.0
-#: Voxel sizes (mm) for which a cord several voxels wide can be drawn.
+#: In-plane voxel sizes (mm) for which a cord several voxels wide can be drawn.
 VOXEL_SIZE_RANGE_MM: tuple[float, float] = (0.005, 0.25)
+#: Thickest slice (mm): thick-slice acquisitions; slices are sampled at their centres (no partial volume
+#: across a slice).
+MAX_SLICE_THICKNESS_MM = 1.0
 #: Largest volume generated, to keep memory bounded (about 2 GB at this size).
 MAX_VOXELS = 60_000_000
 
@@ -61,9 +64,10 @@ class PhantomConfig:
             raise ConfigError(
                 f"voxel_size_mm must be three positive numbers in mm, got {list(self.voxel_size_mm)}"
             )
-        if not all(low <= size <= high for size in voxel):
+        if not (all(low <= size <= high for size in voxel[:2]) and low <= voxel[2] <= MAX_SLICE_THICKNESS_MM):
             raise ConfigError(
-                f"voxel_size_mm {list(voxel)} is outside {low}-{high} mm, too coarse or fine for a mouse cord"
+                f"voxel_size_mm {list(voxel)} is outside {low}-{high} mm in-plane or {low}-"
+                f"{MAX_SLICE_THICKNESS_MM} mm across slices, too coarse or fine for a mouse cord"
             )
         field_mm = [shape[axis] * voxel[axis] for axis in range(2)]
         if min(field_mm) < MIN_FIELD_OF_VIEW_MM:

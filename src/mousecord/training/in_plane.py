@@ -37,7 +37,7 @@ from mousecord.inference.preprocessing import normalize
 from mousecord.io.atomic import atomic_output
 from mousecord.io.volume import Volume
 from mousecord.labels import DATASET_JSON_LABELS, IGNORE_VALUE, LABEL_NAMES, TISSUE_LABELS
-from mousecord.models.bundle import ModelBundle, save_bundle
+from mousecord.models.bundle import ModelBundle, save_bundle, unique_tensors
 from mousecord.models.network import build_network, load_weights, plain_unet_architecture
 from mousecord.options import DEVICES
 from mousecord.synthesis import SynthesisConfig, synthesize
@@ -306,7 +306,8 @@ def bundle_from_weights(
         # the z spacing of an in-plane model is never used: images keep their own slices
         spacing_mm=(synthesis.spacing_mm, synthesis.spacing_mm, synthesis.spacing_mm),
         patch_size_vox=(1, *synthesis.patch_size_vox),
-        fold_weights=({key: value.detach().cpu().clone() for key, value in weights.items()},),
+        # aliases dropped first (see unique_tensors): a clone would hide them and store every layer ~3 times
+        fold_weights=({key: value.detach().cpu().clone() for key, value in unique_tensors(weights).items()},),
         labels=dict(DATASET_JSON_LABELS),
         mirror_axes=(1, 2),
         slab_slices=synthesis.slab_slices,
@@ -558,7 +559,8 @@ def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *
 
 
 #: What an in-plane model trained on synthetic slabs asks of inference (the default model's settings): the
-#: cord ROI path, stage 1 on one slice every 0.5 mm, a tube 0.6 mm beyond the cord, the largest cord kept.
+#: cord ROI path, stage 1 on one slice every 0.5 mm, a tube 0.6 mm beyond the cord, the largest cord kept
+#: (and dropped when it spans fewer than 3 slices of a longer image).
 DEFAULT_INFERENCE = {
     "roi": "cord",
     "keep_largest_component": True,
@@ -566,6 +568,7 @@ DEFAULT_INFERENCE = {
     "margin_mm": 0.6,
     "min_cord_voxels": 60,
     "max_centre_step_mm": 0.8,
+    "min_cord_slices": 3,
 }
 
 #: Phantoms that validate synthetic training: another generator (mousecord.phantom), never drawn by the
