@@ -25,6 +25,7 @@ from mousecord.training import (
     train_model,
 )
 from mousecord.training.loop import build_training_network, epoch_batches, load_checkpoint
+from tests.inference.helpers import tiny_bundle
 from tests.training.synthetic import save, write_bids_dataset
 
 PHANTOM_SHAPE = (64, 64, 48)
@@ -223,11 +224,13 @@ def test_a_model_mousecord_cannot_train_is_refused(tmp_path: Path) -> None:
     from mousecord.errors import ConfigError
     from mousecord.models.registry import resolve_model
 
-    bundle = resolve_model(None)
-    assert config_from_bundle(TrainConfig(), bundle).features_per_stage == (16, 32, 64, 128, 192)
+    bundle = tiny_bundle(spacing_mm=(0.05, 0.05, 0.05))
+    assert config_from_bundle(TrainConfig(), bundle).features_per_stage == (4, 8, 16)
     two_channels = dataclasses.replace(bundle, channel_names={"0": "T1w", "1": "T2w"})
     with pytest.raises(ConfigError, match="not one mousecord can train"):
         config_from_bundle(TrainConfig(), two_channels)
+    with pytest.raises(ConfigError, match="in-plane network"):  # the default model: fine_tune_in_plane
+        config_from_bundle(TrainConfig(), resolve_model(None))
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -214,6 +214,11 @@ def config_from_bundle(config: TrainConfig, bundle: ModelBundle) -> TrainConfig:
             convolutions, instance norm, leaky ReLU, one input channel, GM/WM labels), e.g. an nnU-Net model
             with another architecture.
     """
+    if bundle.in_plane:
+        raise ConfigError(
+            f"model {bundle.name} is an in-plane network: fine-tune it slice by slice with "
+            "mousecord.training.fine_tune_in_plane (what `mousecord train --init-model` does)"
+        )
     kwargs = bundle.architecture.get("arch_kwargs", {})
     try:
         n_conv = {int(count) for count in kwargs["n_conv_per_stage"]}
