@@ -18,7 +18,7 @@ from mousecord.labels import IGNORE_VALUE
 from mousecord.models import load_bundle, save_bundle
 from mousecord.synthesis import SynthesisConfig
 from mousecord.training import InPlaneTrainConfig, load_training_dataset, train_in_plane
-from mousecord.training.in_plane import in_plane_batch, validate_annotated_slices
+from mousecord.training.in_plane import annotated_sample, in_plane_batch, validate_annotated_slices
 from tests.inference.helpers import tiny_in_plane_bundle
 from tests.training.synthetic import write_bids_dataset
 
@@ -157,3 +157,30 @@ def test_cli_trains_on_synthetic_slabs_alone(tmp_path: Path, monkeypatch) -> Non
 def test_cli_refuses_a_dataset_with_synthetic(dataset: Path, tmp_path: Path, capsys) -> None:
     assert main(["train", str(dataset), "--synthetic", "-o", str(tmp_path / "run")]) == 1
     assert "--synthetic trains on synthetic slabs alone" in capsys.readouterr().err
+
+
+def test_annotated_sample_on_the_first_slice_replicates_it_as_inference_does(tmp_path: Path) -> None:
+    from mousecord.training.data import TrainingCase
+
+    image = np.random.default_rng(0).random((4, 40, 40)).astype(np.float32)
+    labels = np.full((4, 40, 40), IGNORE_VALUE, dtype=np.uint8)
+    labels[0] = 0
+    labels[0, 15:25, 15:25] = 2  # only the first slice is annotated
+    case = TrainingCase("edge", "sub-01", image, labels, (0.05, 0.05, 0.05))
+    config = dataclasses.replace(
+        TINY, annotated_fraction=1.0, augmentation=dataclasses.replace(TINY.augmentation, enabled=False)
+    )
+    sample, target = annotated_sample(case, config, np.random.default_rng(1), [])
+    np.testing.assert_array_equal(sample[0], sample[1])  # the slice before the first is the first itself
+    assert not np.array_equal(sample[1], sample[2])
+    assert (target == 2).any()
+
+
+def test_bundle_refuses_a_network_that_does_not_match_its_slab_setting() -> None:
+    from mousecord.errors import ConfigError
+    from tests.inference.helpers import tiny_bundle
+
+    with pytest.raises(ConfigError, match="3D network needs slab_slices 0"):
+        dataclasses.replace(tiny_bundle(), slab_slices=3, patch_size_vox=(1, 16, 16))
+    with pytest.raises(ConfigError, match="2D network needs slab_slices > 0"):
+        dataclasses.replace(tiny_in_plane_bundle(), slab_slices=0)

@@ -230,9 +230,10 @@ def _train_synthetic(args: argparse.Namespace) -> int:
         phantom_validation_volumes,
     )
 
-    if args.dataset is not None or args.init_model or args.folds:
+    if args.dataset is not None or args.init_model or args.folds or args.config or args.patch_size_vox:
         raise ConfigError(
-            "--synthetic trains on synthetic slabs alone: give no DATASET, --init-model or --folds"
+            "--synthetic trains on synthetic slabs alone: give no DATASET, --init-model, --folds, --config "
+            "or --patch-size-vox"
         )
     overrides = {name: getattr(args, name) for name, _, _ in _OVERRIDES if getattr(args, name) is not None}
     overrides.pop("optimizer", None)  # in-plane training always uses AdamW

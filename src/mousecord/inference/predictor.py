@@ -226,7 +226,13 @@ class Predictor:
         mirror_axes = self.bundle.mirror_axes if self.config.mirroring else ()
         accumulate_dtype = getattr(torch, self.config.accumulate_dtype)
         if self.bundle.in_plane:
-            data = prep.slab_channels(np.asarray(data), self.bundle.slab_slices)
+            if spacing_mm is None and self.roi == "cord":
+                raise ConfigError(
+                    f"model {self.bundle.name} is in-plane: give the data's spacing_mm (its slices keep the "
+                    "image's own thickness, which the cord ROI path measures distances in)"
+                )
+            array = data.cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+            data = prep.slab_channels(array, self.bundle.slab_slices)
         image = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
         if self.roi == "cord":
             spacing = spacing_mm or tuple(float(value) for value in self.bundle.spacing_mm)

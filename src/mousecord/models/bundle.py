@@ -139,6 +139,13 @@ class ModelBundle:
             raise ConfigError(f"model {self.name}: labels must be 0..N-1, got {self.labels}")
         if self.slab_slices < 0 or (self.slab_slices and self.slab_slices % 2 == 0):
             raise ConfigError(f"model {self.name}: slab_slices must be 0 or odd, got {self.slab_slices}")
+        from mousecord.models.network import network_dimension
+
+        if network_dimension(self.architecture) != (2 if self.in_plane else 3):
+            raise ConfigError(
+                f"model {self.name}: a {network_dimension(self.architecture)}D network needs slab_slices "
+                f"{'> 0' if network_dimension(self.architecture) == 2 else '0'}, got {self.slab_slices}"
+            )
         if self.in_plane and int(self.patch_size_vox[0]) != 1:
             raise ConfigError(
                 f"model {self.name}: an in-plane model's patch is one slice deep, got {self.patch_size_vox}"

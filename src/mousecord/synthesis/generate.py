@@ -228,12 +228,14 @@ def render_sample(config: SynthesisConfig, parameters: dict[str, Any]) -> SynthS
         for sub_z in sub_offsets:
             tissue = _tissue_labels(shape, spacing, parameters, fields, float(z_mm + sub_z))
             accumulated += _paint(tissue, intensities, fields["textures"], fields["white"])
-            if index == slices // 2 and sub_z == sub_offsets[len(sub_offsets) // 2]:
+            if index == slices // 2 and sub_z == 0:
                 centre_labels = np.where(tissue <= Label.WM, tissue, 0).astype(np.uint8)
         images.append(accumulated / sub_count)
+    if centre_labels is None:  # an even number of sub-slices: none lies at the centre, label it apart
+        tissue = _tissue_labels(shape, spacing, parameters, fields, 0.0)
+        centre_labels = np.where(tissue <= Label.WM, tissue, 0).astype(np.uint8)
     image = np.stack(images)
-    image = _acquire(image, spacing, parameters, fields, rng)
-    assert centre_labels is not None
+    image = _acquire(image, spacing, parameters, fields)
     return SynthSample(image.astype(np.float32), centre_labels, parameters)
 
 
@@ -458,7 +460,7 @@ def _paint(
     return value + spreads[tissue] * (0.5 * texture + 0.5 * white)
 
 
-def _acquire(image: np.ndarray, spacing: float, parameters: dict, fields: dict, rng: np.random.Generator):
+def _acquire(image: np.ndarray, spacing: float, parameters: dict, fields: dict) -> np.ndarray:
     """Resolution, Gibbs ringing, bias, Rician noise, ghosting and gamma, slice by slice."""
     noise_rng = np.random.default_rng(fields["noise_seed"])
     cord_signal = float(np.mean(np.asarray(parameters["intensities"]["mean"])[[Label.GM, Label.WM]]))

@@ -26,7 +26,7 @@ from mousecord.datasets.nnunet_raw import (
     read_conversion_dict,
     read_dataset_json,
 )
-from mousecord.errors import DatasetError
+from mousecord.errors import DatasetError, ImageFormatError
 from mousecord.inference.preprocessing import preprocess_image, preprocess_label_map
 from mousecord.io import load_nifti
 from mousecord.labels import IGNORE_VALUE, TISSUE_LABELS, Label, check_label_values, masks_to_label_map
@@ -203,7 +203,10 @@ def _case(
     if input_spec is None:
         own_spacing = tuple(float(value) for value in np.round(image.voxel_size_mm[::-1], 6))
         input_spec = InputSpec("training", own_spacing)
-    preprocessed = preprocess_image(image.data, image.voxel_size_mm, input_spec)
+    try:
+        preprocessed = preprocess_image(image.data, image.voxel_size_mm, input_spec)
+    except ImageFormatError as error:  # e.g. one slice for a 3D network
+        raise DatasetError(f"{name}: cannot be prepared for training ({error})") from error
     labels = preprocess_label_map(label_map, preprocessed, input_spec.transpose_forward)
     spacing = tuple(float(value) for value in np.round(preprocessed.network_spacing_mm, 6))
     return TrainingCase(name, subject, preprocessed.data[0], labels, spacing)

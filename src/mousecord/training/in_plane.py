@@ -238,9 +238,13 @@ def annotated_sample(
         in_plane = in_plane @ np.diag(np.where(rng.random(2) < augmentation.flip_probability, -1.0, 1.0))
     matrix = np.eye(3)
     matrix[1:, 1:] = in_plane  # slices stay where they are: z is never resampled
-    image, labels = extract_patch(case, centre, patch, SpatialParams(matrix, None))
+    # the slab's slices, the first and last replicated beyond the ends as slab_channels does at inference
+    half = patch[0] // 2
+    rows = np.clip(np.arange(int(centre[0]) - half, int(centre[0]) + half + 1), 0, case.image.shape[0] - 1)
+    slab = dataclasses.replace(case, image=case.image[rows], label_map=case.label_map[rows])
+    image, labels = extract_patch(slab, (half, centre[1], centre[2]), patch, SpatialParams(matrix, None))
     image = augment_intensity(image, labels, augmentation, transforms, rng)
-    return image, labels[patch[0] // 2]
+    return image, labels[half]
 
 
 def in_plane_batch(
@@ -547,7 +551,8 @@ def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *
         return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
     checkpoint = load_checkpoint(last)
     saved = InPlaneTrainConfig.from_dict(json.loads(checkpoint["in_plane_config_json"]))
-    if saved.to_dict() | {"epochs": 0} != config.to_dict() | {"epochs": 0}:
+    unchanged = {"epochs": 0, "device": "", "data_workers": 0}  # batches depend on neither device nor workers
+    if saved.to_dict() | unchanged != config.to_dict() | unchanged:
         raise ConfigError(
             f"{last}: was trained with a different configuration; resume with the same settings"
         )
