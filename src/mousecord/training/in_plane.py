@@ -36,7 +36,7 @@ from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.inference.preprocessing import normalize
 from mousecord.io.atomic import atomic_output
 from mousecord.io.volume import Volume
-from mousecord.labels import DATASET_JSON_LABELS, IGNORE_VALUE, LABEL_NAMES, TISSUE_LABELS
+from mousecord.labels import DATASET_JSON_LABELS, LABEL_NAMES
 from mousecord.models.bundle import ModelBundle, save_bundle, unique_tensors
 from mousecord.models.network import build_network, load_weights, plain_unet_architecture
 from mousecord.options import DEVICES
@@ -48,8 +48,10 @@ from mousecord.training.loop import (
     CHECKPOINT_LAST,
     HISTORY_JSON,
     PROGRESS_PNG,
+    build_scheduler,
     load_checkpoint,
     plot_progress,
+    pooled_dice,
     select_device,
     split_subjects,
 )
@@ -326,7 +328,7 @@ def bundle_from_weights(
 
 def validate_volumes(predictor: Predictor, volumes: Sequence[tuple[Volume, np.ndarray]]) -> dict[str, float]:
     """GM and WM Dice of ``predictor`` over whole labelled volumes (statistics pooled over volumes)."""
-    return _pooled_dice((predictor.predict_volume(volume).label_map, truth) for volume, truth in volumes)
+    return pooled_dice((predictor.predict_volume(volume).label_map, truth) for volume, truth in volumes)
 
 
 def validate_annotated_slices(predictor: Predictor, cases: Sequence[TrainingCase]) -> dict[str, float]:
@@ -344,25 +346,7 @@ def validate_annotated_slices(predictor: Predictor, cases: Sequence[TrainingCase
                 logits = predictor.predict_logits(case.image[None, low:high], case.spacing_mm)
                 yield logits[:, int(z) - low].argmax(0).numpy(), case.label_map[z]
 
-    return _pooled_dice(pairs())
-
-
-def _pooled_dice(pairs) -> dict[str, float]:
-    """Dice per tissue over (prediction, truth) pairs, pooled; IGNORE_VALUE truth voxels are left out."""
-    overlap = np.zeros(len(LABEL_NAMES))
-    total = np.zeros(len(LABEL_NAMES))
-    for prediction, truth in pairs:
-        known = truth != IGNORE_VALUE
-        for label in TISSUE_LABELS:
-            predicted, expected = (prediction == label) & known, (truth == label) & known
-            overlap[label] += np.count_nonzero(predicted & expected)
-            total[label] += np.count_nonzero(predicted) + np.count_nonzero(expected)
-    scores = {
-        LABEL_NAMES[label]: float(2 * overlap[label] / total[label]) if total[label] else 1.0
-        for label in TISSUE_LABELS
-    }
-    scores["mean"] = float(np.mean([scores[LABEL_NAMES[label]] for label in TISSUE_LABELS]))
-    return scores
+    return pooled_dice(pairs())
 
 
 @dataclass
@@ -431,10 +415,7 @@ def train_in_plane(
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    total_steps = config.epochs * config.iterations_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: max(1 - step / total_steps, 0.0) ** config.poly_exponent
-    )
+    scheduler = build_scheduler(config, optimizer)
     state = _initial_state(output_folder, config, network, optimizer, scheduler, resume=resume)
     with atomic_output(output_folder / IN_PLANE_CONFIG_JSON) as temporary:
         temporary.write_text(json.dumps(config.to_dict(), indent=2) + "\n")

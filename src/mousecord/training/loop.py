@@ -13,10 +13,10 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -103,8 +103,16 @@ def build_optimizer(config: TrainConfig, network: nn.Module) -> torch.optim.Opti
     return torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
+class PolySchedule(Protocol):
+    """What :func:`build_scheduler` reads of a recipe (TrainConfig and InPlaneTrainConfig both have it)."""
+
+    epochs: int
+    iterations_per_epoch: int
+    poly_exponent: float
+
+
 def build_scheduler(
-    config: TrainConfig, optimizer: torch.optim.Optimizer
+    config: PolySchedule, optimizer: torch.optim.Optimizer
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Poly schedule ``(1 - step / total_steps) ** poly_exponent``, stepped every iteration."""
     total_steps = config.epochs * config.iterations_per_epoch
@@ -274,22 +282,31 @@ def validate(
     use_amp: bool,
 ) -> dict[str, float]:
     """Dice of GM and WM over the annotated voxels of ``cases`` (statistics pooled over cases)."""
-    tp = np.zeros(len(LABEL_NAMES))
-    denominator = np.zeros(len(LABEL_NAMES))
-    for case in cases:
-        for start, stop in _slabs(case.annotated_slices, case.image.shape[0], config.patch_size_vox[0]):
-            logits = predict_logits(
-                network, case.image[start:stop], config.patch_size_vox, device=device, use_amp=use_amp
-            )
-            prediction = logits.argmax(0).numpy()
-            reference = case.label_map[start:stop]
-            known = reference != IGNORE_VALUE
-            for label in TISSUE_LABELS:
-                ref, pred = (reference == label) & known, (prediction == label) & known
-                tp[label] += np.count_nonzero(ref & pred)
-                denominator[label] += np.count_nonzero(ref) + np.count_nonzero(pred)
+
+    def pairs():
+        for case in cases:
+            for start, stop in _slabs(case.annotated_slices, case.image.shape[0], config.patch_size_vox[0]):
+                logits = predict_logits(
+                    network, case.image[start:stop], config.patch_size_vox, device=device, use_amp=use_amp
+                )
+                yield logits.argmax(0).numpy(), case.label_map[start:stop]
+
+    return pooled_dice(pairs())
+
+
+def pooled_dice(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """GM, WM and mean Dice over (prediction, truth) array pairs, statistics pooled over all pairs; truth
+    voxels holding IGNORE_VALUE are left out, and a tissue absent from both counts as 1."""
+    overlap = np.zeros(len(LABEL_NAMES))
+    total = np.zeros(len(LABEL_NAMES))
+    for prediction, truth in pairs:
+        known = truth != IGNORE_VALUE
+        for label in TISSUE_LABELS:
+            predicted, expected = (prediction == label) & known, (truth == label) & known
+            overlap[label] += np.count_nonzero(predicted & expected)
+            total[label] += np.count_nonzero(predicted) + np.count_nonzero(expected)
     scores = {
-        LABEL_NAMES[label]: float(2 * tp[label] / denominator[label]) if denominator[label] else 1.0
+        LABEL_NAMES[label]: float(2 * overlap[label] / total[label]) if total[label] else 1.0
         for label in TISSUE_LABELS
     }
     scores["mean"] = float(np.mean([scores[LABEL_NAMES[label]] for label in TISSUE_LABELS]))
@@ -504,6 +521,7 @@ __all__ = [
     "epoch_batches",
     "load_checkpoint",
     "plot_progress",
+    "pooled_dice",
     "predict_label_map",
     "predict_logits",
     "save_checkpoint",
