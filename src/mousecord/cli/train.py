@@ -188,12 +188,9 @@ def _fine_tune_in_plane(args: argparse.Namespace, bundle) -> int:
         raise ConfigError("--folds, --config and --patch-size-vox do not apply to an in-plane model")
     if not 0 <= args.synthetic_fraction < 1:
         raise ConfigError(f"--synthetic-fraction must be in [0, 1), got {args.synthetic_fraction}")
-    base = InPlaneTrainConfig.for_bundle(bundle)
+    base = InPlaneTrainConfig.fine_tune_for(bundle)
     overrides = {
         "annotated_fraction": 1 - args.synthetic_fraction,
-        "epochs": 10,
-        "iterations_per_epoch": 25,
-        "learning_rate": 5e-4,
         **{name: getattr(args, name) for name, _, _ in _OVERRIDES if getattr(args, name) is not None},
     }
     overrides.pop("optimizer", None)  # in-plane training always uses AdamW

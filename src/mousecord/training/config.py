@@ -47,6 +47,15 @@ class AugmentationConfig:
     #: SynthSeg-style random intensity per label (needs the label map where it recolours; off for real data).
     random_label_intensity_probability: float = 0.0
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AugmentationConfig:
+        """Build from a (possibly partial) dict, e.g. parsed JSON (lists become the range tuples)."""
+        converted = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
+        try:
+            return cls(**converted)
+        except TypeError as error:
+            raise ConfigError(f"invalid augmentation settings: {error}") from error
+
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             if item.name.endswith("_probability") and not 0.0 <= getattr(self, item.name) <= 1.0:
@@ -154,14 +163,7 @@ class TrainConfig:
             raise ConfigError(f"unknown training settings {unknown}; known: {sorted(known)}")
         values = dict(values)
         if isinstance(values.get("augmentation"), dict):
-            augmentation = dict(values["augmentation"])
-            for key in ("scaling_range", "gamma_range"):
-                if key in augmentation:
-                    augmentation[key] = tuple(augmentation[key])
-            try:
-                values["augmentation"] = AugmentationConfig(**augmentation)
-            except TypeError as error:
-                raise ConfigError(f"invalid augmentation settings: {error}") from error
+            values["augmentation"] = AugmentationConfig.from_dict(values["augmentation"])
         for key in ("features_per_stage", "patch_size_vox"):
             if key in values:
                 values[key] = tuple(int(value) for value in values[key])
