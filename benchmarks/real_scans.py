@@ -1,13 +1,13 @@
 """Real scans with real GM labels: SCT's human test data given a mouse-scale voxel size.
 
-The files of ``shared/data/real-headers`` (SCT's ``sct_testing_data``, MIT) are human cervical cord scans
+The files of ``tests/data/real-headers`` (SCT's ``sct_testing_data``, MIT) are human cervical cord scans
 with manual GM and cord masks: ``t2s`` (T2*-weighted, GM brighter than WM, 0.5 x 0.5 x 7.5 mm) and ``mt1``
 (magnetisation transfer, 0.84 x 0.84 x 17 mm). A human cord is about 5x wider than a mouse's, so each is
 given the in-plane voxel size that makes its cord (as its mask measures it) 2.5 mm wide, the middle of the
 mouse range, and segmented slice by slice. Cord Dice (GM + WM against the cord mask) and GM Dice are printed
 per file; they measure anatomy and contrast transfer to real tissue, not mouse accuracy.
 
-    python benchmarks/real_scans.py [--data ../shared/data/real-headers] [--model default] [--json out.json]
+    python benchmarks/real_scans.py [--data tests/data/real-headers] [--model default] [--json out.json]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/real-headers"
+        "--data", type=Path, default=Path(__file__).resolve().parents[1] / "tests/data/real-headers"
     )
     parser.add_argument("--model", default=None, help="model name or folder (default: the shipped default)")
     parser.add_argument("--json", type=Path)

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the real files beside the repository, temporary outputs."""
+"""Shared fixtures: the small real files kept in ``tests/data`` (each folder has a README and licence)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-REAL_HEADERS = SHARED_DATA / "real-headers"
+TEST_DATA = REPO_ROOT / "tests" / "data"
+REAL_HEADERS = TEST_DATA / "real-headers"
 REAL_HEADER_FILES = sorted(REAL_HEADERS.glob("*.nii.gz"))
 
 
@@ -20,14 +20,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
-    return SHARED_DATA
+def test_data() -> Path:
+    return TEST_DATA
 
 
 @pytest.fixture(scope="session")
-def real_headers(shared_data: Path) -> list[Path]:
-    files = sorted((shared_data / "real-headers").glob("*.nii.gz"))
-    assert files, "real-headers folder is empty"
-    return files
+def real_headers() -> list[Path]:
+    assert len(REAL_HEADER_FILES) == 8, (
+        f"tests/data/real-headers should hold 8 NIfTI files: {REAL_HEADER_FILES}"
+    )
+    return REAL_HEADER_FILES

@@ -232,6 +232,13 @@ def main() -> None:
     parser.add_argument("--device", default=RECIPE.device, help="auto, cpu or cuda")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
     parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="start from the best checkpoint of an earlier run's --work folder (a new schedule, e.g. a "
+        "second stage at a lower --learning-rate)",
+    )
+    parser.add_argument("--learning-rate", type=float, default=RECIPE.learning_rate)
+    parser.add_argument(
         "--install", action="store_true", help=f"export the best checkpoint to {DEFAULT_BUNDLE}"
     )
     parser.add_argument("--update-card", action="store_true", help="only rewrite the installed bundle's card")
@@ -250,12 +257,22 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     config = InPlaneTrainConfig.from_dict(
-        {**RECIPE.to_dict(), "epochs": args.epochs, "data_workers": args.data_workers, "device": args.device}
+        {
+            **RECIPE.to_dict(),
+            "epochs": args.epochs,
+            "learning_rate": args.learning_rate,
+            "data_workers": args.data_workers,
+            "device": args.device,
+        }
     )
+    initial_weights = None
+    if args.init_from is not None:
+        initial_weights = load_checkpoint(args.init_from / CHECKPOINT_BEST)["network_weights"]
     train_in_plane(
         config,
         args.work,
         validation_volumes=phantom_validation_volumes(),
+        initial_weights=initial_weights,
         resume=args.resume,
         inference=INFERENCE,
     )

@@ -28,6 +28,20 @@ def _write(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Pa
     return path
 
 
+def test_the_real_header_files_are_in_the_repository() -> None:
+    # the parametrised tests below would be skipped, not failed, if the files went missing
+    assert [path.name for path in REAL_HEADER_FILES] == [
+        "mt1.nii.gz",
+        "mt1_gmseg_goldstandard.nii.gz",
+        "mt1_seg.nii.gz",
+        "t1w.nii.gz",
+        "t2.nii.gz",
+        "t2s.nii.gz",
+        "t2s_gmseg_manual.nii.gz",
+        "t2s_seg.nii.gz",
+    ]
+
+
 @pytest.mark.parametrize("path", REAL_HEADER_FILES, ids=lambda path: path.name)
 def test_round_trip_is_bit_exact_on_real_headers(path: Path, tmp_path: Path) -> None:
     with warnings.catch_warnings():

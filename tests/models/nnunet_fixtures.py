@@ -16,9 +16,7 @@ import torch
 
 from mousecord.models.network import build_network
 
-REFERENCE_PLANS = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nnunet-reference" / "plans.json"
-)
+REFERENCE_PLANS = Path(__file__).resolve().parents[1] / "data" / "nnunet-reference" / "plans.json"
 REFERENCE_DATASET = REFERENCE_PLANS.with_name("dataset.json")
 FOLDER_NAME = "nnUNetTrainer__nnUNetPlans__3d_fullres"
 

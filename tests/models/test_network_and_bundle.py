@@ -20,13 +20,13 @@ from mousecord.models import (
 )
 
 
-def _reference_architecture(shared_data: Path) -> dict:
-    plans = json.loads((shared_data / "nnunet-reference" / "plans.json").read_text())
+def _reference_architecture(test_data: Path) -> dict:
+    plans = json.loads((test_data / "nnunet-reference" / "plans.json").read_text())
     return plans["configurations"]["3d_fullres"]["architecture"]
 
 
-def test_reference_plans_build_the_reference_network(shared_data: Path) -> None:
-    network = build_network(_reference_architecture(shared_data), input_channels=1, num_classes=3)
+def test_reference_plans_build_the_reference_network(test_data: Path) -> None:
+    network = build_network(_reference_architecture(test_data), input_channels=1, num_classes=3)
     assert type(network).__name__ == "PlainConvUNet"
     assert any(key.startswith("encoder.stages.5") for key in network.state_dict())
     assert count_parameters(network) == count_parameters(
@@ -34,7 +34,7 @@ def test_reference_plans_build_the_reference_network(shared_data: Path) -> None:
     )
 
 
-def test_old_plans_format_gives_the_same_state_dict_keys(shared_data: Path) -> None:
+def test_old_plans_format_gives_the_same_state_dict_keys(test_data: Path) -> None:
     old_configuration = {
         "UNet_class_name": "PlainConvUNet",
         "UNet_base_num_features": 32,
@@ -45,7 +45,7 @@ def test_old_plans_format_gives_the_same_state_dict_keys(shared_data: Path) -> N
         "conv_kernel_sizes": [[3, 3, 3]] * 6,
         "patch_size": [256, 96, 96],
     }
-    new = build_network(_reference_architecture(shared_data), input_channels=1, num_classes=3).state_dict()
+    new = build_network(_reference_architecture(test_data), input_channels=1, num_classes=3).state_dict()
     old = build_network(architecture_from_old_plans(old_configuration), input_channels=1, num_classes=3)
     assert {key: value.shape for key, value in old.state_dict().items()} == {
         key: value.shape for key, value in new.items()
