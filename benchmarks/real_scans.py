@@ -45,7 +45,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from mousecord.analysis.metrics import dice
-    from mousecord.inference.segment import segment
+    from mousecord.inference import InferenceConfig
+    from mousecord.pipelines import SegmentOptions, segment
 
     results = {}
     for name, (gm_name, cord_name) in SCANS.items():
@@ -57,7 +58,13 @@ def main() -> int:
         voxel = (zooms[0] * scale, zooms[1] * scale, zooms[2] * scale)
         with tempfile.TemporaryDirectory() as folder:
             output = Path(folder) / f"{name}_seg.nii.gz"
-            segment(args.data / f"{name}.nii.gz", output, model=args.model, voxel_size_mm=voxel, device="cpu")
+            segment(
+                args.data / f"{name}.nii.gz",
+                output,
+                model=args.model,
+                options=SegmentOptions(voxel_size_mm=voxel),
+                inference=InferenceConfig(device="cpu"),
+            )
             labels = np.asarray(nib.load(output).dataobj)
         results[name] = {
             "voxel_size_mm": [round(float(value), 4) for value in voxel],

@@ -50,3 +50,22 @@ def test_ignore_unannotated_along_any_axis() -> None:
 def test_check_label_values_names_the_bad_value() -> None:
     with pytest.raises(ImageFormatError, match="p.nii.gz: expected label values \\[0, 1, 2\\], found 5"):
         check_label_values(np.array([0, 1, 5]), name="p.nii.gz")
+
+
+def test_every_lazy_public_name_is_also_imported_for_type_checkers():
+    import ast
+    import inspect
+
+    import mousecord
+
+    tree = ast.parse(inspect.getsource(mousecord))
+    checked = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+        for statement in node.body
+        for alias in statement.names
+    }
+    assert checked == set(mousecord._LAZY_API)
+    for name, module in mousecord._LAZY_API.items():
+        assert getattr(mousecord, name).__module__.startswith(module.rsplit(".", 1)[0]), name

@@ -9,13 +9,15 @@ The public API is loaded lazily so that ``import mousecord`` stays cheap and nev
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it; resolved on first attribute access
 _LAZY_API: dict[str, str] = {
-    "segment": "mousecord.inference.segment",
+    "segment": "mousecord.pipelines",
+    "SegmentOptions": "mousecord.pipelines",
+    "run_demo": "mousecord.pipelines",
     "Predictor": "mousecord.inference",
     "InferenceConfig": "mousecord.inference",
     "read_model_folder": "mousecord.models.nnunet",
@@ -40,6 +42,18 @@ _LAZY_API: dict[str, str] = {
 }
 
 __all__ = ["__version__", *sorted(_LAZY_API)]
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the real names, not Any from __getattr__
+    from mousecord.analysis import compare_label_maps, evaluate, morphometrics, write_qc_entry  # noqa: F401
+    from mousecord.errors import MousecordError  # noqa: F401
+    from mousecord.inference import InferenceConfig, Predictor  # noqa: F401
+    from mousecord.io import Volume, load_nifti, save_like  # noqa: F401
+    from mousecord.labels import Label  # noqa: F401
+    from mousecord.models.nnunet import read_model_folder  # noqa: F401
+    from mousecord.models.registry import install_model, list_models, resolve_model  # noqa: F401
+    from mousecord.phantom import PhantomConfig, generate_phantom, phantom_dataset  # noqa: F401
+    from mousecord.pipelines import SegmentOptions, run_demo, segment  # noqa: F401
+    from mousecord.training import TrainConfig, train, train_model  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -113,8 +113,8 @@ def test_image_without_cord_warns_and_exits_with_the_no_cord_status(tmp_path, ca
 
     import torch
 
-    from mousecord.inference.segment import EXIT_NO_CORD
     from mousecord.models import save_bundle
+    from mousecord.pipelines import EXIT_NO_CORD
     from tests.inference.helpers import tiny_bundle
 
     bundle = tiny_bundle(spacing_mm=(0.05, 0.05, 0.05))

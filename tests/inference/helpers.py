@@ -6,7 +6,12 @@ from pathlib import Path
 
 import torch
 
+from mousecord.inference import InferenceConfig
 from mousecord.models import ModelBundle, Normalization, build_network, plain_unet_architecture, save_bundle
+
+#: Library calls in tests run on torch (exact results, no OpenVINO compile per predictor) unless they
+#: test a backend.
+TORCH = InferenceConfig(device="cpu", backend="torch")
 
 
 def tiny_bundle(

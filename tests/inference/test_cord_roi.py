@@ -214,11 +214,15 @@ def test_predictor_follows_the_bundle_and_the_override():
     cord_bundle = dataclasses.replace(
         bundle, metadata={"inference": {"roi": "cord", "keep_largest_component": True}}
     )
-    assert Predictor(bundle, InferenceConfig(device="cpu")).roi == "full"
-    auto = Predictor(cord_bundle, InferenceConfig(device="cpu"))
+    assert Predictor(bundle, InferenceConfig(device="cpu", backend="torch")).roi == "full"
+    auto = Predictor(cord_bundle, InferenceConfig(device="cpu", backend="torch"))
     assert auto.roi == "cord" and auto.keep_largest_component
-    forced = Predictor(cord_bundle, InferenceConfig(device="cpu", roi="full", keep_largest_component=False))
+    forced = Predictor(
+        cord_bundle, InferenceConfig(device="cpu", backend="torch", roi="full", keep_largest_component=False)
+    )
     assert forced.roi == "full" and not forced.keep_largest_component
     image = np.random.default_rng(0).normal(size=(13, 11, 9)).astype(np.float32)
     prediction = auto.predict_array(image, (1.0, 1.0, 1.0))
     assert prediction.label_map.shape == image.shape and prediction.label_map.dtype == np.uint8
+    assert prediction.roi is not None and prediction.roi.centre_vox.shape[1] == 2
+    assert forced.predict_array(image, (1.0, 1.0, 1.0)).roi is None

@@ -12,11 +12,11 @@ import torch
 from mousecord.errors import ImageFormatError
 from mousecord.inference import InferenceConfig, Predictor
 from mousecord.inference.preprocessing import slab_channels
-from mousecord.inference.segment import segment
 from mousecord.inference.sliding_window import compute_tile_starts
 from mousecord.io import Volume
 from mousecord.models import load_bundle, save_bundle
 from mousecord.models.network import InPlaneNetwork, build_network
+from mousecord.pipelines import segment
 from tests.inference.helpers import tiny_bundle, tiny_in_plane_bundle
 
 CPU = InferenceConfig(device="cpu", backend="torch", accumulate_dtype="float32")
@@ -105,7 +105,7 @@ def test_segment_single_slice_file_keeps_its_geometry(tmp_path, two_dimensional_
     image.set_qform(affine, 1)
     path = tmp_path / "slice_T1w.nii.gz"
     nib.save(image, path)
-    segment(path, tmp_path / "out" / "slice_seg.nii.gz", model=model, device="cpu", backend="torch")
+    segment(path, tmp_path / "out" / "slice_seg.nii.gz", model=model, inference=CPU)
     written = nib.load(tmp_path / "out" / "slice_seg.nii.gz")
     assert written.shape == data.shape
     assert np.allclose(written.affine, affine)

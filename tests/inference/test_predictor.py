@@ -77,7 +77,7 @@ def test_postprocessing():
 
 @pytest.fixture(scope="module")
 def tiny_predictor():
-    return Predictor(tiny_bundle(), InferenceConfig(device="cpu"))
+    return Predictor(tiny_bundle(), InferenceConfig(device="cpu", backend="torch"))
 
 
 def test_predict_array_smaller_than_patch_and_constant(tiny_predictor):

@@ -216,8 +216,8 @@ def test_constant_image_is_refused_by_its_check() -> None:
 @pytest.mark.parametrize(
     ("voxel_size", "hint"),
     [
-        ((1.0, 1.0, 1.0), "if it is 0.1 mm (header x10), pass --voxel-size 0.1 0.1 0.1; if it is 0.05 mm"),
-        ((1.0, 1.0, 8.0), "if it is 0.05 x 0.05 x 0.4 mm (header x20), pass --voxel-size 0.05 0.05 0.4"),
+        ((1.0, 1.0, 1.0), "if it is 0.1 mm (header x10), give voxel_size_mm=(0.1, 0.1, 0.1); if it is"),
+        ((1.0, 1.0, 8.0), "if it is 0.05 x 0.05 x 0.4 mm (header x20), give voxel_size_mm=(0.05, 0.05, 0.4"),
         ((7.0, 7.0, 7.0), ""),
         ((0.05, 0.05, 0.05), ""),
     ],
@@ -227,7 +227,7 @@ def test_voxel_size_hint_names_the_scaled_header_sizes(voxel_size: tuple[float, 
 
 
 def test_voxel_size_hint_in_canonical_axes_spells_out_isotropic_sizes_only() -> None:
-    assert voxel_size_hint((1.0, 1.0, 1.0), file_axes=False).endswith("--voxel-size 0.05 0.05 0.05")
+    assert voxel_size_hint((1.0, 1.0, 1.0), file_axes=False).endswith("voxel_size_mm=(0.05, 0.05, 0.05)")
     assert "in the file's axis order" in voxel_size_hint((1.0, 8.0, 1.0), file_axes=False)
 
 

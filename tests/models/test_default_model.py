@@ -64,7 +64,7 @@ def bundle():
 
 
 def segment_phantom(bundle, phantom, **config) -> np.ndarray:
-    predictor = Predictor(bundle, InferenceConfig(device="cpu", threads=2, **config))
+    predictor = Predictor(bundle, InferenceConfig(device="cpu", backend="torch", threads=2, **config))
     return predictor.predict_array(phantom.image.data, phantom.image.voxel_size_mm).label_map
 
 
@@ -99,12 +99,16 @@ def test_default_model_segments_gm_darker_than_wm(bundle, dark_phantom):
 def test_default_model_segments_a_single_2d_slice(bundle, phantom, tmp_path):
     import nibabel as nib
 
-    from mousecord.inference.segment import segment
+    from mousecord.pipelines import segment
 
     z = phantom.image.shape[2] // 2
     path = tmp_path / "slice_T1w.nii.gz"
     nib.save(nib.Nifti1Image(phantom.image.data[:, :, z], phantom.image.affine), path)
-    segment(path, tmp_path / "slice_seg.nii.gz", device="cpu", threads=2)
+    segment(
+        path,
+        tmp_path / "slice_seg.nii.gz",
+        inference=InferenceConfig(device="cpu", backend="torch", threads=2),
+    )
     labels = np.asarray(nib.load(tmp_path / "slice_seg.nii.gz").dataobj)
     assert labels.shape == phantom.image.shape[:2]
     truth = phantom.label_map.data[:, :, z]
@@ -124,7 +128,7 @@ def test_an_image_without_cord_gets_the_no_cord_exit_status(tmp_path, capsys):
     """Embedding medium alone (Rician noise, no tissue): the documented warning and exit status 3."""
     import nibabel as nib
 
-    from mousecord.inference.segment import EXIT_NO_CORD
+    from mousecord.pipelines import EXIT_NO_CORD
 
     rng = np.random.default_rng(3)
     medium = np.hypot(0.05 + rng.normal(0, 0.02, (120, 120, 8)), rng.normal(0, 0.02, (120, 120, 8)))

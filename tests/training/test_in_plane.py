@@ -13,9 +13,9 @@ import torch
 from mousecord.analysis import evaluate
 from mousecord.cli.main import main
 from mousecord.inference import InferenceConfig, Predictor
-from mousecord.inference.segment import segment
 from mousecord.labels import IGNORE_VALUE
 from mousecord.models import load_bundle, save_bundle
+from mousecord.pipelines import segment
 from mousecord.synthesis import SynthesisConfig
 from mousecord.training import InPlaneTrainConfig, load_training_dataset, train_in_plane
 from mousecord.training.in_plane import annotated_sample, in_plane_batch, validate_annotated_slices
@@ -76,7 +76,7 @@ def test_validation_equals_segment_and_evaluate(dataset: Path, tmp_path: Path) -
     image = next(dataset.glob(f"sub-*/anat/{case.name}.nii.gz"))
     model = save_bundle(bundle, tmp_path / "model")
     output = tmp_path / "pred" / f"{case.name}_seg.nii.gz"
-    segment(image, output, model=model, device="cpu", backend="torch", roi="full")
+    segment(image, output, model=model, inference=InferenceConfig(device="cpu", backend="torch", roi="full"))
     truth = next(dataset.glob(f"derivatives/manual_masks/*/anat/{case.name}_label-GM_mask.nii.gz"))
     result = evaluate(truth, output)[0]
     assert result.metrics["GM"].dice == pytest.approx(validation["GM"], abs=1e-9)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mousecord.cli.main import add_common_options
-from mousecord.options import BACKENDS, DEVICES, ROI_MODES
+from mousecord.cli.main import add_backend_option, add_common_options
+from mousecord.options import DEVICES, ROI_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,13 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--roi", choices=("auto", *ROI_MODES), default="auto", help="see segment --roi")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads for the network")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="see segment --backend")
+    add_backend_option(parser)
     add_common_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mousecord.inference.demo import DEMO_SEED, DEMO_SHAPE_VOX, run_demo
+    from mousecord.pipelines.demo import DEMO_SEED, DEMO_SHAPE_VOX, run_demo
 
     result = run_demo(
         args.output,

@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -30,6 +31,24 @@ COMMAND_MODULES: tuple[str, ...] = (
     "datatools",
 )
 
+#: Library settings as messages name them -> the flags that set them, so a message of the library (which a
+#: Python caller reads) tells a command-line user what to type.
+_FLAG_FOR_SETTING: tuple[tuple[re.Pattern[str], str | object], ...] = (
+    (re.compile(r"voxel_size_mm=\(([^)]*)\)"), lambda match: "--voxel-size " + match[1].replace(",", "")),
+    (re.compile(r"\bvoxel_size_mm\b"), "--voxel-size"),
+    (re.compile(r"\bmax_network_voxels\b"), "--max-voxels"),
+    (re.compile(r"\bresume it \(resume=True\)"), "use --resume"),
+    (re.compile(r"\blabel_folder\b"), "--label-folder"),
+    (re.compile(r"\bdevice 'cpu'"), "--device cpu"),
+    (re.compile(r"\bbackend 'torch'"), "--backend torch"),
+    (re.compile(r"\broi 'full'"), "--roi full"),
+    (re.compile(r"\(overwrite to redo\)"), "(--overwrite to redo)"),
+    (re.compile(r"^folds must"), "--folds must"),
+    (re.compile(r"^sha256 checks"), "--sha256 checks"),
+    (re.compile(r"give a model name or folder"), "pass --model NAME_OR_PATH"),
+    (re.compile(r"mousecord\.models\.install_model"), "`mousecord models install`"),
+)
+
 _RED = "\033[31m"
 _RESET = "\033[0m"
 
@@ -51,6 +70,23 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Options every command takes: ``-v`` for debug logging, ``--quiet`` to hide progress bars."""
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only warnings and errors")
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--backend``; its default is ``$MOUSECORD_BACKEND`` when set (e.g. ``torch`` for nnU-Net-exact
+    results everywhere), else "auto". Only the command line reads the environment."""
+    from mousecord.options import BACKEND_ENVIRONMENT_VARIABLE, BACKENDS
+
+    default = os.environ.get(BACKEND_ENVIRONMENT_VARIABLE, "auto")
+    if default not in BACKENDS:
+        default = "auto"
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=default,
+        help="openvino: ~2x faster on a CPU; torch: nnU-Net's exact results; auto: openvino on an x86-64 "
+        f"CPU when installed (default: ${BACKEND_ENVIRONMENT_VARIABLE} if set, else auto; now {default})",
+    )
 
 
 class Terminated(KeyboardInterrupt):
@@ -130,10 +166,17 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _CommandLineFormatter(logging.Formatter):
+    """Log records as one line in command-line terms (see :func:`command_line_terms`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return command_line_terms(super().format(record))
+
+
 def _configure_logging(*, verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_CommandLineFormatter("%(message)s"))
     package_logger = logging.getLogger("mousecord")
     package_logger.handlers[:] = [handler]
     package_logger.setLevel(level)
@@ -151,14 +194,27 @@ def _show_warning(
     """Print mousecord's own warnings as one line (they name their file); others only with ``-v``."""
     logger = logging.getLogger("mousecord")
     if issubclass(category, MousecordWarning):
-        logger.warning("%s", " ".join(str(message).split()))
+        logger.warning("%s", str(message))
     else:
         logger.debug("%s:%d: %s: %s", filename, lineno, category.__name__, message)
 
 
+def command_line_terms(message: str) -> str:
+    """``message`` on one line, with the library settings it names replaced by their command-line flags.
+
+    Example:
+        >>> command_line_terms("x.nii.gz: if it is 0.05 mm, give voxel_size_mm=(0.05, 0.05, 0.05)")
+        'x.nii.gz: if it is 0.05 mm, give --voxel-size 0.05 0.05 0.05'
+    """
+    line = " ".join(message.split())
+    for pattern, flag in _FLAG_FOR_SETTING:
+        line = pattern.sub(flag, line)  # type: ignore[arg-type]
+    return line
+
+
 def _print_error(message: str) -> None:
     colour = sys.stderr.isatty()
-    line = " ".join(message.split())  # always one line
+    line = command_line_terms(message)  # always one line
     print(f"{_RED if colour else ''}mousecord: error: {line}{_RESET if colour else ''}", file=sys.stderr)
 
 

@@ -7,8 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from mousecord.cli.main import add_common_options, show_progress
-from mousecord.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
+from mousecord.cli.main import add_backend_option, add_common_options, show_progress
+from mousecord.options import DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,13 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads for the network")
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="openvino: ~2x faster on a CPU; torch: nnU-Net's exact results; auto (default): openvino on "
-        "an x86-64 CPU when installed",
-    )
+    add_backend_option(parser)
     parser.add_argument(
         "--max-voxels",
         type=float,
@@ -104,40 +98,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mousecord.cli.main import _print_error
-    from mousecord.inference.segment import EXIT_NO_CORD, segment
+    from mousecord.inference import InferenceConfig
+    from mousecord.pipelines import EXIT_NO_CORD, SegmentOptions, segment
 
-    report = segment(
-        args.input,
-        args.output,
-        model=args.model,
+    options = SegmentOptions(
         output_format=args.output_format,
         probabilities=args.probabilities,
         largest=args.largest,
         fill_holes=args.fill_holes,
         remove_small_mm3=args.remove_small,
-        mirroring=args.tta,
+        voxel_size_mm=tuple(args.voxel_size) if args.voxel_size else None,
+        overwrite=args.overwrite,
+        qc_dir=args.qc,
+        command="mousecord " + shlex.join(sys.argv[1:]),
+    )
+    inference = InferenceConfig(
         tile_step_fraction=args.step,
-        roi=args.roi,
+        mirroring=args.tta,
         device=args.device,
         threads=args.threads,
         backend=args.backend,
         max_network_voxels=int(args.max_voxels),
-        voxel_size_mm=tuple(args.voxel_size) if args.voxel_size else None,
-        overwrite=args.overwrite,
-        qc_dir=args.qc,
+        roi=args.roi,
+    )
+    report = segment(
+        args.input,
+        args.output,
+        model=args.model,
+        options=options,
+        inference=inference,
         derivatives_name=args.derivatives_name,
         models_dir=args.models_dir,
         progress=show_progress(args),
-        command="mousecord " + shlex.join(sys.argv[1:]),
     )
     for case in report.written:
         print(case.multilabel if case.multilabel.exists() else case.sidecar)
     if report.skipped:
         print(f"{len(report.skipped)} already segmented, skipped (--overwrite to redo)", file=sys.stderr)
-    for _, message in report.failed:
-        _print_error(message)
     if report.failed:
-        _print_error(f"{len(report.failed)} of {len(report.failed) + len(report.written)} images failed")
+        total = len(report.failed) + len(report.written)
+        _print_error(f"{len(report.failed)} of {total} images failed:")
+        for _, message in report.failed:
+            _print_error(f"  {message}")
         return 1
     if report.no_cord:
         names = ", ".join(str(case.input) for case in report.no_cord)

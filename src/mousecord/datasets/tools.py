@@ -67,7 +67,7 @@ def _copy(source: Path, target: Path) -> None:
 def _labelled_cases(root: Path, mask_folder: str) -> list[BidsCase]:
     folder = root / "derivatives" / mask_folder
     if not folder.is_dir():
-        raise DatasetError(f"{folder}: label folder not found (choose it with --label-folder)")
+        raise DatasetError(f"{folder}: label folder not found (choose it with label_folder)")
     return find_bids_images(root, mask_folder=mask_folder)
 
 

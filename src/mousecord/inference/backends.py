@@ -17,7 +17,6 @@ import ctypes
 import functools
 import importlib.util
 import logging
-import os
 import platform
 import sys
 import warnings
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from mousecord.errors import ConfigError
-from mousecord.options import BACKEND_ENVIRONMENT_VARIABLE, BACKENDS
+from mousecord.options import BACKENDS
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +39,11 @@ def openvino_available() -> bool:
 def resolve_backend(backend: str, device: torch.device) -> str:
     """``"auto"`` -> ``"openvino"`` on an x86-64 CPU when OpenVINO is installed, else ``"torch"``.
 
-    ``MOUSECORD_BACKEND=torch`` (or ``openvino``) in the environment replaces what ``"auto"`` picks.
-
     Raises:
         ConfigError: an unknown backend, or OpenVINO asked for on CUDA or without the package.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    chosen_in_environment = os.environ.get(BACKEND_ENVIRONMENT_VARIABLE, "auto")
-    if backend == "auto" and chosen_in_environment in BACKENDS:
-        backend = chosen_in_environment
     if backend == "auto":
         x86 = platform.machine().lower() in ("x86_64", "amd64")
         return "openvino" if device.type == "cpu" and x86 and openvino_available() else "torch"
@@ -199,9 +193,8 @@ def caller_signal_stack_kept() -> Iterator[None]:
         if libc.sigaltstack(ctypes.byref(saved), None) != 0:
             logger.warning(
                 "could not restore the signal stack after OpenVINO compiled a model (errno %d); a later "
-                "signal may crash this process: set %s=torch if it does",
+                "signal may crash this process: use backend 'torch' if it does",
                 ctypes.get_errno(),
-                BACKEND_ENVIRONMENT_VARIABLE,
             )
 
 

@@ -19,7 +19,7 @@ import torch
 from mousecord.errors import ConfigError
 from mousecord.inference import preprocessing as prep
 from mousecord.inference.backends import OpenVinoNetwork, resolve_backend, smallest_input_shape
-from mousecord.inference.cord_roi import CordRoiSettings, predict_cord_logits
+from mousecord.inference.cord_roi import CordRoi, CordRoiSettings, predict_cord_logits
 from mousecord.inference.postprocessing import drop_short_cord, keep_largest_component
 from mousecord.inference.preprocessing import PreprocessedImage
 from mousecord.inference.sliding_window import PredictFn, sliding_window
@@ -100,10 +100,12 @@ class InferenceConfig:
 
 @dataclass(frozen=True, eq=False)
 class Prediction:
-    """Result on the grid given: ``label_map`` (x, y, z) uint8; ``probabilities`` (k, x, y, z)."""
+    """Result on the grid given: ``label_map`` (x, y, z) uint8; ``probabilities`` (k, x, y, z); on the cord
+    ROI path, ``roi`` is the cord tube stage 1 found (in the network's axes of the preprocessed crop)."""
 
     label_map: np.ndarray
     probabilities: np.ndarray | None = None
+    roi: CordRoi | None = None
 
 
 class Predictor:
@@ -123,8 +125,6 @@ class Predictor:
         self.backend = resolve_backend(self.config.backend, self.device)
         self.networks = [self._load_fold(weights) for weights in bundle.fold_weights]
         self._runners: list[PredictFn] | None = None
-        #: The cord tube of the last prediction on the cord ROI path (network axes), for diagnostics.
-        self.last_roi = None
         inference = bundle.metadata.get("inference", {})
         if not isinstance(inference, dict):
             raise ConfigError(
@@ -222,6 +222,12 @@ class Predictor:
         Each fold runs its own sliding window and the folds' logits are averaged, in the accumulation
         precision, exactly as nnU-Net does (averaging per tile would round differently in float16).
         """
+        return self.predict_logits_and_roi(data, spacing_mm)[0]
+
+    def predict_logits_and_roi(
+        self, data: np.ndarray | torch.Tensor, spacing_mm: tuple[float, float, float] | None = None
+    ) -> tuple[torch.Tensor, CordRoi | None]:
+        """:meth:`predict_logits` and the cord tube the cord ROI path found (None on the dense path)."""
         runners = self.prepare()
         mirror_axes = self.bundle.mirror_axes if self.config.mirroring else ()
         accumulate_dtype = getattr(torch, self.config.accumulate_dtype)
@@ -259,7 +265,7 @@ class Predictor:
             assert total is not None
             if len(runners) > 1:
                 total /= len(runners)
-        return total.float()
+        return total.float(), None
 
     def _predict_cord_logits(
         self,
@@ -268,7 +274,7 @@ class Predictor:
         accumulate_dtype: torch.dtype,
         mirror_axes: tuple[int, ...],
         spacing_mm: tuple[float, float, float],
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, CordRoi]:
         """The cord ROI path: per tile, the folds' logits are averaged; mirroring applies to stage 2."""
 
         def predict_fn(tiles: torch.Tensor) -> torch.Tensor:
@@ -294,8 +300,7 @@ class Predictor:
                 accumulate_dtype=accumulate_dtype,
                 progress=self.config.progress,
             )
-        self.last_roi = roi
-        return logits
+        return logits, roi
 
     def export(
         self, logits: torch.Tensor, preprocessed: PreprocessedImage, *, probabilities: bool = False
@@ -330,8 +335,9 @@ class Predictor:
     def predict_array(self, image: np.ndarray, voxel_size_mm, *, probabilities: bool = False) -> Prediction:
         """Segment a canonical (x, y, z) array already in the model's orientation."""
         preprocessed = self.preprocess(image, voxel_size_mm)
-        logits = self.predict_logits(preprocessed.data, preprocessed.network_spacing_mm)
-        return self.export(logits, preprocessed, probabilities=probabilities)
+        logits, roi = self.predict_logits_and_roi(preprocessed.data, preprocessed.network_spacing_mm)
+        prediction = self.export(logits, preprocessed, probabilities=probabilities)
+        return Prediction(prediction.label_map, prediction.probabilities, roi)
 
     def predict_volume(self, volume: Volume, *, probabilities: bool = False) -> Prediction:
         """Segment a :class:`Volume` of any orientation; results come back on the volume's own grid."""
@@ -346,7 +352,17 @@ class Predictor:
         if prediction.probabilities is not None:
             moved = np.moveaxis(prediction.probabilities, 0, -1)
             result_probabilities = np.moveaxis(nio.apply_orientation(moved, back), -1, 0)
-        return Prediction(label_map, result_probabilities)
+        return Prediction(label_map, result_probabilities, prediction.roi)
+
+    def resolved_settings(self) -> dict:
+        """The inference settings as given and as this predictor resolved them (for sidecars)."""
+        return {
+            **self.config.to_dict(),
+            "backend_resolved": self.backend,
+            "roi_resolved": self.roi,
+            "keep_largest_component_resolved": self.keep_largest_component,
+            **({"cord_roi": self.roi_settings.to_dict()} if self.roi == "cord" else {}),
+        }
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
@@ -366,7 +382,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        raise ConfigError("device 'cuda' requested but CUDA is not available; use device 'cpu'")
     if device not in ("cpu", "cuda"):
         raise ConfigError(f"device must be one of {DEVICES}, got {device!r}")
     return torch.device(device)

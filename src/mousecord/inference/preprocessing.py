@@ -319,8 +319,8 @@ def preprocess_image(
             f"at the model's spacing ({_mm(target)}) the image would have {network_voxels / 1e6:.0f} "
             f"million voxels, more than the limit of {max_network_voxels / 1e6:g} million; "
             f"is its header voxel size ({_mm(voxel_size_mm)}) right? "
-            + (f"{hint[0].upper()}{hint[1:]}" if hint else "Set the true size with --voxel-size")
-            + " (or raise --max-voxels)"
+            + (f"{hint[0].upper()}{hint[1:]}" if hint else "Give the true size as voxel_size_mm")
+            + " (or raise max_network_voxels)"
         )
     resampled = not spacing_matches(spacing, target) and new_shape != tuple(cropped.shape[1:])
     if resampled:

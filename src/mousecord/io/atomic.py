@@ -81,6 +81,31 @@ def remove_stale_temporaries(path: Path | str, *, max_age_s: float = STALE_TEMPO
     return removed
 
 
+def check_writable_folder(folder: Path | str, *, purpose: str | None = None) -> None:
+    """Refuse, before any work, a folder that could not receive outputs: it, or the nearest of its
+    ancestors that exists, is a file or is not writable. Nothing is created.
+
+    Args:
+        folder: where outputs will go (it need not exist yet).
+        purpose: what the message starts with (default: the folder).
+
+    Raises:
+        OutputError: the folder is a file, or it (or the ancestor it would be created in) is not writable.
+    """
+    folder = Path(folder)
+    name = purpose or str(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == folder:
+            raise OutputError(f"{name}: output folder {folder} is a file, not a folder")
+        raise OutputError(f"{name}: output folder {folder} cannot be created, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == folder else f" (it would be created in {existing})"
+        raise OutputError(f"{name}: output folder {folder} is not writable{where}")
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
@@ -91,14 +116,13 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    check_writable_folder(folder, purpose=str(path))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(
             f"{path}: cannot create output folder {folder}: {error.strerror or error}"
         ) from error
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{path}: output folder {folder} is not writable")
     stem, suffix = split_suffix(path)
     remove_stale_temporaries(path)
     temporary = folder / f".{stem}.{uuid.uuid4().hex[:8]}.tmp{suffix}"

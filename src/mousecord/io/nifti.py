@@ -318,10 +318,34 @@ def check_not_constant(data: np.ndarray, *, name: str) -> None:
         )
 
 
+#: At most this many distinct values, all integers, and an image looks like a label map or mask.
+LABEL_MAP_MAX_VALUES = 8
+
+
+def label_map_values(data: np.ndarray) -> list[float] | None:
+    """The values of ``data`` if it looks like a label map or mask (at most :data:`LABEL_MAP_MAX_VALUES`
+    distinct integers), else None. An MR image has thousands of distinct intensities.
+
+    Example:
+        >>> label_map_values(np.array([[0, 1], [2, 1]], dtype=np.float32))
+        [0.0, 1.0, 2.0]
+    """
+    flat = np.asarray(data).ravel()
+    # a strided sample rejects real images at a fraction of the cost of np.unique over all voxels
+    sample = flat[:: max(1, flat.size // 100_000)]
+    if len(np.unique(sample)) > LABEL_MAP_MAX_VALUES:
+        return None
+    values = np.unique(flat)
+    if len(values) > LABEL_MAP_MAX_VALUES or not np.all(values == np.round(values)):
+        return None
+    return [float(value) for value in values]
+
+
 def check_qform_sform(header: nib.Nifti1Header, *, name: str) -> None:
-    """Raise :class:`HeaderError` if both qform and sform are set and map voxels to different places."""
-    qform, qform_code = header.get_qform(coded=True)
-    sform, sform_code = header.get_sform(coded=True)
+    """Raise :class:`HeaderError` if a coded qform or sform cannot be a voxel-to-world mapping (an invalid
+    quaternion, NaN or infinite entries), or if both are set and map voxels to different places."""
+    qform, qform_code = _coded_form(header, "qform", name=name)
+    sform, sform_code = _coded_form(header, "sform", name=name)
     if qform is None or sform is None or not qform_code or not sform_code:
         return
     voxel_size = np.sqrt((sform[:3, :3] ** 2).sum(axis=0))
@@ -333,6 +357,28 @@ def check_qform_sform(header: nib.Nifti1Header, *, name: str) -> None:
             f"{origin_diff_vox:.3g} voxels); fix the header first, e.g. `mousecord fix-header` copies the "
             "qform into the sform"
         )
+
+
+def _coded_form(header: nib.Nifti1Header, form: str, *, name: str) -> tuple[np.ndarray | None, int]:
+    """The header's qform or sform matrix (None when its code is 0) and code, checked to be finite."""
+    try:
+        matrix, code = getattr(header, f"get_{form}")(coded=True)
+    except (ValueError, nib.spatialimages.HeaderDataError) as error:
+        raise HeaderError(f"{name}: invalid {form}: {_form_problem(error)}") from error
+    if matrix is not None and not np.isfinite(matrix).all():
+        fields = "pixdim, quatern_b/c/d or qoffset_x/y/z" if form == "qform" else "srow_x/y/z"
+        raise HeaderError(
+            f"{name}: {form} holds NaN or infinite values (from {fields}): "
+            f"{np.round(matrix, 4).tolist()}; fix the header first"
+        )
+    return matrix, int(code)
+
+
+def _form_problem(error: Exception) -> str:
+    """nibabel's reason for refusing a qform, in the header's terms."""
+    if "w2 should be positive" in str(error):  # quaternions.fillpositive: b^2 + c^2 + d^2 > 1
+        return "its quaternion (quatern_b, quatern_c, quatern_d) is not a rotation (b^2 + c^2 + d^2 > 1)"
+    return _reason(error)
 
 
 def check_voxel_size_value(voxel_size_mm: tuple[float, ...], *, name: str) -> None:
@@ -351,8 +397,8 @@ def warn_if_implausible_voxel_size(voxel_size_mm: np.ndarray, *, name: str) -> N
     if ((sizes < low) | (sizes > high)).any():
         warnings.warn(
             f"{name}: voxel size {sizes.tolist()} mm is implausible for a mouse spinal cord "
-            f"(expected {low}-{high} mm, typically 0.05); if the header is wrong, pass --voxel-size "
-            f"(voxel_size_mm=...) with the true size{_with_hint(voxel_size_hint(sizes))}",
+            f"(expected {low}-{high} mm, typically 0.05); if the header is wrong, give the true size "
+            f"as voxel_size_mm{_with_hint(voxel_size_hint(sizes))}",
             MousecordWarning,
             stacklevel=3,
         )
@@ -363,16 +409,16 @@ def voxel_size_hint(voxel_size_mm: Sequence[float], *, file_axes: bool = True) -
 
     Args:
         voxel_size_mm: the header's (3,) voxel size in mm.
-        file_axes: whether the sizes are along the file's own axes (the order ``--voxel-size`` takes);
+        file_axes: whether the sizes are along the file's own axes (the order ``voxel_size_mm`` takes);
             if not (canonical order), values are only spelled out for isotropic voxels.
 
     Returns:
-        A hint such as ``"if it is 0.05 mm (header x20), pass --voxel-size 0.05 0.05 0.05"``, or ``""`` when
-        no factor explains the size.
+        A hint such as ``"if it is 0.05 mm (header x20), give voxel_size_mm=(0.05, 0.05, 0.05)"``, or
+        ``""`` when no factor explains the size.
 
     Example:
         >>> voxel_size_hint([4.0, 4.0, 4.0])
-        'if it is 0.2 mm (header x20), pass --voxel-size 0.2 0.2 0.2'
+        'if it is 0.2 mm (header x20), give voxel_size_mm=(0.2, 0.2, 0.2)'
     """
     sizes = np.asarray(voxel_size_mm, dtype=np.float64)
     hints = []
@@ -385,11 +431,11 @@ def voxel_size_hint(voxel_size_mm: Sequence[float], *, file_axes: bool = True) -
         isotropic = bool(np.all(scaled == scaled[0]))
         described = f"{scaled[0]:g}" if isotropic else " x ".join(f"{value:g}" for value in scaled)
         if file_axes or isotropic:
-            values = " ".join(f"{value:g}" for value in scaled)
-            hints.append(f"if it is {described} mm (header x{factor}), pass --voxel-size {values}")
+            values = ", ".join(f"{value:g}" for value in scaled)
+            hints.append(f"if it is {described} mm (header x{factor}), give voxel_size_mm=({values})")
         else:  # canonical (RAS) order is not necessarily the file's
             hints.append(
-                f"if it is {described} mm (header x{factor}), pass --voxel-size with the header's sizes "
+                f"if it is {described} mm (header x{factor}), give voxel_size_mm as the header's sizes "
                 f"divided by {factor}, in the file's axis order"
             )
     return "; ".join(hints)
@@ -405,15 +451,23 @@ def _open(path: Path) -> nib.Nifti1Image:
         raise ImageFormatError(f"{path}: file not found")
     if path.is_dir():
         raise ImageFormatError(f"{path}: is a folder, expected a .nii or .nii.gz file")
+    _check_layout(path)
     with _nibabel_messages() as messages:
         try:
             image = nib.load(path)
         except nib.spatialimages.HeaderDataError as error:
             raise ImageFormatError(_header_data_error(path, error)) from error
         except (nib.filebasedimages.ImageFileError, ValueError, OSError, EOFError, zlib.error) as error:
+            if "w2 should be positive" in str(error):  # the affine nibabel builds from a coded qform
+                raise HeaderError(f"{path}: invalid qform: {_form_problem(error)}") from error
             raise ImageFormatError(f"{path}: not a readable NIfTI file ({_reason(error)})") from error
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise ImageFormatError(f"{path}: expected a NIfTI image, got {type(image).__name__}")
+    if not np.isfinite(image.affine).all():
+        raise HeaderError(
+            f"{path}: affine holds NaN or infinite values (voxel size, qform or sform): "
+            f"{np.round(image.affine, 4).tolist()}; fix the header first"
+        )
     _check_datatype(image, path)
     shape = image.shape
     if len(shape) not in (2, 3, 4) or (len(shape) == 4 and shape[3] != 1):
@@ -459,11 +513,76 @@ def _warn_about_header_fixes(messages: list[str], image: nib.Nifti1Image, path: 
             if "non-zero" in message:
                 problems.append("voxel size (pixdim) zero on some axis, read as 1 mm")
                 if not int(image.header["sform_code"]):  # no sform: the affine is built from pixdim
-                    problems.append("pass the true size with --voxel-size (voxel_size_mm=...)")
+                    problems.append("give the true size as voxel_size_mm")
         else:
             problems.append(f"nibabel: {message}")
     if problems:
         warnings.warn(f"{path}: invalid header: {'; '.join(problems)}", MousecordWarning, stacklevel=4)
+
+
+def _check_layout(path: Path) -> None:
+    """Refuse a ``.nii`` or ``.nii.gz`` file whose header places data or extensions where nibabel would
+    fail or read without bound: a data offset (``vox_offset``) that is not a number, is 0 (the data would
+    be the header itself) or lies past the end of the file, or a header extension whose size runs past the
+    data's start (nibabel reads each extension in one piece of the size it claims, up to 2 GB).
+
+    Anything else wrong with the header is left to nibabel, which reads it next.
+    """
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    file_bytes = path.stat().st_size
+    end = file_bytes if name.endswith(".nii") else _MAX_GZIP_RATIO * file_bytes
+    try:
+        with (gzip.open if name.endswith(".gz") else open)(path, "rb") as stream:
+            block = stream.read(nib.Nifti2Header.template_dtype.itemsize + 4)
+            header = _raw_header(block)
+            if header is None:
+                return  # too short or not NIfTI: nibabel says which
+            start = header.template_dtype.itemsize + 4  # the header, then 4 bytes of extension flags
+            offset = float(header["vox_offset"])
+            if not math.isfinite(offset) or offset == 0 or offset > end:
+                raise ImageFormatError(
+                    f"{path}: invalid NIfTI header: the data start (vox_offset) "
+                    f"{_offset_problem(offset, file_bytes, gzipped=name.endswith('.gz'))}"
+                )
+            if len(block) < start or block[start - 4] == 0:
+                return  # no extensions
+            remaining = offset - start  # nibabel refuses a positive vox_offset inside the header itself
+            stream.seek(start)
+            while remaining >= 16:  # nibabel's loop over the extensions, reading only their sizes
+                head = stream.read(8)
+                if len(head) < 8:
+                    return  # nibabel reports the missing extension header
+                size = int(np.frombuffer(head[:4], dtype=f"{header.endianness}i4")[0])
+                if not 8 <= size <= remaining:
+                    raise ImageFormatError(
+                        f"{path}: invalid NIfTI header: a header extension claims {size} bytes, where "
+                        f"{remaining:g} bytes lie before the data (vox_offset {offset:g})"
+                    )
+                stream.seek(size - 8, 1)
+                remaining -= size
+    except (OSError, EOFError, zlib.error):
+        return  # unreadable: nibabel's error says so
+
+
+def _offset_problem(offset: float, file_bytes: int, *, gzipped: bool) -> str:
+    if not math.isfinite(offset):
+        return f"is {offset:g}"
+    if offset == 0:
+        return "is 0, inside the header"
+    if gzipped:
+        return f"{offset:g} lies beyond what a gzip file of {_format_bytes(file_bytes)} can hold"
+    return f"{offset:g} lies past the end of the file ({_format_bytes(file_bytes)})"
+
+
+def _raw_header(block: bytes) -> nib.Nifti1Header | None:
+    """The NIfTI-1 or NIfTI-2 header at the start of ``block`` as nibabel will read it (recognised by its
+    magic, byte order guessed from ``sizeof_hdr``), unchecked; None when it is neither."""
+    for header_class in (nib.Nifti1Header, nib.Nifti2Header):
+        if header_class.may_contain_header(block):
+            return header_class(block[: header_class.template_dtype.itemsize], check=False)
+    return None
 
 
 def _header_data_error(path: Path, error: Exception) -> str:

@@ -219,7 +219,7 @@ def config_from_bundle(config: TrainConfig, bundle: ModelBundle) -> TrainConfig:
     if bundle.in_plane:
         raise ConfigError(
             f"model {bundle.name} is an in-plane network: fine-tune it slice by slice with "
-            "mousecord.training.fine_tune_in_plane (what `mousecord train --init-model` does)"
+            "mousecord.training.fine_tune_in_plane"
         )
     kwargs = bundle.architecture.get("arch_kwargs", {})
     try:

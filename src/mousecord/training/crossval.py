@@ -79,7 +79,7 @@ def subject_folds(subjects: list[str], folds: int, seed: int) -> list[list[str]]
         ConfigError: fewer subjects than folds, or fewer than 2 folds.
     """
     if folds < 2:
-        raise ConfigError(f"--folds must be at least 2, got {folds}")
+        raise ConfigError(f"folds must be at least 2, got {folds}")
     if len(subjects) < folds:
         raise ConfigError(f"{folds} folds need at least {folds} subjects, the dataset has {len(subjects)}")
     order = np.random.default_rng(seed).permutation(sorted(subjects))

@@ -127,7 +127,7 @@ def _load_bids(root: Path, label_folder: str, input_spec: InputSpec | None) -> l
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
     if not folder.is_dir():
-        raise DatasetError(f"{folder}: label folder not found (choose it with --label-folder)")
+        raise DatasetError(f"{folder}: label folder not found (choose it with label_folder)")
     labelled = []
     for bids_case in find_bids_images(root, mask_folder=label_folder):
         present = [label for label in TISSUE_LABELS if bids_case.masks[label].exists()]

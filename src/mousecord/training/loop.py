@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from mousecord.errors import ConfigError, ModelFolderError
+from mousecord.errors import ConfigError
 from mousecord.io.atomic import atomic_output
 from mousecord.labels import IGNORE_VALUE, LABEL_NAMES, TISSUE_LABELS
 from mousecord.models.network import build_network, load_weights
+from mousecord.models.nnunet import load_checkpoint  # the one safe unpickler; re-exported for training
 from mousecord.training.config import TrainConfig, architecture_of
 from mousecord.training.data import TrainingCase, TrainingDataset, load_training_dataset
 from mousecord.training.loss import deep_supervision_loss, masked_dice_ce_loss
@@ -317,7 +318,7 @@ def pooled_dice(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, flo
 
 
 def save_checkpoint(path: Path, parts: TrainParts, config: TrainConfig, state: dict[str, Any]) -> Path:
-    """state dicts + config JSON + loop state, written atomically; loadable with ``weights_only=True``."""
+    """state dicts + config JSON + loop state, written atomically; read back with :func:`load_checkpoint`."""
     checkpoint = {
         "network_weights": parts.network.state_dict(),
         "optimizer": parts.optimizer.state_dict(),
@@ -330,19 +331,6 @@ def save_checkpoint(path: Path, parts: TrainParts, config: TrainConfig, state: d
     with atomic_output(path) as temporary:
         torch.save(checkpoint, temporary)
     return path
-
-
-def load_checkpoint(path: Path | str) -> dict[str, Any]:
-    """Read a checkpoint safely (``torch.load(weights_only=True)``: tensors and plain data only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFolderError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt or unsafe files
-        raise ModelFolderError(
-            f"{path}: unreadable or unsafe checkpoint ({str(error).splitlines()[0]})"
-        ) from error
 
 
 def plot_progress(history: dict[str, list[float]], path: Path) -> Path:
@@ -480,7 +468,8 @@ def _initial_state(
     if not resume:
         if last.exists():
             raise ConfigError(
-                f"{output_folder}: holds a previous run ({last.name}); use --resume or a new folder"
+                f"{output_folder}: holds a previous run ({last.name}); resume it (resume=True) or use a new "
+                "folder"
             )
         return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
     checkpoint = load_checkpoint(last)

@@ -7,7 +7,7 @@ folder receives::
     example_T1w_truth.nii.gz        its exact labels (0 background, 1 GM, 2 WM)
     example_T1w_seg.nii.gz          the segmentation, with SCT-style example_T1w_GM_seg / _WM_seg masks
     example_T1w_seg.json            the segmentation sidecar (model, settings, timing)
-    example_T1w_seg.png             axial mosaic, zoomed overlay (GM red, WM cyan), longitudinal view
+    example_T1w_seg.png             image | truth | prediction on axial slices, zoomed, GM/WM outlines
     example_T1w_metrics.json        Dice, HD95 and volume error against the truth
 """
 
@@ -20,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mousecord.analysis.comparison import render_comparison_png
+from mousecord.analysis.metrics import compare_label_maps
+from mousecord.inference.predictor import InferenceConfig
 from mousecord.io.atomic import atomic_output
+from mousecord.io.nifti import load_nifti
+from mousecord.phantom import PhantomConfig, generate_phantom
+from mousecord.phantom.output import write_phantom
+from mousecord.pipelines.segment import SegmentOptions, segment
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +75,6 @@ def run_demo(
     Raises:
         MousecordError: no default model and none given, or unwritable outputs.
     """
-    from mousecord.analysis.metrics import compare_label_maps
-    from mousecord.inference.segment import segment
-    from mousecord.io.nifti import load_nifti
-    from mousecord.phantom import PhantomConfig, generate_phantom
-    from mousecord.phantom.output import render_phantom_png, write_phantom
-
     folder = Path(output_folder)
     folder.mkdir(parents=True, exist_ok=True)
     image_path, truth_path = folder / f"{DEMO_STEM}.nii.gz", folder / f"{DEMO_STEM}_truth.nii.gz"
@@ -84,12 +85,8 @@ def run_demo(
         image_path,
         folder,
         model=model,
-        roi=roi,
-        threads=threads,
-        device=device,
-        backend=backend,
-        overwrite=True,
-        command="mousecord demo",
+        options=SegmentOptions(overwrite=True, command="mousecord demo"),
+        inference=InferenceConfig(roi=roi, threads=threads, device=device, backend=backend),
     )
     case = report.written[0]
     label_map = load_nifti(case.multilabel).volume
@@ -98,11 +95,13 @@ def run_demo(
     )
     dice = {name: float(values.dice) for name, values in metrics.items()}
     picture = folder / f"{DEMO_STEM}_seg.png"
-    render_phantom_png(
-        phantom.image,
-        label_map,
+    render_comparison_png(
+        phantom.image.data,
+        phantom.label_map.data,
+        label_map.data,
+        phantom.image.voxel_size_mm,
         picture,
-        title=f"mousecord demo: segmentation of a phantom (seed {seed}); Dice vs truth GM {dice['GM']:.3f}, "
+        title=f"mousecord demo: a phantom (seed {seed}); Dice against its truth GM {dice['GM']:.3f}, "
         f"WM {dice['WM']:.3f}",
     )
     metrics_path = folder / f"{DEMO_STEM}_metrics.json"

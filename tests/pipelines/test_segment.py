@@ -1,4 +1,4 @@
-"""segment(): outputs in the input's exact space, naming, folders, BIDS, skipping, failures, bad input."""
+"""segment() and segment_cases(): outputs in the input's space, naming, folders, BIDS, skipping, failures."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mousecord.errors import ConfigError, ImageFormatError, ModelFolderError, MousecordError
+from mousecord.errors import ConfigError, ImageFormatError, ModelFolderError, MousecordError, OutputError
 from mousecord.inference.predictor import Predictor
-from mousecord.inference.segment import segment
-from tests.inference.helpers import tiny_bundle_folder
+from mousecord.models import load_bundle
+from mousecord.pipelines import SegmentOptions, plan_outputs, segment, segment_case
+from tests.inference.helpers import TORCH, tiny_bundle_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::mousecord.errors.MousecordWarning")
 
@@ -32,6 +33,12 @@ def human_model_folder(tmp_path_factory):
     )
 
 
+def _segment(inputs, output=None, *, model, models_dir=None, **options):
+    return segment(
+        inputs, output, model=model, options=SegmentOptions(**options), inference=TORCH, models_dir=models_dir
+    )
+
+
 def _write(path, data, affine=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(
@@ -47,7 +54,7 @@ def _image(shape=(12, 10, 14), seed=0):
 def test_real_headers_outputs_equal_input_geometry(human_model_folder, real_headers, tmp_path):
     for source in real_headers:
         copy = shutil.copy(source, tmp_path / source.name)
-        segment(copy, model=human_model_folder, probabilities=True)
+        _segment(copy, model=human_model_folder, probabilities=True)
         stem = source.name.removesuffix(".nii.gz")
         original = nib.load(source)
         for name in (f"{stem}_seg", f"{stem}_GM_seg", f"{stem}_WM_seg"):
@@ -68,7 +75,7 @@ def test_real_headers_outputs_equal_input_geometry(human_model_folder, real_head
 
 def test_output_names_sidecar_and_skip(model_folder, tmp_path):
     source = _write(tmp_path / "in" / "sub-01_T1w.nii.gz", _image())
-    report = segment(source, tmp_path / "out" / "res.nii.gz", model=model_folder)
+    report = _segment(source, tmp_path / "out" / "res.nii.gz", model=model_folder)
     assert [case.multilabel.name for case in report.written] == ["res.nii.gz"]
     for name in ("res.nii.gz", "res_GM_seg.nii.gz", "res_WM_seg.nii.gz", "res.json"):
         assert (tmp_path / "out" / name).is_file(), name
@@ -76,9 +83,9 @@ def test_output_names_sidecar_and_skip(model_folder, tmp_path):
     assert sidecar["software"] == "mousecord" and sidecar["model"]["name"] == "tiny"
     assert len(sidecar["model"]["weights_sha256"]["weights.safetensors"]) == 64
     assert sidecar["settings"]["tile_step_fraction"] == 0.5 and sidecar["input"].endswith("sub-01_T1w.nii.gz")
-    again = segment(source, tmp_path / "out" / "res.nii.gz", model=model_folder)
+    again = _segment(source, tmp_path / "out" / "res.nii.gz", model=model_folder)
     assert len(again.skipped) == 1 and not again.written
-    masks_only = segment(source, model=model_folder, output_format="masks")
+    masks_only = _segment(source, model=model_folder, output_format="masks")
     assert masks_only.written[0].masks["GM"].name == "sub-01_T1w_GM_seg.nii.gz"
     assert not (tmp_path / "in" / "sub-01_T1w_seg.nii.gz").exists()
 
@@ -87,7 +94,7 @@ def test_folder_keeps_going_past_a_failure(model_folder, tmp_path):
     _write(tmp_path / "a.nii.gz", _image())
     _write(tmp_path / "b.nii.gz", np.zeros((4, 4, 4, 2), np.float32))  # 4D
     _write(tmp_path / "c.nii.gz", _image(seed=1))
-    report = segment(tmp_path, model=model_folder)
+    report = _segment(tmp_path, model=model_folder)
     assert sorted(case.input.name for case in report.written) == ["a.nii.gz", "c.nii.gz"]
     assert [path.name for path, _ in report.failed] == ["b.nii.gz"]
     assert "b.nii.gz" in report.failed[0][1]
@@ -97,7 +104,7 @@ def test_folder_keeps_going_past_a_failure(model_folder, tmp_path):
 def test_bids_dataset_writes_derivatives(model_folder, tmp_path):
     _write(tmp_path / "sub-01" / "anat" / "sub-01_chunk-1_T1w.nii.gz", _image())
     _write(tmp_path / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_T1w.nii.gz", _image(seed=2))
-    report = segment(tmp_path, model=model_folder, output_format="multilabel")
+    report = _segment(tmp_path, model=model_folder, output_format="multilabel")
     assert len(report.written) == 2
     assert (tmp_path / "derivatives/mousecord/sub-01/anat/sub-01_chunk-1_T1w_seg.nii.gz").is_file()
     assert (tmp_path / "derivatives/mousecord/sub-02/ses-1/anat/sub-02_ses-1_T1w_seg.nii.gz").is_file()
@@ -125,7 +132,7 @@ def _bad_inputs(tmp_path):
 def test_bad_inputs_raise_one_line_naming_the_file(model_folder, tmp_path):
     for kind, path in _bad_inputs(tmp_path).items():
         with pytest.raises(ImageFormatError) as error:
-            segment(path, tmp_path / "out" / f"{kind}.nii.gz", model=model_folder)
+            _segment(path, tmp_path / "out" / f"{kind}.nii.gz", model=model_folder)
         assert path.name in str(error.value) and "\n" not in str(error.value), kind
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
@@ -135,11 +142,11 @@ def test_bad_inputs_fail_before_the_network_is_compiled(model_folder, tmp_path, 
     monkeypatch.setattr(Predictor, "prepare", lambda self: compiled.append(self) or self)
     bad = _bad_inputs(tmp_path)
     with pytest.raises(ImageFormatError, match="four.nii.gz"):
-        segment(bad["4d"], model=model_folder)
+        _segment(bad["4d"], model=model_folder)
     folder = tmp_path / "folder"
     folder.mkdir()
     shutil.copy(bad["nan"], folder / "nan.nii.gz")
-    assert len(segment(folder, model=model_folder).failed) == 1
+    assert len(_segment(folder, model=model_folder).failed) == 1
     assert compiled == []
 
 
@@ -151,18 +158,18 @@ def test_a_network_that_cannot_compile_ends_the_run(model_folder, tmp_path, monk
     for seed in range(2):
         _write(tmp_path / f"{seed}.nii.gz", _image(seed=seed))
     with pytest.raises(ConfigError, match="cannot compile"):
-        segment(tmp_path, model=model_folder)
+        _segment(tmp_path, model=model_folder)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["0.nii.gz", "1.nii.gz"]
 
 
 def test_a_voxel_size_off_by_a_unit_is_refused_before_resampling(model_folder, real_headers, tmp_path):
     # t2.nii.gz has 1 mm voxels: at the model's 0.05 mm it would be 1200 x 1100 x 1040 voxels (~20 GB)
     source = next(path for path in real_headers if path.name == "t2.nii.gz")
-    with pytest.raises(ImageFormatError, match=r"\d{4} million voxels.*--voxel-size") as error:
-        segment(source, tmp_path / "out" / "t2_seg.nii.gz", model=model_folder)
+    with pytest.raises(ImageFormatError, match=r"\d{4} million voxels.*voxel_size_mm") as error:
+        _segment(source, tmp_path / "out" / "t2_seg.nii.gz", model=model_folder)
     assert "t2.nii.gz" in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
-    report = segment(
+    report = _segment(
         source, tmp_path / "out" / "t2_seg.nii.gz", model=model_folder, voxel_size_mm=(0.05, 0.05, 0.05)
     )
     assert nib.load(report.written[0].multilabel).shape == nib.load(source).shape
@@ -171,7 +178,7 @@ def test_a_voxel_size_off_by_a_unit_is_refused_before_resampling(model_folder, r
 def test_constant_image_is_refused_and_tiny_images_work(model_folder, tmp_path):
     constant = _write(tmp_path / "constant.nii.gz", np.full((6, 5, 7), 7.0, np.float32))
     tiny = _write(tmp_path / "tiny.nii.gz", _image((3, 4, 5)))
-    report = segment([constant, tiny], model=model_folder)
+    report = _segment([constant, tiny], model=model_folder)
     assert [path.name for path, _ in report.failed] == ["constant.nii.gz"]
     assert "image is constant (every voxel 7): nothing to segment" in report.failed[0][1]
     assert len(report.written) == 1 and not list(tmp_path.glob("constant_*"))
@@ -182,14 +189,83 @@ def test_unknown_model_and_missing_default(tmp_path, monkeypatch):
     monkeypatch.setattr("mousecord.models.registry.SHIPPED_MODELS_DIR", tmp_path / "no-shipped-models")
     source = _write(tmp_path / "x.nii.gz", _image())
     with pytest.raises(ModelFolderError, match="no-such-model: unknown model"):
-        segment(source, model="no-such-model", models_dir=tmp_path / "models")
+        _segment(source, model="no-such-model", models_dir=tmp_path / "models")
     with pytest.raises(ModelFolderError, match="no default model"):
-        segment(source, models_dir=tmp_path / "models")
+        _segment(source, model=None, models_dir=tmp_path / "models")
 
 
 def test_never_overwrites_the_input(model_folder, tmp_path):
     source = _write(tmp_path / "x.nii.gz", _image())
     before = source.read_bytes()
     with pytest.raises(MousecordError, match="overwrite the input"):
-        segment(source, source, model=model_folder)
+        _segment(source, source, model=model_folder)
     assert source.read_bytes() == before
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_any_compute(model_folder, tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(Predictor, "prepare", lambda self: compiled.append(self) or self)
+    source = _write(tmp_path / "x.nii.gz", _image())
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the output folder should be")
+    with pytest.raises(OutputError, match=r"x.nii.gz: output folder .*results is a file"):
+        _segment(source, blocker, model=model_folder)
+    with pytest.raises(OutputError, match=r"results/sub cannot be created, .*results is a file"):
+        _segment(source, blocker / "sub", model=model_folder)
+    qc_blocker = tmp_path / "qc"
+    qc_blocker.write_text("")
+    with pytest.raises(OutputError, match="qc is a file"):
+        _segment(source, tmp_path / "out", model=model_folder, qc_dir=qc_blocker)
+    assert compiled == [] and not (tmp_path / "out").exists()
+
+
+def test_one_case_raising_any_exception_is_reported_and_the_others_go_on(model_folder, tmp_path, monkeypatch):
+    for name in ("a", "b", "c"):
+        _write(tmp_path / "in" / f"{name}.nii.gz", _image(seed=ord(name)))
+    original = Predictor.predict_volume
+
+    def fail_on_b(self, volume, **kwargs):
+        if volume.data[0, 0, 0] == _image(seed=ord("b"))[0, 0, 0]:
+            raise MemoryError("cannot allocate 3.2 GiB")
+        return original(self, volume, **kwargs)
+
+    monkeypatch.setattr(Predictor, "predict_volume", fail_on_b)
+    report = _segment(tmp_path / "in", tmp_path / "out", model=model_folder)
+    assert sorted(case.input.name for case in report.written) == ["a.nii.gz", "c.nii.gz"]
+    [(failed, message)] = report.failed
+    assert failed.name == "b.nii.gz" and "b.nii.gz: MemoryError: cannot allocate 3.2 GiB" in message
+    assert not list((tmp_path / "out").glob("b*")) and not list((tmp_path / "out").glob(".*"))
+
+
+def test_a_loaded_predictor_is_reused_and_a_case_is_one_call(model_folder, tmp_path):
+    predictor = Predictor(load_bundle(model_folder), TORCH)
+    source = _write(tmp_path / "x.nii.gz", _image())
+    report = segment(source, tmp_path / "one", model=predictor)
+    [case] = plan_outputs([source], tmp_path / "two")
+    found = segment_case(case, predictor, SegmentOptions())
+    first = np.asarray(nib.load(report.written[0].multilabel).dataobj)
+    np.testing.assert_array_equal(first, np.asarray(nib.load(case.multilabel).dataobj))
+    assert found == bool(first.any())
+    with pytest.raises(ConfigError, match="either in the Predictor or as inference"):
+        segment(source, tmp_path / "three", model=predictor, inference=TORCH)
+
+
+def test_a_label_map_given_as_the_image_gets_a_warning(model_folder, tmp_path, caplog):
+    mask = np.zeros((12, 10, 14), np.uint8)
+    mask[3:8, 3:7, :] = 1
+    mask[4:6, 4:6, :] = 2
+    source = _write(tmp_path / "x_gmseg.nii.gz", mask)
+    with caplog.at_level("WARNING", logger="mousecord"):
+        _segment(source, tmp_path / "out", model=model_folder)
+    assert "x_gmseg.nii.gz: holds only the values 0, 1, 2, like a label map" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mousecord"):
+        _segment(_write(tmp_path / "image.nii.gz", _image()), tmp_path / "out", model=model_folder)
+    assert "label map" not in caplog.text
+
+
+def test_masks_and_probabilities_take_the_suffix_of_the_output_name(model_folder, tmp_path):
+    source = _write(tmp_path / "x.nii.gz", _image())
+    _segment(source, tmp_path / "out" / "res.nii", model=model_folder, probabilities=True)
+    names = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert names == ["res.json", "res.nii", "res_GM_seg.nii", "res_WM_seg.nii", "res_prob.nii"]

@@ -1,0 +1,139 @@
+"""Planning a run: files, folders and BIDS datasets in, one :class:`CaseOutputs` (the paths it writes) each.
+
+Per input ``<stem>.nii.gz`` (outputs beside it unless ``output`` says otherwise)::
+
+    <stem>_seg.nii.gz        multi-label map, uint8 0/1/2 (or OUT.nii.gz with -o OUT.nii.gz)
+    <stem>_GM_seg.nii.gz     binary GM mask, uint8 (SCT's naming: OUT_GM_seg.nii.gz)
+    <stem>_WM_seg.nii.gz     binary WM mask
+    <stem>_prob.nii.gz       optional (x, y, z, class) float32 probabilities
+    <stem>_seg.json          sidecar: software, version, model and weights sha256, settings, input, timing
+
+Masks and probabilities take the suffix of the multi-label map (``-o out.nii`` writes ``out_GM_seg.nii``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mousecord.datasets.bids import find_bids_images
+from mousecord.errors import ConfigError
+from mousecord.io.atomic import check_not_input, check_writable_folder, split_suffix
+from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
+
+OUTPUT_FORMATS = ("multilabel", "masks", "both")
+#: Name suffixes of mousecord's own outputs, skipped when a folder is given as input.
+OUTPUT_SUFFIXES = ("_seg", "_prob", *(f"_{LABEL_NAMES[label]}_seg" for label in TISSUE_LABELS))
+
+
+@dataclass(frozen=True)
+class CaseOutputs:
+    """One input image and the paths its segmentation writes."""
+
+    input: Path
+    multilabel: Path
+    masks: dict[str, Path]
+    probabilities: Path
+    sidecar: Path
+    subject: str | None = None
+
+    def expected(self, *, output_format: str, probabilities: bool) -> list[Path]:
+        """The paths a run with this output format writes (the sidecar first)."""
+        paths = [self.sidecar]
+        if output_format in ("multilabel", "both"):
+            paths.append(self.multilabel)
+        if output_format in ("masks", "both"):
+            paths.extend(self.masks.values())
+        if probabilities:
+            paths.append(self.probabilities)
+        return paths
+
+    def check_writable(self, *, output_format: str, probabilities: bool) -> None:
+        """Refuse, before any work, outputs that would replace the input or land where nothing can be written.
+
+        Raises:
+            OutputError: an output is the input (also through a link), or its folder is a file or read-only.
+        """
+        targets = self.expected(output_format=output_format, probabilities=probabilities)
+        for target in targets:
+            check_not_input(target, [self.input])
+        for folder in sorted({target.parent for target in targets}):
+            check_writable_folder(folder, purpose=str(self.input))
+
+
+def plan_outputs(
+    inputs: Sequence[Path | str], output: Path | str | None = None, *, derivatives_name: str = "mousecord"
+) -> list[CaseOutputs]:
+    """Expand inputs (files, folders, BIDS roots) into cases and their output paths.
+
+    - one file and ``output`` ending in ``.nii``/``.nii.gz``: that is the multi-label path, masks beside it
+      (``OUT_GM_seg.nii.gz``);
+    - a BIDS dataset (a folder with ``sub-*/``): outputs in ``<root|output>/derivatives/<derivatives_name>/``
+      mirroring ``sub-*/[ses-*/]anat/``;
+    - otherwise each output goes beside its input, or into the folder ``output``.
+
+    Raises:
+        ConfigError: no input, a folder without images, or a file name as output for several inputs.
+    """
+    cases: list[CaseOutputs] = []
+    inputs = [Path(value) for value in inputs]
+    if not inputs:
+        raise ConfigError("no input given")
+    single_file_output = output is not None and str(output).endswith((".nii", ".nii.gz"))
+    if single_file_output and (len(inputs) != 1 or inputs[0].is_dir()):
+        raise ConfigError(
+            f"{output}: a file name as output needs exactly one input file; give a folder instead"
+        )
+    for source in inputs:
+        if source.is_dir() and any(source.glob("sub-*")):
+            root = Path(output) if output is not None else source
+            for case in find_bids_images(source):
+                relative = case.image.parent.relative_to(source)
+                folder = root / "derivatives" / derivatives_name / relative
+                cases.append(_case(case.image, folder / split_suffix(case.image)[0], subject=case.subject))
+        elif source.is_dir():
+            images = sorted(
+                path
+                for path in source.iterdir()
+                if path.name.endswith((".nii", ".nii.gz"))
+                and not split_suffix(path)[0].endswith(OUTPUT_SUFFIXES)
+            )
+            if not images:
+                raise ConfigError(f"{source}: folder holds no .nii/.nii.gz images")
+            folder = Path(output) if output is not None else source
+            cases.extend(_case(image, folder / split_suffix(image)[0]) for image in images)
+        elif single_file_output:
+            stem, suffix = split_suffix(Path(output))
+            cases.append(_case(source, Path(output).with_name(stem), suffix=suffix, multilabel=Path(output)))
+        else:
+            folder = Path(output) if output is not None else source.parent
+            cases.append(_case(source, folder / split_suffix(source)[0]))
+    return cases
+
+
+def _case(
+    image: Path,
+    base: Path,
+    *,
+    subject: str | None = None,
+    suffix: str = ".nii.gz",
+    multilabel: Path | None = None,
+) -> CaseOutputs:
+    """``base`` is the output path without suffix; a given ``multilabel`` path drops the ``_seg`` naming."""
+    masks = {LABEL_NAMES[label]: Path(f"{base}_{LABEL_NAMES[label]}_seg{suffix}") for label in TISSUE_LABELS}
+    if multilabel is not None:
+        return CaseOutputs(
+            image, multilabel, masks, Path(f"{base}_prob{suffix}"), Path(f"{base}.json"), subject
+        )
+    return CaseOutputs(
+        image,
+        Path(f"{base}_seg{suffix}"),
+        masks,
+        Path(f"{base}_prob{suffix}"),
+        Path(f"{base}_seg.json"),
+        subject,
+    )
+
+
+__all__ = ["OUTPUT_FORMATS", "OUTPUT_SUFFIXES", "CaseOutputs", "plan_outputs"]

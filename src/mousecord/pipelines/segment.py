@@ -1,0 +1,399 @@
+"""Segmenting cases: one image -> its label map, SCT-style masks, sidecar and QC entry (see :mod:`.plan`).
+
+:func:`segment_case` is a function of (case, loaded :class:`~mousecord.inference.Predictor`,
+:class:`SegmentOptions`) alone, so a runner can map it over machines; :func:`segment_cases` runs a list of
+cases over one predictor and reports per case; :func:`segment` is the one call from inputs to outputs.
+
+Every output has the input's shape, affine and header (:func:`mousecord.io.save_like`) and is written
+atomically; if any write of a case fails, the case's other new outputs are removed. An image in which no
+cord is found gets its (empty) outputs, a warning naming the file, ``"cord_found": false`` in its sidecar
+and a place in :attr:`SegmentReport.no_cord` (the command line then exits with :data:`EXIT_NO_CORD`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mousecord.analysis.qc import write_qc_entry
+from mousecord.errors import ConfigError, ImageFormatError, MousecordError
+from mousecord.inference import postprocessing
+from mousecord.inference.predictor import InferenceConfig, Predictor
+from mousecord.io.atomic import atomic_output, check_writable_folder
+from mousecord.io.nifti import LoadedImage, check_not_constant, label_map_values, load_nifti, save_like
+from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
+from mousecord.models.registry import resolve_model
+from mousecord.pipelines.plan import OUTPUT_FORMATS, CaseOutputs, plan_outputs
+
+logger = logging.getLogger(__name__)
+
+#: Exit status of ``mousecord segment`` when every image was segmented but some had no cord in them.
+EXIT_NO_CORD = 3
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """What a run writes and how the label map is post-processed (recorded in every sidecar).
+
+    Attributes:
+        output_format: "multilabel" (0/1/2 map), "masks" (binary GM and WM) or "both".
+        probabilities: also write the (x, y, z, class) float32 probabilities.
+        largest: keep only the largest cord component.
+        fill_holes: fill holes in the cord.
+        remove_small_mm3: remove cord components smaller than this volume (mm^3; 0: keep all).
+        voxel_size_mm: (3,) voxel size replacing the header's (mm, file axes), or None.
+        overwrite: redo cases whose outputs all exist (default: skip them).
+        qc_dir: add a QC report entry per case to this folder, or None.
+        command: the command line recorded in sidecars and QC entries.
+    """
+
+    output_format: str = "both"
+    probabilities: bool = False
+    largest: bool = False
+    fill_holes: bool = False
+    remove_small_mm3: float = 0.0
+    voxel_size_mm: tuple[float, float, float] | None = None
+    overwrite: bool = False
+    qc_dir: Path | None = None
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
+        if not self.remove_small_mm3 >= 0:
+            raise ConfigError(f"remove_small_mm3 must be >= 0, got {self.remove_small_mm3}")
+        if self.voxel_size_mm is not None:
+            object.__setattr__(self, "voxel_size_mm", tuple(float(value) for value in self.voxel_size_mm))
+            if len(self.voxel_size_mm) != 3:
+                raise ConfigError(f"voxel_size_mm needs 3 values, got {self.voxel_size_mm}")
+        if self.qc_dir is not None:
+            object.__setattr__(self, "qc_dir", Path(self.qc_dir))
+
+    def expected(self, case: CaseOutputs) -> list[Path]:
+        """The paths this run writes for ``case``."""
+        return case.expected(output_format=self.output_format, probabilities=self.probabilities)
+
+    def to_dict(self) -> dict:
+        """JSON-ready, for the sidecar."""
+        record = asdict(self)
+        record["voxel_size_mm"] = list(self.voxel_size_mm) if self.voxel_size_mm else None
+        record["qc_dir"] = str(self.qc_dir) if self.qc_dir is not None else None
+        return record
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedCase:
+    """A case's image, loaded and checked, and the seconds reading it took."""
+
+    case: CaseOutputs
+    image: LoadedImage
+    load_seconds: float
+
+
+@dataclass
+class SegmentReport:
+    """What a run did: written cases, skipped (already done) cases, failures (input, one-line reason), and
+    the written cases whose segmentation holds no cord (their masks are empty)."""
+
+    written: list[CaseOutputs] = field(default_factory=list)
+    skipped: list[CaseOutputs] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    no_cord: list[CaseOutputs] = field(default_factory=list)
+
+
+def segment(
+    inputs: Path | str | Sequence[Path | str],
+    output: Path | str | None = None,
+    *,
+    model: str | Path | Predictor | None = None,
+    options: SegmentOptions | None = None,
+    inference: InferenceConfig | None = None,
+    derivatives_name: str = "mousecord",
+    models_dir: Path | str | None = None,
+    progress: bool = False,
+) -> SegmentReport:
+    """Segment GM and WM in one or more images: plan the outputs, load the model once, run every case.
+
+    Args:
+        inputs: NIfTI files, folders of them, or BIDS dataset roots.
+        output: output file (one input) or folder; default beside each input / BIDS derivatives
+            (see :func:`~mousecord.pipelines.plan.plan_outputs`).
+        model: installed model name, bundle folder, nnU-Net results folder (default: "default"), or a
+            loaded :class:`~mousecord.inference.Predictor` (``inference`` must then be None).
+        options: outputs and post-processing (default :class:`SegmentOptions`).
+        inference: tiling, ROI path, device and backend (default :class:`InferenceConfig`).
+        derivatives_name: folder under ``derivatives/`` for BIDS inputs.
+        models_dir: folder of installed models (default: the user data folder).
+        progress: progress bars (over images, or over tiles for one image).
+
+    Returns:
+        A :class:`SegmentReport`. With a single input file, its error is raised instead.
+
+    Raises:
+        MousecordError: bad options, an unknown model, unwritable outputs, or the single input's error.
+    """
+    options = options or SegmentOptions()
+    input_list = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    single = len(input_list) == 1 and not Path(input_list[0]).is_dir()
+    cases = plan_outputs(input_list, output, derivatives_name=derivatives_name)
+    todo = [case for case in cases if options.overwrite or not _done(case, options)]
+    report = SegmentReport(skipped=[case for case in cases if case not in todo])
+    for case in report.skipped:
+        logger.info("%s: outputs exist, skipped (overwrite to redo)", case.input)
+    if not todo:
+        return report
+    if options.qc_dir is not None:
+        check_writable_folder(options.qc_dir)
+    writable = []
+    for case in todo:  # an output that cannot be written is found before any compute
+        try:
+            case.check_writable(output_format=options.output_format, probabilities=options.probabilities)
+        except MousecordError as error:
+            if single:
+                raise
+            _record_failure(report, case, error)
+        else:
+            writable.append(case)
+    todo = writable
+    if isinstance(model, Predictor):
+        if inference is not None:
+            raise ConfigError("give inference settings either in the Predictor or as inference, not both")
+        predictor = model
+    else:
+        inference = inference or InferenceConfig()
+        if inference.progress != (progress and len(todo) == 1):
+            inference = InferenceConfig(**{**inference.to_dict(), "progress": progress and len(todo) == 1})
+        predictor = Predictor(resolve_model(model, models_dir=models_dir), inference)
+    segment_cases(todo, predictor, options, progress=progress and len(todo) > 1, report=report, single=single)
+    return report
+
+
+def segment_cases(
+    cases: Sequence[CaseOutputs],
+    predictor: Predictor,
+    options: SegmentOptions,
+    *,
+    progress: bool = False,
+    report: SegmentReport | None = None,
+    single: bool = False,
+) -> SegmentReport:
+    """Segment ``cases`` with one loaded predictor; a case's failure is reported and the others go on.
+
+    Args:
+        cases: planned cases (:func:`~mousecord.pipelines.plan.plan_outputs`).
+        predictor: prepared on the first case that loads (an OpenVINO compile failure ends the run).
+        options: outputs and post-processing.
+        progress: a progress bar over the cases.
+        report: add to this report (default: a new one).
+        single: raise a case's error instead of reporting it (one input file).
+
+    Returns:
+        The report; ``failed`` holds (input, one-line reason) for every case that failed, whatever the
+        exception, so one broken file never stops a folder.
+    """
+    from tqdm import tqdm
+
+    report = report if report is not None else SegmentReport()
+    for case in tqdm(cases, desc="images", unit="image", disable=not progress):
+        try:
+            case.check_writable(output_format=options.output_format, probabilities=options.probabilities)
+            loaded = load_case(case, options)  # a bad file fails before the network compiles
+        except Exception as error:
+            if single:
+                raise
+            _record_failure(report, case, error)
+            continue
+        predictor.prepare()  # once per predictor; a backend that cannot compile ends the run
+        try:
+            found = segment_loaded_case(loaded, predictor, options)
+        except Exception as error:  # a bug or an exhausted resource in one case must not stop the others
+            if single:
+                raise
+            _record_failure(report, case, error)
+            continue
+        finally:
+            del loaded  # never two input volumes in memory at once
+        report.written.append(case)
+        if not found:
+            report.no_cord.append(case)
+    return report
+
+
+def segment_case(case: CaseOutputs, predictor: Predictor, options: SegmentOptions) -> bool:
+    """Load, segment and write one case (label map and/or masks, probabilities, sidecar, QC entry).
+
+    Returns:
+        Whether any cord (GM or WM) was found; without, the outputs are empty masks and a warning is logged.
+
+    Raises:
+        MousecordError: the image is unreadable or unfit, or an output cannot be written (the case's other
+            new outputs are then removed).
+    """
+    case.check_writable(output_format=options.output_format, probabilities=options.probabilities)
+    return segment_loaded_case(load_case(case, options), predictor, options)
+
+
+def load_case(case: CaseOutputs, options: SegmentOptions) -> LoadedCase:
+    """Load and validate a case's image: refuse a constant one, warn about one that looks like a label map.
+
+    Raises:
+        MousecordError: the file is missing, unreadable or unfit (the message names it).
+    """
+    started = time.perf_counter()
+    image = load_nifti(case.input, voxel_size_mm=options.voxel_size_mm, dtype=np.float32)
+    check_not_constant(image.volume.data, name=str(case.input))
+    values = label_map_values(image.volume.data)
+    if values is not None:
+        logger.warning(
+            "%s: holds only the values %s, like a label map or mask rather than an MR image; segmenting it "
+            "anyway",
+            case.input,
+            ", ".join(f"{value:g}" for value in values),
+        )
+    return LoadedCase(case, image, time.perf_counter() - started)
+
+
+def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: SegmentOptions) -> bool:
+    """Segment a loaded case and write its outputs (see :func:`segment_case`)."""
+    case, image = loaded.case, loaded.image
+    started = time.perf_counter()
+    try:
+        prediction = predictor.predict_volume(image.volume, probabilities=options.probabilities)
+    except ImageFormatError as error:
+        raise ImageFormatError(f"{case.input}: {error}") from error
+    predicted = time.perf_counter()
+    label_map = _postprocess(prediction.label_map, options, image.volume.voxel_size_mm)
+    found = bool(label_map.any())
+    written = _write_outputs(case, image, label_map, prediction.probabilities, options)
+    timing = {
+        "load_s": loaded.load_seconds,
+        "predict_s": predicted - started,
+        "total_s": loaded.load_seconds + time.perf_counter() - started,
+    }
+    try:
+        _write_sidecar(case, predictor, options, timing, cord_found=found)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    logger.info("%s: segmented in %.1f s", case.input, timing["total_s"])
+    qc_dir = options.qc_dir
+    if not found:
+        logger.warning(
+            "%s: no cord found, the masks are empty; check the image%s, or segment the whole field densely "
+            "(roi 'full')",
+            case.input,
+            f" in the QC report {qc_dir}" if qc_dir is not None else " (add a QC report to see it)",
+        )
+    if qc_dir is not None:
+        label_map_path = case.multilabel if case.multilabel in written else written[0]
+        write_qc_entry(case.input, label_map_path, qc_dir, subject=case.subject, command=options.command)
+    return found
+
+
+def _done(case: CaseOutputs, options: SegmentOptions) -> bool:
+    return all(path.exists() for path in options.expected(case))
+
+
+def _record_failure(report: SegmentReport, case: CaseOutputs, error: Exception) -> None:
+    """Log and report a case's failure in one line; a non-mousecord exception (a bug) gets its type and
+    the input's name, and its traceback at debug level."""
+    if isinstance(error, MousecordError):
+        message = str(error)
+    else:
+        logger.debug("%s failed", case.input, exc_info=error)
+        message = f"{case.input}: {type(error).__name__}: {error}"
+    message = " ".join(message.split())
+    logger.error("%s", message)
+    report.failed.append((case.input, message))
+
+
+def _postprocess(label_map: np.ndarray, options: SegmentOptions, voxel_size_mm) -> np.ndarray:
+    if options.remove_small_mm3:
+        label_map = postprocessing.remove_small_components(
+            label_map, min_volume_mm3=options.remove_small_mm3, voxel_size_mm=voxel_size_mm
+        )
+    if options.largest:
+        label_map = postprocessing.keep_largest_component(label_map)
+    if options.fill_holes:
+        label_map = postprocessing.fill_holes(label_map)
+    return label_map
+
+
+def _write_outputs(
+    case: CaseOutputs,
+    image: LoadedImage,
+    label_map: np.ndarray,
+    probabilities: np.ndarray | None,
+    options: SegmentOptions,
+) -> list[Path]:
+    """Write the images of a case; on any failure remove those already written and re-raise."""
+    written: list[Path] = []
+    try:
+        if options.output_format in ("multilabel", "both"):
+            written.append(save_like(label_map, image.geometry, case.multilabel, dtype=np.uint8))
+        if options.output_format in ("masks", "both"):
+            for label in TISSUE_LABELS:
+                mask = (label_map == label).astype(np.uint8)
+                written.append(
+                    save_like(mask, image.geometry, case.masks[LABEL_NAMES[label]], dtype=np.uint8)
+                )
+        if probabilities is not None:
+            channels_last = np.moveaxis(probabilities, 0, -1).astype(np.float32)
+            written.append(save_like(channels_last, image.geometry, case.probabilities, dtype=np.float32))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _write_sidecar(
+    case: CaseOutputs, predictor: Predictor, options: SegmentOptions, timing: dict, *, cord_found: bool
+) -> None:
+    from mousecord import __version__
+
+    bundle = predictor.bundle
+    record = {
+        "software": "mousecord",
+        "version": __version__,
+        "command": options.command,
+        "input": str(case.input.resolve()),
+        "outputs": {
+            "multilabel": str(case.multilabel),
+            **{name: str(path) for name, path in case.masks.items()},
+        },
+        "model": {
+            "name": bundle.name,
+            "source": str(bundle.source) if bundle.source else None,
+            "weights_sha256": bundle.metadata.get("weights_sha256"),
+            "folds": len(bundle.fold_weights),
+        },
+        "settings": {**options.to_dict(), **predictor.resolved_settings()},
+        "cord_found": cord_found,
+        "device": str(predictor.device),
+        "timing_s": {key: round(value, 3) for key, value in timing.items()},
+        "python": platform.python_version(),
+    }
+    with atomic_output(case.sidecar) as temporary:
+        temporary.write_text(json.dumps(record, indent=2) + "\n")
+
+
+__all__ = [
+    "EXIT_NO_CORD",
+    "SegmentOptions",
+    "SegmentReport",
+    "load_case",
+    "LoadedCase",
+    "segment",
+    "segment_case",
+    "segment_cases",
+    "segment_loaded_case",
+]
