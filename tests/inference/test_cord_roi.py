@@ -20,6 +20,7 @@ from mousecord.inference.cord_roi import (
     slab_starts,
     tube_tile_starts,
 )
+from mousecord.inference.model_settings import ModelInferenceSettings
 from tests.inference.helpers import tiny_bundle
 
 SHAPE = (60, 48, 52)  # (z, y, x)
@@ -195,10 +196,20 @@ def test_no_cord_gives_background_and_a_warning(caplog):
     assert "no cord found" in caplog.text
 
 
-def test_settings_from_metadata_reject_unknown_keys_and_bad_values():
-    assert CordRoiSettings.from_metadata({"roi": "cord", "margin_mm": 1.0}).margin_mm == 1.0
-    with pytest.raises(ConfigError, match="margin_nm"):
-        CordRoiSettings.from_metadata({"margin_nm": 1.0}, name="m")
+def test_settings_from_metadata_reject_unknown_keys_versions_and_bad_values():
+    parsed = ModelInferenceSettings.from_metadata({"roi": "cord", "margin_mm": 1.0, "min_cord_slices": 3})
+    assert parsed.roi == "cord" and parsed.cord_roi.margin_mm == 1.0 and parsed.min_cord_slices == 3
+    assert ModelInferenceSettings.from_metadata(parsed.to_metadata()) == parsed
+    assert ModelInferenceSettings.from_metadata({}) == ModelInferenceSettings()
+    unknown = r"^model m: unknown metadata\['inference'\] keys \['margin_nm'\]; known: \['keep"
+    with pytest.raises(ConfigError, match=unknown):
+        ModelInferenceSettings.from_metadata({"margin_nm": 1.0}, name="m")
+    with pytest.raises(ConfigError, match="model m: metadata\\['inference'\\] has format version 2"):
+        ModelInferenceSettings.from_metadata({"version": 2}, name="m")
+    with pytest.raises(ConfigError, match="model m: roi must be one of"):
+        ModelInferenceSettings.from_metadata({"roi": "tube"}, name="m")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        ModelInferenceSettings.from_metadata(["cord"], name="m")
     with pytest.raises(ConfigError, match="slab_spacing_mm"):
         CordRoiSettings(slab_spacing_mm=0)
     with pytest.raises(ConfigError, match="max_centre_step_mm"):

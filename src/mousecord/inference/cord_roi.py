@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -92,18 +92,6 @@ class CordRoiSettings:
             object.__setattr__(self, "patch_size_vox", patch)
         if self.tile_step_fraction is not None and not 0 < self.tile_step_fraction <= 1:
             raise ConfigError(f"tile_step_fraction must be in (0, 1], got {self.tile_step_fraction}")
-
-    @classmethod
-    def from_metadata(cls, inference: Mapping[str, Any], *, name: str = "model") -> CordRoiSettings:
-        """Read the settings from a bundle's ``metadata["inference"]`` (unknown keys are an error)."""
-        known = {"roi", "keep_largest_component", "min_cord_slices", *cls.__dataclass_fields__}
-        unknown = sorted(set(inference) - known)
-        if unknown:
-            raise ConfigError(
-                f"model {name}: unknown metadata['inference'] keys {unknown}; "
-                f"expected some of {sorted(known)}"
-            )
-        return cls(**{key: value for key, value in inference.items() if key in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict[str, Any]:
         return {

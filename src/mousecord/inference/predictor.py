@@ -19,7 +19,8 @@ import torch
 from mousecord.errors import ConfigError
 from mousecord.inference import preprocessing as prep
 from mousecord.inference.backends import OpenVinoNetwork, resolve_backend, smallest_input_shape
-from mousecord.inference.cord_roi import CordRoi, CordRoiSettings, predict_cord_logits
+from mousecord.inference.cord_roi import CordRoi, predict_cord_logits
+from mousecord.inference.model_settings import ModelInferenceSettings
 from mousecord.inference.postprocessing import drop_short_cord, keep_largest_component
 from mousecord.inference.preprocessing import PreprocessedImage
 from mousecord.inference.sliding_window import PredictFn, sliding_window
@@ -125,22 +126,14 @@ class Predictor:
         self.backend = resolve_backend(self.config.backend, self.device)
         self.networks = [self._load_fold(weights) for weights in bundle.fold_weights]
         self._runners: list[PredictFn] | None = None
-        inference = bundle.metadata.get("inference", {})
-        if not isinstance(inference, dict):
-            raise ConfigError(
-                f"model {bundle.name}: metadata['inference'] must be a mapping, got {inference!r}"
-            )
-        self.roi_settings = CordRoiSettings.from_metadata(inference, name=bundle.name)
-        self.roi = inference.get("roi", "full") if self.config.roi == "auto" else self.config.roi
-        if self.roi not in ROI_MODES:
-            raise ConfigError(
-                f"model {bundle.name}: metadata['inference']['roi'] must be one of {ROI_MODES}, "
-                f"got {self.roi!r}"
-            )
-        #: With the largest component kept: a cord on fewer slices than this (of a longer image) is dropped.
-        self.min_cord_slices = int(inference.get("min_cord_slices", 0))
-        self.keep_largest_component = bool(
-            inference.get("keep_largest_component", False)
+        #: What the model asks of inference (its bundle's metadata["inference"]), parsed once.
+        self.model_settings = ModelInferenceSettings.from_metadata(
+            bundle.metadata.get("inference", {}), name=bundle.name
+        )
+        self.roi_settings = self.model_settings.cord_roi
+        self.roi = self.model_settings.roi if self.config.roi == "auto" else self.config.roi
+        self.keep_largest_component = (
+            self.model_settings.keep_largest_component
             if self.config.keep_largest_component is None
             else self.config.keep_largest_component
         )
@@ -318,8 +311,10 @@ class Predictor:
         label_crop = torch.argmax(logits, dim=0).to(torch.uint8).numpy()
         if self.keep_largest_component:
             label_crop = keep_largest_component(label_crop)
-            if self.min_cord_slices:
-                label_crop = drop_short_cord(label_crop, min_slices=self.min_cord_slices, axis=0)
+            if self.model_settings.min_cord_slices:
+                label_crop = drop_short_cord(
+                    label_crop, min_slices=self.model_settings.min_cord_slices, axis=0
+                )
         label_map = np.zeros(preprocessed.full_shape, dtype=np.uint8)
         label_map[preprocessed.bounding_box] = label_crop
         label_map = prep.from_network_axes(label_map, self.bundle.transpose_forward)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mousecord.errors import ConfigError
+from mousecord.settings import settings_from_dict
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,7 @@ class SynthesisConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SynthesisConfig:
         """Build from a (possibly partial) dict, e.g. parsed JSON; unknown keys are an error."""
-        known = {item.name for item in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown synthesis settings {unknown}; known: {sorted(known)}")
-        converted = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
-        return cls(**converted)
+        return settings_from_dict(cls, values, what="synthesis settings")
 
 
 __all__ = ["SynthesisConfig"]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mousecord.errors import ConfigError
 from mousecord.options import DEVICES
+from mousecord.settings import settings_from_dict
 
 if TYPE_CHECKING:
     from mousecord.models.bundle import ModelBundle
@@ -50,11 +51,7 @@ class AugmentationConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AugmentationConfig:
         """Build from a (possibly partial) dict, e.g. parsed JSON (lists become the range tuples)."""
-        converted = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
-        try:
-            return cls(**converted)
-        except TypeError as error:
-            raise ConfigError(f"invalid augmentation settings: {error}") from error
+        return settings_from_dict(cls, values, what="augmentation settings")
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -157,19 +154,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a (possibly partial) dict, e.g. parsed JSON; unknown keys are an error."""
-        known = {item.name for item in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown training settings {unknown}; known: {sorted(known)}")
-        values = dict(values)
-        if isinstance(values.get("augmentation"), dict):
-            values["augmentation"] = AugmentationConfig.from_dict(values["augmentation"])
-        for key in ("features_per_stage", "patch_size_vox"):
-            if key in values:
-                values[key] = tuple(int(value) for value in values[key])
-        if "strides" in values:
-            values["strides"] = tuple(tuple(int(v) for v in stride) for stride in values["strides"])
-        return cls(**values)
+        return settings_from_dict(
+            cls, values, what="training settings", nested={"augmentation": AugmentationConfig.from_dict}
+        )
 
     @classmethod
     def from_json_file(cls, path: Path | str) -> TrainConfig:

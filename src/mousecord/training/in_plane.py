@@ -40,6 +40,7 @@ from mousecord.labels import DATASET_JSON_LABELS, LABEL_NAMES
 from mousecord.models.bundle import ModelBundle, save_bundle, unique_tensors
 from mousecord.models.network import build_network, load_weights, plain_unet_architecture
 from mousecord.options import DEVICES
+from mousecord.settings import settings_from_dict
 from mousecord.synthesis import SynthesisConfig, synthesize
 from mousecord.training.config import AugmentationConfig
 from mousecord.training.data import TrainingCase, load_training_dataset
@@ -191,18 +192,12 @@ class InPlaneTrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> InPlaneTrainConfig:
         """Build from a (possibly partial) dict, e.g. parsed JSON; unknown keys are an error."""
-        known = {item.name for item in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown synthetic training settings {unknown}; known: {sorted(known)}")
-        values = dict(values)
-        if isinstance(values.get("synthesis"), dict):
-            values["synthesis"] = SynthesisConfig.from_dict(values["synthesis"])
-        if isinstance(values.get("augmentation"), dict):
-            values["augmentation"] = AugmentationConfig.from_dict(values["augmentation"])
-        if "features_per_stage" in values:
-            values["features_per_stage"] = tuple(int(value) for value in values["features_per_stage"])
-        return cls(**values)
+        return settings_from_dict(
+            cls,
+            values,
+            what="in-plane training settings",
+            nested={"synthesis": SynthesisConfig.from_dict, "augmentation": AugmentationConfig.from_dict},
+        )
 
 
 def synthetic_sample(config: InPlaneTrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
