@@ -10,7 +10,7 @@ import torch
 from mousecord.errors import ModelFolderError
 from mousecord.models.network import build_network, load_weights
 from mousecord.models.nnunet import read_model_folder
-from tests.models.nnunet_fixtures import FOLDER_NAME, make_nnunet_folder
+from tests.models.nnunet_fixtures import make_nnunet_folder
 
 SMALL = (4, 8, 16, 32, 32, 32)
 
@@ -72,7 +72,3 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     checkpoint.write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(ModelFolderError, match="checkpoint_final.pth"):
         read_model_folder(folder)
-
-
-def test_folder_name_constant():
-    assert FOLDER_NAME.startswith("nnUNetTrainer__")

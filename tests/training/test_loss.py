@@ -81,8 +81,23 @@ def test_all_ignored_batch_gives_finite_zero_gradient() -> None:
     assert torch.all(grad == 0)
 
 
-def test_deep_supervision_downsamples_target_keeping_ignore() -> None:
+def test_deep_supervision_weights_outputs_and_downsamples_target_keeping_ignore() -> None:
+    """nnU-Net's weights: 1, 1/2, ... with the lowest output dropped, normalised; the target reaches each
+    output by nearest-neighbour (nearest-exact) sampling, which keeps the ignore value."""
     logits, target = _example()
-    low = torch.nn.functional.avg_pool3d(logits, 1, stride=(1, 1, 1))
-    loss = deep_supervision_loss([logits, low[:, :, ::2, ::2, ::2]], target)
-    assert torch.isfinite(loss)
+    generator = torch.Generator().manual_seed(1)
+    half = torch.randn(2, 3, 3, 4, 3, generator=generator)
+    lowest = torch.randn(2, 3, 2, 2, 2, generator=generator)
+    loss = deep_supervision_loss([logits, half, lowest], target)
+
+    def nearest(size_in: int, size_out: int) -> torch.Tensor:
+        return ((torch.arange(size_out) + 0.5) * size_in / size_out).floor().long()
+
+    index = [nearest(n, m) for n, m in zip(target.shape[1:], half.shape[2:], strict=True)]
+    half_target = target[:, index[0]][:, :, index[1]][:, :, :, index[2]]
+    expected = 2 / 3 * masked_dice_ce_loss(logits, target) + 1 / 3 * masked_dice_ce_loss(half, half_target)
+    torch.testing.assert_close(loss, expected)
+    assert (half_target == IGNORE_VALUE).any()  # the ignore value survived the downsampling
+    changed_lowest = deep_supervision_loss([logits, half, torch.zeros_like(lowest)], target)
+    torch.testing.assert_close(changed_lowest, loss)  # the lowest output has weight 0
+    torch.testing.assert_close(deep_supervision_loss([logits], target), masked_dice_ce_loss(logits, target))

@@ -20,6 +20,7 @@ from mousecord.errors import ConfigError
 from mousecord.inference import preprocessing as prep
 from mousecord.inference.backends import OpenVinoNetwork, resolve_backend, smallest_input_shape
 from mousecord.inference.cord_roi import CordRoi, predict_cord_logits
+from mousecord.inference.memory import available_memory_bytes
 from mousecord.inference.model_settings import ModelInferenceSettings
 from mousecord.inference.postprocessing import drop_short_cord, keep_largest_component
 from mousecord.inference.preprocessing import PreprocessedImage
@@ -58,6 +59,8 @@ class InferenceConfig:
         max_network_voxels: refuse images larger than this once resampled to the model's spacing (a
             200 x 200 x 500 chunk at 0.05 mm is 2e7; 4e8 needs over 10 GB). A header voxel size in the wrong
             unit or scale would otherwise grow a small image by 1000x or more and exhaust the memory.
+        check_memory: before resampling, refuse an image whose estimated peak memory
+            (:func:`~mousecord.inference.memory.estimate_peak_bytes`) exceeds the memory available.
     """
 
     tile_step_fraction: float = 0.5
@@ -72,6 +75,7 @@ class InferenceConfig:
     keep_largest_component: bool | None = None
     backend: str = "auto"
     max_network_voxels: int = DEFAULT_MAX_NETWORK_VOXELS
+    check_memory: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.tile_step_fraction <= 1:
@@ -202,6 +206,7 @@ class Predictor:
             voxel_size_mm,
             self.bundle.input_spec,
             max_network_voxels=self.config.max_network_voxels,
+            max_memory_bytes=available_memory_bytes() if self.config.check_memory else None,
         )
 
     def predict_logits(

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.ndimage import binary_fill_holes, map_coordinates
 
 from mousecord.errors import ConfigError, ImageFormatError
+from mousecord.inference.memory import estimate_peak_bytes
 from mousecord.io.nifti import voxel_size_hint
 
 if TYPE_CHECKING:
@@ -262,6 +263,7 @@ def preprocess_image(
     spec: InputSpec,
     *,
     max_network_voxels: int | None = None,
+    max_memory_bytes: int | None = None,
 ) -> PreprocessedImage:
     """Canonical (x, y, z) or (c, x, y, z) image -> network space, exactly as nnU-Net's ``run_case_npy``.
 
@@ -275,9 +277,12 @@ def preprocess_image(
         spec: what the network expects (:attr:`~mousecord.models.ModelBundle.input_spec`, or for a model
             being trained from scratch, its data's own spacing).
         max_network_voxels: refuse an image with more voxels than this once resampled.
+        max_memory_bytes: refuse, before resampling, an image whose segmentation would need more memory
+            than this (:func:`~mousecord.inference.memory.estimate_peak_bytes`).
 
     Raises:
-        ImageFormatError: wrong channel count, a single slice for a 3D model, or too many voxels.
+        ImageFormatError: wrong channel count, a single slice for a 3D model, too many voxels, or not
+            enough memory.
     """
     image = np.asarray(image)
     if image.ndim == 3:
@@ -321,6 +326,16 @@ def preprocess_image(
             f"is its header voxel size ({_mm(voxel_size_mm)}) right? "
             + (f"{hint[0].upper()}{hint[1:]}" if hint else "Give the true size as voxel_size_mm")
             + " (or raise max_network_voxels)"
+        )
+    if max_memory_bytes is not None and estimate_peak_bytes(network_voxels) > max_memory_bytes:
+        needed = estimate_peak_bytes(network_voxels)
+        hint = voxel_size_hint(voxel_size_mm, file_axes=False)
+        raise ImageFormatError(
+            f"segmenting it needs about {needed / 1e9:.1f} GB of memory ({network_voxels / 1e6:.0f} million "
+            f"voxels at the model's spacing, {_mm(target)}), more than the {max_memory_bytes / 1e9:.1f} GB "
+            f"available; is its header voxel size ({_mm(voxel_size_mm)}) right? "
+            + (f"{hint[0].upper()}{hint[1:]}" if hint else "Give the true size as voxel_size_mm")
+            + ", or run it on a machine with more memory"
         )
     resampled = not spacing_matches(spacing, target) and new_shape != tuple(cropped.shape[1:])
     if resampled:
