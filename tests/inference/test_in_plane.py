@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from mousecord.errors import ImageFormatError
 from mousecord.inference import InferenceConfig, Predictor
@@ -76,6 +77,23 @@ def test_2_5d_model_sees_each_slice_with_its_neighbours() -> None:
     shuffled[:, :, 3] = np.random.default_rng(9).random(shuffled.shape[:2]) + 1
     changed = predictor.predict_volume(Volume(shuffled, volume.affine)).label_map
     assert not np.array_equal(changed[:, :, 2], labels[:, :, 2])
+
+
+def test_z_smoothing_averages_the_logits_along_the_slices_before_the_argmax() -> None:
+    bundle = tiny_in_plane_bundle(normalization="NoNormalization")
+    smoothed_bundle = dataclasses.replace(bundle, metadata={"inference": {"z_smoothing_mm": 0.1}})
+    volume = _volume(seed=2)
+    plain, smoothed = Predictor(bundle, CPU), Predictor(smoothed_bundle, CPU)
+    preprocessed = plain.preprocess(volume.data, volume.voxel_size_mm)
+    logits = plain.predict_logits(preprocessed.data, preprocessed.network_spacing_mm).numpy()
+    sigma = 0.1 / volume.voxel_size_mm[2]  # 2 slices at 0.05 mm
+    expected = ndimage.gaussian_filter1d(logits, sigma, axis=1, mode="nearest").argmax(0)
+    labels = smoothed.predict_volume(volume).label_map
+    assert np.array_equal(labels, np.transpose(expected, (2, 1, 0)).astype(np.uint8))
+    assert not np.array_equal(labels, plain.predict_volume(volume).label_map)
+    # one slice: nothing to smooth along
+    alone = Volume(volume.data[:, :, 2:3], volume.affine)
+    assert np.array_equal(smoothed.predict_volume(alone).label_map, plain.predict_volume(alone).label_map)
 
 
 def test_in_plane_model_resamples_in_plane_only() -> None:

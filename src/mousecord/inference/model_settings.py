@@ -3,7 +3,7 @@
 The mapping is flat, as bundles store it::
 
     {"version": 1, "roi": "cord", "keep_largest_component": true, "min_cord_slices": 3,
-     "slab_spacing_mm": 0.5, ...}   # the remaining keys are CordRoiSettings fields
+     "z_smoothing_mm": 0.1, "slab_spacing_mm": 0.5, ...}   # the remaining keys are CordRoiSettings fields
 
 ``version`` may be left out (bundles written before it existed are version 1).
 """
@@ -32,12 +32,16 @@ class ModelInferenceSettings:
         keep_largest_component: keep only the largest cord component.
         min_cord_slices: with the largest component kept, a cord on fewer slices than this (of a longer
             image) is dropped as a false positive (0: never).
+        z_smoothing_mm: an in-plane model's logits are smoothed along the slices by a Gaussian of this
+            standard deviation (mm) before the argmax (0: not at all); slices thicker than it are barely
+            touched.
         cord_roi: the cord ROI path's settings.
     """
 
     roi: str = "full"
     keep_largest_component: bool = False
     min_cord_slices: int = 0
+    z_smoothing_mm: float = 0.0
     cord_roi: CordRoiSettings = field(default_factory=CordRoiSettings)
 
     def __post_init__(self) -> None:
@@ -45,6 +49,8 @@ class ModelInferenceSettings:
             raise ConfigError(f"roi must be one of {ROI_MODES}, got {self.roi!r}")
         if not isinstance(self.min_cord_slices, int) or self.min_cord_slices < 0:
             raise ConfigError(f"min_cord_slices must be an integer >= 0, got {self.min_cord_slices!r}")
+        if not self.z_smoothing_mm >= 0:
+            raise ConfigError(f"z_smoothing_mm must be >= 0, got {self.z_smoothing_mm!r}")
 
     @classmethod
     def from_metadata(cls, inference: Any, *, name: str = "model") -> ModelInferenceSettings:
@@ -88,6 +94,7 @@ class ModelInferenceSettings:
             "roi": self.roi,
             "keep_largest_component": self.keep_largest_component,
             "min_cord_slices": self.min_cord_slices,
+            "z_smoothing_mm": self.z_smoothing_mm,
             **{key: value for key, value in self.cord_roi.to_dict().items() if value is not None},
         }
 
