@@ -105,7 +105,7 @@ def test_random_contrast_with_artefacts_gives_finite_images(tmp_path: Path) -> N
     ("arguments", "message"),
     [
         (["--shape", "10", "10", "10"], "field of view"),
-        (["--voxel-size", "-0.05"], "voxel_size_mm"),
+        (["--voxel-size", "-0.05"], "--voxel-size must be three positive numbers"),
         (["--voxel-size", "0.05", "0.05"], "one or three"),
     ],
 )
