@@ -24,10 +24,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from mousecord.cli.main import main
 from mousecord.io.atomic import STALE_TEMPORARY_AGE_S, atomic_output, remove_stale_temporaries
 from tests.inference.helpers import tiny_bundle_folder
+from tests.models.nnunet_fixtures import RunsShell, make_nnunet_folder
 
 SHAPE = (12, 12, 8)
 AFFINE = np.diag([0.05, 0.05, 0.05, 1.0])
@@ -196,6 +198,22 @@ def _truncated_weights(folder: Path) -> list[str]:
     return _segment(_save(folder / "img.nii.gz", _image()), model=model)
 
 
+def _random_weights(folder: Path) -> list[str]:
+    """Weights overwritten with random bytes of the same size (they once loaded and segmented nothing)."""
+    model = tiny_bundle_folder(folder / "tampered-model", spacing_mm=(0.05, 0.05, 0.05))
+    weights = model / "weights.safetensors"
+    weights.write_bytes(np.random.default_rng(0).bytes(weights.stat().st_size))
+    return _segment(_save(folder / "img.nii.gz", _image()), model=model)
+
+
+def _checkpoint_running_code(folder: Path) -> list[str]:
+    """An nnU-Net checkpoint whose pickle would create a file: nothing may appear (checked by the test)."""
+    results = make_nnunet_folder(folder / "nnunet", features_per_stage=(4, 8, 16, 32, 32, 32))
+    checkpoint = {"payload": RunsShell(folder / "payload-ran"), "network_weights": {}}
+    torch.save(checkpoint, results / "fold_0" / "checkpoint_final.pth")
+    return _segment(_save(folder / "img.nii.gz", _image()), model=results)
+
+
 def _binary(folder: Path) -> list[str]:
     return _segment(_with_datatype_code(_save(folder / "binary.nii", np.ones(SHAPE, np.uint8)), 1, 1))
 
@@ -311,7 +329,15 @@ ERRORS: dict[str, BadInput] = {
         ),
         ("no-such-model", "unknown model"),
     ),
-    "truncated-weights": BadInput(_truncated_weights, ("weights.safetensors", "corrupt weights file")),
+    "truncated-weights": BadInput(_truncated_weights, ("weights.safetensors", "corrupt or was replaced")),
+    "weights-overwritten-random": BadInput(
+        _random_weights,
+        ("tampered-model/weights.safetensors", "weights do not match the sha256 recorded in model.json"),
+    ),
+    "checkpoint-runs-code": BadInput(
+        _checkpoint_running_code,
+        ("fold_0/checkpoint_final.pth", "unsafe checkpoint refused", "posix.system", "nothing in it was run"),
+    ),
     "evaluate-labels-out-of-range": BadInput(
         _evaluation_pair(np.full(SHAPE, 3, np.uint8)), ("pred.nii.gz", "expected label values")
     ),

@@ -3,12 +3,15 @@
 The checkpoint dict has every key ``nnUNetTrainer.save_checkpoint`` writes, with the same kinds of values:
 an SGD optimizer state, a grad-scaler state, the logger's lists of numpy scalars, ``_best_ema`` as a numpy
 float64, ``init_args`` with plans, configuration, fold, dataset_json and a ``torch.device``.
+:class:`RunsShell` and :class:`OpensFile` are pickle payloads for checkpoints that would run code.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,26 @@ from mousecord.models.network import build_network
 REFERENCE_PLANS = Path(__file__).resolve().parents[1] / "data" / "nnunet-reference" / "plans.json"
 REFERENCE_DATASET = REFERENCE_PLANS.with_name("dataset.json")
 FOLDER_NAME = "nnUNetTrainer__nnUNetPlans__3d_fullres"
+
+
+class RunsShell:
+    """Unpickling it runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+class OpensFile:
+    """Unpickling it creates ``marker`` with ``open``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
 
 
 def reference_plans(

@@ -13,6 +13,7 @@ from mousecord.models import (
     architecture_from_old_plans,
     build_network,
     count_parameters,
+    file_sha256,
     load_bundle,
     load_weights,
     plain_unet_architecture,
@@ -78,8 +79,10 @@ def _tiny_bundle(folds: int = 2) -> ModelBundle:
 
 def test_bundle_round_trip_keeps_weights_and_description(tmp_path: Path) -> None:
     bundle = _tiny_bundle()
-    loaded = load_bundle(save_bundle(bundle, tmp_path / "tiny"))
-    assert loaded.description() == bundle.description()
+    folder = save_bundle(bundle, tmp_path / "tiny")
+    loaded = load_bundle(folder)
+    recorded = {"weights_sha256": {"weights.safetensors": file_sha256(folder / "weights.safetensors")}}
+    assert loaded.description() == {**bundle.description(), "metadata": recorded}
     assert loaded.model_card == "# tiny\n"
     for original, restored in zip(bundle.fold_weights, loaded.fold_weights, strict=True):
         network = load_weights(build_network(loaded.architecture, input_channels=1, num_classes=3), restored)
@@ -121,6 +124,11 @@ def test_corrupt_or_incomplete_bundles_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelFolderError, match="already exists"):
         save_bundle(_tiny_bundle(folds=1), folder)
     (folder / "weights.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelFolderError, match="weights do not match the sha256 recorded in model.json"):
+        load_bundle(folder)
+    description = json.loads((folder / "model.json").read_text())
+    del description["metadata"]["weights_sha256"]  # as saved before model.json recorded it
+    (folder / "model.json").write_text(json.dumps(description))
     with pytest.raises(ModelFolderError, match="corrupt weights file"):
         load_bundle(folder)
     with pytest.raises(ModelFolderError, match="model.json missing"):

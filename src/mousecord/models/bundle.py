@@ -3,11 +3,14 @@
 On disk a bundle is a folder::
 
     <name>/
-      model.json        ModelBundle fields except weights (nnU-Net plans vocabulary for the network)
+      model.json        ModelBundle fields except weights (nnU-Net plans vocabulary for the network);
+                        ``metadata.weights_sha256`` records the weights file's SHA-256
       weights.safetensors  one state dict per fold, keys prefixed "fold_<k>."
       MODEL_CARD.md     training data, recipe, metrics, limits
 
 safetensors holds tensors only, so loading a bundle can never execute code (unlike a pickled checkpoint).
+Loading checks the weights against the recorded SHA-256, so a corrupt or swapped file is refused instead of
+segmenting with garbage weights.
 
 Axis convention (the same as nnU-Net on an image SCT reoriented to RAS): the network sees the canonical RAS
 array transposed to (z, y, x); ``spacing_mm`` and ``patch_size_vox`` are given in that order.
@@ -39,6 +42,8 @@ BUNDLE_FORMAT_VERSION = 2
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 MODEL_CARD = "MODEL_CARD.md"
+#: ``metadata`` key of ``{file name: hex SHA-256}`` for the weights (also what segment sidecars report).
+WEIGHTS_SHA256 = "weights_sha256"
 
 #: Supported intensity normalisations: z-score (optionally inside the non-zero mask) and nnU-Net's CT scheme.
 NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization")
@@ -204,6 +209,9 @@ class ModelBundle:
 def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = False) -> Path:
     """Write ``bundle`` as a folder (model.json, weights.safetensors, MODEL_CARD.md).
 
+    ``metadata["weights_sha256"]`` in model.json is the SHA-256 of the weights file just written, whatever
+    ``bundle.metadata`` held under that key (a loaded bundle's record describes its old weights).
+
     Raises:
         ModelFolderError: ``folder`` exists and ``overwrite`` is false.
     """
@@ -221,7 +229,12 @@ def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = Fa
         }
         save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt", "mousecord_bundle": bundle.name})
         _permissions_from_umask(staging / WEIGHTS_FILE)
-        (staging / MODEL_JSON).write_text(json.dumps(bundle.description(), indent=2) + "\n")
+        description = bundle.description()
+        description["metadata"] = {
+            **bundle.metadata,
+            WEIGHTS_SHA256: {WEIGHTS_FILE: file_sha256(staging / WEIGHTS_FILE)},
+        }
+        (staging / MODEL_JSON).write_text(json.dumps(description, indent=2) + "\n")
         (staging / MODEL_CARD).write_text(
             bundle.model_card or f"# {bundle.name}\n\nNo model card was written.\n"
         )
@@ -253,10 +266,17 @@ def _umask() -> int:
 
 
 def load_bundle(folder: Path | str) -> ModelBundle:
-    """Read a bundle folder written by :func:`save_bundle`.
+    """Read a bundle folder written by :func:`save_bundle`, verifying its weights' SHA-256.
+
+    A bundle saved before model.json recorded the hash (no ``metadata["weights_sha256"]`` entry for
+    weights.safetensors) loads silently without the check: the hash guards against corruption and mix-ups,
+    not tampering (whoever can replace the weights can edit model.json too), so a warning on every run
+    would not make such a bundle safer; saving it again records the hash. Either way the returned
+    bundle's ``metadata["weights_sha256"]`` holds the digest of the weights actually read.
 
     Raises:
-        ModelFolderError: missing files, unreadable JSON, corrupt weights, or a fold count mismatch.
+        ModelFolderError: missing files, unreadable JSON, weights that do not match the recorded SHA-256,
+            corrupt weights, or a fold count mismatch.
     """
     folder = Path(folder)
     model_json, weights_file = folder / MODEL_JSON, folder / WEIGHTS_FILE
@@ -273,6 +293,8 @@ def load_bundle(folder: Path | str) -> ModelBundle:
             f"{model_json}: bundle format version {version!r} is not one this mousecord reads "
             f"(1 to {BUNDLE_FORMAT_VERSION}); a newer mousecord may read it"
         )
+    metadata = description.get("metadata", {})
+    digest = _verified_sha256(weights_file, metadata)
     try:
         tensors = load_file(weights_file)
     except (SafetensorError, OSError, ValueError) as error:
@@ -301,11 +323,26 @@ def load_bundle(folder: Path | str) -> ModelBundle:
             channel_names=description["channel_names"],
             slab_slices=int(description.get("slab_slices", 0)),
             model_card=card.read_text() if card.is_file() else "",
-            metadata=description.get("metadata", {}),
+            metadata={**metadata, WEIGHTS_SHA256: {WEIGHTS_FILE: digest}},
             source=folder,
         )
     except (KeyError, TypeError, ConfigError) as error:
         raise ModelFolderError(f"{model_json}: invalid model description ({error})") from error
+
+
+def _verified_sha256(weights_file: Path, metadata: Any) -> str:
+    """The weights file's SHA-256, checked against ``metadata``'s record when model.json has one."""
+    digest = file_sha256(weights_file)
+    record = metadata.get(WEIGHTS_SHA256) if isinstance(metadata, dict) else None
+    # a record without this file's name (an nnU-Net checkpoint list carried over) is no record of it
+    recorded = record.get(WEIGHTS_FILE) if isinstance(record, dict) else None
+    if recorded is not None and str(recorded).lower() != digest:
+        raise ModelFolderError(
+            f"{weights_file}: weights do not match the sha256 recorded in {MODEL_JSON} "
+            f"(recorded {recorded}, file has {digest}): the file is corrupt or was replaced; "
+            "reinstall the model"
+        )
+    return digest
 
 
 def unique_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -337,6 +374,7 @@ __all__ = [
     "InputSpec",
     "ModelBundle",
     "Normalization",
+    "WEIGHTS_SHA256",
     "file_sha256",
     "load_bundle",
     "save_bundle",

@@ -9,12 +9,17 @@ This module is the only code that knows the folder layout and both plans formats
 Checkpoints are untrusted input (a model zip from the internet): they are unpickled with
 ``torch.load(weights_only=True)`` plus an explicit allow-list of the few non-tensor globals nnunetv2 writes
 (numpy scalars and dtypes in ``logging`` and ``_best_ema``, ``torch.device`` in ``init_args``).
+:func:`load_checkpoint` is mousecord's one checkpoint unpickler: training's own checkpoints share nnU-Net's
+layout (a ``network_weights`` state dict) and are read through it too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +27,16 @@ import numpy as np
 import torch
 
 from mousecord.errors import ConfigError, ModelFolderError
-from mousecord.models.bundle import ModelBundle, Normalization, file_sha256
+from mousecord.models.bundle import WEIGHTS_SHA256, ModelBundle, Normalization, file_sha256
 from mousecord.models.network import architecture_from_old_plans
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")
 DEFAULT_RESAMPLING = "resample_data_or_seg_to_shape"
+#: How torch's weights-only unpickler names the global it refused ("... GLOBAL posix.system ...").
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
 
 
 def _checkpoint_safe_globals() -> list[Any]:
@@ -48,24 +56,45 @@ def _checkpoint_safe_globals() -> list[Any]:
     return allowed + dtype_classes
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Unpickle an nnU-Net checkpoint safely (tensors, containers, numpy scalars only).
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Unpickle an nnU-Net or mousecord training checkpoint safely (tensors, containers, numpy scalars only).
+
+    Nothing in the file is ever called: a pickle that names any other global (``os.system``, a class with
+    ``__reduce__``) is refused before it is built.
 
     Raises:
-        ModelFolderError: unreadable, corrupt, or holding objects outside the allow-list (one line, naming
-            the file).
+        ModelFolderError: missing, unreadable, corrupt, holding objects outside the allow-list, or without a
+            ``network_weights`` state dict (one line, naming the file).
     """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFolderError(f"{path}: checkpoint not found")
     try:
-        with torch.serialization.safe_globals(_checkpoint_safe_globals()):
+        with torch.serialization.safe_globals(_checkpoint_safe_globals()), warnings.catch_warnings():
+            # torch warns of a newer pickle protocol before refusing it; the refusal below says enough
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or malicious pickles
-        reason = " ".join(str(error).split())[:300] or type(error).__name__
-        raise ModelFolderError(
-            f"{path}: cannot be loaded safely as an nnU-Net checkpoint ({reason})"
-        ) from error
+        raise ModelFolderError(f"{path}: {_refusal(error)}") from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("network_weights"), dict):
-        raise ModelFolderError(f"{path}: not an nnU-Net checkpoint (no 'network_weights' state dict)")
+        raise ModelFolderError(f"{path}: not a checkpoint (no 'network_weights' state dict)")
     return checkpoint
+
+
+def _refusal(error: Exception) -> str:
+    """Why torch.load failed, in one line, without torch's advice to retry with ``weights_only=False``."""
+    refused = _REFUSED_GLOBAL.search(str(error))
+    if isinstance(error, pickle.UnpicklingError) and refused:
+        return (
+            f"unsafe checkpoint refused: it would call or import {refused.group(1)}, which is neither a "
+            "tensor nor plain data (nothing in it was run); use a checkpoint from a trusted source"
+        )
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # torch wraps the cause in generic paragraphs (the weights-only preamble, a plea to file an issue)
+    cause = next((line for line in lines if not line.startswith(_TORCH_BOILERPLATE)), type(error).__name__)
+    if isinstance(error, pickle.UnpicklingError):
+        return f"checkpoint refused by the safe unpickler ({cause[:300]}; nothing in it was run)"
+    return f"unreadable or corrupt checkpoint ({cause[:300]})"
 
 
 def find_results_folder(path: Path | str) -> Path:
@@ -179,7 +208,7 @@ def _bundle(
             "configuration": configuration_name,
             "plans_name": plans.get("plans_name"),
             "checkpoints": [str(path.relative_to(folder)) for path in checkpoint_files],
-            "weights_sha256": {str(path.relative_to(folder)): file_sha256(path) for path in checkpoint_files},
+            WEIGHTS_SHA256: {str(path.relative_to(folder)): file_sha256(path) for path in checkpoint_files},
         },
         source=folder,
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mousecord.errors import ConfigError, ModelFolderError
-from mousecord.models.bundle import MODEL_JSON, WEIGHTS_FILE, ModelBundle, file_sha256, load_bundle
+from mousecord.models.bundle import MODEL_JSON, ModelBundle, file_sha256, load_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +108,13 @@ def resolve_model(
 
 
 def load_model_folder(path: Path, *, folds=None, checkpoint: str = "auto") -> ModelBundle:
-    """A bundle or nnU-Net folder; the bundle's ``metadata["weights_sha256"]`` is filled in."""
+    """A bundle (its weights checked against model.json's SHA-256) or nnU-Net folder.
+
+    Either way ``metadata["weights_sha256"]`` holds the digests of the weight files read.
+    """
     kind = model_kind(path) if path.is_dir() else None
     if kind == "bundle":
-        bundle = load_bundle(path)
-        bundle.metadata.setdefault("weights_sha256", {WEIGHTS_FILE: file_sha256(path / WEIGHTS_FILE)})
-        return bundle
+        return load_bundle(path)
     if kind == "nnunet":
         from mousecord.models.nnunet import read_model_folder
 
@@ -167,7 +168,10 @@ def install_model(
         else:
             _safe_extract(source_path, staging)
         model_root = _model_root(staging, source)
-        load_model_folder(model_root)  # validates before anything is installed
+        try:
+            load_model_folder(model_root)  # validates before anything is installed
+        except ModelFolderError as error:  # name the user's file, not its staged copy (removed below)
+            raise ModelFolderError(str(error).replace(str(staging), source)) from error
         model_name = name or _name_from(model_root, staging, default_name)
         _check_name(model_name)
         destination = target_root / model_name
