@@ -111,8 +111,10 @@ def load_nifti(
         The canonical volume and the input geometry.
 
     Raises:
-        ImageFormatError: missing, unreadable, truncated, not 3D, or non-finite data.
-        HeaderError: qform and sform disagree, or a degenerate affine.
+        ImageFormatError: missing, unreadable, truncated, not 3D, non-finite data, or a header that puts
+            the data or its extensions outside the file.
+        HeaderError: qform and sform disagree, either holds NaN or infinite values or an invalid
+            quaternion, or a degenerate affine.
 
     Warns:
         MousecordWarning: an implausible voxel size, or a header nibabel had to fix (negative or zero
@@ -364,7 +366,8 @@ def _coded_form(header: nib.Nifti1Header, form: str, *, name: str) -> tuple[np.n
     try:
         matrix, code = getattr(header, f"get_{form}")(coded=True)
     except (ValueError, nib.spatialimages.HeaderDataError) as error:
-        raise HeaderError(f"{name}: invalid {form}: {_form_problem(error)}") from error
+        problem = _quaternion_problem(error) or _reason(error)
+        raise HeaderError(f"{name}: invalid {form}: {problem}") from error
     if matrix is not None and not np.isfinite(matrix).all():
         fields = "pixdim, quatern_b/c/d or qoffset_x/y/z" if form == "qform" else "srow_x/y/z"
         raise HeaderError(
@@ -374,11 +377,12 @@ def _coded_form(header: nib.Nifti1Header, form: str, *, name: str) -> tuple[np.n
     return matrix, int(code)
 
 
-def _form_problem(error: Exception) -> str:
-    """nibabel's reason for refusing a qform, in the header's terms."""
+def _quaternion_problem(error: Exception) -> str | None:
+    """In the header's terms, why nibabel could not build a qform from its quaternion; None when ``error``
+    is about something else."""
     if "w2 should be positive" in str(error):  # quaternions.fillpositive: b^2 + c^2 + d^2 > 1
         return "its quaternion (quatern_b, quatern_c, quatern_d) is not a rotation (b^2 + c^2 + d^2 > 1)"
-    return _reason(error)
+    return None
 
 
 def check_voxel_size_value(voxel_size_mm: tuple[float, ...], *, name: str) -> None:
@@ -458,8 +462,9 @@ def _open(path: Path) -> nib.Nifti1Image:
         except nib.spatialimages.HeaderDataError as error:
             raise ImageFormatError(_header_data_error(path, error)) from error
         except (nib.filebasedimages.ImageFileError, ValueError, OSError, EOFError, zlib.error) as error:
-            if "w2 should be positive" in str(error):  # the affine nibabel builds from a coded qform
-                raise HeaderError(f"{path}: invalid qform: {_form_problem(error)}") from error
+            problem = _quaternion_problem(error)  # nibabel builds the affine from a coded qform on loading
+            if problem:
+                raise HeaderError(f"{path}: invalid qform: {problem}") from error
             raise ImageFormatError(f"{path}: not a readable NIfTI file ({_reason(error)})") from error
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise ImageFormatError(f"{path}: expected a NIfTI image, got {type(image).__name__}")

@@ -9,6 +9,9 @@ from mousecord.errors import OrientationError
 from mousecord.io.volume import Volume
 
 CANONICAL_AXCODES: tuple[str, str, str] = ("R", "A", "S")
+#: Below this volume of the parallelepiped spanned by the affine's unit axis vectors (1 for orthogonal
+#: axes), the axes are taken as parallel: nibabel still finds an orientation for such a matrix.
+_MIN_AXES_VOLUME = 1e-6
 
 
 def orientation_to(affine: np.ndarray, axcodes: tuple[str, ...] = CANONICAL_AXCODES) -> np.ndarray:
@@ -27,7 +30,18 @@ def orientation_to(affine: np.ndarray, axcodes: tuple[str, ...] = CANONICAL_AXCO
         raise OrientationError(
             f"affine has a degenerate axis (zero voxel size?): {np.round(affine, 4).tolist()}"
         )
+    if _axes_volume(affine) < _MIN_AXES_VOLUME:
+        raise OrientationError(
+            f"affine has (nearly) parallel axes, so voxels have no volume: {np.round(affine, 4).tolist()}"
+        )
     return nio.ornt_transform(source, nio.axcodes2ornt(axcodes))
+
+
+def _axes_volume(affine: np.ndarray) -> float:
+    """|det| of the affine's 3 x 3 part with unit columns: 1 for orthogonal axes, 0 for parallel ones."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    matrix = matrix / np.abs(matrix).max()  # no overflow below, whatever the scale
+    return float(abs(np.linalg.det(matrix / np.sqrt((matrix**2).sum(axis=0)))))
 
 
 def reorient(volume: Volume, transform: np.ndarray) -> Volume:
