@@ -304,14 +304,14 @@ ERRORS: dict[str, BadInput] = {
         (
             "mm.nii.gz",
             "header voxel size (1 x 1 x 1 mm)",
-            "if it is 0.05 mm (header x20), pass --voxel-size 0.05",
+            "if it is 0.05 mm (header x20), give --voxel-size 0.05",
         ),
     ),
     "voxel-size-unexplained": BadInput(
         lambda folder: _segment(
             _save(folder / "mm.nii.gz", _image(), np.diag([7.0, 7.0, 7.0, 1.0])), "--max-voxels", "1e5"
         ),
-        ("mm.nii.gz", "header voxel size (7 x 7 x 7 mm)", "Set the true size with --voxel-size"),
+        ("mm.nii.gz", "header voxel size (7 x 7 x 7 mm)", "Give the true size as --voxel-size"),
     ),
     "output-is-input": BadInput(
         lambda folder: _segment(_save(folder / "img.nii.gz", _image()), output=folder / "img.nii.gz"),

@@ -99,8 +99,8 @@ def resolve_model(
             known = ", ".join(sorted(installed)) or "none installed"
             if name_or_path is None:
                 raise ModelFolderError(
-                    "no model given and no default model is installed; pass --model NAME_OR_PATH "
-                    f"(installed: {known}; install one with `mousecord models install`)"
+                    "no model given and no default model is installed; give a model name or folder "
+                    f"(installed: {known}; install one with mousecord.models.install_model)"
                 )
             raise ModelFolderError(f"{name}: unknown model, not a folder either (installed: {known})")
         path = installed[name].path
@@ -159,7 +159,7 @@ def install_model(
             raise ModelFolderError(f"{source_path}: file or folder not found")
         if sha256 is not None:
             if source_path.is_dir():
-                raise ConfigError("--sha256 checks an archive; it cannot be used with a folder")
+                raise ConfigError("sha256 checks an archive; it cannot be used with a folder")
             actual = file_sha256(source_path)
             if actual.lower() != sha256.lower():
                 raise ModelFolderError(f"{source}: sha256 mismatch (expected {sha256}, got {actual})")

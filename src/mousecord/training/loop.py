@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from mousecord.errors import ConfigError
+from mousecord.inference.sliding_window import sliding_window
 from mousecord.io.atomic import atomic_output
 from mousecord.labels import IGNORE_VALUE, LABEL_NAMES, TISSUE_LABELS
 from mousecord.models.network import build_network, load_weights
@@ -226,28 +227,26 @@ def predict_logits(
     device: torch.device | str = "cpu",
     use_amp: bool = False,
 ) -> torch.Tensor:
-    """Sliding-window logits (C, z, y, x) of a z-scored (z, y, x) image (MONAI, Gaussian, step 0.5)."""
-    from monai.inferers import sliding_window_inference
+    """Sliding-window logits (C, z, y, x) of a preprocessed (z, y, x) image, by the sliding window
+    ``mousecord segment`` runs (:func:`mousecord.inference.sliding_window.sliding_window`: nnU-Net's
+    tile placement and Gaussian, step 0.5), so validation measures what users get."""
 
     def predictor(patch: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(torch.device(device).type, dtype=torch.float16, enabled=use_amp):
-            output = network(patch)
-        return (output[0] if isinstance(output, list | tuple) else output).float()
+        output = network(patch)
+        return output[0] if isinstance(output, list | tuple) else output
 
     network.eval()
-    with torch.no_grad():
-        inputs = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
-        logits = sliding_window_inference(
+    with torch.inference_mode():
+        inputs = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+        return sliding_window(
             inputs,
-            roi_size=tuple(patch_size_vox),
-            sw_batch_size=2,
-            predictor=predictor,
-            overlap=0.5,
-            mode="gaussian",
-            sw_device=device,
-            device="cpu",
-        )
-    return logits[0]
+            predictor,
+            patch_size_vox=patch_size_vox,
+            tile_step_fraction=0.5,
+            window_device=device,
+            autocast=use_amp,
+            accumulate_dtype=torch.float32,
+        ).float()
 
 
 def predict_label_map(
