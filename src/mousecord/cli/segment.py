@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Segment grey and white matter. Writes OUT.nii.gz (0/1/2 label map; default <stem>_seg.nii.gz), "
             "SCT-style binary masks OUT_GM_seg.nii.gz and OUT_WM_seg.nii.gz, and a JSON sidecar, all in the "
             "input's exact space. A folder input segments every image in it; a BIDS dataset writes into "
-            "derivatives/<name>/. Cases whose outputs exist are skipped unless --overwrite."
+            "derivatives/<name>/. Cases whose outputs exist are skipped unless --overwrite. Exit status: 0 "
+            "done, 1 some image failed (each listed), 3 no cord found in some image (empty masks, a warning)."
         ),
     )
     parser.add_argument(
@@ -36,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         type=Path,
         metavar="OUT",
-        help="output file (one input) or folder (default: beside each input)",
+        help="output file (one input; a name ending in .nii or .nii.gz) or folder (any other name; default: "
+        "beside each input)",
     )
     parser.add_argument(
         "--model",

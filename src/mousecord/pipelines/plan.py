@@ -29,7 +29,8 @@ OUTPUT_SUFFIXES = ("_seg", "_prob", *(f"_{LABEL_NAMES[label]}_seg" for label in 
 
 @dataclass(frozen=True)
 class CaseOutputs:
-    """One input image and the paths its segmentation writes."""
+    """One input image and the paths its segmentation may write: every path is planned, but a run writes
+    only those its options ask for (:meth:`expected`; e.g. ``probabilities`` only with probabilities on)."""
 
     input: Path
     multilabel: Path
