@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -349,8 +349,7 @@ class Predictor:
         """Segment a canonical (x, y, z) array already in the model's orientation."""
         preprocessed = self.preprocess(image, voxel_size_mm)
         logits, roi = self.predict_logits_and_roi(preprocessed.data, preprocessed.network_spacing_mm)
-        prediction = self.export(logits, preprocessed, probabilities=probabilities)
-        return Prediction(prediction.label_map, prediction.probabilities, roi)
+        return replace(self.export(logits, preprocessed, probabilities=probabilities), roi=roi)
 
     def predict_volume(self, volume: Volume, *, probabilities: bool = False) -> Prediction:
         """Segment a :class:`Volume` of any orientation; results come back on the volume's own grid."""
@@ -365,7 +364,7 @@ class Predictor:
         if prediction.probabilities is not None:
             moved = np.moveaxis(prediction.probabilities, 0, -1)
             result_probabilities = np.moveaxis(nio.apply_orientation(moved, back), -1, 0)
-        return Prediction(label_map, result_probabilities, prediction.roi)
+        return replace(prediction, label_map=label_map, probabilities=result_probabilities)
 
     def resolved_settings(self) -> dict:
         """The inference settings as given and as this predictor resolved them (for sidecars)."""

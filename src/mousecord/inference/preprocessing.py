@@ -319,23 +319,18 @@ def preprocess_image(
     new_shape = tuple(max(size, 1) for size in compute_new_shape(cropped.shape[1:], spacing, target))
     network_voxels = int(np.prod(new_shape, dtype=np.int64))
     if max_network_voxels is not None and network_voxels > max_network_voxels:
-        hint = voxel_size_hint(voxel_size_mm, file_axes=False)  # canonical axes, not necessarily the file's
         raise ImageFormatError(
             f"at the model's spacing ({_mm(target)}) the image would have {network_voxels / 1e6:.0f} "
             f"million voxels, more than the limit of {max_network_voxels / 1e6:g} million; "
-            f"is its header voxel size ({_mm(voxel_size_mm)}) right? "
-            + (f"{hint[0].upper()}{hint[1:]}" if hint else "Give the true size as voxel_size_mm")
-            + " (or raise max_network_voxels)"
+            f"{_voxel_size_question(voxel_size_mm)} (or raise max_network_voxels)"
         )
-    if max_memory_bytes is not None and estimate_peak_bytes(network_voxels) > max_memory_bytes:
-        needed = estimate_peak_bytes(network_voxels)
-        hint = voxel_size_hint(voxel_size_mm, file_axes=False)
+    needed_bytes = estimate_peak_bytes(network_voxels)
+    if max_memory_bytes is not None and needed_bytes > max_memory_bytes:
         raise ImageFormatError(
-            f"segmenting it needs about {needed / 1e9:.1f} GB of memory ({network_voxels / 1e6:.0f} million "
-            f"voxels at the model's spacing, {_mm(target)}), more than the {max_memory_bytes / 1e9:.1f} GB "
-            f"available; is its header voxel size ({_mm(voxel_size_mm)}) right? "
-            + (f"{hint[0].upper()}{hint[1:]}" if hint else "Give the true size as voxel_size_mm")
-            + ", or run it on a machine with more memory"
+            f"segmenting it needs about {needed_bytes / 1e9:.1f} GB of memory ({network_voxels / 1e6:.0f} "
+            f"million voxels at the model's spacing, {_mm(target)}), more than the "
+            f"{max_memory_bytes / 1e9:.1f} GB available; {_voxel_size_question(voxel_size_mm)}, or run it "
+            "on a machine with more memory"
         )
     resampled = not spacing_matches(spacing, target) and new_shape != tuple(cropped.shape[1:])
     if resampled:
@@ -363,6 +358,13 @@ def preprocess_label_map(
         order=0,
     )
     return np.rint(resampled[0]).astype(labels.dtype)
+
+
+def _voxel_size_question(voxel_size_mm: Sequence[float]) -> str:
+    """Asks whether the header's voxel size is right, with the size to give where a factor explains it."""
+    hint = voxel_size_hint(voxel_size_mm, file_axes=False)  # canonical axes, not necessarily the file's
+    fix = f"{hint[0].upper()}{hint[1:]}" if hint else "Give the true size as voxel_size_mm"
+    return f"is its header voxel size ({_mm(voxel_size_mm)}) right? {fix}"
 
 
 def _mm(values: Sequence[float]) -> str:

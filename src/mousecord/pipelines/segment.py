@@ -17,7 +17,7 @@ import logging
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -143,34 +143,23 @@ def segment(
     input_list = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     single = len(input_list) == 1 and not Path(input_list[0]).is_dir()
     cases = plan_outputs(input_list, output, derivatives_name=derivatives_name)
-    todo = [case for case in cases if options.overwrite or not _done(case, options)]
-    report = SegmentReport(skipped=[case for case in cases if case not in todo])
+    report, todo = SegmentReport(), []
+    for case in cases:
+        (todo if options.overwrite or not _done(case, options) else report.skipped).append(case)
     for case in report.skipped:
         logger.info("%s: outputs exist, skipped (overwrite to redo)", case.input)
     if not todo:
         return report
     if options.qc_dir is not None:
         check_writable_folder(options.qc_dir)
-    writable = []
-    for case in todo:  # an output that cannot be written is found before any compute
-        try:
-            case.check_writable(output_format=options.output_format, probabilities=options.probabilities)
-        except MousecordError as error:
-            if single:
-                raise
-            _record_failure(report, case, error)
-        else:
-            writable.append(case)
-    todo = writable
     if isinstance(model, Predictor):
         if inference is not None:
             raise ConfigError("give inference settings either in the Predictor or as inference, not both")
         predictor = model
     else:
-        inference = inference or InferenceConfig()
-        if inference.progress != (progress and len(todo) == 1):
-            inference = InferenceConfig(**{**inference.to_dict(), "progress": progress and len(todo) == 1})
+        inference = replace(inference or InferenceConfig(), progress=progress and len(todo) == 1)
         predictor = Predictor(resolve_model(model, models_dir=models_dir), inference)
+    # each case's outputs are checked writable before its image is read (segment_cases)
     segment_cases(todo, predictor, options, progress=progress and len(todo) > 1, report=report, single=single)
     return report
 
