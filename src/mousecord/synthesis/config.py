@@ -32,6 +32,8 @@ class SynthesisConfig:
         rim_absent_probability, gap_probability, ring_absent_probability, no_surroundings_probability:
             how often the fluid rim is missing, replaced by a wide fluid gap (shrunken cord), the dura/bone
             ring is missing, or the cord lies alone in embedding medium.
+        gap_mm: width of the fluid gap around a shrunken cord (the rim's width in the "gap" mode); up to
+            the CSF space of an in vivo cord.
         extra_labels: (min, max) number of random tissue labels around the cord (muscle, fat, bone...).
         in_plane_resolution_mm: acquired in-plane voxel size, simulated by blurring and resampling.
         slice_thickness_mm: acquired slice thickness (partial volume across the slab's slices).
@@ -54,11 +56,12 @@ class SynthesisConfig:
     column_probability: float = 0.7
     realistic_intensity_probability: float = 0.35
     rim_absent_probability: float = 0.25
-    gap_probability: float = 0.12
+    gap_probability: float = 0.25
+    gap_mm: tuple[float, float] = (0.1, 0.6)
     ring_absent_probability: float = 0.15
     no_surroundings_probability: float = 0.1
     extra_labels: tuple[int, int] = (2, 7)
-    in_plane_resolution_mm: tuple[float, float] = (0.03, 0.1)
+    in_plane_resolution_mm: tuple[float, float] = (0.03, 0.12)
     slice_thickness_mm: tuple[float, float] = (0.05, 0.5)
     snr: tuple[float, float] = (4.0, 60.0)
     gibbs_probability: float = 0.3
@@ -77,6 +80,7 @@ class SynthesisConfig:
         positive_ranges = (
             "cord_scale",
             "cord_anisotropy",
+            "gap_mm",
             "in_plane_resolution_mm",
             "slice_thickness_mm",
             "snr",

@@ -113,7 +113,7 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
         "rim_mm": {
             "normal": float(rng.uniform(0.02, 0.12)),
             "absent": 0.0,
-            "gap": float(rng.uniform(0.1, 0.4)),
+            "gap": float(rng.uniform(*config.gap_mm)),
         }[rim_mode],
         "ring_mm": 0.0 if rng.random() < config.ring_absent_probability else float(rng.uniform(0.05, 0.6)),
         "ring_coverage": float(rng.uniform(0.4, 1.0)),
