@@ -21,6 +21,7 @@ from mousecord.inference.cord_roi import (
     tube_tile_starts,
 )
 from mousecord.inference.model_settings import ModelInferenceSettings
+from mousecord.inference.sliding_window import TileSettings
 from tests.inference.helpers import tiny_bundle
 
 SHAPE = (60, 48, 52)  # (z, y, x)
@@ -139,11 +140,10 @@ def test_two_stages_recover_an_analytic_segmentation(image_shape):
     logits, roi = predict_cord_logits(
         image,
         threshold_predictor,
-        patch_size_vox=(16, 16, 16),
+        TileSettings((16, 16, 16), accumulate_dtype=torch.float32),
         spacing_mm=(1.0, 1.0, 1.0),
         num_classes=3,
         settings=settings,
-        accumulate_dtype=torch.float32,
     )
     predicted = torch.argmax(logits, dim=0).numpy()
     assert logits.shape == (3, *image_shape) and roi.found
@@ -163,16 +163,17 @@ def test_mirroring_averages_the_stage_two_tiles_over_flips():
         logits[:, 1] += torch.linspace(0, 1, tiles.shape[-1])
         return logits
 
+    tiles = TileSettings((16, 16, 16), accumulate_dtype=torch.float32)
     options = dict(
-        patch_size_vox=(16, 16, 16),
         spacing_mm=(1.0, 1.0, 1.0),
         num_classes=3,
         settings=CordRoiSettings(margin_mm=2.0, slab_spacing_mm=10.0, min_cord_voxels=5),
-        accumulate_dtype=torch.float32,
     )
-    plain, roi = predict_cord_logits(image, threshold_predictor, **options)
-    skewed, _ = predict_cord_logits(image, skewed_predictor, **options)
-    mirrored, mirrored_roi = predict_cord_logits(image, skewed_predictor, mirror_axes=(2,), **options)
+    plain, roi = predict_cord_logits(image, threshold_predictor, tiles, **options)
+    skewed, _ = predict_cord_logits(image, skewed_predictor, tiles, **options)
+    mirrored, mirrored_roi = predict_cord_logits(
+        image, skewed_predictor, dataclasses.replace(tiles, mirror_axes=(2,)), **options
+    )
     inside = torch.from_numpy(roi.mask(SHAPE))
     np.testing.assert_array_equal(mirrored_roi.mask(SHAPE), roi.mask(SHAPE))
     assert float((skewed - plain)[1, inside].std()) > 0.1  # the ramp shows without mirroring
@@ -187,7 +188,7 @@ def test_no_cord_gives_background_and_a_warning(caplog):
         logits, roi = predict_cord_logits(
             image,
             threshold_predictor,
-            patch_size_vox=(8, 8, 8),
+            TileSettings((8, 8, 8)),
             spacing_mm=(1.0, 1.0, 1.0),
             num_classes=3,
             settings=CordRoiSettings(slab_spacing_mm=5.0),

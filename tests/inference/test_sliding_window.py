@@ -8,6 +8,7 @@ import torch
 
 from mousecord.errors import ConfigError
 from mousecord.inference.sliding_window import (
+    TileSettings,
     compute_tile_starts,
     gaussian_importance_map,
     mirror_combinations,
@@ -26,7 +27,7 @@ SHAPES_AND_PATCHES = [
 @pytest.mark.parametrize(("shape", "patch"), SHAPES_AND_PATCHES)
 def test_identity_predictor_recovers_input(shape, patch):
     image = torch.rand(2, *shape) + 0.5
-    out = sliding_window(image, lambda tile: tile, patch_size_vox=patch, accumulate_dtype=torch.float32)
+    out = sliding_window(image, lambda tile: tile, TileSettings(patch, accumulate_dtype=torch.float32))
     assert out.shape == image.shape
     torch.testing.assert_close(out, image, rtol=1e-6, atol=1e-6)
 
@@ -35,7 +36,7 @@ def test_identity_predictor_recovers_input(shape, patch):
 def test_float16_accumulation_is_exact_to_float16_precision_with_constant_blend(shape, patch):
     # with the Gaussian, float16 (nnU-Net's choice) underflows at tile corners: see the sliding_window docs
     image = torch.rand(1, *shape) + 0.5
-    out = sliding_window(image, lambda tile: tile, patch_size_vox=patch, blend="constant")
+    out = sliding_window(image, lambda tile: tile, TileSettings(patch, blend="constant"))
     torch.testing.assert_close(out, image, rtol=2e-3, atol=2e-3)
 
 
@@ -45,11 +46,9 @@ def test_doubling_predictor_with_mirroring_and_batches(shape, patch):
     out = sliding_window(
         image,
         lambda tile: 2 * tile,
-        patch_size_vox=patch,
-        mirror_axes=(0, 1, 2),
-        batch_size=3,
-        accumulate_dtype=torch.float32,
-        blend="constant",
+        TileSettings(
+            patch, mirror_axes=(0, 1, 2), batch_size=3, accumulate_dtype=torch.float32, blend="constant"
+        ),
     )
     torch.testing.assert_close(out, 2 * image, rtol=1e-6, atol=1e-6)
 
@@ -57,7 +56,7 @@ def test_doubling_predictor_with_mirroring_and_batches(shape, patch):
 def test_input_is_not_modified():
     image = np.random.default_rng(0).random((1, 9, 7, 11)).astype(np.float32)
     before = image.copy()
-    sliding_window(image, lambda tile: tile, patch_size_vox=(4, 4, 4))
+    sliding_window(image, lambda tile: tile, TileSettings((4, 4, 4)))
     np.testing.assert_array_equal(image, before)
 
 
@@ -68,9 +67,7 @@ def test_mirroring_averages_flipped_predictions():
     out = sliding_window(
         image,
         lambda tile: tile + ramp,
-        patch_size_vox=(4, 4, 4),
-        mirror_axes=(0,),
-        accumulate_dtype=torch.float32,
+        TileSettings((4, 4, 4), mirror_axes=(0,), accumulate_dtype=torch.float32),
     )
     torch.testing.assert_close(out, torch.full((1, 4, 4, 4), 1.5))
 
@@ -91,6 +88,29 @@ def test_compute_tile_starts_rejects_bad_arguments():
         compute_tile_starts((10,), (5,), 0.0)
     with pytest.raises(ConfigError, match="smaller than the patch"):
         compute_tile_starts((4,), (5,), 0.5)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (dict(step_fraction=0.0), "step fraction"),
+        (dict(step_fraction=1.5), "step fraction"),
+        (dict(blend="median"), "blend"),
+        (dict(batch_size=0), "batch size"),
+        (dict(mirror_axes=(3,)), "mirror_axes"),
+        (dict(accumulate_dtype=torch.bfloat16), "accumulate_dtype"),
+        (dict(patch_size_vox=(4, 0, 4)), "patch_size_vox"),
+    ],
+)
+def test_tile_settings_are_validated_once_at_construction(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        TileSettings(**{"patch_size_vox": (4, 4, 4), **settings})
+
+
+def test_tile_settings_normalise_sequences_to_tuples():
+    tiles = TileSettings([1, 8, 8], mirror_axes=[2, 1])
+    assert tiles.patch_size_vox == (1, 8, 8) and tiles.mirror_axes == (2, 1)
+    assert hash(tiles) == hash(TileSettings((1, 8, 8), mirror_axes=(2, 1)))
 
 
 def test_gaussian_importance_map_shape_peak_and_no_zeros():

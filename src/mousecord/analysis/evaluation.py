@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from mousecord.analysis.labelmaps import LabelSource, find_label_sources, label_source, load_label_map
-from mousecord.analysis.metrics import CLASS_NAMES, METRIC_FIELDS, ClassMetrics, compare_label_maps
+from mousecord.analysis.metrics import (
+    CLASS_NAMES,
+    METRIC_FIELDS,
+    ClassMetrics,
+    compare_label_maps,
+    json_number,
+)
 from mousecord.datasets.bids import MASK_FOLDER_DEFAULT
 from mousecord.errors import DatasetError, ImageFormatError, MousecordWarning
 from mousecord.io import Volume, atomic_output
@@ -153,10 +159,7 @@ def write_metrics_json(results: list[CaseResult], path: Path | str) -> Path:
     """
     path = Path(path)
     summary = {
-        name: {
-            key: (None if isinstance(value, float) and not math.isfinite(value) else value)
-            for key, value in entry.items()
-        }
+        name: {key: json_number(value) for key, value in entry.items()}
         for name, entry in summarise(results).items()
     }
     document = {**summary, "cases": [result.to_dict() for result in results]}

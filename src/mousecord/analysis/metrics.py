@@ -81,9 +81,9 @@ class ClassMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: NaN becomes ``None`` (JSON null), slice keys become strings."""
-        values: dict[str, Any] = {name: _json_number(getattr(self, name)) for name in METRIC_FIELDS}
+        values: dict[str, Any] = {name: json_number(getattr(self, name)) for name in METRIC_FIELDS}
         values["per_slice_dice"] = {
-            str(index): _json_number(value) for index, value in self.per_slice_dice.items()
+            str(index): json_number(value) for index, value in self.per_slice_dice.items()
         }
         values["notes"] = list(self.notes)
         return values
@@ -327,7 +327,8 @@ def _bounding_box(mask: np.ndarray, *, margin: int) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def _json_number(value: Any) -> Any:
+def json_number(value: Any) -> Any:
+    """``value`` as JSON can hold it: NaN and infinities -> None (``null``), numpy scalars -> Python."""
     if isinstance(value, (float, np.floating)):
         return None if not np.isfinite(value) else float(value)
     if isinstance(value, np.integer):

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from mousecord.analysis.labelmaps import label_source, load_label_map
+from mousecord.analysis.metrics import json_number
 from mousecord.errors import ConfigError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, check_not_input
 from mousecord.labels import CORD_NAME, LABEL_NAMES, QC_COLOURS, Label, check_label_values
@@ -275,10 +276,7 @@ def morphometrics_file(
     result = morphometrics(
         loaded.volume.data, voxel_size_mm=loaded.volume.voxel_size_mm, angle_correction=angle_correction
     )
-    totals = {
-        key: (None if isinstance(value, float) and math.isnan(value) else value)
-        for key, value in result.totals.items()
-    }
+    totals = {key: json_number(value) for key, value in result.totals.items()}
     with contextlib.ExitStack() as stack:  # all outputs or none: each is renamed into place at the end
         write_morphometrics_csv(result, stack.enter_context(atomic_output(Path(output_csv))))
         if json_path is not None:

@@ -9,6 +9,7 @@ from mousecord.inference.predictor import (
     resolve_device,
 )
 from mousecord.inference.sliding_window import (
+    TileSettings,
     compute_tile_starts,
     gaussian_importance_map,
     mirror_combinations,
@@ -21,6 +22,7 @@ __all__ = [
     "Prediction",
     "Predictor",
     "PreprocessedImage",
+    "TileSettings",
     "compute_tile_starts",
     "gaussian_importance_map",
     "mirror_combinations",

@@ -26,22 +26,26 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from mousecord.errors import ConfigError
-from mousecord.inference.sliding_window import blend_tiles, compute_tile_starts, pad_to_patch, sliding_window
-from mousecord.labels import Label
+from mousecord.inference.postprocessing import cord_components
+from mousecord.inference.sliding_window import (
+    TileSettings,
+    blend_tiles,
+    compute_tile_starts,
+    pad_to_patch,
+    sliding_window,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Logits given to voxels outside the tube: background wins by far.
 _OUTSIDE_LOGIT = 1.0e4
-_CONNECTIVITY = ndimage.generate_binary_structure(3, 3)
 
 
 @dataclass(frozen=True)
@@ -173,11 +177,7 @@ def slab_starts(size_z: int, depth_vox: int, spacing_vox: float) -> list[int]:
 
 def cord_candidates(label_map: np.ndarray, *, min_voxels: int, limit: int = 4) -> list[np.ndarray]:
     """Bool masks of the ``limit`` largest 26-connected GM + WM components of at least ``min_voxels``."""
-    components, count = ndimage.label(np.asarray(label_map) != Label.BACKGROUND, structure=_CONNECTIVITY)
-    if count == 0:
-        return []
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
+    components, sizes = cord_components(label_map)
     order = [int(index) for index in np.argsort(sizes)[::-1][:limit] if sizes[index] >= max(min_voxels, 1)]
     return [components == index for index in order]
 
@@ -307,6 +307,7 @@ def find_cord_roi(
     spacing_mm: Sequence[float],
     settings: CordRoiSettings,
     accumulate_dtype: torch.dtype = torch.float32,
+    batch_size: int = 1,
     window_device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> CordRoi:
@@ -317,19 +318,24 @@ def find_cord_roi(
         predict_fn: the network (batch of tiles -> logits).
         patch_size_vox: (3,) tile (z, y, x); its depth is the slab depth unless the settings give one.
         spacing_mm: (3,) voxel size (z, y, x) of ``image``.
+        accumulate_dtype, batch_size: as in :class:`~mousecord.inference.sliding_window.TileSettings`.
     """
     depth = min(settings.slab_depth_vox or int(patch_size_vox[0]), int(image.shape[1]))
     starts = slab_starts(int(image.shape[1]), depth, settings.slab_spacing_mm / float(spacing_mm[0]))
-    patch = (depth, int(patch_size_vox[1]), int(patch_size_vox[2]))
+    # side by side: stage 1 only has to find the cord
+    slab_tiles = TileSettings(
+        (depth, int(patch_size_vox[1]), int(patch_size_vox[2])),
+        step_fraction=1.0,
+        batch_size=batch_size,
+        accumulate_dtype=accumulate_dtype,
+    )
     slabs = []
     for start in starts:
         logits = sliding_window(
             image[:, start : start + depth],
             predict_fn,
-            patch_size_vox=patch,
-            tile_step_fraction=1.0,
+            slab_tiles,
             window_device=window_device,
-            accumulate_dtype=accumulate_dtype,
             progress=progress,
         )
         slabs.append((start, torch.argmax(logits, dim=0).to(torch.uint8).numpy()))
@@ -404,18 +410,13 @@ def _at_least(start: int, stop: int, size: int, limit: int) -> tuple[int, int]:
 def predict_cord_logits(
     image: torch.Tensor,
     predict_fn: Callable[[torch.Tensor], torch.Tensor],
+    tiles: TileSettings,
     *,
-    patch_size_vox: Sequence[int],
     spacing_mm: Sequence[float],
     num_classes: int,
     settings: CordRoiSettings,
-    tile_step_fraction: float = 0.5,
-    blend: str = "gaussian",
-    mirror_axes: Sequence[int] = (),
-    batch_size: int = 1,
     window_device: torch.device | str = "cpu",
     autocast: bool = False,
-    accumulate_dtype: torch.dtype = torch.float16,
     progress: bool = False,
 ) -> tuple[torch.Tensor, CordRoi]:
     """Both stages: (k, z, y, x) float32 logits of ``image`` (background outside the tube) and the tube.
@@ -423,47 +424,48 @@ def predict_cord_logits(
     Args:
         image: (c, z, y, x) normalised image, any size (axes smaller than a tile are zero-padded).
         predict_fn: the network (batch of tiles -> logits).
-        patch_size_vox: (3,) the model's tile (stage 1 and, unless the settings say otherwise, stage 2).
+        tiles: the model's tiling: its patch is stage 1's tile; stage 2 uses it with the step and patch
+            of ``settings`` where they are given. Mirroring applies to stage 2 only (stage 1 only locates
+            the cord).
         spacing_mm: (3,) voxel size (z, y, x).
         num_classes: k.
-        settings: see :class:`CordRoiSettings`; its step and patch override the arguments for stage 2.
-        mirror_axes: test-time mirroring of the stage-2 tiles (stage 1 only locates the cord).
+        settings: see :class:`CordRoiSettings`.
 
     Returns:
         ``(logits, roi)``, the tube on ``image``'s grid. Without cord in stage 1 the logits are all
         background (logged as a warning).
     """
-    stage_two_patch = tuple(settings.patch_size_vox or patch_size_vox)
-    largest = tuple(max(a, b) for a, b in zip(patch_size_vox, stage_two_patch, strict=True))
+    stage_two = replace(
+        tiles,
+        patch_size_vox=settings.patch_size_vox or tiles.patch_size_vox,
+        step_fraction=settings.tile_step_fraction or tiles.step_fraction,
+    )
+    stage_two_patch = stage_two.patch_size_vox
+    largest = tuple(max(a, b) for a, b in zip(tiles.patch_size_vox, stage_two_patch, strict=True))
     padded, unpad = pad_to_patch(torch.as_tensor(image), largest)
     spatial = tuple(padded.shape[1:])
     roi = find_cord_roi(
         padded,
         predict_fn,
-        patch_size_vox=patch_size_vox,
+        patch_size_vox=tiles.patch_size_vox,
         spacing_mm=spacing_mm,
         settings=settings,
+        batch_size=tiles.batch_size,
         window_device=window_device,
         progress=progress,
     )
     logits = torch.zeros((num_classes, *spatial), dtype=torch.float32)
     logits[0] = _OUTSIDE_LOGIT
-    starts = tube_tile_starts(
-        roi, spatial, stage_two_patch, settings.tile_step_fraction or tile_step_fraction
-    )
+    starts = tube_tile_starts(roi, spatial, stage_two_patch, stage_two.step_fraction)
     if starts:
         sums, weight_sum = blend_tiles(
             padded,
             predict_fn,
             starts,
-            patch_size_vox=stage_two_patch,
+            stage_two,
             num_classes=num_classes,
-            blend=blend,
-            mirror_axes=mirror_axes,
-            batch_size=batch_size,
             window_device=window_device,
             autocast=autocast,
-            accumulate_dtype=accumulate_dtype,
             progress=progress,
         )
         inside = torch.from_numpy(roi.mask(spatial)) & (weight_sum > 0)

@@ -24,6 +24,18 @@ def estimate_peak_bytes(network_voxels: int) -> int:
     return BASE_BYTES + BYTES_PER_NETWORK_VOXEL * int(network_voxels)
 
 
+def slab_slices_that_fit(
+    available_bytes: int, *, voxels_per_slice: int, resident_bytes: int, context_slices: int
+) -> int:
+    """Slices an in-plane model can segment at once in ``available_bytes``: what is left after the
+    whole-image arrays that stay (``resident_bytes``: the input copy, the label map...) at
+    :data:`BYTES_PER_NETWORK_VOXEL` per network voxel, less the ``context_slices`` read on each side of a
+    slab. 0 where not even one slice fits."""
+    budget = available_bytes - BASE_BYTES - resident_bytes
+    per_slice = BYTES_PER_NETWORK_VOXEL * max(int(voxels_per_slice), 1)
+    return max(budget // per_slice - 2 * context_slices, 0)
+
+
 def available_memory_bytes() -> int | None:
     """Memory this process can still take: the lower of the system's available memory and what a cgroup
     (container, batch-system job) limit leaves; None where neither can be read."""
@@ -63,4 +75,4 @@ def _cgroup_headroom() -> int | None:
     return None
 
 
-__all__ = ["available_memory_bytes", "estimate_peak_bytes"]
+__all__ = ["available_memory_bytes", "estimate_peak_bytes", "slab_slices_that_fit"]

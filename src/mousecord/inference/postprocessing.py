@@ -13,13 +13,24 @@ from mousecord.labels import Label
 _CONNECTIVITY = ndimage.generate_binary_structure(3, 3)  # 26-connectivity, as SCT's -largest/-remove-small
 
 
-def keep_largest_component(label_map: np.ndarray) -> np.ndarray:
-    """Keep only the largest 26-connected component of the cord (GM + WM); other tissue becomes background."""
-    components, count = ndimage.label(label_map != Label.BACKGROUND, structure=_CONNECTIVITY)
-    if count <= 1:
-        return label_map.copy()
+def cord_components(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """26-connected components of the cord (GM + WM), as SCT's ``-largest``/``-remove-small`` count them.
+
+    Returns:
+        ``(components, sizes)``: int labels of ``label_map``'s shape (0 = background, 1..n) and (n + 1,)
+        voxel counts per component, with ``sizes[0]`` set to 0.
+    """
+    components, _ = ndimage.label(np.asarray(label_map) != Label.BACKGROUND, structure=_CONNECTIVITY)
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
+    return components, sizes
+
+
+def keep_largest_component(label_map: np.ndarray) -> np.ndarray:
+    """Keep only the largest 26-connected component of the cord (GM + WM); other tissue becomes background."""
+    components, sizes = cord_components(label_map)
+    if len(sizes) <= 2:
+        return label_map.copy()
     return np.where(components == int(np.argmax(sizes)), label_map, np.uint8(Label.BACKGROUND)).astype(
         np.uint8
     )
@@ -42,11 +53,8 @@ def remove_small_components(label_map: np.ndarray, *, min_volume_mm3: float, vox
     if min_volume_mm3 <= 0:
         return label_map.copy()
     voxel_volume_mm3 = float(np.prod(np.asarray(voxel_size_mm, dtype=float)))
-    components, count = ndimage.label(label_map != Label.BACKGROUND, structure=_CONNECTIVITY)
-    if count == 0:
-        return label_map.copy()
-    sizes_mm3 = np.bincount(components.ravel()) * voxel_volume_mm3
-    small = sizes_mm3 < min_volume_mm3
+    components, sizes = cord_components(label_map)
+    small = sizes * voxel_volume_mm3 < min_volume_mm3
     small[0] = False
     return np.where(small[components], np.uint8(Label.BACKGROUND), label_map).astype(np.uint8)
 

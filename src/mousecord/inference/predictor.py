@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -20,88 +21,21 @@ from scipy import ndimage
 from mousecord.errors import ConfigError
 from mousecord.inference import preprocessing as prep
 from mousecord.inference.backends import OpenVinoNetwork, resolve_backend, smallest_input_shape
+from mousecord.inference.config import InferenceConfig
 from mousecord.inference.cord_roi import CordRoi, predict_cord_logits
-from mousecord.inference.memory import available_memory_bytes
+from mousecord.inference.memory import available_memory_bytes, estimate_peak_bytes, slab_slices_that_fit
 from mousecord.inference.model_settings import ModelInferenceSettings
 from mousecord.inference.postprocessing import drop_short_cord, keep_largest_component
 from mousecord.inference.preprocessing import PreprocessedImage
-from mousecord.inference.sliding_window import PredictFn, sliding_window
+from mousecord.inference.slabs import context_slices, network_geometry, predict_in_slabs
+from mousecord.inference.sliding_window import PredictFn, TileSettings, sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
 from mousecord.io.volume import Volume
 from mousecord.models.bundle import ModelBundle
 from mousecord.models.network import InPlaneNetwork, build_network, load_weights
-from mousecord.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
+from mousecord.options import DEVICES
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class InferenceConfig:
-    """Settings of a prediction (written to every sidecar).
-
-    Attributes:
-        tile_step_fraction: sliding-window step as a fraction of the patch (nnU-Net's ``tile_step_size``).
-        blend: "gaussian" (nnU-Net) or "constant" tile weighting.
-        mirroring: test-time augmentation over the model's allowed mirror axes (8x slower in 3D).
-        device: "cpu", "cuda" or "auto" (CUDA when available; the CPU with backend "openvino").
-        threads: CPU threads for the network and torch (None: torch's default).
-        batch_size_tiles: tiles per network call (None: 1 for a 3D model, 16 slices for an in-plane one).
-        accumulate_dtype: "float16" (nnU-Net's precision; identical results with backend "torch") or
-            "float32" (exact blending); see :func:`~mousecord.inference.sliding_window.sliding_window`.
-        progress: tqdm progress bar over tiles.
-        roi: "auto" (the bundle's ``metadata["inference"]["roi"]``, else "full"), "full" (the dense
-            nnU-Net-exact sliding window over the whole image) or "cord" (find the cord, segment only a tube
-            around it; see :mod:`mousecord.inference.cord_roi`).
-        keep_largest_component: keep only the largest cord component (None: as the bundle's
-            ``metadata["inference"]`` says, else no).
-        backend: where the network runs: "torch", "openvino" (CPU only, ~2x faster; network outputs
-            within 1e-4 relative of torch's) or "auto" (OpenVINO on an x86-64 CPU when installed, falling
-            back to torch if it cannot compile the network); see :mod:`mousecord.inference.backends`.
-        max_network_voxels: refuse images larger than this once resampled to the model's spacing (a
-            200 x 200 x 500 chunk at 0.05 mm is 2e7; 4e8 needs over 10 GB). A header voxel size in the wrong
-            unit or scale would otherwise grow a small image by 1000x or more and exhaust the memory.
-        check_memory: before resampling, refuse an image whose estimated peak memory
-            (:func:`~mousecord.inference.memory.estimate_peak_bytes`) exceeds the memory available.
-    """
-
-    tile_step_fraction: float = 0.5
-    blend: str = "gaussian"
-    mirroring: bool = False
-    device: str = "auto"
-    threads: int | None = None
-    batch_size_tiles: int | None = None
-    accumulate_dtype: str = "float16"
-    progress: bool = False
-    roi: str = "auto"
-    keep_largest_component: bool | None = None
-    backend: str = "auto"
-    max_network_voxels: int = DEFAULT_MAX_NETWORK_VOXELS
-    check_memory: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0 < self.tile_step_fraction <= 1:
-            raise ConfigError(f"tile_step_fraction must be in (0, 1], got {self.tile_step_fraction}")
-        if self.blend not in ("gaussian", "constant"):
-            raise ConfigError(f"blend must be 'gaussian' or 'constant', got {self.blend!r}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {self.threads}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.accumulate_dtype not in ("float16", "float32"):
-            raise ConfigError(
-                f"accumulate_dtype must be 'float16' or 'float32', got {self.accumulate_dtype!r}"
-            )
-        if self.max_network_voxels < 1:
-            raise ConfigError(f"max_network_voxels must be at least 1, got {self.max_network_voxels}")
-        if self.batch_size_tiles is not None and self.batch_size_tiles < 1:
-            raise ConfigError(f"batch_size_tiles must be at least 1, got {self.batch_size_tiles}")
-        if self.roi not in ("auto", *ROI_MODES):
-            raise ConfigError(f"roi must be one of {('auto', *ROI_MODES)}, got {self.roi!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +75,16 @@ class Predictor:
             self.model_settings.keep_largest_component
             if self.config.keep_largest_component is None
             else self.config.keep_largest_component
+        )
+        #: The sliding window's settings: the model's patch and mirror axes, the configuration's step,
+        #: blend, batch and precision.
+        self.tiles = TileSettings(
+            bundle.patch_size_vox,
+            step_fraction=self.config.tile_step_fraction,
+            blend=self.config.blend,
+            mirror_axes=bundle.mirror_axes if self.config.mirroring else (),
+            batch_size=self.batch_size_tiles,
+            accumulate_dtype=getattr(torch, self.config.accumulate_dtype),
         )
 
     def _load_fold(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -228,8 +172,6 @@ class Predictor:
     ) -> tuple[torch.Tensor, CordRoi | None]:
         """:meth:`predict_logits` and the cord tube the cord ROI path found (None on the dense path)."""
         runners = self.prepare()
-        mirror_axes = self.bundle.mirror_axes if self.config.mirroring else ()
-        accumulate_dtype = getattr(torch, self.config.accumulate_dtype)
         if self.bundle.in_plane:
             if spacing_mm is None and self.roi == "cord":
                 raise ConfigError(
@@ -241,25 +183,20 @@ class Predictor:
         image = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
         if self.roi == "cord":
             spacing = spacing_mm or tuple(float(value) for value in self.bundle.spacing_mm)
-            return self._predict_cord_logits(image, runners, accumulate_dtype, tuple(mirror_axes), spacing)
+            return self._predict_cord_logits(image, runners, spacing)
         total = None
         with self._threads(), torch.inference_mode():
             for network in runners:
                 logits = sliding_window(
                     image,
                     network,
-                    patch_size_vox=self.bundle.patch_size_vox,
+                    self.tiles,
                     num_classes=self.bundle.num_classes,
-                    tile_step_fraction=self.config.tile_step_fraction,
-                    blend=self.config.blend,
-                    mirror_axes=mirror_axes,
-                    batch_size=self.batch_size_tiles,
                     window_device=self.device,
                     output_device="cpu",
                     autocast=self.device.type == "cuda",
-                    accumulate_dtype=accumulate_dtype,
                     progress=self.config.progress,
-                ).to(accumulate_dtype)
+                ).to(self.tiles.accumulate_dtype)
                 total = logits if total is None else total.add_(logits)
             assert total is not None
             if len(runners) > 1:
@@ -270,8 +207,6 @@ class Predictor:
         self,
         image: torch.Tensor,
         runners: list[PredictFn],
-        accumulate_dtype: torch.dtype,
-        mirror_axes: tuple[int, ...],
         spacing_mm: tuple[float, float, float],
     ) -> tuple[torch.Tensor, CordRoi]:
         """The cord ROI path: per tile, the folds' logits are averaged; mirroring applies to stage 2."""
@@ -286,17 +221,12 @@ class Predictor:
             logits, roi = predict_cord_logits(
                 image,
                 predict_fn,
-                patch_size_vox=self.bundle.patch_size_vox,
+                self.tiles,
                 spacing_mm=spacing_mm,
                 num_classes=self.bundle.num_classes,
                 settings=self.roi_settings,
-                tile_step_fraction=self.config.tile_step_fraction,
-                blend=self.config.blend,
-                mirror_axes=mirror_axes,
-                batch_size=self.batch_size_tiles,
                 window_device=self.device,
                 autocast=self.device.type == "cuda",
-                accumulate_dtype=accumulate_dtype,
                 progress=self.config.progress,
             )
         return logits, roi
@@ -304,7 +234,16 @@ class Predictor:
     def export(
         self, logits: torch.Tensor, preprocessed: PreprocessedImage, *, probabilities: bool = False
     ) -> Prediction:
-        """Logits in network space -> canonical (x, y, z) label map (and (k, x, y, z) probabilities).
+        """Logits in network space -> canonical (x, y, z) label map (and (k, x, y, z) probabilities):
+        :meth:`crop_labels`, then :meth:`paste`."""
+        label_crop, probability_crop = self.crop_labels(logits, preprocessed, probabilities=probabilities)
+        return self.paste(label_crop, probability_crop, preprocessed.full_shape, preprocessed.bounding_box)
+
+    def crop_labels(
+        self, logits: torch.Tensor, preprocessed: PreprocessedImage, *, probabilities: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits -> the (z, y, x) uint8 label map of the crop (network axes, the crop's own grid) and, if
+        asked, its (k, z, y, x) softmax; no clean-up yet.
 
         An in-plane model whose settings ask for ``z_smoothing_mm`` has its logits smoothed along the
         slices first (a Gaussian of that standard deviation): each slice was predicted on its own, and
@@ -327,26 +266,45 @@ class Predictor:
             )
             logits = torch.from_numpy(logits_array)
         label_crop = torch.argmax(logits, dim=0).to(torch.uint8).numpy()
+        probability_crop = torch.softmax(logits.float(), dim=0).numpy() if probabilities else None
+        return label_crop, probability_crop
+
+    def paste(
+        self,
+        label_crop: np.ndarray,
+        probability_crop: np.ndarray | None,
+        full_shape: tuple[int, int, int],
+        bounding_box: tuple[slice, slice, slice],
+    ) -> Prediction:
+        """The crop's labels (and probabilities) -> the whole canonical (x, y, z) grid: the model's clean-ups
+        (largest component, shortest cord), pasted into background, axes restored."""
         if self.keep_largest_component:
             label_crop = keep_largest_component(label_crop)
             if self.model_settings.min_cord_slices:
                 label_crop = drop_short_cord(
                     label_crop, min_slices=self.model_settings.min_cord_slices, axis=0
                 )
-        label_map = np.zeros(preprocessed.full_shape, dtype=np.uint8)
-        label_map[preprocessed.bounding_box] = label_crop
+        label_map = np.zeros(full_shape, dtype=np.uint8)
+        label_map[bounding_box] = label_crop
         label_map = prep.from_network_axes(label_map, self.bundle.transpose_forward)
         result_probabilities = None
-        if probabilities:
-            full = np.zeros((logits.shape[0], *preprocessed.full_shape), dtype=np.float32)
+        if probability_crop is not None:
+            full = np.zeros((probability_crop.shape[0], *full_shape), dtype=np.float32)
             full[0] = 1.0  # background outside the crop, as nnU-Net's revert_cropping_on_probabilities
-            full[(slice(None), *preprocessed.bounding_box)] = torch.softmax(logits.float(), dim=0).numpy()
+            full[(slice(None), *bounding_box)] = probability_crop
             result_probabilities = prep.from_network_axes(full, self.bundle.transpose_forward)
         return Prediction(np.ascontiguousarray(label_map), result_probabilities)
 
     # ---------------------------------------------------------------------------------------------- whole
     def predict_array(self, image: np.ndarray, voxel_size_mm, *, probabilities: bool = False) -> Prediction:
-        """Segment a canonical (x, y, z) array already in the model's orientation."""
+        """Segment a canonical (x, y, z) array already in the model's orientation.
+
+        An in-plane model segments an image that would not fit in the memory available slab by slab
+        (:mod:`mousecord.inference.slabs`); the prediction's ``roi`` is then None.
+        """
+        slab_depth = self._slab_depth(np.shape(image), voxel_size_mm, probabilities)
+        if slab_depth is not None:
+            return predict_in_slabs(self, image, voxel_size_mm, slab_depth, probabilities=probabilities)
         preprocessed = self.preprocess(image, voxel_size_mm)
         logits, roi = self.predict_logits_and_roi(preprocessed.data, preprocessed.network_spacing_mm)
         return replace(self.export(logits, preprocessed, probabilities=probabilities), roi=roi)
@@ -365,6 +323,28 @@ class Predictor:
             moved = np.moveaxis(prediction.probabilities, 0, -1)
             result_probabilities = np.moveaxis(nio.apply_orientation(moved, back), -1, 0)
         return replace(prediction, label_map=label_map, probabilities=result_probabilities)
+
+    def _slab_depth(self, image_shape: tuple[int, ...], voxel_size_mm, probabilities: bool) -> int | None:
+        """Slices per slab where an in-plane model's whole image would not fit in memory; None where it
+        fits (or a slab of one slice would not fit either: the whole-image path then refuses, saying so)."""
+        if not (self.bundle.in_plane and self.config.check_memory):
+            return None
+        available = available_memory_bytes()
+        if available is None:
+            return None
+        shape, per_slice, spacing_z = network_geometry(self, image_shape, voxel_size_mm)
+        if estimate_peak_bytes(shape[0] * per_slice) <= available:
+            return None
+        image_voxels = math.prod(shape)
+        # the whole-image arrays held throughout: the reference copy, the label map crop and full grid
+        resident = image_voxels * (4 + 1 + 1 + (8 * self.bundle.num_classes if probabilities else 0))
+        slices = slab_slices_that_fit(
+            available,
+            voxels_per_slice=per_slice,
+            resident_bytes=resident,
+            context_slices=context_slices(self, spacing_z),
+        )
+        return int(slices) if slices >= 1 else None
 
     def resolved_settings(self) -> dict:
         """The inference settings as given and as this predictor resolved them (for sidecars)."""

@@ -115,6 +115,7 @@ def normalize(
     scheme: str = "ZScoreNormalization",
     mask: np.ndarray | None = None,
     intensity_properties: dict[str, float] | None = None,
+    statistics: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Normalise one channel as nnU-Net does, in float32, returning a new array.
 
@@ -128,10 +129,16 @@ def normalize(
             "CTNormalization" (clip to the dataset's 0.5/99.5 percentiles, subtract its mean, divide by its
             std, from ``intensity_properties``), or "NoNormalization".
         mask: (z, y, x) bool, for z-score with ``use_mask_for_norm``.
+        statistics: z-score (mean, std) to use instead of ``image``'s own (a slab of a larger image,
+            normalised as the whole image is; see :class:`SlabReference`).
     """
     image = np.asarray(image, dtype=np.float32)  # no copy for float32: statistics over the caller's layout
     eps = 1e-8
-    if scheme == "ZScoreNormalization":
+    if scheme == "ZScoreNormalization" and statistics is not None:
+        mean, std = (np.float32(value) for value in statistics)
+        image = image - mean
+        image /= max(std, eps)
+    elif scheme == "ZScoreNormalization":
         if mask is not None:
             values = image[mask]
             mean, std = values.mean(), values.std()
@@ -257,6 +264,67 @@ def resample(
     return result
 
 
+@dataclass(frozen=True, eq=False)
+class SlabReference:
+    """What the slabs of one image share, so that each is preprocessed as the whole image would be.
+
+    Attributes:
+        bounding_box: the whole image's non-zero crop (network axes).
+        statistics: per channel, the z-score (mean, std) over that crop, or None where the channel's
+            scheme uses no image statistics.
+    """
+
+    bounding_box: tuple[slice, slice, slice]
+    statistics: tuple[tuple[float, float] | None, ...]
+
+
+def slab_reference(image: np.ndarray, voxel_size_mm: Sequence[float], spec: InputSpec) -> SlabReference:
+    """The crop and normalisation statistics of a whole canonical image, for :func:`preprocess_image`'s
+    ``slab`` (what nnU-Net computes on the whole image: the non-zero box, each channel's mean and std).
+
+    Raises:
+        ImageFormatError: a channel is z-scored inside a filled non-zero mask (``use_mask_for_norm``), a
+            3D operation that slabs cannot reproduce.
+    """
+    if any(entry.use_mask for entry in spec.normalization):
+        raise ImageFormatError(
+            f"model {spec.name} normalises inside a non-zero mask, which cannot be done slab by slab"
+        )
+    data = _network_array(image, voxel_size_mm, spec)[0]
+    box = nonzero_bounding_box(data)
+    statistics: list[tuple[float, float] | None] = []
+    for channel, entry in enumerate(spec.normalization):
+        if entry.scheme != "ZScoreNormalization":
+            statistics.append(None)
+            continue
+        cropped = data[channel][box]  # the view normalize() sees on the whole image: the same sums
+        statistics.append((float(cropped.mean()), float(cropped.std())))
+    return SlabReference(box, tuple(statistics))
+
+
+def _network_array(
+    image: np.ndarray, voxel_size_mm: Sequence[float], spec: InputSpec, z_range: slice | None = None
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """(c, z, y, x) C-ordered float32 copy of a canonical image in network axes (only ``z_range``)."""
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = image[None]
+    if image.ndim != 4 or image.shape[0] != spec.input_channels:
+        raise ImageFormatError(
+            f"expected a 3D image with {spec.input_channels} channel(s), got shape {image.shape}"
+        )
+    data, spacing = to_network_axes(image, voxel_size_mm, spec.transpose_forward)
+    if not spec.in_plane and data.shape[1] == 1:
+        raise ImageFormatError(
+            f"the image has one slice, but model {spec.name} is a 3D network that needs a volume; "
+            "segment single slices with an in-plane (2D) model"
+        )
+    if z_range is not None:
+        data = data[:, z_range]
+    # the layout nnU-Net's SimpleITK reader gives
+    return np.ascontiguousarray(data, dtype=np.float32), spacing
+
+
 def preprocess_image(
     image: np.ndarray,
     voxel_size_mm: Sequence[float],
@@ -264,6 +332,7 @@ def preprocess_image(
     *,
     max_network_voxels: int | None = None,
     max_memory_bytes: int | None = None,
+    slab: tuple[slice, SlabReference] | None = None,
 ) -> PreprocessedImage:
     """Canonical (x, y, z) or (c, x, y, z) image -> network space, exactly as nnU-Net's ``run_case_npy``.
 
@@ -279,27 +348,29 @@ def preprocess_image(
         max_network_voxels: refuse an image with more voxels than this once resampled.
         max_memory_bytes: refuse, before resampling, an image whose segmentation would need more memory
             than this (:func:`~mousecord.inference.memory.estimate_peak_bytes`).
+        slab: ``(z_range, reference)``: preprocess only the network-axes slices ``z_range`` (in-plane
+            models), cropped and normalised as the whole image is (:func:`slab_reference`). The result's
+            ``full_shape`` is the slab's and its ``bounding_box`` lies within the slab.
 
     Raises:
         ImageFormatError: wrong channel count, a single slice for a 3D model, too many voxels, or not
             enough memory.
     """
-    image = np.asarray(image)
-    if image.ndim == 3:
-        image = image[None]
-    if image.ndim != 4 or image.shape[0] != spec.input_channels:
-        raise ImageFormatError(
-            f"expected a 3D image with {spec.input_channels} channel(s), got shape {image.shape}"
-        )
-    data, spacing = to_network_axes(image, voxel_size_mm, spec.transpose_forward)
-    if not spec.in_plane and data.shape[1] == 1:
-        raise ImageFormatError(
-            f"the image has one slice, but model {spec.name} is a 3D network that needs a volume; "
-            "segment single slices with an in-plane (2D) model"
-        )
-    data = np.ascontiguousarray(data, dtype=np.float32)  # the layout nnU-Net's SimpleITK reader gives
+    if slab is not None and not spec.in_plane:
+        raise ConfigError(f"model {spec.name} is 3D: only an in-plane model segments an image slab by slab")
+    z_range, reference = slab if slab is not None else (None, None)
+    data, spacing = _network_array(image, voxel_size_mm, spec, z_range)
     full_shape = tuple(data.shape[1:])
-    box = nonzero_bounding_box(data)
+    if reference is None:
+        box = nonzero_bounding_box(data)
+        statistics: tuple[tuple[float, float] | None, ...] = (None,) * len(spec.normalization)
+    else:  # the whole image's crop, within this slab
+        assert z_range is not None
+        whole_z = reference.bounding_box[0]
+        start = min(max(whole_z.start - z_range.start, 0), full_shape[0])
+        stop = max(min(whole_z.stop - z_range.start, full_shape[0]), start)
+        box = (slice(start, stop), *reference.bounding_box[1:])
+        statistics = reference.statistics
     cropped = data[(slice(None), *box)]
     mask = nonzero_mask(cropped) if any(entry.use_mask for entry in spec.normalization) else None
     normalised = np.stack(
@@ -309,6 +380,7 @@ def preprocess_image(
                 scheme=entry.scheme,
                 mask=mask if entry.use_mask else None,
                 intensity_properties=entry.intensity_properties,
+                statistics=statistics[channel],
             )
             for channel, entry in enumerate(spec.normalization)
         ]
@@ -374,6 +446,7 @@ def _mm(values: Sequence[float]) -> str:
 __all__ = [
     "ANISOTROPY_THRESHOLD",
     "PreprocessedImage",
+    "SlabReference",
     "compute_new_shape",
     "from_network_axes",
     "nonzero_bounding_box",
@@ -384,6 +457,7 @@ __all__ = [
     "resample",
     "separate_z_axis",
     "slab_channels",
+    "slab_reference",
     "spacing_matches",
     "to_network_axes",
 ]

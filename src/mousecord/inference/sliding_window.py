@@ -7,8 +7,10 @@ implementation below: :func:`compute_tile_starts` is nnU-Net's ``compute_steps_f
 :func:`gaussian_importance_map` its ``compute_gaussian`` and :func:`pad_to_patch` its ``pad_nd_image`` with
 constant zeros, centred.
 
-Accumulation precision is a parameter: float16 as nnU-Net (the default, for identical results) or float32.
-Tiles may be batched; folds are averaged per tile by the caller's ``predict_fn``.
+What to tile and how (patch, step, blend, mirroring, batch, precision) is one :class:`TileSettings`,
+validated once; where it runs (devices, autocast, a progress bar) is given per call. Accumulation precision
+is float16 as nnU-Net (the default, for identical results) or float32. Folds are averaged per tile by the
+caller's ``predict_fn``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -29,6 +32,56 @@ logger = logging.getLogger(__name__)
 
 #: ``predict_fn``: (batch, channels, pz, py, px) float tensor -> (batch, classes, pz, py, px) logits.
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
+BLEND_MODES = ("gaussian", "constant")
+
+
+def check_tiling(step_fraction: float, blend: str, batch_size: int | None) -> None:
+    """Raise :class:`ConfigError` for a step outside (0, 1], an unknown blend or a batch below 1 (None:
+    the caller's default); the one check behind :class:`TileSettings` and the inference configuration."""
+    if not 0 < step_fraction <= 1:
+        raise ConfigError(f"tile step fraction must be in (0, 1], got {step_fraction}")
+    if blend not in BLEND_MODES:
+        raise ConfigError(f"blend must be one of {BLEND_MODES}, got {blend!r}")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"tile batch size must be at least 1, got {batch_size}")
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """How an image is cut into tiles and their logits blended (nnU-Net predictor's settings).
+
+    Attributes:
+        patch_size_vox: (pz, py, px) tile size.
+        step_fraction: tile step as a fraction of the patch (nnU-Net's ``tile_step_size``; 0.5 = half-patch
+            overlap, 1 = tiles side by side).
+        blend: "gaussian" (nnU-Net's importance map) or "constant" tile weights.
+        mirror_axes: spatial axes (0 = z) mirrored for test-time augmentation; () = none.
+        batch_size: tiles per ``predict_fn`` call.
+        accumulate_dtype: precision of the Gaussian, the weighted logit sums and the weight sums. nnU-Net
+            uses float16 throughout: tile-corner weights underflow, and where only such weights cover a voxel
+            (volume corners) its logits are quantised to ~0.5. float16 (default) reproduces nnU-Net and
+            halves the accumulators' memory; float32 gives the exact blend.
+    """
+
+    patch_size_vox: tuple[int, ...]
+    step_fraction: float = 0.5
+    blend: str = "gaussian"
+    mirror_axes: tuple[int, ...] = ()
+    batch_size: int = 1
+    accumulate_dtype: torch.dtype = torch.float16
+
+    def __post_init__(self) -> None:
+        patch = tuple(int(size) for size in self.patch_size_vox)
+        if not patch or min(patch) < 1:
+            raise ConfigError(f"tile patch_size_vox must be positive sizes, got {self.patch_size_vox}")
+        check_tiling(self.step_fraction, self.blend, self.batch_size)
+        if self.accumulate_dtype not in (torch.float16, torch.float32):
+            raise ConfigError(f"accumulate_dtype must be float16 or float32, got {self.accumulate_dtype}")
+        mirror_axes = tuple(int(axis) for axis in self.mirror_axes)
+        if any(not 0 <= axis < len(patch) for axis in mirror_axes):
+            raise ConfigError(f"mirror_axes {mirror_axes} are not spatial axes of a {len(patch)}D tile")
+        object.__setattr__(self, "patch_size_vox", patch)
+        object.__setattr__(self, "mirror_axes", mirror_axes)
 
 
 def compute_tile_starts(
@@ -154,17 +207,12 @@ def mirror_combinations(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
 def sliding_window(
     image: torch.Tensor | np.ndarray,
     predict_fn: PredictFn,
+    tiles: TileSettings,
     *,
-    patch_size_vox: Sequence[int],
     num_classes: int | None = None,
-    tile_step_fraction: float = 0.5,
-    blend: str = "gaussian",
-    mirror_axes: Sequence[int] = (),
-    batch_size: int = 1,
     window_device: torch.device | str = "cpu",
     output_device: torch.device | str = "cpu",
     autocast: bool = False,
-    accumulate_dtype: torch.dtype = torch.float16,
     progress: bool = False,
 ) -> torch.Tensor:
     """Predict a whole (channels, z, y, x) image tile by tile and blend the tiles' logits.
@@ -178,18 +226,10 @@ def sliding_window(
     Args:
         image: (c, z, y, x) float array, already normalised. Not modified.
         predict_fn: maps a (b, c, pz, py, px) batch on ``window_device`` to (b, k, pz, py, px) logits.
-        patch_size_vox: (3,) tile size (pz, py, px).
+        tiles: patch, step, blend, mirroring, batch and accumulation precision.
         num_classes: k (default: found from the first tile).
-        tile_step_fraction: nnU-Net's ``tile_step_size``; 0.5 = half-patch overlap.
-        blend: "gaussian" or "constant".
-        mirror_axes: spatial axes (0 = z) to mirror for test-time augmentation; () = none.
-        batch_size: tiles per ``predict_fn`` call.
         window_device: where tiles are predicted; output_device: where logits are stitched.
         autocast: run ``predict_fn`` under ``torch.autocast`` (CUDA only).
-        accumulate_dtype: precision of the Gaussian, the weighted logit sums and the weight sums. nnU-Net
-            uses float16 throughout: tile-corner weights underflow, and where only such weights cover a voxel
-            (volume corners) its logits are quantised to ~0.5. float16 (default) reproduces nnU-Net and
-            halves the accumulators' memory; float32 gives the exact blend.
         progress: tqdm bar over tiles.
 
     Returns:
@@ -197,37 +237,31 @@ def sliding_window(
 
     Example:
         >>> image = torch.rand(1, 9, 7, 11)
-        >>> out = sliding_window(
-        ...     image, lambda tile: 2 * tile, patch_size_vox=(4, 4, 4), accumulate_dtype=torch.float32
-        ... )
+        >>> tiles = TileSettings((4, 4, 4), accumulate_dtype=torch.float32)
+        >>> out = sliding_window(image, lambda tile: 2 * tile, tiles)
         >>> bool(torch.allclose(out, 2 * image))
         True
     """
-    if blend not in ("gaussian", "constant"):
-        raise ConfigError(f"blend must be 'gaussian' or 'constant', got {blend!r}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     tensor = torch.as_tensor(image)
-    if tensor.ndim != 4:
+    if tensor.ndim != 1 + len(tiles.patch_size_vox):
         raise ConfigError(
             f"sliding_window expects a (channels, z, y, x) image, got shape {tuple(tensor.shape)}"
         )
-    patch = tuple(int(size) for size in patch_size_vox)
-    padded, unpad = pad_to_patch(tensor, patch)
-    starts = list(itertools.product(*compute_tile_starts(tuple(padded.shape[1:]), patch, tile_step_fraction)))
+    padded, unpad = pad_to_patch(tensor, tiles.patch_size_vox)
+    starts = list(
+        itertools.product(
+            *compute_tile_starts(tuple(padded.shape[1:]), tiles.patch_size_vox, tiles.step_fraction)
+        )
+    )
     logits, weight_sum = blend_tiles(
         padded,
         predict_fn,
         starts,
-        patch_size_vox=patch,
+        tiles,
         num_classes=num_classes,
-        blend=blend,
-        mirror_axes=mirror_axes,
-        batch_size=batch_size,
         window_device=window_device,
         output_device=output_device,
         autocast=autocast,
-        accumulate_dtype=accumulate_dtype,
         progress=progress,
     )
     logits /= weight_sum
@@ -238,46 +272,39 @@ def blend_tiles(
     image: torch.Tensor,
     predict_fn: PredictFn,
     tile_starts: Sequence[Sequence[int]],
+    tiles: TileSettings,
     *,
-    patch_size_vox: Sequence[int],
     num_classes: int | None = None,
-    blend: str = "gaussian",
-    mirror_axes: Sequence[int] = (),
-    batch_size: int = 1,
     window_device: torch.device | str = "cpu",
     output_device: torch.device | str = "cpu",
     autocast: bool = False,
-    accumulate_dtype: torch.dtype = torch.float16,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Predict the tiles starting at ``tile_starts`` and sum their weighted logits (no division).
 
     The engine of :func:`sliding_window`, for callers that place tiles themselves (the cord ROI path).
-    ``image`` must hold every tile: (c, z, y, x) with each start + patch inside its spatial shape.
+    ``image`` must hold every tile: (c, z, y, x) with each start + patch inside its spatial shape;
+    ``tiles.step_fraction`` is not used (the starts are given).
 
     Returns:
         ``(logits, weight_sum)``: (k, z, y, x) weighted logit sums and (z, y, x) summed weights, both
         ``accumulate_dtype`` on ``output_device``; ``logits / weight_sum`` is the blend (``weight_sum``
         is 0 where no tile covers a voxel).
     """
-    if blend not in ("gaussian", "constant"):
-        raise ConfigError(f"blend must be 'gaussian' or 'constant', got {blend!r}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     if not tile_starts:
         raise ConfigError("blend_tiles needs at least one tile start")
-    patch = tuple(int(size) for size in patch_size_vox)
+    patch, accumulate_dtype, batch_size = tiles.patch_size_vox, tiles.accumulate_dtype, tiles.batch_size
     spatial = tuple(image.shape[1:])
     weights = (
         gaussian_importance_map(patch, dtype=accumulate_dtype, device=output_device)
-        if blend == "gaussian"
+        if tiles.blend == "gaussian"
         else torch.ones(patch, dtype=accumulate_dtype, device=output_device)
     )
     weight_sum = torch.zeros(spatial, dtype=accumulate_dtype, device=output_device)
     logits: torch.Tensor | None = None
     if num_classes is not None:
         logits = torch.zeros((num_classes, *spatial), dtype=accumulate_dtype, device=output_device)
-    flips = mirror_combinations(mirror_axes)
+    flips = mirror_combinations(tiles.mirror_axes)
     starts = [tuple(int(value) for value in corner) for corner in tile_starts]
     bar = _progress_bar(len(starts), progress)
     for first in range(0, len(starts), batch_size):
@@ -286,16 +313,16 @@ def blend_tiles(
             tuple(slice(start, start + size) for start, size in zip(corner, patch, strict=True))
             for corner in batch_starts
         ]
-        tiles = torch.stack([image[(slice(None), *slicer)] for slicer in slicers]).to(
+        batch = torch.stack([image[(slice(None), *slicer)] for slicer in slicers]).to(
             window_device, torch.float32
         )
-        predicted = _predict_mirrored(predict_fn, tiles, flips, autocast=autocast).to(
+        predicted = _predict_mirrored(predict_fn, batch, flips, autocast=autocast).to(
             output_device, torch.float32
         )
         if logits is None:
             logits = torch.zeros((predicted.shape[1], *spatial), dtype=accumulate_dtype, device=output_device)
         for tile_logits, slicer in zip(predicted, slicers, strict=True):
-            if blend == "gaussian":
+            if tiles.blend == "gaussian":
                 tile_logits *= weights
             logits[(slice(None), *slicer)] += tile_logits
             weight_sum[slicer] += weights
@@ -332,7 +359,10 @@ def _progress_bar(total: int, enabled: bool):
 
 
 __all__ = [
+    "BLEND_MODES",
+    "TileSettings",
     "blend_tiles",
+    "check_tiling",
     "compute_tile_starts",
     "gaussian_importance_map",
     "mirror_combinations",

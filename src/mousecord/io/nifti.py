@@ -241,14 +241,8 @@ def read_native_stored(
     slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
     if not nib.is_proxy(proxy) or (slope == 1.0 and inter == 0.0):
         return image, _read_data(image, path), None
-    try:
+    with _reading_data(path, stored):
         raw = np.asanyarray(proxy.get_unscaled())
-    except MemoryError as error:
-        raise _memory_error(path, stored) from error
-    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as error:
-        raise ImageFormatError(
-            f"{path}: data cannot be read, file truncated or corrupt ({_reason(error)})"
-        ) from error
     return image, (raw[..., 0] if raw.ndim == 4 else raw), (float(slope), float(inter))
 
 
@@ -674,8 +668,15 @@ def _read(path: Path) -> nib.Nifti1Image:
 
 
 def _read_data(image: nib.Nifti1Image, path: Path) -> np.ndarray:
-    try:
+    with _reading_data(path, image):
         return np.asanyarray(image.dataobj)
+
+
+@contextlib.contextmanager
+def _reading_data(path: Path, image: nib.Nifti1Image) -> Iterator[None]:
+    """Turn the errors of reading ``image``'s voxels into one-line :class:`ImageFormatError`s."""
+    try:
+        yield
     except MemoryError as error:
         raise _memory_error(path, image) from error
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as error:

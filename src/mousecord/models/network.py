@@ -83,6 +83,20 @@ def build_network(
         raise ConfigError(f"invalid arguments for {class_name}: {error}") from error
 
 
+def _nnunet_layers(dimension: int) -> dict[str, Any]:
+    """The layer settings every nnU-Net U-Net shares: conv bias, affine InstanceNorm (eps 1e-5), no dropout,
+    in-place LeakyReLU."""
+    return {
+        "conv_bias": True,
+        "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dimension}d",
+        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+        "dropout_op": None,
+        "dropout_op_kwargs": None,
+        "nonlin": "torch.nn.LeakyReLU",
+        "nonlin_kwargs": {"inplace": True},
+    }
+
+
 def architecture_from_old_plans(configuration: dict[str, Any]) -> dict[str, Any]:
     """Convert an nnunetv2 <= 2.2 plans configuration to the newer ``architecture`` description.
 
@@ -106,13 +120,7 @@ def architecture_from_old_plans(configuration: dict[str, Any]) -> dict[str, Any]
             "strides": copy.deepcopy(configuration["pool_op_kernel_sizes"]),
             blocks_key: copy.deepcopy(configuration["n_conv_per_stage_encoder"]),
             "n_conv_per_stage_decoder": copy.deepcopy(configuration["n_conv_per_stage_decoder"]),
-            "conv_bias": True,
-            "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dimension}d",
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
+            **_nnunet_layers(dimension),
         }
     except KeyError as error:
         raise ConfigError(f"old-format plans configuration lacks {error.args[0]!r}") from error
@@ -159,13 +167,7 @@ def plain_unet_architecture(
             "strides": [list(stride) for stride in strides],
             "n_conv_per_stage": [n_conv_per_stage] * n_stages,
             "n_conv_per_stage_decoder": [n_conv_per_stage] * (n_stages - 1),
-            "conv_bias": True,
-            "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dimension}d",
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
+            **_nnunet_layers(dimension),
         },
         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
     }

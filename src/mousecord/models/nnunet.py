@@ -1,10 +1,7 @@
 """Read official nnU-Net v2 results folders into a :class:`~mousecord.models.bundle.ModelBundle`.
 
-This module is the only code that knows the folder layout and both plans formats::
-
-    <Trainer>__<Plans>__<configuration>/
-        dataset.json  plans.json
-        fold_4/checkpoint_final.pth  fold_4/checkpoint_best.pth  ...
+This module and :mod:`mousecord.models.nnunet_layout` (the folder layout, see there) are the only code that
+knows nnU-Net's files and both plans formats.
 
 Checkpoints are untrusted input (a model zip from the internet): they are unpickled with
 ``torch.load(weights_only=True)`` plus an explicit allow-list of the few non-tensor globals nnunetv2 writes
@@ -29,6 +26,7 @@ import torch
 from mousecord.errors import ConfigError, ModelFolderError
 from mousecord.models.bundle import WEIGHTS_SHA256, ModelBundle, Normalization, file_sha256
 from mousecord.models.network import architecture_from_old_plans
+from mousecord.models.nnunet_layout import is_results_folder, results_folder_children
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +104,9 @@ def find_results_folder(path: Path | str) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise ModelFolderError(f"{path}: model folder not found")
-    if (path / "plans.json").is_file() and (path / "dataset.json").is_file():
+    if is_results_folder(path):
         return path
-    candidates = sorted(child for child in path.glob("nnUNetTrainer*") if (child / "plans.json").is_file())
+    candidates = results_folder_children(path)
     if len(candidates) == 1:
         return candidates[0]
     if candidates:

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from mousecord.errors import ConfigError, ModelFolderError
 from mousecord.models.bundle import MODEL_JSON, ModelBundle, file_sha256, load_bundle
+from mousecord.models.nnunet_layout import is_results_folder, results_folder_children
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,7 @@ def model_kind(folder: Path) -> str | None:
     """ "bundle" (model.json), "nnunet" (an nnU-Net results folder or its parent), or None."""
     if (folder / MODEL_JSON).is_file():
         return "bundle"
-    if (folder / "plans.json").is_file() and (folder / "dataset.json").is_file():
-        return "nnunet"
-    if any((child / "plans.json").is_file() for child in folder.glob("nnUNetTrainer*")):
+    if is_results_folder(folder) or results_folder_children(folder):
         return "nnunet"
     return None
 

@@ -6,7 +6,6 @@ from mousecord.training.crossval import TrainSummary, subject_folds, train
 from mousecord.training.data import TrainingCase, TrainingDataset, load_training_dataset
 from mousecord.training.in_plane import (
     InPlaneTrainConfig,
-    InPlaneTrainResult,
     fine_tune_in_plane,
     train_in_plane,
 )
@@ -16,7 +15,6 @@ from mousecord.training.loss import deep_supervision_loss, masked_dice_ce_loss
 __all__ = [
     "AugmentationConfig",
     "InPlaneTrainConfig",
-    "InPlaneTrainResult",
     "TrainConfig",
     "TrainResult",
     "TrainSummary",

@@ -49,6 +49,7 @@ from mousecord.training.loop import (
     CHECKPOINT_LAST,
     HISTORY_JSON,
     PROGRESS_PNG,
+    TrainResult,
     build_scheduler,
     load_checkpoint,
     plot_progress,
@@ -349,20 +350,6 @@ def validate_annotated_slices(predictor: Predictor, cases: Sequence[TrainingCase
     return pooled_dice(pairs())
 
 
-@dataclass
-class InPlaneTrainResult:
-    """What one in-plane training run produced."""
-
-    output_folder: Path
-    history: dict[str, list[float]]
-    best_epoch: int
-    best_dice: dict[str, float]
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.output_folder / CHECKPOINT_BEST
-
-
 def train_in_plane(
     config: InPlaneTrainConfig,
     output_folder: Path | str,
@@ -376,7 +363,7 @@ def train_in_plane(
     stop_after_epoch: int | None = None,
     inference: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-) -> InPlaneTrainResult:
+) -> TrainResult:
     """Train an in-plane network; validate each epoch through the Predictor.
 
     Args:
@@ -462,7 +449,7 @@ def train_in_plane(
             on_epoch_end(epoch, metrics)
     best = int(state["best_epoch"])
     best_dice = {key: history[f"dice_{key}"][best] for key in ("GM", "WM", "mean")} if history else {}
-    return InPlaneTrainResult(output_folder, history, best, best_dice)
+    return TrainResult(output_folder, history, best, best_dice)
 
 
 def _validate(config, network, volumes, cases, inference) -> dict[str, float]:
@@ -661,7 +648,6 @@ def fine_tune_in_plane(
 __all__ = [
     "InPlaneBatches",
     "InPlaneTrainConfig",
-    "InPlaneTrainResult",
     "annotated_sample",
     "build_network_for",
     "bundle_from_weights",

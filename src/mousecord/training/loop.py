@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from mousecord.errors import ConfigError
-from mousecord.inference.sliding_window import sliding_window
+from mousecord.inference.predictor import resolve_device
+from mousecord.inference.sliding_window import TileSettings, sliding_window
 from mousecord.io.atomic import atomic_output
 from mousecord.labels import IGNORE_VALUE, LABEL_NAMES, TISSUE_LABELS
 from mousecord.models.network import build_network, load_weights
@@ -72,11 +73,8 @@ class TrainResult:
 
 
 def select_device(config: TrainConfig) -> torch.device:
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available")
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
+    """The training device: :func:`mousecord.inference.resolve_device` of ``config.device``."""
+    return resolve_device(config.device)
 
 
 def build_training_network(config: TrainConfig) -> nn.Module:
@@ -241,11 +239,9 @@ def predict_logits(
         return sliding_window(
             inputs,
             predictor,
-            patch_size_vox=patch_size_vox,
-            tile_step_fraction=0.5,
+            TileSettings(patch_size_vox, step_fraction=0.5, accumulate_dtype=torch.float32),
             window_device=device,
             autocast=use_amp,
-            accumulate_dtype=torch.float32,
         ).float()
 
 
