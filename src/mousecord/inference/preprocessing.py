@@ -15,22 +15,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.ndimage import binary_fill_holes, map_coordinates
+from scipy.ndimage import binary_fill_holes
 
 from mousecord.errors import ConfigError, ImageFormatError
 from mousecord.inference.memory import estimate_peak_bytes
-from mousecord.io.nifti import voxel_size_hint
+from mousecord.inference.resampling import (
+    ANISOTROPY_THRESHOLD,
+    compute_new_shape,
+    resample,
+    separate_z_axis,
+    spacing_matches,
+)
+from mousecord.io.header_checks import voxel_size_hint
 
 if TYPE_CHECKING:
     from mousecord.models.bundle import InputSpec
 
 logger = logging.getLogger(__name__)
-
-#: nnU-Net's ``ANISO_THRESHOLD``: resample in-plane and out-of-plane separately above this spacing ratio.
-ANISOTROPY_THRESHOLD = 3.0
-
-#: Spacings within this relative tolerance are treated as equal (headers store float32).
-SPACING_RELATIVE_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,83 +186,6 @@ def slab_channels(image: np.ndarray, slices: int) -> np.ndarray:
             for channel in range(image.shape[0])
         ]
     )
-
-
-def compute_new_shape(
-    shape_vox: Sequence[int], spacing_mm: Sequence[float], new_spacing_mm: Sequence[float]
-) -> tuple[int, ...]:
-    """Shape after resampling (nnU-Net: ``round(old_spacing / new_spacing * old_shape)``)."""
-    return tuple(
-        int(round(old / new * size))
-        for old, new, size in zip(spacing_mm, new_spacing_mm, shape_vox, strict=True)
-    )
-
-
-def spacing_matches(spacing_mm: Sequence[float], new_spacing_mm: Sequence[float]) -> bool:
-    """Whether two spacings are equal within :data:`SPACING_RELATIVE_TOLERANCE`."""
-    old, new = np.asarray(spacing_mm, float), np.asarray(new_spacing_mm, float)
-    return bool(np.all(np.abs(old - new) <= SPACING_RELATIVE_TOLERANCE * np.maximum(old, new)))
-
-
-def separate_z_axis(spacing_mm: Sequence[float], new_spacing_mm: Sequence[float]) -> int | None:
-    """nnU-Net's rule: the axis to resample separately (nearest) when one spacing is > 3x the others."""
-    for spacing in (spacing_mm, new_spacing_mm):
-        spacing = np.asarray(spacing, dtype=float)
-        if spacing.max() / spacing.min() > ANISOTROPY_THRESHOLD:
-            axes = np.flatnonzero(spacing.max() / spacing == 1)
-            return int(axes[0]) if len(axes) == 1 else None
-    return None
-
-
-def resample(
-    data: np.ndarray,
-    new_shape: Sequence[int],
-    *,
-    spacing_mm: Sequence[float],
-    new_spacing_mm: Sequence[float],
-    order: int,
-    order_z: int = 0,
-) -> np.ndarray:
-    """Resample a (c, z, y, x) array to ``new_shape`` as nnU-Net's ``resample_data_or_seg_to_shape``.
-
-    scikit-image ``resize`` (edge mode, no anti-aliasing) of order ``order`` (3 for images, 1 for logits);
-    when one axis' spacing is more than 3x the others', each slice across that axis is resized in 2D and the
-    thick axis is interpolated with ``order_z`` (0: nearest). Computed in float64 as nnU-Net does; returns
-    ``data`` itself when the shape does not change.
-    """
-    from skimage.transform import resize
-
-    shape = tuple(data.shape[1:])
-    new_shape = tuple(int(size) for size in new_shape)
-    if shape == new_shape:
-        return data
-    axis = separate_z_axis(spacing_mm, new_spacing_mm)
-    result = np.zeros((data.shape[0], *new_shape), dtype=data.dtype)
-    source = data.astype(float, copy=False)
-    for channel in range(data.shape[0]):
-        if axis is None:
-            result[channel] = resize(source[channel], new_shape, order, mode="edge", anti_aliasing=False)
-            continue
-        in_plane = tuple(size for index, size in enumerate(new_shape) if index != axis)
-        partial_shape = list(new_shape)
-        partial_shape[axis] = shape[axis]
-        partial = np.zeros(partial_shape)
-        for index in range(shape[axis]):
-            where = [slice(None)] * 3
-            where[axis] = index
-            partial[tuple(where)] = resize(
-                source[channel][tuple(where)], in_plane, order, mode="edge", anti_aliasing=False
-            )
-        if shape[axis] == new_shape[axis]:
-            result[channel] = partial
-        else:
-            scales = [old / new for old, new in zip(partial.shape, new_shape, strict=True)]
-            grid = np.mgrid[tuple(slice(0, size) for size in new_shape)].astype(float)
-            coordinates = np.array(
-                [scale * (axis_grid + 0.5) - 0.5 for scale, axis_grid in zip(scales, grid, strict=True)]
-            )
-            result[channel] = map_coordinates(partial, coordinates, order=order_z, mode="nearest")
-    return result
 
 
 @dataclass(frozen=True, eq=False)

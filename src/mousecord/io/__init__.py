@@ -1,12 +1,15 @@
 """NIfTI input/output, geometry and header checks (numpy, nibabel; no torch)."""
 
 from mousecord.io.atomic import atomic_output, check_not_input, split_suffix
-from mousecord.io.nifti import (
-    ImageGeometry,
-    LoadedImage,
+from mousecord.io.header_checks import (
     check_finite_data,
     check_not_constant,
     check_qform_sform,
+    voxel_size_hint,
+)
+from mousecord.io.nifti import (
+    ImageGeometry,
+    LoadedImage,
     load_nifti,
     open_native,
     read_native,
@@ -14,7 +17,6 @@ from mousecord.io.nifti import (
     save_like,
     save_native,
     save_volume,
-    voxel_size_hint,
 )
 from mousecord.io.orientation import from_canonical, reorient, to_canonical
 from mousecord.io.volume import Volume, affine_with_voxel_size

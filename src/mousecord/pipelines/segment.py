@@ -27,7 +27,8 @@ from mousecord.errors import ConfigError, ImageFormatError, MousecordError
 from mousecord.inference import postprocessing
 from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.io.atomic import atomic_output, check_writable_folder
-from mousecord.io.nifti import LoadedImage, check_not_constant, label_map_values, load_nifti, save_like
+from mousecord.io.header_checks import check_not_constant, label_map_values
+from mousecord.io.nifti import LoadedImage, load_nifti, save_like
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 from mousecord.models.registry import resolve_model
 from mousecord.pipelines.plan import OUTPUT_FORMATS, CaseOutputs, plan_outputs

@@ -16,13 +16,11 @@ worker builds it, so a run resumed from ``checkpoint_last.pt`` continues exactly
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +31,19 @@ from torch import nn
 from mousecord.datasets.bids import MASK_FOLDER_DEFAULT
 from mousecord.errors import ConfigError
 from mousecord.inference.predictor import InferenceConfig, Predictor
-from mousecord.inference.preprocessing import normalize
 from mousecord.io.atomic import atomic_output
 from mousecord.io.volume import Volume
 from mousecord.labels import DATASET_JSON_LABELS, LABEL_NAMES
 from mousecord.models.bundle import ModelBundle, save_bundle, unique_tensors
-from mousecord.models.network import build_network, load_weights, plain_unet_architecture
-from mousecord.options import DEVICES
-from mousecord.settings import settings_from_dict
-from mousecord.synthesis import SynthesisConfig, synthesize
-from mousecord.training.config import AugmentationConfig
+from mousecord.models.network import build_network, load_weights
 from mousecord.training.data import TrainingCase, load_training_dataset
+from mousecord.training.in_plane_config import DEFAULT_INFERENCE, IN_PLANE_CONFIG_JSON, InPlaneTrainConfig
+from mousecord.training.in_plane_data import (
+    InPlaneBatches,
+    annotated_sample,
+    in_plane_batch,
+    synthetic_sample,
+)
 from mousecord.training.loop import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
@@ -58,229 +58,8 @@ from mousecord.training.loop import (
     split_subjects,
 )
 from mousecord.training.loss import masked_dice_ce_loss
-from mousecord.training.patches import (
-    SpatialParams,
-    augment_intensity,
-    extract_patch,
-    intensity_transforms,
-    sample_center,
-)
 
 logger = logging.getLogger(__name__)
-
-IN_PLANE_CONFIG_JSON = "in_plane_train_config.json"
-
-
-@dataclass(frozen=True)
-class InPlaneTrainConfig:
-    """Recipe of an in-plane network trained on synthetic slabs and/or annotated slices.
-
-    Attributes:
-        features_per_stage: 2D PlainConvUNet features; each stage after the first halves y and x.
-        n_conv_per_stage: convolutions per stage (encoder and decoder).
-        batch_size, epochs, iterations_per_epoch: an epoch is a fixed number of fresh batches.
-        learning_rate, weight_decay, poly_exponent, gradient_clip: AdamW with poly decay per iteration.
-        seed: weights and every sample derive from it.
-        device: "auto", "cpu" or "cuda".
-        data_workers: processes synthesising batches while the network trains (0: the main process).
-        synthesis: the generator's ranges; its ``patch_size_vox``, ``spacing_mm`` and ``slab_slices`` are
-            the model's.
-        annotated_fraction: share of samples cut from a dataset's annotated slices (0: synthesis alone;
-            needs a dataset when above 0); the rest are synthetic.
-        augmentation: in-plane rotation, scaling, flips and intensity changes of annotated-slice samples
-            (the tilt setting is not used: slices are never resampled across).
-    """
-
-    features_per_stage: tuple[int, ...] = (16, 32, 64, 128, 256, 256)
-    n_conv_per_stage: int = 2
-    batch_size: int = 12
-    epochs: int = 40
-    iterations_per_epoch: int = 60
-    learning_rate: float = 2e-3
-    weight_decay: float = 3e-5
-    poly_exponent: float = 0.9
-    gradient_clip: float = 12.0
-    seed: int = 0
-    device: str = "auto"
-    data_workers: int = 1
-    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
-    annotated_fraction: float = 0.0
-    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.annotated_fraction <= 1.0:
-            raise ConfigError(f"annotated_fraction must be in [0, 1], got {self.annotated_fraction}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
-        for name in ("batch_size", "epochs", "iterations_per_epoch", "n_conv_per_stage"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.data_workers < 0:
-            raise ConfigError(f"data_workers must be >= 0, got {self.data_workers}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
-        reduction = 2 ** (len(self.features_per_stage) - 1)
-        if any(size % reduction for size in self.synthesis.patch_size_vox):
-            raise ConfigError(
-                f"synthesis patch_size_vox {self.synthesis.patch_size_vox} must be divisible by {reduction} "
-                f"for a network of {len(self.features_per_stage)} stages"
-            )
-
-    @property
-    def strides(self) -> tuple[tuple[int, int], ...]:
-        return ((1, 1),) + ((2, 2),) * (len(self.features_per_stage) - 1)
-
-    def architecture(self) -> dict[str, Any]:
-        """The nnU-Net-style description of the 2D network."""
-        return plain_unet_architecture(
-            features_per_stage=tuple(self.features_per_stage),
-            strides=self.strides,
-            n_conv_per_stage=self.n_conv_per_stage,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def for_bundle(cls, bundle: ModelBundle) -> InPlaneTrainConfig:
-        """The recipe an in-plane ``bundle`` was trained with (its metadata), else one with its network,
-        patch, slab and spacing and default settings otherwise.
-
-        Raises:
-            ConfigError: a 3D bundle, or a network that is not a 2D PlainConvUNet of the kind trained here.
-        """
-        if not bundle.in_plane:
-            raise ConfigError(f"model {bundle.name} is a 3D network, not an in-plane one")
-        recipe = bundle.metadata.get("training_config")
-        if isinstance(recipe, dict):
-            return cls.from_dict(recipe)
-        try:
-            kwargs = bundle.architecture["arch_kwargs"]
-            n_conv = {int(count) for count in kwargs["n_conv_per_stage"]}
-            config = cls(
-                features_per_stage=tuple(int(value) for value in kwargs["features_per_stage"]),
-                n_conv_per_stage=n_conv.pop() if len(n_conv) == 1 else 0,
-                synthesis=SynthesisConfig(
-                    patch_size_vox=tuple(int(size) for size in bundle.patch_size_vox[1:]),
-                    field_size_vox=(max(bundle.patch_size_vox[1:]), max(192, *bundle.patch_size_vox[1:])),
-                    spacing_mm=float(bundle.spacing_mm[1]),
-                    slab_slices=bundle.slab_slices,
-                ),
-            )
-        except (KeyError, TypeError, ValueError, ConfigError) as error:
-            raise ConfigError(
-                f"model {bundle.name}: cannot read its network description ({error})"
-            ) from error
-        if config.architecture() != bundle.architecture:
-            raise ConfigError(
-                f"model {bundle.name}: its network is not one mousecord trains in-plane (a 2D PlainConvUNet "
-                "with 3x3 convolutions, strides 2 after the first stage, instance norm, leaky ReLU)"
-            )
-        return config
-
-    @classmethod
-    def fine_tune_for(cls, bundle: ModelBundle) -> InPlaneTrainConfig:
-        """The recipe to adapt ``bundle`` to annotated slices: its own recipe (:meth:`for_bundle`), 3 in 4
-        samples from the annotated slices, 10 epochs of 25 iterations at learning rate 5e-4."""
-        return dataclasses.replace(
-            cls.for_bundle(bundle),
-            annotated_fraction=0.75,
-            epochs=10,
-            iterations_per_epoch=25,
-            learning_rate=5e-4,
-        )
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> InPlaneTrainConfig:
-        """Build from a (possibly partial) dict, e.g. parsed JSON; unknown keys are an error."""
-        return settings_from_dict(
-            cls,
-            values,
-            what="in-plane training settings",
-            nested={"synthesis": SynthesisConfig.from_dict, "augmentation": AugmentationConfig.from_dict},
-        )
-
-
-def synthetic_sample(config: InPlaneTrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A (slices, y, x) float32 normalised patch and its (y, x) labels, from a new synthetic field.
-
-    The whole field is normalised by the inference normalisation first and the patch cut from it
-    afterwards, as inference normalises a whole image before cutting its tiles.
-    """
-    sample = synthesize(config.synthesis, rng)
-    image = normalize(sample.image)
-    patch = np.asarray(config.synthesis.patch_size_vox)
-    field_shape = np.asarray(sample.label_map.shape)
-    if sample.parameters["cord_present"] and rng.random() < 0.85:
-        centre = (
-            np.asarray(sample.parameters["centre_mm"]) / config.synthesis.spacing_mm + (field_shape - 1) / 2
-        )
-        start = centre - patch / 2 + rng.uniform(-0.35, 0.35, 2) * patch
-    else:
-        start = rng.uniform(0, 1, 2) * (field_shape - patch)
-    y, x = np.clip(np.round(start).astype(int), 0, field_shape - patch)
-    return image[:, y : y + patch[0], x : x + patch[1]], sample.label_map[y : y + patch[0], x : x + patch[1]]
-
-
-def annotated_sample(
-    case: TrainingCase, config: InPlaneTrainConfig, rng: np.random.Generator, transforms: list
-) -> tuple[np.ndarray, np.ndarray]:
-    """A patch centred near the cord on an annotated slice of ``case``, its neighbours as channels, rotated
-    by any angle, scaled and flipped in-plane, with intensity augmentation; (slices, y, x) and (y, x) labels
-    (IGNORE_VALUE where the patch reaches outside the volume)."""
-    augmentation = config.augmentation
-    patch = (config.synthesis.slab_slices, *config.synthesis.patch_size_vox)
-    centre = sample_center(case, patch, rng, annotated_fraction=1.0)
-    in_plane = np.eye(2)
-    if augmentation.enabled:
-        if rng.random() < augmentation.rotation_probability:
-            angle = rng.uniform(-math.pi, math.pi)
-            in_plane = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-        if rng.random() < augmentation.scaling_probability:
-            in_plane = in_plane / rng.uniform(*augmentation.scaling_range)
-        in_plane = in_plane @ np.diag(np.where(rng.random(2) < augmentation.flip_probability, -1.0, 1.0))
-    matrix = np.eye(3)
-    matrix[1:, 1:] = in_plane  # slices stay where they are: z is never resampled
-    # the slab's slices, the first and last replicated beyond the ends as slab_channels does at inference
-    half = patch[0] // 2
-    rows = np.clip(np.arange(int(centre[0]) - half, int(centre[0]) + half + 1), 0, case.image.shape[0] - 1)
-    slab = dataclasses.replace(case, image=case.image[rows], label_map=case.label_map[rows])
-    image, labels = extract_patch(slab, (half, centre[1], centre[2]), patch, SpatialParams(matrix, None))
-    image = augment_intensity(image, labels, augmentation, transforms, rng)
-    return image, labels[half]
-
-
-def in_plane_batch(
-    config: InPlaneTrainConfig, rng: np.random.Generator, cases: Sequence[TrainingCase] = ()
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(b, slices, y, x) float32 images and (b, y, x) int64 labels: a share ``config.annotated_fraction``
-    from ``cases``' annotated slices, the rest synthetic."""
-    transforms = intensity_transforms(config.augmentation, rng) if cases else []
-    images, labels = [], []
-    for _ in range(config.batch_size):
-        if cases and rng.random() < config.annotated_fraction:
-            image, label_map = annotated_sample(cases[int(rng.integers(len(cases)))], config, rng, transforms)
-        else:
-            image, label_map = synthetic_sample(config, rng)
-        images.append(image)
-        labels.append(label_map)
-    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels).astype(np.int64))
-
-
-class InPlaneBatches(torch.utils.data.IterableDataset):
-    """The batches of one epoch; batch ``i`` is drawn from ``default_rng([seed, epoch, i])``."""
-
-    def __init__(self, config: InPlaneTrainConfig, epoch: int, cases: Sequence[TrainingCase] = ()) -> None:
-        self.config, self.epoch, self.cases = config, epoch, tuple(cases)
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        if info is not None:
-            torch.set_num_threads(1)
-        for index in range(worker, self.config.iterations_per_epoch, workers):
-            rng = np.random.default_rng([self.config.seed, self.epoch, index])
-            yield in_plane_batch(self.config, rng, self.cases)
 
 
 def build_network_for(config: InPlaneTrainConfig) -> nn.Module:
@@ -530,21 +309,6 @@ def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *
     logger.info("resuming %s at epoch %d", output_folder, checkpoint["epoch"])
     return {key: checkpoint[key] for key in ("epoch", "history", "best_metric", "best_epoch")}
 
-
-#: What an in-plane model trained on synthetic slabs asks of inference (the default model's settings): the
-#: cord ROI path, stage 1 on one slice every 0.5 mm, a tube 0.6 mm beyond the cord, the largest cord kept
-#: (and dropped when it spans fewer than 3 slices of a longer image), logits smoothed along the slices with
-#: sigma 0.1 mm (chosen on phantom seeds 500-502: GM area jitter 8.7x -> 2.8x the truth's, Dice +0.005).
-DEFAULT_INFERENCE = {
-    "roi": "cord",
-    "keep_largest_component": True,
-    "slab_spacing_mm": 0.5,
-    "margin_mm": 0.6,
-    "min_cord_voxels": 60,
-    "max_centre_step_mm": 0.8,
-    "min_cord_slices": 3,
-    "z_smoothing_mm": 0.1,
-}
 
 #: Phantoms that validate synthetic training: another generator (mousecord.phantom), never drawn by the
 #: synthesis; seeds 5001-5004 (two realistic T1w, two random-contrast), 200 x 200 x 24 voxels at 0.05 mm.

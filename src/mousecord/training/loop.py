@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,15 +24,15 @@ from torch import nn
 
 from mousecord.errors import ConfigError
 from mousecord.inference.predictor import resolve_device
-from mousecord.inference.sliding_window import TileSettings, sliding_window
 from mousecord.io.atomic import atomic_output
-from mousecord.labels import IGNORE_VALUE, LABEL_NAMES, TISSUE_LABELS
+from mousecord.labels import LABEL_NAMES
 from mousecord.models.network import build_network, load_weights
 from mousecord.models.nnunet import load_checkpoint  # the one safe unpickler; re-exported for training
 from mousecord.training.config import TrainConfig, architecture_of
 from mousecord.training.data import TrainingCase, TrainingDataset, load_training_dataset
 from mousecord.training.loss import deep_supervision_loss, masked_dice_ce_loss
 from mousecord.training.patches import intensity_transforms, make_batch
+from mousecord.training.validation import pooled_dice, predict_label_map, predict_logits, validate
 
 logger = logging.getLogger(__name__)
 
@@ -215,98 +215,6 @@ def train_step(parts: TrainParts, images: torch.Tensor, targets: torch.Tensor, c
     parts.scaler.update()
     parts.scheduler.step()
     return float(loss.detach())
-
-
-def predict_logits(
-    network: nn.Module,
-    image: np.ndarray,
-    patch_size_vox: Sequence[int],
-    *,
-    device: torch.device | str = "cpu",
-    use_amp: bool = False,
-) -> torch.Tensor:
-    """Sliding-window logits (C, z, y, x) of a preprocessed (z, y, x) image, by the sliding window
-    ``mousecord segment`` runs (:func:`mousecord.inference.sliding_window.sliding_window`: nnU-Net's
-    tile placement and Gaussian, step 0.5), so validation measures what users get."""
-
-    def predictor(patch: torch.Tensor) -> torch.Tensor:
-        output = network(patch)
-        return output[0] if isinstance(output, list | tuple) else output
-
-    network.eval()
-    with torch.inference_mode():
-        inputs = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-        return sliding_window(
-            inputs,
-            predictor,
-            TileSettings(patch_size_vox, step_fraction=0.5, accumulate_dtype=torch.float32),
-            window_device=device,
-            autocast=use_amp,
-        ).float()
-
-
-def predict_label_map(
-    network: nn.Module,
-    image: np.ndarray,
-    patch_size_vox: Sequence[int],
-    *,
-    device: torch.device | str = "cpu",
-) -> np.ndarray:
-    """(z, y, x) uint8 argmax label map of a z-scored (z, y, x) image."""
-    return predict_logits(network, image, patch_size_vox, device=device).argmax(0).numpy().astype(np.uint8)
-
-
-def _slabs(annotated: np.ndarray, depth: int, patch_depth: int) -> list[tuple[int, int]]:
-    """Merged z ranges, one patch deep, centred on each annotated slice."""
-    ranges: list[list[int]] = []
-    for z in sorted(int(value) for value in annotated):
-        start = min(max(0, z - patch_depth // 2), max(depth - patch_depth, 0))
-        stop = min(depth, start + patch_depth)
-        if ranges and start <= ranges[-1][1]:
-            ranges[-1][1] = max(ranges[-1][1], stop)
-        else:
-            ranges.append([start, stop])
-    return [(start, stop) for start, stop in ranges]
-
-
-def validate(
-    network: nn.Module,
-    cases: tuple[TrainingCase, ...],
-    config: TrainConfig,
-    *,
-    device: torch.device,
-    use_amp: bool,
-) -> dict[str, float]:
-    """Dice of GM and WM over the annotated voxels of ``cases`` (statistics pooled over cases)."""
-
-    def pairs():
-        for case in cases:
-            for start, stop in _slabs(case.annotated_slices, case.image.shape[0], config.patch_size_vox[0]):
-                logits = predict_logits(
-                    network, case.image[start:stop], config.patch_size_vox, device=device, use_amp=use_amp
-                )
-                yield logits.argmax(0).numpy(), case.label_map[start:stop]
-
-    return pooled_dice(pairs())
-
-
-def pooled_dice(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """GM, WM and mean Dice over (prediction, truth) array pairs, statistics pooled over all pairs; truth
-    voxels holding IGNORE_VALUE are left out, and a tissue absent from both counts as 1."""
-    overlap = np.zeros(len(LABEL_NAMES))
-    total = np.zeros(len(LABEL_NAMES))
-    for prediction, truth in pairs:
-        known = truth != IGNORE_VALUE
-        for label in TISSUE_LABELS:
-            predicted, expected = (prediction == label) & known, (truth == label) & known
-            overlap[label] += np.count_nonzero(predicted & expected)
-            total[label] += np.count_nonzero(predicted) + np.count_nonzero(expected)
-    scores = {
-        LABEL_NAMES[label]: float(2 * overlap[label] / total[label]) if total[label] else 1.0
-        for label in TISSUE_LABELS
-    }
-    scores["mean"] = float(np.mean([scores[LABEL_NAMES[label]] for label in TISSUE_LABELS]))
-    return scores
 
 
 # ---------------------------------------------------------------------------------------------- files

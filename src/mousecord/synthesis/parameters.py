@@ -1,0 +1,168 @@
+"""Drawing a synthetic sample's parameters: every random quantity of one slab (geometry, surroundings,
+intensities, acquisition) into a JSON-ready dict, which :func:`mousecord.synthesis.generate.render_sample`
+turns into arrays without further randomness."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mousecord.labels import Label
+from mousecord.phantom.atlas import load_atlas_sections
+from mousecord.synthesis.config import SynthesisConfig
+
+#: Tissue labels of a synthetic sample beyond GM (1) and WM (2); extra tissues follow from EXTRA. OUTSIDE is
+#: the embedding medium or air around a tissue column.
+FIELD, RIM, RING, ROOT, BUBBLE, OUTSIDE, EXTRA = 0, 3, 4, 5, 6, 7, 8
+
+
+#: Level change per mm along the cord (one segment is about 0.7-1.6 mm long).
+_LEVELS_PER_MM = (0.6, 1.4)
+
+
+_SUB_LABELS_MAX = 3
+
+
+def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """Every random quantity of one sample, JSON-ready."""
+    levels = len(load_atlas_sections())
+    field_vox = int(rng.integers(config.field_size_vox[0], config.field_size_vox[1] + 1))
+    half_field_mm = np.full(2, field_vox * config.spacing_mm / 2)
+    cord_present = bool(rng.random() >= config.no_cord_probability)
+    thickness = _log_uniform(rng, config.slice_thickness_mm)
+    rim_mode = "normal"
+    if rng.random() < config.rim_absent_probability:
+        rim_mode = "absent"
+    elif rng.random() < config.gap_probability:
+        rim_mode = "gap"
+    surroundings = not rng.random() < config.no_surroundings_probability
+    extra_count = int(rng.integers(config.extra_labels[0], config.extra_labels[1] + 1)) if surroundings else 0
+    realistic = bool(rng.random() < config.realistic_intensity_probability)
+    tilt_angle = rng.uniform(0, 2 * math.pi)
+    tilt = rng.uniform(0, 0.3)
+    centre = [float(rng.uniform(-0.5, 0.5) * h) for h in half_field_mm]
+    column = None
+    if rng.random() < config.column_probability:
+        column = {
+            "radii_mm": [float(rng.uniform(1.6, 4.5)), float(rng.uniform(1.6, 4.5))],
+            "angle_rad": float(rng.uniform(0, math.pi)),
+            "offset_mm": [float(rng.uniform(-0.8, 0.8)), float(rng.uniform(-0.8, 0.8))],
+            "roughness": float(rng.uniform(0.0, 0.35)),
+        }
+    return {
+        "field_vox": field_vox,
+        "cord_present": cord_present,
+        "centre_mm": centre if cord_present else [99.0, 99.0],
+        "column": column,
+        "level": float(rng.uniform(0, levels - 1)),
+        "levels_per_mm": float(rng.uniform(*_LEVELS_PER_MM) * rng.choice([-1, 1])),
+        "scale": float(rng.uniform(*config.cord_scale)),
+        "anisotropy": float(math.exp(rng.uniform(*np.log(config.cord_anisotropy)))),
+        "rotation_rad": float(rng.uniform(0, 2 * math.pi)),
+        "mirrored": bool(rng.random() < 0.5),
+        "twist_rad_per_mm": float(rng.uniform(-0.1, 0.1)),
+        "tilt_mm_per_mm": [float(tilt * math.cos(tilt_angle)), float(tilt * math.sin(tilt_angle))],
+        "asymmetry": float(rng.uniform(-0.08, 0.08)),
+        "elastic_mm": float(rng.uniform(0, 0.06)),
+        "elastic_spacing_vox": int(rng.integers(8, 33)),
+        "gm_offset_mm": float(rng.uniform(-0.03, 0.03)),
+        "horn_elastic_mm": float(rng.uniform(0, 0.04)),
+        "rim_mode": rim_mode,
+        "rim_mm": {
+            "normal": float(rng.uniform(0.02, 0.12)),
+            "absent": 0.0,
+            "gap": float(rng.uniform(*config.gap_mm)),
+        }[rim_mode],
+        "ring_mm": 0.0 if rng.random() < config.ring_absent_probability else float(rng.uniform(0.05, 0.6)),
+        "ring_coverage": float(rng.uniform(0.4, 1.0)),
+        "surroundings": surroundings,
+        "extra_labels": extra_count,
+        "extra_smoothness_vox": [int(rng.integers(3, 25)) for _ in range(extra_count)],
+        "extra_threshold": float(rng.uniform(-0.6, 1.2)),
+        "roots": [
+            {
+                "angle_rad": float(rng.uniform(0, 2 * math.pi)),
+                "distance_mm": float(rng.uniform(0.0, 0.7)),
+                "radii_mm": [float(rng.uniform(0.08, 0.45)), float(rng.uniform(0.05, 0.25))],
+            }
+            for _ in range(int(rng.integers(0, 5)) if surroundings else 0)
+        ],
+        "bubbles": [
+            {
+                "centre_mm": [float(rng.uniform(-1, 1) * h) for h in half_field_mm],
+                "radius_mm": float(rng.uniform(0.04, 0.4)),
+            }
+            for _ in range(int(rng.integers(1, 4)) if rng.random() < 0.2 else 0)
+        ],
+        "intensities": _sample_intensities(extra_count, realistic, rng),
+        "slice_thickness_mm": float(thickness),
+        "slice_spacing_mm": float(thickness * rng.uniform(1.0, 1.25)),
+        "single_slice": bool(config.slab_slices > 1 and rng.random() < config.single_slice_probability),
+        "in_plane_resolution_mm": float(rng.uniform(*config.in_plane_resolution_mm)),
+        "gibbs_keep": float(rng.uniform(*config.gibbs_keep))
+        if rng.random() < config.gibbs_probability
+        else 1.0,
+        "snr": float(_log_uniform(rng, config.snr)),
+        "bias_amplitude": (
+            float(rng.uniform(*config.bias_amplitude)) if rng.random() < config.bias_probability else 0.0
+        ),
+        "bias_spacing_vox": int(rng.integers(24, 80)),
+        "ghost": (
+            {
+                "axis": int(rng.integers(2)),
+                "shift": float(rng.choice([0.25, 0.5])),
+                "amplitude": float(rng.uniform(0.05, 0.25)),
+            }
+            if rng.random() < config.ghosting_probability
+            else None
+        ),
+        "gamma": float(math.exp(rng.uniform(-0.5, 0.5))) if rng.random() < config.gamma_probability else 1.0,
+        "field_seed": int(rng.integers(2**31)),
+    }
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return float(math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
+
+
+def _sample_intensities(extra_count: int, realistic: bool, rng: np.random.Generator) -> dict[str, Any]:
+    """Mean, spread and sub-label offsets per tissue label, relative to a 0-1 range."""
+    count = EXTRA + extra_count
+    if realistic:
+        # ex vivo-like (docs/mouse-cord-appearance.md), WM = 1; GM brighter, darker or equal
+        polarity = rng.choice(["brighter", "darker", "equal"], p=[0.45, 0.45, 0.1])
+        gm = {
+            "brighter": rng.uniform(1.1, 1.45),
+            "darker": rng.uniform(0.6, 0.9),
+            "equal": rng.uniform(0.95, 1.05),
+        }
+        means = np.empty(count)
+        means[Label.GM], means[Label.WM] = gm[polarity], 1.0
+        means[RIM] = rng.uniform(1.1, 1.6)
+        means[RING] = rng.uniform(0.15, 0.5)
+        means[FIELD] = rng.uniform(0.0, 0.15) if rng.random() < 0.6 else rng.uniform(0.3, 0.9)
+        means[ROOT] = rng.uniform(0.7, 1.2)
+        means[BUBBLE] = rng.uniform(0.0, 0.1)
+        means[OUTSIDE] = rng.uniform(0.0, 0.12) if rng.random() < 0.8 else rng.uniform(0.2, 0.6)
+        tissue_ranges = [(0.1, 0.6), (0.4, 0.9), (1.2, 2.0), (0.8, 1.5)]  # bone, muscle, fat, marrow
+        for label in range(EXTRA, count):
+            means[label] = rng.uniform(*tissue_ranges[int(rng.integers(len(tissue_ranges)))])
+        if rng.random() < 0.2:  # the other weighting: every contrast reversed
+            means = means.max() - means
+        means = means / means.max()
+        spreads = rng.uniform(0.01, 0.06, count)
+    else:
+        means = rng.uniform(0, 1, count)
+        spreads = rng.uniform(0, 0.08, count)
+    return {
+        "mean": means.tolist(),
+        "spread": spreads.tolist(),
+        "sub_labels": rng.integers(1, _SUB_LABELS_MAX + 1, count).tolist(),
+        "sub_offsets": rng.uniform(-0.06, 0.06, (count, _SUB_LABELS_MAX)).tolist(),
+        "texture_of": rng.integers(0, 3, count).tolist(),
+    }
+
+
+__all__ = ["BUBBLE", "EXTRA", "FIELD", "OUTSIDE", "RIM", "RING", "ROOT", "sample_parameters"]
