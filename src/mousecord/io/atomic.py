@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import stat
 import time
 import uuid
@@ -104,6 +105,39 @@ def check_writable_folder(folder: Path | str, *, purpose: str | None = None) -> 
     if not os.access(existing, os.W_OK | os.X_OK):
         where = "" if existing == folder else f" (it would be created in {existing})"
         raise OutputError(f"{name}: output folder {folder} is not writable{where}")
+
+
+def replace_folder(source: Path | str, destination: Path | str) -> Path:
+    """Move the complete folder ``source`` to ``destination``, replacing a folder there.
+
+    The old folder is first renamed aside (``.<name>.retired-<8 hex digits>``), then ``source`` is renamed
+    onto ``destination``, then the old one is deleted: both renames are atomic on one file system, so a
+    process killed at any moment leaves the old folder whole or the new one, never a half-deleted folder
+    (killed between the two renames, the old folder waits complete under its hidden name). Retired folders
+    a killed process left are deleted by the next call for the same destination.
+
+    Returns:
+        ``destination``.
+    """
+    source, destination = Path(source), Path(destination)
+    parent = destination.parent if str(destination.parent) else Path(".")
+    pattern = re.compile(rf"\.{re.escape(destination.name)}\.retired-[0-9a-f]{{8}}")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(parent):
+            if pattern.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+    if not destination.exists():
+        source.rename(destination)
+        return destination
+    retired = parent / f".{destination.name}.retired-{uuid.uuid4().hex[:8]}"
+    destination.rename(retired)
+    try:
+        source.rename(destination)
+    except OSError:
+        retired.rename(destination)  # put the old one back
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+    return destination
 
 
 @contextlib.contextmanager

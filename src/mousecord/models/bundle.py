@@ -35,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mousecord.errors import ConfigError, ModelFolderError
+from mousecord.io.atomic import replace_folder
 from mousecord.labels import DATASET_JSON_LABELS
 
 #: 2 added ``slab_slices`` (in-plane networks); version 1 bundles are 3D and still read.
@@ -238,9 +239,7 @@ def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = Fa
         (staging / MODEL_CARD).write_text(
             bundle.model_card or f"# {bundle.name}\n\nNo model card was written.\n"
         )
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
+        replace_folder(staging, folder)  # a kill never leaves a half-deleted bundle
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder

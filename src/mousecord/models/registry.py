@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mousecord.errors import ConfigError, ModelFolderError
+from mousecord.io.atomic import replace_folder
 from mousecord.models.bundle import MODEL_JSON, ModelBundle, file_sha256, load_bundle
 from mousecord.models.nnunet_layout import is_results_folder, results_folder_children
 
@@ -174,11 +175,9 @@ def install_model(
         model_name = name or _name_from(model_root, staging, default_name)
         _check_name(model_name)
         destination = target_root / model_name
-        if destination.exists():
-            if not overwrite:
-                raise ModelFolderError(f"{destination}: a model named {model_name!r} is already installed")
-            shutil.rmtree(destination)
-        model_root.rename(destination)
+        if destination.exists() and not overwrite:
+            raise ModelFolderError(f"{destination}: a model named {model_name!r} is already installed")
+        replace_folder(model_root, destination)
         logger.info("installed model %s at %s", model_name, destination)
         return destination
     finally:
