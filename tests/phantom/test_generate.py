@@ -10,7 +10,7 @@ from mousecord.errors import ConfigError
 from mousecord.labels import Label
 from mousecord.phantom import Phantom, PhantomConfig, generate_phantom
 from mousecord.phantom.appearance import sample_appearance
-from mousecord.phantom.atlas import REGIONS, region_of
+from mousecord.phantom.atlas import REGIONS, load_atlas_sections, region_of
 
 SMALL = PhantomConfig(shape_vox=(120, 120, 200))
 TINY = PhantomConfig(shape_vox=(96, 96, 40))
@@ -188,3 +188,10 @@ def test_bad_configuration_raises_config_error(changes: dict, message: str) -> N
 def test_region_table_covers_every_level() -> None:
     names = [name for region in REGIONS for name in region.levels]
     assert names[0] == "C1" and names[-1] == "S4" and len(names) == len(set(names)) == 31
+
+
+def test_cached_atlas_sections_are_read_only():
+    section = load_atlas_sections()[5]
+    for array in (section.cord_sdf_px, section.gm_sdf_px, section.centre_px):
+        with pytest.raises(ValueError, match="read-only"):
+            array[(0,) * array.ndim] = 1.0

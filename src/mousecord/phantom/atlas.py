@@ -97,6 +97,10 @@ class AtlasSection:
     shrink: float = 1.0
     gm_fraction_shift: float = 0.0
 
+    def __post_init__(self) -> None:
+        for array in (self.cord_sdf_px, self.gm_sdf_px, self.centre_px):
+            array.flags.writeable = False  # cached and shared by every caller: read-only
+
 
 def _signed_distance(mask: np.ndarray) -> np.ndarray:
     """Smooth signed distance (pixels, negative inside) with the surface half-way between pixels."""
