@@ -43,7 +43,7 @@ def test_training_case_values_equal_what_the_predictor_feeds_its_network(tmp_pat
     # labels are cropped with the image: annotated slices keep their cord, the others are ignored
     assert case.label_map.shape == case.image.shape
     assert set(np.unique(case.label_map)) <= {0, 1, 2, IGNORE_VALUE}
-    assert len(case.annotated_slices) == 3
+    assert len(case.labelled_slice_indices) == 3
 
 
 def test_fine_tuning_data_follow_the_models_input_spec(tmp_path: Path) -> None:
@@ -57,4 +57,4 @@ def test_fine_tuning_data_follow_the_models_input_spec(tmp_path: Path) -> None:
     case = load_training_dataset(tmp_path / "data", input_spec=spec).cases[0]
     assert case.image.shape == (6, 48, 48)
     assert case.spacing_mm == (0.3, 0.05, 0.05)
-    assert case.label_map.shape == case.image.shape and len(case.annotated_slices) == 2
+    assert case.label_map.shape == case.image.shape and len(case.labelled_slice_indices) == 2

@@ -55,7 +55,7 @@ def test_centres_favour_annotated_slices() -> None:
     case = _case((20, 11, 13))
     rng = np.random.default_rng(0)
     centres = [sample_center(case, (4, 4, 4), rng, annotated_fraction=1.0)[0] for _ in range(50)]
-    assert set(centres) <= set(case.annotated_slices.tolist())
+    assert set(centres) <= set(case.labelled_slice_indices.tolist())
 
 
 def test_batch_is_deterministic_for_a_seed() -> None:

@@ -21,7 +21,6 @@ from mousecord.analysis.evaluation import (
 from mousecord.analysis.labelmaps import LabelSource, find_label_sources, label_source, load_label_map
 from mousecord.analysis.metrics import (
     ClassMetrics,
-    annotated_slices,
     compare_label_maps,
     dice,
     hd95_mm,
@@ -45,7 +44,6 @@ __all__ = [
     "ClassMetrics",
     "LabelSource",
     "Morphometrics",
-    "annotated_slices",
     "centerline_polynomials",
     "compare_label_maps",
     "dice",

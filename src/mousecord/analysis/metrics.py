@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from mousecord.errors import ConfigError, ImageFormatError, MousecordWarning
-from mousecord.labels import CORD_NAME, LABEL_NAMES, TISSUE_LABELS, check_label_values
+from mousecord.labels import CORD_NAME, LABEL_NAMES, TISSUE_LABELS, annotated_slices, check_label_values
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +158,6 @@ def mean_surface_distance_mm(
     return float(np.concatenate([reference_to_prediction, prediction_to_reference]).mean())
 
 
-def annotated_slices(reference: np.ndarray) -> np.ndarray:
-    """Indices of axial slices (last axis) where the reference label map has any non-zero voxel."""
-    reference = np.asarray(reference)
-    return np.flatnonzero(reference.reshape(-1, reference.shape[-1]).any(axis=0))
-
-
 def compare_label_maps(
     reference: np.ndarray,
     prediction: np.ndarray,
@@ -201,7 +195,7 @@ def compare_label_maps(
     check_label_values(reference, name=f"{name} (reference)")
     check_label_values(prediction, name=name)
     sampling = _check_voxel_size(voxel_size_mm, 3)
-    slices = annotated_slices(reference)
+    slices = np.flatnonzero(annotated_slices(np.asarray(reference)))
     if slices.size == 0:
         warnings.warn(
             f"{name}: reference is empty on every slice; all metrics are NaN", MousecordWarning, stacklevel=2

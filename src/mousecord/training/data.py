@@ -54,13 +54,13 @@ class TrainingCase:
     spacing_mm: tuple[float, float, float]
 
     @property
-    def annotated_slices(self) -> np.ndarray:
-        """Indices of the z slices holding any annotated voxel."""
+    def labelled_slice_indices(self) -> np.ndarray:
+        """Indices of the z slices holding any labelled voxel (background included: not the ignore value)."""
         return np.flatnonzero((self.label_map != IGNORE_VALUE).any(axis=(1, 2)))
 
     @property
     def is_dense(self) -> bool:
-        return len(self.annotated_slices) == self.label_map.shape[0]
+        return len(self.labelled_slice_indices) == self.label_map.shape[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +77,7 @@ class TrainingDataset:
         return tuple(case for case in self.cases if case.subject in subjects)
 
     def describe(self) -> str:
-        slices = sum(len(case.annotated_slices) for case in self.cases)
+        slices = sum(len(case.labelled_slice_indices) for case in self.cases)
         dense = sum(case.is_dense for case in self.cases)
         return (
             f"{len(self.cases)} volumes from {len(self.subjects)} subjects ({self.layout}), "
@@ -116,7 +116,7 @@ def load_training_dataset(
 
 
 def _has_annotation(case: TrainingCase) -> bool:
-    if len(case.annotated_slices) == 0:
+    if len(case.labelled_slice_indices) == 0:
         logger.warning("%s: masks are empty, skipped", case.name)
         return False
     return True

@@ -121,7 +121,7 @@ def validate_annotated_slices(predictor: Predictor, cases: Sequence[TrainingCase
 
     def pairs():
         for case in cases:
-            for z in case.annotated_slices:
+            for z in case.labelled_slice_indices:
                 low, high = max(int(z) - half, 0), min(int(z) + half + 1, case.image.shape[0])
                 logits = predictor.predict_logits(case.image[None, low:high], case.spacing_mm)
                 yield logits[:, int(z) - low].argmax(0).numpy(), case.label_map[z]

@@ -49,7 +49,7 @@ def sample_center(
     (shifted in-plane by up to a quarter patch), otherwise a uniform voxel of the volume.
     """
     shape = np.asarray(case.label_map.shape)
-    annotated = case.annotated_slices
+    annotated = case.labelled_slice_indices
     if len(annotated) and rng.random() < annotated_fraction:
         z = int(rng.choice(annotated))
         cord = np.argwhere((case.label_map[z] == Label.GM) | (case.label_map[z] == Label.WM))

@@ -79,7 +79,8 @@ def validate(
 
     def pairs():
         for case in cases:
-            for start, stop in _slabs(case.annotated_slices, case.image.shape[0], config.patch_size_vox[0]):
+            slabs = _slabs(case.labelled_slice_indices, case.image.shape[0], config.patch_size_vox[0])
+            for start, stop in slabs:
                 logits = predict_logits(
                     network, case.image[start:stop], config.patch_size_vox, device=device, use_amp=use_amp
                 )
