@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from mousecord.errors import ConfigError, DatasetError, ImageFormatError, MousecordWarning
-from mousecord.labels import IGNORE_VALUE, MASK_THRESHOLD, Label, check_label_values, masks_to_label_map
+from mousecord.labels import (
+    IGNORE_VALUE,
+    MASK_THRESHOLD,
+    Label,
+    check_label_values,
+    cord_centroids,
+    masks_to_label_map,
+)
 
 
 def test_threshold_is_the_references() -> None:
@@ -69,3 +76,12 @@ def test_every_lazy_public_name_is_also_imported_for_type_checkers():
     assert checked == set(mousecord._LAZY_API)
     for name, module in mousecord._LAZY_API.items():
         assert getattr(mousecord, name).__module__.startswith(module.rsplit(".", 1)[0]), name
+
+
+def test_cord_centroids_are_the_mean_cord_voxel_of_each_slice_that_has_cord():
+    label_map = np.zeros((9, 8, 4), dtype=np.uint8)
+    label_map[1:4, 2, 0] = 2  # x 1..3, y 2
+    label_map[6, 5:8, 2] = 1  # x 6, y 5..7
+    slices, centroids = cord_centroids(label_map)
+    assert slices.tolist() == [0, 2]
+    np.testing.assert_allclose(centroids, [[2.0, 2.0], [6.0, 6.0]])

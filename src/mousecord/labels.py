@@ -72,6 +72,20 @@ def annotated_slices(label_map: np.ndarray, *, slice_axis: int = -1) -> np.ndarr
     return tissue.any(axis=other_axes)
 
 
+def cord_centroids(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The axial slices (last axis) of a 3D label map that hold cord (any non-zero label), and the cord's
+    centroid on each: ``(slices, centroids)``, (n,) indices and (n, 2) voxel coordinates along the first
+    two axes."""
+    cord = np.asarray(label_map) > 0
+    counts = cord.sum(axis=(0, 1))
+    slices = np.flatnonzero(counts)
+    centroids = [
+        (np.arange(cord.shape[axis])[:, None] * cord.sum(axis=1 - axis)).sum(axis=0)[slices] / counts[slices]
+        for axis in (0, 1)
+    ]
+    return slices, np.stack(centroids, axis=1).astype(np.float64)
+
+
 def masks_to_label_map(
     gm_mask: np.ndarray,
     wm_mask: np.ndarray,

@@ -38,7 +38,7 @@ from mousecord.analysis.labelmaps import load_label_map
 from mousecord.analysis.shape import centerline_polynomials
 from mousecord.errors import ImageFormatError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, load_nifti, split_suffix
-from mousecord.labels import QC_COLOURS, TISSUE_LABELS
+from mousecord.labels import QC_COLOURS, TISSUE_LABELS, cord_centroids
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def render_qc_images(
 
 def _centerline_for_qc(cord: np.ndarray, sizes: np.ndarray):
     """Smooth centre functions x(z_mm), y(z_mm) in mm and the slice range to show."""
-    slices = np.flatnonzero(cord.any(axis=(0, 1)))
+    slices, centroids = cord_centroids(cord)
     if slices.size == 0:
         warnings.warn("QC: segmentation is empty; showing the image centre", MousecordWarning, stacklevel=3)
         middle = (np.array(cord.shape[:2]) - 1) / 2 * sizes[:2]
@@ -216,7 +216,7 @@ def _centerline_for_qc(cord: np.ndarray, sizes: np.ndarray):
             (lambda z_mm: middle[1] + 0 * z_mm),
             (0, cord.shape[2] - 1),
         )
-    centroids = np.array([np.argwhere(cord[:, :, index]).mean(axis=0) for index in slices]) * sizes[:2]
+    centroids = centroids * sizes[:2]
     z_mm = slices * sizes[2]
     # The morphometrics centerline (same polynomial fit), evaluated anywhere and held at the end slices.
     fit_x, fit_y = centerline_polynomials(z_mm, centroids[:, 0], centroids[:, 1])

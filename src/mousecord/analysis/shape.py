@@ -46,7 +46,7 @@ from mousecord.analysis.labelmaps import label_source, load_label_map
 from mousecord.analysis.metrics import json_number
 from mousecord.errors import ConfigError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, check_not_input
-from mousecord.labels import CORD_NAME, LABEL_NAMES, QC_COLOURS, Label, check_label_values
+from mousecord.labels import CORD_NAME, LABEL_NAMES, QC_COLOURS, Label, check_label_values, cord_centroids
 
 logger = logging.getLogger(__name__)
 
@@ -160,13 +160,10 @@ def morphometrics(
         raise ConfigError(
             f"expected a 3D label map and 3 voxel sizes, got shape {label_map.shape}, {sizes.tolist()}"
         )
-    cord = label_map > 0
-    slices = np.flatnonzero(cord.any(axis=(0, 1)))
+    slices, centroids = cord_centroids(label_map)
     if slices.size == 0:
         warnings.warn("segmentation is empty: no cord on any slice", MousecordWarning, stacklevel=2)
-    centroids = (
-        np.array([np.argwhere(cord[:, :, index]).mean(axis=0) for index in slices]).reshape(-1, 2) * sizes[:2]
-    )
+    centroids = centroids * sizes[:2]
     x_mm, y_mm, dx_dz, dy_dz = fit_centerline(slices * sizes[2], centroids[:, 0], centroids[:, 1])
     if not angle_correction:
         dx_dz, dy_dz = np.zeros_like(dx_dz), np.zeros_like(dy_dz)

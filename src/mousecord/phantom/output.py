@@ -11,7 +11,7 @@ import numpy as np
 
 from mousecord.errors import OutputError
 from mousecord.io import Volume, atomic_output, save_volume, split_suffix
-from mousecord.labels import QC_COLOURS, TISSUE_LABELS
+from mousecord.labels import QC_COLOURS, TISSUE_LABELS, cord_centroids
 from mousecord.phantom.config import Phantom
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -88,17 +88,14 @@ def write_phantom(
 
 def _cord_centres(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-slice cord centroid (x, y) in voxels, filled in from neighbours where a slice has no cord."""
-    cord = labels > 0
-    counts = cord.sum(axis=(0, 1)).astype(np.float64)
-    present = counts > 0
-    slices = np.arange(labels.shape[2])
-    centres = []
-    for axis in (0, 1):
-        coordinate = np.arange(labels.shape[axis])
-        profile = cord.sum(axis=1 - axis)  # (axis length, z)
-        centre = (coordinate[:, None] * profile).sum(axis=0) / np.maximum(counts, 1)
-        fallback = np.full(labels.shape[2], (labels.shape[axis] - 1) / 2)
-        centres.append(np.interp(slices, slices[present], centre[present]) if present.any() else fallback)
+    present, centroids = cord_centroids(labels)
+    every = np.arange(labels.shape[2])
+    centres = [
+        np.interp(every, present, centroids[:, axis])
+        if present.size
+        else np.full(labels.shape[2], (labels.shape[axis] - 1) / 2)
+        for axis in (0, 1)
+    ]
     return centres[0], centres[1]
 
 
