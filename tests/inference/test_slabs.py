@@ -12,7 +12,13 @@ from mousecord.errors import ImageFormatError
 from mousecord.inference import InferenceConfig, Predictor
 from mousecord.inference import slabs as slab_module
 from mousecord.inference.memory import BASE_BYTES, BYTES_PER_NETWORK_VOXEL
-from mousecord.inference.slabs import context_slices, network_geometry, plan_slabs
+from mousecord.inference.slabs import (
+    context_slices,
+    network_geometry,
+    nonzero_crop_shape,
+    plan_slabs,
+    voxels_per_slice,
+)
 from mousecord.phantom import PhantomConfig, generate_phantom
 from tests.inference.helpers import tiny_bundle, tiny_in_plane_bundle
 
@@ -30,9 +36,11 @@ def _phantom_image(shape, voxel) -> np.ndarray:
 
 def _memory_for_slabs(predictor: Predictor, image: np.ndarray, voxel, slices: int) -> int:
     """Available memory at which ``slices`` slices per slab just fit (see Predictor._slab_depth)."""
-    shape, per_slice, spacing_z = network_geometry(predictor, image.shape, voxel)
+    shape, spacing = network_geometry(predictor, image.shape, voxel)
+    crop = nonzero_crop_shape(predictor, image, voxel)
+    per_slice = voxels_per_slice(predictor, crop[1:], spacing[1:])
     resident = math.prod(shape) * (6 + 8 * predictor.bundle.num_classes)  # with probabilities
-    context = context_slices(predictor, spacing_z)
+    context = context_slices(predictor, spacing[0])
     return BASE_BYTES + resident + BYTES_PER_NETWORK_VOXEL * per_slice * (slices + 2 * context)
 
 
@@ -52,14 +60,14 @@ def test_slabs_give_the_whole_image_label_map(monkeypatch, roi, shape, voxel):
     whole = predictor.predict_array(image, voxel, probabilities=True)
     assert (whole.label_map > 0).any()
 
-    available = _memory_for_slabs(predictor, image, voxel, slices=3)
+    available = _memory_for_slabs(predictor, image, voxel, slices=2)
     monkeypatch.setattr("mousecord.inference.predictor.available_memory_bytes", lambda: available)
     plans = []
     original = slab_module.plan_slabs
     monkeypatch.setattr(slab_module, "plan_slabs", lambda *args: plans.append(original(*args)) or plans[-1])
     sliced = predictor.predict_array(image, voxel, probabilities=True)
 
-    assert len(plans) == 1 and len(plans[0]) == 9  # the 27 slices of the crop, 3 per slab
+    assert len(plans) == 1 and len(plans[0]) == 14  # the 27 slices of the crop, 2 per slab
     assert sliced.roi is None and sliced.label_map.shape == image.shape
     if roi == "full":  # every slab normalised and cropped as the whole image: the same network input
         np.testing.assert_array_equal(sliced.label_map, whole.label_map)
@@ -101,3 +109,28 @@ def test_an_image_whose_slabs_cannot_fit_either_is_refused_with_the_estimate(mon
     with pytest.raises(ImageFormatError, match="needs about .* GB of memory") as error:
         predictor.predict_array(np.ones((60, 60, 40), dtype=np.float32), (0.05, 0.05, 0.05))
     assert "\n" not in str(error.value)
+
+
+def test_a_wrong_header_voxel_size_is_refused_not_cut_into_slabs(monkeypatch):
+    # x10 in-plane: 2.5 million network voxels, over a 1 million limit; slabs would each pass it
+    predictor = Predictor(
+        tiny_in_plane_bundle(slab_slices=3),
+        InferenceConfig(device="cpu", backend="torch", max_network_voxels=10**6),
+    )
+    monkeypatch.setattr("mousecord.inference.predictor.available_memory_bytes", lambda: BASE_BYTES + 10**8)
+    with pytest.raises(ImageFormatError, match="more than the limit of 1 million"):
+        predictor.predict_array(np.ones((50, 50, 10), dtype=np.float32), (0.5, 0.5, 0.5))
+
+
+def test_an_image_whose_crop_fits_is_segmented_whole(monkeypatch):
+    predictor = Predictor(tiny_in_plane_bundle(slab_slices=3), InferenceConfig(device="cpu", backend="torch"))
+    image = np.zeros((200, 200, 10), dtype=np.float32)
+    image[90:110, 90:110] = 1.0 + np.arange(10)  # a 20 x 20 non-zero crop in a 200 x 200 field
+    shape, spacing = network_geometry(predictor, image.shape, (0.05,) * 3)
+    available = BASE_BYTES + BYTES_PER_NETWORK_VOXEL * 20 * 20 * 10 * 2  # the crop fits, the field does not
+    assert available < BASE_BYTES + BYTES_PER_NETWORK_VOXEL * math.prod(shape)
+    monkeypatch.setattr("mousecord.inference.predictor.available_memory_bytes", lambda: available)
+    monkeypatch.setattr(
+        "mousecord.inference.predictor.predict_in_slabs", lambda *args, **kwargs: pytest.fail("slabs used")
+    )
+    assert predictor.predict_array(image, (0.05,) * 3).label_map.shape == image.shape

@@ -93,10 +93,11 @@ def test_compute_tile_starts_rejects_bad_arguments():
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (dict(step_fraction=0.0), "step fraction"),
-        (dict(step_fraction=1.5), "step fraction"),
+        (dict(step_fraction=0.0), "step_fraction"),
+        (dict(step_fraction=1.5), "step_fraction"),
         (dict(blend="median"), "blend"),
-        (dict(batch_size=0), "batch size"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(batch_size=None), "batch_size"),
         (dict(mirror_axes=(3,)), "mirror_axes"),
         (dict(accumulate_dtype=torch.bfloat16), "accumulate_dtype"),
         (dict(patch_size_vox=(4, 0, 4)), "patch_size_vox"),

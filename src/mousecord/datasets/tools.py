@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import shutil
 import uuid
@@ -28,7 +29,7 @@ from mousecord.datasets.nnunet_raw import (
     read_conversion_dict,
 )
 from mousecord.errors import ConfigError, DatasetError, OutputError
-from mousecord.io.atomic import atomic_output, check_not_input, replace_folder, split_suffix
+from mousecord.io.atomic import atomic_output, check_not_input, split_suffix
 from mousecord.io.nifti import open_native, read_native, read_native_stored, save_native
 from mousecord.labels import (
     MASK_THRESHOLD,
@@ -334,7 +335,7 @@ def _folder_built_aside(output: Path) -> Iterator[Path]:
         ) from error
     try:
         yield building
-        replace_folder(building, output)  # over an empty folder at most (checked before)
+        os.replace(building, output)  # replaces an empty folder (checked before), never a non-empty one
     except OSError as error:
         raise OutputError(f"{output}: cannot write: {error.strerror or error}") from error
     finally:

@@ -54,7 +54,12 @@ class InferenceConfig:
     check_memory: bool = True
 
     def __post_init__(self) -> None:
-        check_tiling(self.tile_step_fraction, self.blend, self.batch_size_tiles)
+        check_tiling(
+            self.tile_step_fraction,
+            self.blend,
+            self.batch_size_tiles,
+            names=("tile_step_fraction", "blend", "batch_size_tiles"),
+        )
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.threads is not None and self.threads < 1:

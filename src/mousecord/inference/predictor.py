@@ -27,7 +27,13 @@ from mousecord.inference.memory import available_memory_bytes, estimate_peak_byt
 from mousecord.inference.model_settings import ModelInferenceSettings
 from mousecord.inference.postprocessing import drop_short_cord, keep_largest_component
 from mousecord.inference.preprocessing import PreprocessedImage
-from mousecord.inference.slabs import context_slices, network_geometry, predict_in_slabs
+from mousecord.inference.slabs import (
+    context_slices,
+    network_geometry,
+    nonzero_crop_shape,
+    predict_in_slabs,
+    voxels_per_slice,
+)
 from mousecord.inference.sliding_window import PredictFn, TileSettings, sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
 from mousecord.io.volume import Volume
@@ -302,7 +308,7 @@ class Predictor:
         An in-plane model segments an image that would not fit in the memory available slab by slab
         (:mod:`mousecord.inference.slabs`); the prediction's ``roi`` is then None.
         """
-        slab_depth = self._slab_depth(np.shape(image), voxel_size_mm, probabilities)
+        slab_depth = self._slab_depth(image, voxel_size_mm, probabilities)
         if slab_depth is not None:
             return predict_in_slabs(self, image, voxel_size_mm, slab_depth, probabilities=probabilities)
         preprocessed = self.preprocess(image, voxel_size_mm)
@@ -324,25 +330,37 @@ class Predictor:
             result_probabilities = np.moveaxis(nio.apply_orientation(moved, back), -1, 0)
         return replace(prediction, label_map=label_map, probabilities=result_probabilities)
 
-    def _slab_depth(self, image_shape: tuple[int, ...], voxel_size_mm, probabilities: bool) -> int | None:
-        """Slices per slab where an in-plane model's whole image would not fit in memory; None where it
-        fits (or a slab of one slice would not fit either: the whole-image path then refuses, saying so)."""
+    def _slab_depth(self, image: np.ndarray, voxel_size_mm, probabilities: bool) -> int | None:
+        """Slices per slab where an in-plane model's image would not fit in memory whole; None where it
+        fits, where the whole-image path must refuse it (more voxels than ``max_network_voxels``: most
+        likely a wrong header voxel size), where even one slice per slab would not fit (the whole-image
+        path then refuses with the estimate), or where normalisation needs the whole image's mask."""
+        spec = self.bundle.input_spec
         if not (self.bundle.in_plane and self.config.check_memory):
+            return None
+        if any(entry.use_mask for entry in spec.normalization):
             return None
         available = available_memory_bytes()
         if available is None:
             return None
-        shape, per_slice, spacing_z = network_geometry(self, image_shape, voxel_size_mm)
-        if estimate_peak_bytes(shape[0] * per_slice) <= available:
+        shape, spacing = network_geometry(self, np.shape(image), voxel_size_mm)
+        if estimate_peak_bytes(shape[0] * voxels_per_slice(self, shape[1:], spacing[1:])) <= available:
             return None
-        image_voxels = math.prod(shape)
-        # the whole-image arrays held throughout: the reference copy, the label map crop and full grid
-        resident = image_voxels * (4 + 1 + 1 + (8 * self.bundle.num_classes if probabilities else 0))
+        crop = nonzero_crop_shape(self, image, voxel_size_mm)  # what the whole-image path would hold
+        per_slice = voxels_per_slice(self, crop[1:], spacing[1:])
+        network_voxels = crop[0] * per_slice
+        too_many = network_voxels > self.config.max_network_voxels
+        if too_many or estimate_peak_bytes(network_voxels) <= available:
+            return None
+        # whole-image arrays alongside the slabs: the reference copy (its peak), the label map's crop and grid
+        resident = math.prod(shape) * (
+            4 * spec.input_channels + 2 + (8 * self.bundle.num_classes if probabilities else 0)
+        )
         slices = slab_slices_that_fit(
             available,
             voxels_per_slice=per_slice,
             resident_bytes=resident,
-            context_slices=context_slices(self, spacing_z),
+            context_slices=context_slices(self, spacing[0]),
         )
         return int(slices) if slices >= 1 else None
 

@@ -60,10 +60,10 @@ def predict_in_slabs(
     """Segment a canonical (x, y, z) image ``slab_depth`` slices at a time; see the module docstring."""
     spec = predictor.bundle.input_spec
     reference = prep.slab_reference(image, voxel_size_mm, spec)
-    full_shape, _, slice_spacing_mm = network_geometry(predictor, image.shape, voxel_size_mm)
+    full_shape, spacing = network_geometry(predictor, image.shape, voxel_size_mm)
     box = reference.bounding_box
     crop_shape = tuple(item.stop - item.start for item in box)
-    context = context_slices(predictor, slice_spacing_mm)
+    context = context_slices(predictor, spacing[0])
     plan = plan_slabs(box[0], full_shape[0], slab_depth, context)
     logger.info(
         "segmenting %d slices in %d slabs of up to %d (the whole image would not fit in memory)",
@@ -100,15 +100,35 @@ def predict_in_slabs(
 
 def network_geometry(
     predictor: Predictor, image_shape: tuple[int, ...], voxel_size_mm
-) -> tuple[tuple[int, int, int], int, float]:
-    """``(shape, voxels per slice at the model's in-plane spacing, slice spacing in mm)`` of a canonical
-    image in an in-plane model's network axes, before cropping (the voxel count is an upper bound)."""
-    spec = predictor.bundle.input_spec
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """Shape and spacing (mm) of a canonical (x, y, z) or (c, x, y, z) image in the model's network axes."""
     shape_only = np.broadcast_to(np.uint8(0), tuple(image_shape[-3:]))  # no memory: only the axes move
-    view, spacing = prep.to_network_axes(shape_only, voxel_size_mm, spec.transpose_forward)
-    target = [float(value) for value in spec.spacing_mm[1:]]
-    in_plane = prep.compute_new_shape(view.shape[1:], spacing[1:], target)
-    return tuple(view.shape), math.prod(max(size, 1) for size in in_plane), float(spacing[0])
+    view, spacing = prep.to_network_axes(shape_only, voxel_size_mm, predictor.bundle.transpose_forward)
+    return tuple(view.shape), spacing
 
 
-__all__ = ["context_slices", "plan_slabs", "network_geometry", "predict_in_slabs"]
+def voxels_per_slice(predictor: Predictor, in_plane_shape, in_plane_spacing_mm) -> int:
+    """Voxels of one slice (network axes y, x) once resampled to the model's in-plane spacing."""
+    target = [float(value) for value in predictor.bundle.spacing_mm[1:]]
+    resampled = prep.compute_new_shape(in_plane_shape, in_plane_spacing_mm, target)
+    return math.prod(max(size, 1) for size in resampled)
+
+
+def nonzero_crop_shape(predictor: Predictor, image: np.ndarray, voxel_size_mm) -> tuple[int, int, int]:
+    """Network-axes shape of the non-zero crop preprocessing would take (one boolean pass over the image)."""
+    image = np.asarray(image)
+    view, _ = prep.to_network_axes(
+        image[None] if image.ndim == 3 else image, voxel_size_mm, predictor.bundle.transpose_forward
+    )
+    box = prep.nonzero_bounding_box(view)
+    return tuple(item.stop - item.start for item in box)
+
+
+__all__ = [
+    "context_slices",
+    "network_geometry",
+    "nonzero_crop_shape",
+    "plan_slabs",
+    "predict_in_slabs",
+    "voxels_per_slice",
+]

@@ -9,8 +9,9 @@ constant zeros, centred.
 
 What to tile and how (patch, step, blend, mirroring, batch, precision) is one :class:`TileSettings`,
 validated once; where it runs (devices, autocast, a progress bar) is given per call. Accumulation precision
-is float16 as nnU-Net (the default, for identical results) or float32. Folds are averaged per tile by the
-caller's ``predict_fn``.
+is float16 as nnU-Net (the default, for identical results) or float32. Several folds are averaged by the
+caller: over whole logits on the dense path (as nnU-Net), per tile in its ``predict_fn`` on the cord ROI
+path.
 """
 
 from __future__ import annotations
@@ -35,15 +36,22 @@ PredictFn = Callable[[torch.Tensor], torch.Tensor]
 BLEND_MODES = ("gaussian", "constant")
 
 
-def check_tiling(step_fraction: float, blend: str, batch_size: int | None) -> None:
+def check_tiling(
+    step_fraction: float,
+    blend: str,
+    batch_size: int | None,
+    *,
+    names: tuple[str, str, str] = ("step_fraction", "blend", "batch_size"),
+) -> None:
     """Raise :class:`ConfigError` for a step outside (0, 1], an unknown blend or a batch below 1 (None:
-    the caller's default); the one check behind :class:`TileSettings` and the inference configuration."""
+    the caller's default); the one check behind :class:`TileSettings` and the inference configuration,
+    whose settings ``names`` the messages use."""
     if not 0 < step_fraction <= 1:
-        raise ConfigError(f"tile step fraction must be in (0, 1], got {step_fraction}")
+        raise ConfigError(f"{names[0]} must be in (0, 1], got {step_fraction}")
     if blend not in BLEND_MODES:
-        raise ConfigError(f"blend must be one of {BLEND_MODES}, got {blend!r}")
+        raise ConfigError(f"{names[1]} must be one of {BLEND_MODES}, got {blend!r}")
     if batch_size is not None and batch_size < 1:
-        raise ConfigError(f"tile batch size must be at least 1, got {batch_size}")
+        raise ConfigError(f"{names[2]} must be at least 1, got {batch_size}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ class TileSettings:
         patch = tuple(int(size) for size in self.patch_size_vox)
         if not patch or min(patch) < 1:
             raise ConfigError(f"tile patch_size_vox must be positive sizes, got {self.patch_size_vox}")
+        if not isinstance(self.batch_size, int):
+            raise ConfigError(f"tile batch_size must be a whole number, got {self.batch_size!r}")
         check_tiling(self.step_fraction, self.blend, self.batch_size)
         if self.accumulate_dtype not in (torch.float16, torch.float32):
             raise ConfigError(f"accumulate_dtype must be float16 or float32, got {self.accumulate_dtype}")

@@ -129,6 +129,8 @@ def replace_folder(source: Path | str, destination: Path | str) -> Path:
     if not destination.exists():
         source.rename(destination)
         return destination
+    if destination.is_symlink() or not destination.is_dir():
+        raise OutputError(f"{destination}: exists and is not a folder; choose another name")
     retired = parent / f".{destination.name}.retired-{uuid.uuid4().hex[:8]}"
     destination.rename(retired)
     try:
