@@ -12,12 +12,12 @@ from mousecord.errors import ImageFormatError
 from mousecord.inference import InferenceConfig, Predictor
 from mousecord.inference import slabs as slab_module
 from mousecord.inference.memory import BASE_BYTES, BYTES_PER_NETWORK_VOXEL
+from mousecord.inference.preprocessing import network_grid
 from mousecord.inference.slabs import (
     context_slices,
     network_geometry,
     nonzero_crop_shape,
     plan_slabs,
-    voxels_per_slice,
 )
 from mousecord.phantom import PhantomConfig, generate_phantom
 from tests.inference.helpers import tiny_bundle, tiny_in_plane_bundle
@@ -38,7 +38,7 @@ def _memory_for_slabs(predictor: Predictor, image: np.ndarray, voxel, slices: in
     """Available memory at which ``slices`` slices per slab just fit (see Predictor._slab_depth)."""
     shape, spacing = network_geometry(predictor, image.shape, voxel)
     crop = nonzero_crop_shape(predictor, image, voxel)
-    per_slice = voxels_per_slice(predictor, crop[1:], spacing[1:])
+    per_slice = math.prod(network_grid(crop, spacing, predictor.bundle.input_spec)[1][1:])
     resident = math.prod(shape) * (6 + 8 * predictor.bundle.num_classes)  # with probabilities
     context = context_slices(predictor, spacing[0])
     return BASE_BYTES + resident + BYTES_PER_NETWORK_VOXEL * per_slice * (slices + 2 * context)

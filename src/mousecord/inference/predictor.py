@@ -32,7 +32,6 @@ from mousecord.inference.slabs import (
     network_geometry,
     nonzero_crop_shape,
     predict_in_slabs,
-    voxels_per_slice,
 )
 from mousecord.inference.sliding_window import PredictFn, TileSettings, sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
@@ -344,11 +343,12 @@ class Predictor:
         if available is None:
             return None
         shape, spacing = network_geometry(self, np.shape(image), voxel_size_mm)
-        if estimate_peak_bytes(shape[0] * voxels_per_slice(self, shape[1:], spacing[1:])) <= available:
+        if estimate_peak_bytes(math.prod(prep.network_grid(shape, spacing, spec)[1])) <= available:
             return None
         crop = nonzero_crop_shape(self, image, voxel_size_mm)  # what the whole-image path would hold
-        per_slice = voxels_per_slice(self, crop[1:], spacing[1:])
-        network_voxels = crop[0] * per_slice
+        _, crop_grid = prep.network_grid(crop, spacing, spec)
+        per_slice = math.prod(crop_grid[1:])
+        network_voxels = crop_grid[0] * per_slice
         too_many = network_voxels > self.config.max_network_voxels
         if too_many or estimate_peak_bytes(network_voxels) <= available:
             return None

@@ -110,6 +110,12 @@ def nonzero_mask(image: np.ndarray) -> np.ndarray:
     return binary_fill_holes(np.any(image != 0, axis=0))
 
 
+def zscore_statistics(image: np.ndarray) -> tuple[np.float32, np.float32]:
+    """Mean and standard deviation of a float32 array as :func:`normalize` computes them (in its memory
+    layout: numpy's summation order sets the last bits)."""
+    return image.mean(), image.std()
+
+
 def normalize(
     image: np.ndarray,
     *,
@@ -135,20 +141,15 @@ def normalize(
     """
     image = np.asarray(image, dtype=np.float32)  # no copy for float32: statistics over the caller's layout
     eps = 1e-8
-    if scheme == "ZScoreNormalization" and statistics is not None:
-        mean, std = (np.float32(value) for value in statistics)
+    if scheme == "ZScoreNormalization" and mask is not None and statistics is None:
+        values = image[mask]
+        mean, std = values.mean(), values.std()
+        image = image.copy()
+        image[mask] = (values - mean) / max(std, eps)
+    elif scheme == "ZScoreNormalization":
+        mean, std = zscore_statistics(image) if statistics is None else map(np.float32, statistics)
         image = image - mean
         image /= max(std, eps)
-    elif scheme == "ZScoreNormalization":
-        if mask is not None:
-            values = image[mask]
-            mean, std = values.mean(), values.std()
-            image = image.copy()
-            image[mask] = (values - mean) / max(std, eps)
-        else:
-            mean, std = image.mean(), image.std()
-            image = image - mean
-            image /= max(std, eps)
     elif scheme == "CTNormalization":
         properties = intensity_properties or {}
         try:
@@ -221,8 +222,8 @@ def slab_reference(image: np.ndarray, voxel_size_mm: Sequence[float], spec: Inpu
         if entry.scheme != "ZScoreNormalization":
             statistics.append(None)
             continue
-        cropped = data[channel][box]  # the view normalize() sees on the whole image: the same sums
-        statistics.append((float(cropped.mean()), float(cropped.std())))
+        # the view normalize() sees on the whole image, so the same sums to the last bit
+        statistics.append(tuple(float(value) for value in zscore_statistics(data[channel][box])))
     return SlabReference(box, tuple(statistics))
 
 
@@ -247,6 +248,19 @@ def _network_array(
         data = data[:, z_range]
     # the layout nnU-Net's SimpleITK reader gives
     return np.ascontiguousarray(data, dtype=np.float32), spacing
+
+
+def network_grid(
+    shape_vox: Sequence[int], spacing_mm: Sequence[float], spec: InputSpec
+) -> tuple[tuple[float, float, float], tuple[int, int, int]]:
+    """The spacing a network-axes image of ``shape_vox`` at ``spacing_mm`` is resampled to, and its shape
+    there: the model's spacing, except that an in-plane model keeps the image's slices (a thick-slice or
+    one-slice image is never resampled across them)."""
+    target = tuple(float(value) for value in spec.spacing_mm)
+    if spec.in_plane:
+        target = (float(spacing_mm[0]), *target[1:])
+    new_shape = tuple(max(size, 1) for size in compute_new_shape(shape_vox, spacing_mm, target))
+    return target, new_shape  # type: ignore[return-value]
 
 
 def preprocess_image(
@@ -309,10 +323,7 @@ def preprocess_image(
             for channel, entry in enumerate(spec.normalization)
         ]
     )
-    target = tuple(float(value) for value in spec.spacing_mm)
-    if spec.in_plane:  # slices are never resampled: a thick-slice or one-slice image keeps them
-        target = (spacing[0], *target[1:])
-    new_shape = tuple(max(size, 1) for size in compute_new_shape(cropped.shape[1:], spacing, target))
+    target, new_shape = network_grid(cropped.shape[1:], spacing, spec)
     network_voxels = int(np.prod(new_shape, dtype=np.int64))
     if max_network_voxels is not None and network_voxels > max_network_voxels:
         raise ImageFormatError(
@@ -373,6 +384,7 @@ __all__ = [
     "SlabReference",
     "compute_new_shape",
     "from_network_axes",
+    "network_grid",
     "nonzero_bounding_box",
     "nonzero_mask",
     "normalize",
@@ -384,4 +396,5 @@ __all__ = [
     "slab_reference",
     "spacing_matches",
     "to_network_axes",
+    "zscore_statistics",
 ]

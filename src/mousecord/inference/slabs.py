@@ -12,7 +12,6 @@ component, minimum cord length) run once, on the assembled label map.
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -107,13 +106,6 @@ def network_geometry(
     return tuple(view.shape), spacing
 
 
-def voxels_per_slice(predictor: Predictor, in_plane_shape, in_plane_spacing_mm) -> int:
-    """Voxels of one slice (network axes y, x) once resampled to the model's in-plane spacing."""
-    target = [float(value) for value in predictor.bundle.spacing_mm[1:]]
-    resampled = prep.compute_new_shape(in_plane_shape, in_plane_spacing_mm, target)
-    return math.prod(max(size, 1) for size in resampled)
-
-
 def nonzero_crop_shape(predictor: Predictor, image: np.ndarray, voxel_size_mm) -> tuple[int, int, int]:
     """Network-axes shape of the non-zero crop preprocessing would take (one boolean pass over the image)."""
     image = np.asarray(image)
@@ -130,5 +122,4 @@ __all__ = [
     "nonzero_crop_shape",
     "plan_slabs",
     "predict_in_slabs",
-    "voxels_per_slice",
 ]
