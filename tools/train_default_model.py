@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +207,8 @@ def install(work: Path, metric_files: list[Path]) -> Path:
     """Export the best checkpoint of ``work`` as the shipped default model."""
     config = InPlaneTrainConfig.from_dict(json.loads((work / IN_PLANE_CONFIG_JSON).read_text()))
     checkpoint = load_checkpoint(work / CHECKPOINT_BEST)
+    if checkpoint["best_epoch"] < 0:
+        raise SystemExit(f"{work}: no epoch beat the starting weights on validation; nothing new to install")
     history = json.loads((work / HISTORY_JSON).read_text())
     metrics = [json.loads(Path(path).read_text()) for path in metric_files]
     card = default_model_card(config, history, int(checkpoint["best_epoch"]), metrics)
@@ -219,8 +220,7 @@ def install(work: Path, metric_files: list[Path]) -> Path:
         model_card=card,
         metadata={"best_epoch": int(checkpoint["best_epoch"]), "validation_history": history},
     )
-    shutil.rmtree(DEFAULT_BUNDLE, ignore_errors=True)
-    return save_bundle(bundle, DEFAULT_BUNDLE)
+    return save_bundle(bundle, DEFAULT_BUNDLE, overwrite=True)
 
 
 def update_card(metric_files: list[Path], *, folder: Path = DEFAULT_BUNDLE) -> None:

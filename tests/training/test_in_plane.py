@@ -17,7 +17,7 @@ from mousecord.labels import IGNORE_VALUE
 from mousecord.models import load_bundle, save_bundle
 from mousecord.pipelines import segment
 from mousecord.synthesis import SynthesisConfig
-from mousecord.training import InPlaneTrainConfig, load_training_dataset, train_in_plane
+from mousecord.training import InPlaneTrainConfig, load_checkpoint, load_training_dataset, train_in_plane
 from mousecord.training.in_plane import annotated_sample, in_plane_batch, validate_annotated_slices
 from tests.inference.helpers import tiny_in_plane_bundle
 from tests.training.synthetic import write_bids_dataset
@@ -111,12 +111,46 @@ def test_cli_fine_tunes_an_in_plane_model(dataset: Path, tmp_path: Path) -> None
     assert tuned.in_plane and tuned.slab_slices == 3
     assert tuned.metadata["fine_tuned_from"] == "tiny-2d"
     assert tuned.metadata["training_config"]["annotated_fraction"] == 0.75
+    assert tuned.metadata["best_epoch"] == 0  # this run's one epoch beat the random starting weights
+    assert set(tuned.metadata["starting_validation"]) == {"GM", "WM", "mean"}
     changed = [
         not torch.equal(tuned.fold_weights[0][key], value)
         for key, value in load_bundle(start).fold_weights[0].items()
     ]
     assert any(changed)
     assert (tmp_path / "run" / "progress.png").stat().st_size > 0
+
+
+def test_a_fine_tune_that_does_not_help_keeps_the_starting_weights(dataset: Path, tmp_path: Path) -> None:
+    """The starting weights are validated first and stay the best checkpoint unless an epoch beats them:
+    here every epoch diverges (learning rate 50), so the result is the model it started from."""
+    torch.set_num_threads(1)
+    start = tiny_in_plane_bundle(slab_slices=3, seed=3)  # predicts both tissues there (see below)
+    cases = load_training_dataset(dataset, input_spec=start.input_spec).cases
+    config = dataclasses.replace(
+        InPlaneTrainConfig.fine_tune_for(start),
+        synthesis=TINY.synthesis,
+        annotated_fraction=1.0,
+        batch_size=2,
+        epochs=2,
+        iterations_per_epoch=2,
+        learning_rate=50.0,
+        data_workers=0,
+        device="cpu",
+    )
+    result = train_in_plane(
+        config,
+        tmp_path / "run",
+        training_cases=cases,
+        validation_cases=cases,
+        initial_weights=start.fold_weights[0],
+    )
+    assert result.best_epoch == -1
+    assert result.starting_dice["GM"] > 0.05 and result.starting_dice["WM"] > 0.05
+    assert result.best_dice == result.starting_dice
+    assert max(result.history["dice_mean"]) < result.starting_dice["mean"]
+    kept = load_checkpoint(result.best_checkpoint)["network_weights"]
+    assert all(torch.equal(kept[key], value) for key, value in start.fold_weights[0].items())
 
 
 def test_cli_trains_on_synthetic_slabs_alone(tmp_path: Path, monkeypatch) -> None:

@@ -231,6 +231,33 @@ def test_fine_tuning_starts_from_the_given_model(tiny_dataset: Path, tmp_path: P
     assert tuned.metadata["inference"] == inference  # the fine-tuned model runs as its parent did
 
 
+def test_a_3d_fine_tune_that_does_not_help_keeps_its_start(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The starting weights are validated before the first epoch and stay the best checkpoint unless an
+    epoch beats them: here every epoch wipes the network (all weights 0: background everywhere)."""
+    import mousecord.training.loop as loop
+
+    config = _fast_config(epochs=3)
+    first = train_model(config, tiny_dataset, tmp_path / "first")
+    assert not first.starting_dice  # a run from random weights has no starting candidate
+    start = load_checkpoint(first.best_checkpoint)["network_weights"]
+
+    def wiping_epoch(parts, *args, **kwargs) -> float:
+        with torch.no_grad():
+            for parameter in parts.network.parameters():
+                parameter.zero_()
+        return 0.0
+
+    monkeypatch.setattr(loop, "train_epoch", wiping_epoch)
+    tuned = train_model(config, tiny_dataset, tmp_path / "tuned", initial_weights=start)
+    assert tuned.history["dice_mean"] == [0.0, 0.0, 0.0]
+    assert tuned.best_epoch == -1
+    assert tuned.best_dice == tuned.starting_dice == pytest.approx(first.best_dice)
+    kept = load_checkpoint(tuned.best_checkpoint)["network_weights"]
+    assert all(torch.equal(kept[key], value) for key, value in start.items())
+
+
 def test_a_model_mousecord_cannot_train_is_refused(tmp_path: Path) -> None:
     from mousecord.errors import ConfigError
     from mousecord.models.registry import resolve_model

@@ -48,12 +48,14 @@ from mousecord.training.loop import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
     HISTORY_JSON,
+    LOOP_STATE_KEYS,
     PROGRESS_PNG,
     TrainResult,
     build_scheduler,
     load_checkpoint,
     plot_progress,
     pooled_dice,
+    result_of,
     select_device,
     split_subjects,
 )
@@ -156,6 +158,8 @@ def train_in_plane(
         validation_cases: held-out annotated cases, validated on their annotated slices when no
             ``validation_volumes`` are given.
         initial_weights: start from these weights (fine-tuning) instead of random ones; ignored on resume.
+            They are validated first and stay the best checkpoint (``best_epoch`` -1) unless an epoch beats
+            them, so a fine-tune that does not help returns the model it started from.
         resume: continue from ``checkpoint_last.pt``.
         stop_after_epoch: stop once this many epochs are done (as if killed); resume later.
         inference: the bundle's ``metadata["inference"]`` used for volume validation (e.g. the cord ROI path).
@@ -186,6 +190,11 @@ def train_in_plane(
     with atomic_output(output_folder / IN_PLANE_CONFIG_JSON) as temporary:
         temporary.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     history = state["history"]
+    if initial_weights is not None and state["epoch"] == 0:
+        dice = _validate(config, network, validation_volumes, validation_cases, inference)
+        state.update(best_metric=dice["mean"], best_epoch=-1, starting_dice=dice)
+        _save(output_folder / CHECKPOINT_BEST, config, network, optimizer, scheduler, state)
+        logger.info("starting weights: validation Dice GM %.3f WM %.3f", dice["GM"], dice["WM"])
     cases = tuple(training_cases) if config.annotated_fraction > 0 else ()
     for epoch in range(state["epoch"], config.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -226,9 +235,7 @@ def train_in_plane(
         )
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
-    best = int(state["best_epoch"])
-    best_dice = {key: history[f"dice_{key}"][best] for key in ("GM", "WM", "mean")} if history else {}
-    return TrainResult(output_folder, history, best, best_dice)
+    return result_of(output_folder, state)
 
 
 def _validate(config, network, volumes, cases, inference) -> dict[str, float]:
@@ -307,7 +314,7 @@ def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     logger.info("resuming %s at epoch %d", output_folder, checkpoint["epoch"])
-    return {key: checkpoint[key] for key in ("epoch", "history", "best_metric", "best_epoch")}
+    return {key: checkpoint[key] for key in LOOP_STATE_KEYS if key in checkpoint}
 
 
 #: Phantoms that validate synthetic training: another generator (mousecord.phantom), never drawn by the
@@ -391,12 +398,18 @@ def fine_tune_in_plane(
     )
     weights = load_checkpoint(result.best_checkpoint)["network_weights"]
     output_folder = Path(output_folder)
+    before = f"Dice GM {result.starting_dice['GM']:.3f}, WM {result.starting_dice['WM']:.3f}"
+    chosen = (
+        f"no epoch beat the starting weights ({before}), so this model keeps `{bundle.name}`'s weights"
+        if result.best_epoch < 0
+        else f"`{bundle.name}` {before}; best epoch {result.best_epoch}, Dice GM "
+        f"{result.best_dice['GM']:.3f}, WM {result.best_dice['WM']:.3f}"
+    )
     card = (
         f"# {output_folder.name}\n\nFine-tuned from `{bundle.name}` on `{loaded.source}` "
         f"({loaded.describe()}) with `{command or 'mousecord.training.fine_tune_in_plane'}`.\n\n"
         f"Validation (annotated slices of {', '.join(held_out) or 'the training subjects'}, through the "
-        f"Predictor): best epoch {result.best_epoch}, Dice GM {result.best_dice['GM']:.3f}, "
-        f"WM {result.best_dice['WM']:.3f}.\n"
+        f"Predictor): {chosen}.\n"
     )
     tuned = bundle_from_weights(
         config,
@@ -404,7 +417,12 @@ def fine_tune_in_plane(
         name=output_folder.name or "mousecord-model",
         inference=inference,
         model_card=card,
-        metadata={"fine_tuned_from": bundle.name, "validation": result.best_dice},
+        metadata={
+            "fine_tuned_from": bundle.name,
+            "best_epoch": result.best_epoch,
+            "validation": result.best_dice,
+            "starting_validation": result.starting_dice,
+        },
     )
     return save_bundle(tuned, output_folder / "model", overwrite=True)
 

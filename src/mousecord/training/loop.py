@@ -63,6 +63,8 @@ class TrainResult:
     best_dice: dict[str, float]
     train_subjects: list[str] = field(default_factory=list)
     validation_subjects: list[str] = field(default_factory=list)
+    #: validation Dice of the starting weights of a fine-tune (``best_epoch`` -1 when no epoch beat them)
+    starting_dice: dict[str, float] = field(default_factory=dict)
 
     @property
     def best_checkpoint(self) -> Path:
@@ -301,7 +303,8 @@ def train_model(
         on_epoch_end: called with the epoch index and its metrics.
         initial_weights: start from these network weights (fine-tuning, e.g. a bundle's fold weights; see
             :func:`mousecord.training.config_from_bundle`) instead of random ones; a resumed run ignores
-            them (its checkpoint holds the weights).
+            them (its checkpoint holds the weights). They are validated first and stay the best checkpoint
+            (``best_epoch`` -1) unless an epoch beats them.
     """
     if not isinstance(dataset, TrainingDataset):
         dataset = load_training_dataset(dataset)
@@ -329,6 +332,11 @@ def train_model(
     with atomic_output(output_folder / CONFIG_JSON) as temporary:
         temporary.write_text(config.to_json() + "\n")
     history = state["history"]
+    if initial_weights is not None and state["epoch"] == 0:
+        dice = validate(parts.network, validation_cases, config, device=parts.device, use_amp=parts.use_amp)
+        state.update(best_metric=dice["mean"], best_epoch=-1, starting_dice=dice)
+        save_checkpoint(output_folder / CHECKPOINT_BEST, parts, config, state)
+        logger.info("starting weights: Dice GM %.3f WM %.3f", dice["GM"], dice["WM"])
     for epoch in range(state["epoch"], config.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
@@ -355,13 +363,30 @@ def train_model(
         )
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
-    best_index = int(state["best_epoch"])
-    best = (
-        {key: history[f"dice_{key}"][best_index] for key in ("GM", "WM", "mean")}
-        if history.get("epoch")
-        else {}
+    return result_of(output_folder, state, train_subjects, validation_list)
+
+
+def result_of(
+    output_folder: Path, state: dict[str, Any], train_subjects=(), validation_subjects=()
+) -> TrainResult:
+    """The :class:`TrainResult` of a finished loop ``state``; best epoch -1 means the starting weights of a
+    fine-tune, validated before the first epoch, were never beaten."""
+    history, best_epoch = state["history"], int(state["best_epoch"])
+    starting = dict(state.get("starting_dice", {}))
+    if best_epoch < 0:
+        logger.warning("no epoch beat the starting weights on validation: the best checkpoint keeps them")
+        best = starting
+    elif history.get("epoch"):
+        best = {key: history[f"dice_{key}"][best_epoch] for key in ("GM", "WM", "mean")}
+    else:
+        best = {}
+    return TrainResult(
+        output_folder, history, best_epoch, best, list(train_subjects), list(validation_subjects), starting
     )
-    return TrainResult(output_folder, history, best_index, best, train_subjects, validation_list)
+
+
+#: What a checkpoint carries of the loop's state (besides weights and optimiser), for resuming.
+LOOP_STATE_KEYS = ("epoch", "history", "best_metric", "best_epoch", "starting_dice")
 
 
 def _initial_state(
@@ -386,7 +411,7 @@ def _initial_state(
     parts.scheduler.load_state_dict(checkpoint["scheduler"])
     parts.scaler.load_state_dict(checkpoint["grad_scaler"])
     logger.info("resuming %s at epoch %d", output_folder, checkpoint["epoch"])
-    return {key: checkpoint[key] for key in ("epoch", "history", "best_metric", "best_epoch")}
+    return {key: checkpoint[key] for key in LOOP_STATE_KEYS if key in checkpoint}
 
 
 def _end_epoch(
@@ -404,6 +429,7 @@ def _end_epoch(
 
 __all__ = [
     "EpochBatches",
+    "LOOP_STATE_KEYS",
     "TrainParts",
     "TrainResult",
     "build_optimizer",
@@ -416,6 +442,7 @@ __all__ = [
     "pooled_dice",
     "predict_label_map",
     "predict_logits",
+    "result_of",
     "save_checkpoint",
     "select_device",
     "split_subjects",
