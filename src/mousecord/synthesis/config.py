@@ -54,7 +54,7 @@ class SynthesisConfig:
     cord_anisotropy: tuple[float, float] = (0.75, 1.33)
     no_cord_probability: float = 0.06
     column_probability: float = 0.7
-    realistic_intensity_probability: float = 0.35
+    realistic_intensity_probability: float = 0.5
     rim_absent_probability: float = 0.25
     gap_probability: float = 0.25
     gap_mm: tuple[float, float] = (0.1, 0.6)
