@@ -22,7 +22,10 @@ its end), then segments fresh phantoms (seeds 0, 1, ...; never drawn in training
 trains as the first default model did, on fixed T1w phantom volumes (dense labels here, its best case, and
 of the test phantoms' own generator); the in-plane recipes train on the synthesis alone, validated on
 phantoms of other seeds. Validation time is not counted in the budget; the table gives the training minutes
-(the 3D loop's include its validation) and the whole wall time (data set, calibration, validation).
+(the 3D loop's include its validation) and the whole wall time (data set, calibration, validation). The
+in-plane iteration time comes from a 12-iteration run that includes starting the data workers (it errs
+slow, so those recipes get slightly fewer iterations), and their batches are built by 2 worker processes
+while the 3D recipe builds its own in the training process, as each recipe is run.
 """
 
 from __future__ import annotations
@@ -317,6 +320,8 @@ def main() -> None:
             print(f"{minutes:8.1f} {gm:8.3f} {wm:8.3f}")
         return
     if args.equal_time:
+        if args.work is not None and args.work.exists() and any(args.work.iterdir()):
+            parser.error(f"--work {args.work} is not empty: the runs need a new folder")
         torch.set_num_threads(args.threads)
         with tempfile.TemporaryDirectory() as scratch:
             results = equal_time_comparison(args.equal_time, args.test_volumes, args.work or Path(scratch))

@@ -153,6 +153,30 @@ def test_a_fine_tune_that_does_not_help_keeps_the_starting_weights(dataset: Path
     assert all(torch.equal(kept[key], value) for key, value in start.fold_weights[0].items())
 
 
+def test_a_resumed_fine_tune_keeps_its_starting_validation(dataset: Path, tmp_path: Path) -> None:
+    """The starting weights' Dice travels in the checkpoint: a fine-tune stopped after an epoch and resumed
+    ends as an uninterrupted one, without validating the (by then changed) network as its start again."""
+    torch.set_num_threads(1)
+    start = tiny_in_plane_bundle(slab_slices=3, seed=3)
+    cases = load_training_dataset(dataset, input_spec=start.input_spec).cases
+    config = dataclasses.replace(
+        InPlaneTrainConfig.fine_tune_for(start),
+        synthesis=TINY.synthesis,
+        batch_size=2,
+        epochs=2,
+        iterations_per_epoch=2,
+        data_workers=0,
+        device="cpu",
+    )
+    kwargs = {"training_cases": cases, "validation_cases": cases, "initial_weights": start.fold_weights[0]}
+    whole = train_in_plane(config, tmp_path / "whole", **kwargs)
+    train_in_plane(config, tmp_path / "split", stop_after_epoch=1, **kwargs)
+    resumed = train_in_plane(config, tmp_path / "split", resume=True, **kwargs)
+    assert resumed.starting_dice == whole.starting_dice and set(whole.starting_dice) == {"GM", "WM", "mean"}
+    assert resumed.best_epoch == whole.best_epoch and resumed.best_dice == whole.best_dice
+    assert resumed.history["dice_mean"] == whole.history["dice_mean"]
+
+
 def test_cli_trains_on_synthetic_slabs_alone(tmp_path: Path, monkeypatch) -> None:
     """``mousecord train --synthetic``: no dataset, validation on phantoms, a runnable in-plane bundle."""
     import mousecord.training

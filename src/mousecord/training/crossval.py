@@ -241,6 +241,11 @@ def model_card(
         "```",
         "",
         f"Exported folds: {chosen} (inference averages their logits).",
+        *(
+            ["", "Best epoch -1: no epoch beat the starting weights (fine-tuning); the fold keeps them."]
+            if any(result.best_epoch < 0 for result in summary.folds)
+            else []
+        ),
         "",
         "## Limits",
         "- Validation Dice is measured on annotated slices only, not on whole volumes.",

@@ -398,7 +398,11 @@ def fine_tune_in_plane(
     )
     weights = load_checkpoint(result.best_checkpoint)["network_weights"]
     output_folder = Path(output_folder)
-    before = f"Dice GM {result.starting_dice['GM']:.3f}, WM {result.starting_dice['WM']:.3f}"
+    before = (
+        f"Dice GM {result.starting_dice['GM']:.3f}, WM {result.starting_dice['WM']:.3f}"
+        if result.starting_dice
+        else "not validated (resumed from a checkpoint that did not record it)"
+    )
     chosen = (
         f"no epoch beat the starting weights ({before}), so this model keeps `{bundle.name}`'s weights"
         if result.best_epoch < 0

@@ -374,7 +374,8 @@ def result_of(
     history, best_epoch = state["history"], int(state["best_epoch"])
     starting = dict(state.get("starting_dice", {}))
     if best_epoch < 0:
-        logger.warning("no epoch beat the starting weights on validation: the best checkpoint keeps them")
+        if history.get("epoch"):
+            logger.warning("no epoch beat the starting weights on validation: the best checkpoint keeps them")
         best = starting
     elif history.get("epoch"):
         best = {key: history[f"dice_{key}"][best_epoch] for key in ("GM", "WM", "mean")}
