@@ -57,7 +57,7 @@ THREE_D_RECIPE = TrainConfig(
 )
 #: Epochs of an equal-time run (validation after each).
 EQUAL_TIME_EPOCHS = 5
-#: Test phantoms of the equal-time comparison: contrasts, volumes of each, shape.
+#: Test phantoms of the equal-time comparison: contrasts and shape (``--test-volumes`` of each).
 EQUAL_TIME_CONTRASTS = ("t1w", "random", "gm-dark")
 EQUAL_TIME_TEST_SHAPE = (200, 200, 48)
 

@@ -121,23 +121,27 @@ def test_cli_fine_tunes_an_in_plane_model(dataset: Path, tmp_path: Path) -> None
     assert (tmp_path / "run" / "progress.png").stat().st_size > 0
 
 
+def _tiny_fine_tune(start, **overrides) -> InPlaneTrainConfig:
+    """``start``'s fine-tuning recipe on TINY's small slabs: 2 epochs of 2 batches of 2, in-process, CPU."""
+    return dataclasses.replace(
+        InPlaneTrainConfig.fine_tune_for(start),
+        synthesis=TINY.synthesis,
+        batch_size=2,
+        epochs=2,
+        iterations_per_epoch=2,
+        data_workers=0,
+        device="cpu",
+        **overrides,
+    )
+
+
 def test_a_fine_tune_that_does_not_help_keeps_the_starting_weights(dataset: Path, tmp_path: Path) -> None:
     """The starting weights are validated first and stay the best checkpoint unless an epoch beats them:
     here every epoch diverges (learning rate 50), so the result is the model it started from."""
     torch.set_num_threads(1)
     start = tiny_in_plane_bundle(slab_slices=3, seed=3)  # predicts both tissues there (see below)
     cases = load_training_dataset(dataset, input_spec=start.input_spec).cases
-    config = dataclasses.replace(
-        InPlaneTrainConfig.fine_tune_for(start),
-        synthesis=TINY.synthesis,
-        annotated_fraction=1.0,
-        batch_size=2,
-        epochs=2,
-        iterations_per_epoch=2,
-        learning_rate=50.0,
-        data_workers=0,
-        device="cpu",
-    )
+    config = _tiny_fine_tune(start, annotated_fraction=1.0, learning_rate=50.0)
     result = train_in_plane(
         config,
         tmp_path / "run",
@@ -159,15 +163,7 @@ def test_a_resumed_fine_tune_keeps_its_starting_validation(dataset: Path, tmp_pa
     torch.set_num_threads(1)
     start = tiny_in_plane_bundle(slab_slices=3, seed=3)
     cases = load_training_dataset(dataset, input_spec=start.input_spec).cases
-    config = dataclasses.replace(
-        InPlaneTrainConfig.fine_tune_for(start),
-        synthesis=TINY.synthesis,
-        batch_size=2,
-        epochs=2,
-        iterations_per_epoch=2,
-        data_workers=0,
-        device="cpu",
-    )
+    config = _tiny_fine_tune(start)
     kwargs = {"training_cases": cases, "validation_cases": cases, "initial_weights": start.fold_weights[0]}
     whole = train_in_plane(config, tmp_path / "whole", **kwargs)
     train_in_plane(config, tmp_path / "split", stop_after_epoch=1, **kwargs)

@@ -52,6 +52,7 @@ from mousecord.training.loop import (
     PROGRESS_PNG,
     TrainResult,
     build_scheduler,
+    keep_starting_weights,
     load_checkpoint,
     plot_progress,
     pooled_dice,
@@ -192,9 +193,8 @@ def train_in_plane(
     history = state["history"]
     if initial_weights is not None and state["epoch"] == 0:
         dice = _validate(config, network, validation_volumes, validation_cases, inference)
-        state.update(best_metric=dice["mean"], best_epoch=-1, starting_dice=dice)
-        _save(output_folder / CHECKPOINT_BEST, config, network, optimizer, scheduler, state)
-        logger.info("starting weights: validation Dice GM %.3f WM %.3f", dice["GM"], dice["WM"])
+        path = output_folder / CHECKPOINT_BEST
+        keep_starting_weights(state, dice, lambda: _save(path, config, network, optimizer, scheduler, state))
     cases = tuple(training_cases) if config.annotated_fraction > 0 else ()
     for epoch in range(state["epoch"], config.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -334,9 +334,9 @@ def train_model(
     history = state["history"]
     if initial_weights is not None and state["epoch"] == 0:
         dice = validate(parts.network, validation_cases, config, device=parts.device, use_amp=parts.use_amp)
-        state.update(best_metric=dice["mean"], best_epoch=-1, starting_dice=dice)
-        save_checkpoint(output_folder / CHECKPOINT_BEST, parts, config, state)
-        logger.info("starting weights: Dice GM %.3f WM %.3f", dice["GM"], dice["WM"])
+        keep_starting_weights(
+            state, dice, lambda: save_checkpoint(output_folder / CHECKPOINT_BEST, parts, config, state)
+        )
     for epoch in range(state["epoch"], config.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
@@ -366,8 +366,21 @@ def train_model(
     return result_of(output_folder, state, train_subjects, validation_list)
 
 
+def keep_starting_weights(
+    state: dict[str, Any], dice: dict[str, float], save_best: Callable[[], Any]
+) -> None:
+    """Make the starting weights of a fine-tune, validated at ``dice``, the best so far (epoch -1) in the
+    loop ``state``, and ``save_best`` them: an epoch must beat them to replace them."""
+    state.update(best_metric=dice["mean"], best_epoch=-1, starting_dice=dice)
+    save_best()
+    logger.info("starting weights: validation Dice GM %.3f WM %.3f", dice["GM"], dice["WM"])
+
+
 def result_of(
-    output_folder: Path, state: dict[str, Any], train_subjects=(), validation_subjects=()
+    output_folder: Path,
+    state: dict[str, Any],
+    train_subjects: Sequence[str] = (),
+    validation_subjects: Sequence[str] = (),
 ) -> TrainResult:
     """The :class:`TrainResult` of a finished loop ``state``; best epoch -1 means the starting weights of a
     fine-tune, validated before the first epoch, were never beaten."""
@@ -438,6 +451,7 @@ __all__ = [
     "build_scheduler",
     "build_training_network",
     "epoch_batches",
+    "keep_starting_weights",
     "load_checkpoint",
     "plot_progress",
     "pooled_dice",
