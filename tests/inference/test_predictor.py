@@ -5,10 +5,16 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from mousecord.inference import InferenceConfig, Predictor
 from mousecord.inference import preprocessing as prep
-from mousecord.inference.postprocessing import fill_holes, keep_largest_component, remove_small_components
+from mousecord.inference.postprocessing import (
+    cord_box,
+    fill_holes,
+    keep_largest_component,
+    remove_small_components,
+)
 from mousecord.io import Volume, load_nifti
 from tests.inference.helpers import tiny_bundle
 
@@ -73,6 +79,26 @@ def test_postprocessing():
     assert fill_holes(label_map)[3, 3, 3] == 1
     small = remove_small_components(label_map, min_volume_mm3=10, voxel_size_mm=(1, 1, 1))
     assert small[9:11, 9:11, 9:11].sum() == 0 and small[1:6, 1:6, 1:6].any()
+
+
+def test_keep_largest_component_matches_labelling_the_whole_volume():
+    """Components are counted in the cord's bounding box: the result must be the whole-volume one, with
+    components touching the volume's faces and an empty map left as it is."""
+    rng = np.random.default_rng(4)
+    label_map = (rng.random((20, 24, 18)) > 0.7).astype(np.uint8) * rng.integers(1, 3, (20, 24, 18)).astype(
+        np.uint8
+    )
+    label_map[:, :, 0] = 2  # a large component on one face
+    components, count = ndimage.label(label_map > 0, structure=np.ones((3, 3, 3)))
+    expected = np.where(components == np.argmax(np.bincount(components.ravel())[1:]) + 1, label_map, 0)
+    kept = keep_largest_component(label_map)
+    assert count > 2 and kept.dtype == np.uint8 and np.array_equal(kept, expected)
+    assert cord_box(label_map) == (slice(0, 20), slice(0, 24), slice(0, 18))
+    blob = np.zeros((6, 6, 6), np.uint8)
+    blob[2:4, 1, 3:5] = 1
+    assert cord_box(blob) == (slice(2, 4), slice(1, 2), slice(3, 5))
+    assert np.array_equal(keep_largest_component(blob), blob)
+    assert not keep_largest_component(np.zeros((4, 4, 4), np.uint8)).any()
 
 
 @pytest.fixture(scope="module")

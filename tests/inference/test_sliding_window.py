@@ -11,6 +11,7 @@ from mousecord.inference.sliding_window import (
     TileSettings,
     compute_tile_starts,
     gaussian_importance_map,
+    labels_from_logits,
     mirror_combinations,
     pad_to_patch,
     sliding_window,
@@ -135,3 +136,17 @@ def test_pad_to_patch_centres_with_extra_voxel_after():
 def test_mirror_combinations_order_matches_nnunet():
     assert mirror_combinations((0, 1, 2)) == [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)]
     assert mirror_combinations(()) == [()]
+
+
+def test_labels_from_logits_is_argmax_with_first_class_winning_ties():
+    logits = torch.randn(4, 6, 5, 7)
+    logits[2, :2] = logits[1, :2] = logits[3, :2] = logits[:, :2].max(0).values + 1  # three-way ties
+    logits[0, 5] = logits[3, 5] = 50.0  # class 0 against 3
+    labels = labels_from_logits(logits)
+    assert labels.dtype == np.uint8 and labels.shape == (6, 5, 7)
+    assert np.array_equal(labels, torch.argmax(logits, dim=0).numpy())
+    assert (labels[:2] == 1).all() and (labels[5] == 0).all()
+    half = logits.half()
+    assert np.array_equal(labels_from_logits(half.numpy()), labels_from_logits(half))
+    with pytest.raises(ConfigError, match="256 classes"):
+        labels_from_logits(np.zeros((300, 2)))

@@ -45,6 +45,7 @@ from mousecord.inference.sliding_window import (
     TileSettings,
     blend_tiles,
     compute_tile_starts,
+    labels_from_logits,
     pad_to_patch,
     sliding_window,
 )
@@ -149,7 +150,7 @@ def find_cord_roi(
             window_device=window_device,
             progress=progress,
         )
-        slabs.append((start, torch.argmax(logits, dim=0).to(torch.uint8).numpy()))
+        slabs.append((start, labels_from_logits(logits)))
     margin_vox = [settings.margin_mm / float(spacing_mm[axis]) for axis in (1, 2)]
     roi = centreline_from_slabs(
         slabs,
@@ -269,20 +270,31 @@ def predict_cord_logits(
     logits[0] = _OUTSIDE_LOGIT
     starts = tube_tile_starts(roi, spatial, stage_two_patch, stage_two.step_fraction)
     if starts:
+        # Blended inside the tiles' bounding box only: accumulators of the whole volume cost 320 MB for a
+        # 200 x 200 x 500 image, where the tube is a few percent of it.
+        box = tuple(
+            slice(min(start[axis] for start in starts), max(start[axis] for start in starts) + size)
+            for axis, size in enumerate(stage_two_patch)
+        )
         sums, weight_sum = blend_tiles(
-            padded,
+            padded[(slice(None), *box)],
             predict_fn,
-            starts,
+            [tuple(start[axis] - box[axis].start for axis in range(3)) for start in starts],
             stage_two,
             num_classes=num_classes,
             window_device=window_device,
             autocast=autocast,
             progress=progress,
         )
-        inside = torch.from_numpy(roi.mask(spatial)) & (weight_sum > 0)
-        logits[:, inside] = (sums[:, inside] / weight_sum[inside]).float()
+        inside = torch.from_numpy(roi.mask(spatial)[box]) & (weight_sum > 0)
+        sums /= weight_sum  # in place; 0 / 0 outside every tile, which ``inside`` leaves out
+        region = logits[(slice(None), *box)]
+        for channel in range(num_classes):  # one class at a time: no second copy of the blended logits
+            region[channel][inside] = sums[channel][inside].float()
         logger.debug(
-            "cord ROI: %d tiles, %.1f%% of the volume", len(starts), 100 * float(inside.float().mean())
+            "cord ROI: %d tiles, %.1f%% of the volume",
+            len(starts),
+            100 * float(inside.sum()) / float(np.prod(spatial)),
         )
     else:
         logger.warning(

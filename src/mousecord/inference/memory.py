@@ -3,7 +3,7 @@ turns a wrong header voxel size into an image too large to hold.
 
 The estimate is linear in the number of voxels at the model's spacing. Its rate, 64 bytes per network
 voxel over a fixed 0.5 GB for the libraries and the network, is set from measured peaks and rounded up:
-1.54 GB for a 200 x 200 x 500 volume (2e7 voxels) with the in-plane default model, and the kernel's kill
+1.42 GB for a 200 x 200 x 500 volume (2e7 voxels) with the in-plane default model, and the kernel's kill
 at 23 GB of a 0.5 x 0.5 x 7.5 mm scan resampled by a 3D model to 0.05 mm (3.6e8 voxels): the input,
 the resampled copy, per-class logits and their accumulators, argmax and export copies.
 """

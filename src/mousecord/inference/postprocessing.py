@@ -26,14 +26,33 @@ def cord_components(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return components, sizes
 
 
+def cord_box(label_map: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of the cord (GM + WM), empty slices where there is none."""
+    cord = np.asarray(label_map) != Label.BACKGROUND
+    box = []
+    for axis in range(cord.ndim):
+        present = np.flatnonzero(np.any(cord, axis=tuple(i for i in range(cord.ndim) if i != axis)))
+        box.append(slice(int(present[0]), int(present[-1]) + 1) if present.size else slice(0, 0))
+    return tuple(box)
+
+
 def keep_largest_component(label_map: np.ndarray) -> np.ndarray:
-    """Keep only the largest 26-connected component of the cord (GM + WM); other tissue becomes background."""
-    components, sizes = cord_components(label_map)
+    """Keep only the largest 26-connected component of the cord (GM + WM); other tissue becomes background.
+
+    Components are counted inside the cord's bounding box only: on the cord ROI path that box is a few
+    percent of the volume, and labelling the whole of it took most of a second.
+    """
+    kept = np.zeros_like(label_map, dtype=np.uint8)
+    box = cord_box(label_map)
+    inside = label_map[box]
+    if inside.size == 0:  # no cord at all
+        return kept
+    components, sizes = cord_components(inside)
     if len(sizes) <= 2:
-        return label_map.copy()
-    return np.where(components == int(np.argmax(sizes)), label_map, np.uint8(Label.BACKGROUND)).astype(
-        np.uint8
-    )
+        kept[box] = inside
+    else:
+        kept[box] = np.where(components == int(np.argmax(sizes)), inside, np.uint8(Label.BACKGROUND))
+    return kept
 
 
 def drop_short_cord(label_map: np.ndarray, *, min_slices: int, axis: int) -> np.ndarray:

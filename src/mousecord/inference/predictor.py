@@ -33,7 +33,7 @@ from mousecord.inference.slabs import (
     nonzero_crop_shape,
     predict_in_slabs,
 )
-from mousecord.inference.sliding_window import PredictFn, TileSettings, sliding_window
+from mousecord.inference.sliding_window import PredictFn, TileSettings, labels_from_logits, sliding_window
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
 from mousecord.io.volume import Volume
 from mousecord.models.bundle import ModelBundle
@@ -270,7 +270,7 @@ class Predictor:
                 order=1,
             )
             logits = torch.from_numpy(logits_array)
-        label_crop = torch.argmax(logits, dim=0).to(torch.uint8).numpy()
+        label_crop = labels_from_logits(logits)
         probability_crop = torch.softmax(logits.float(), dim=0).numpy() if probabilities else None
         return label_crop, probability_crop
 
