@@ -9,6 +9,7 @@ the model; four other volumes (seeds 910-913) are segmented before and after, de
 truth. Wall time of the fine-tune is reported beside the 15-minute target.
 
     python benchmarks/adapt.py [--shape 200 200 96] [--json adapt.json]
+    python benchmarks/adapt.py --train-option=--epochs --train-option=20   # options for mousecord train
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ def main() -> int:
     parser.add_argument("--shape", type=int, nargs=3, default=(200, 200, 96), metavar=("X", "Y", "Z"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--train-option",
+        action="append",
+        default=[],
+        help="an option for mousecord train, one word each (--train-option=--epochs --train-option=20)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -108,13 +115,14 @@ def main() -> int:
                 "--init-model",
                 args.model,
                 "--quiet",
+                *args.train_option,
             ]
         )
         minutes = (time.perf_counter() - started) / 60
         if code != 0:
             return code
         after = score(load_bundle(Path(folder) / "run" / "model"), args.shape)
-    print(f"after {minutes:.1f} min of fine-tuning: {after}")
+    print(f"after {minutes:.1f} min of fine-tuning ({' '.join(args.train_option) or 'defaults'}): {after}")
     print(f"{'':>8} {'GM Dice':>8} {'WM Dice':>8} {'cord Dice':>9}")
     for name, row in (("before", before), ("after", after)):
         print(f"{name:>8} {row['GM']:8.3f} {row['WM']:8.3f} {row['cord']:9.3f}")
@@ -130,6 +138,7 @@ def main() -> int:
             "minutes": minutes,
             "targets": TARGETS,
             "shape": args.shape,
+            "train_options": args.train_option,
         }
         args.json.write_text(json.dumps(record, indent=2) + "\n")
     return 0
