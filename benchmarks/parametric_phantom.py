@@ -33,7 +33,14 @@ CONTRASTS = {
 MEDIUM, BONE, DURA, FLUID, MUSCLE = range(5)
 
 
-def _inside_ellipse(x: np.ndarray, y: np.ndarray, centre, radii, angle: float = 0.0) -> np.ndarray:
+def _inside_ellipse(
+    x: np.ndarray,
+    y: np.ndarray,
+    centre: tuple[float, float],
+    radii: tuple[float, float],
+    angle: float = 0.0,
+) -> np.ndarray:
+    """Points (x, y) inside the ellipse of ``centre``, semi-axes ``radii`` (mm) and rotation ``angle``."""
     cos, sin = np.cos(angle), np.sin(angle)
     u = (x - centre[0]) * cos + (y - centre[1]) * sin
     v = -(x - centre[0]) * sin + (y - centre[1]) * cos

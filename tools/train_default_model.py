@@ -148,7 +148,8 @@ def default_model_card(
         "- Adapt it to your scans from a few annotated slices: `mousecord train DATASET -o runs/own",
         "  --init-model default` (annotated slices mixed with synthetic ones), then",
         "  `mousecord segment --model runs/own/model` (see the README, 'Fine-tuning on your scans').",
-        "- One slice at a time with two neighbours, logits smoothed along the slices (0.1 mm): the GM",
+        f"- One slice at a time with two neighbours, logits smoothed along the slices "
+        f"({INFERENCE['z_smoothing_mm']} mm): the GM",
         "  area jumps from slice to slice 1.2x (T1w) to 2x (random contrasts) more than the truth's in",
         "  volumes (target 1.2x), and boundaries are rounder than the truth's; WM is over-segmented by",
         "  about 19 % in volume on T1w-like and GM-darker phantoms: the cord outline lies up to one voxel",
@@ -197,14 +198,21 @@ def _metric_lines(record: dict) -> list[str]:
             lines += ["", f"GM area jitter from slice to slice: {jitter['mean']:.2f}x the truth's."]
         return lines
     results = record["results"]
+    end_to_end = (
+        f" `mousecord segment` end to end (a fresh process: imports, model, read, segment, write the "
+        f"three outputs) {results['cli']['wall_s']:.1f} s ({record['speed_ratio_end_to_end']:.1f}x faster, "
+        f"peak {record['peak_gb_end_to_end']:.2f} GB)."
+        if "cli" in results
+        else ""
+    )
     return [
         f"Speed and memory, phantom {record['shape_xyz']}, {record['threads']} threads, CPU: nnU-Net's "
         f"predictor (reference-size network, patch {record['nnunet_patch_zyx']}) "
         f"{results['nnunet']['wall_s']:.0f} s; this model "
-        f"({results['cord'].get('backend', 'torch')} backend), "
+        f"({results['cord'].get('backend', 'torch')} backend), array to labels, "
         f"cord ROI {results['cord']['wall_s']:.1f} s ({record['speed_ratio']:.1f}x faster, peak "
         f"{record['peak_gb_cord']:.2f} GB), dense {results['full']['wall_s']:.1f} s. GM Dice cord ROI "
-        f"{results['cord']['dice_GM']:.4f} vs dense {results['full']['dice_GM']:.4f}.",
+        f"{results['cord']['dice_GM']:.4f} vs dense {results['full']['dice_GM']:.4f}.{end_to_end}",
     ]
 
 

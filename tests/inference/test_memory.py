@@ -16,8 +16,8 @@ from tests.inference.helpers import tiny_bundle
 
 
 def test_the_estimate_matches_the_measured_default_model_peak():
-    # 200 x 200 x 500 at 0.05 mm: 1.54 GB measured end to end; the estimate errs on the safe side
-    assert 1.54e9 <= estimate_peak_bytes(200 * 200 * 500) <= 2.0e9
+    # 200 x 200 x 500 at 0.05 mm: 1.42 GB measured end to end; the estimate errs on the safe side
+    assert 1.42e9 <= estimate_peak_bytes(200 * 200 * 500) <= 2.0e9
     assert estimate_peak_bytes(2 * 10**8) > 2 * estimate_peak_bytes(10**8) - estimate_peak_bytes(0) - 1
 
 

@@ -3,7 +3,7 @@
 The mapping is flat, as bundles store it::
 
     {"version": 1, "roi": "cord", "keep_largest_component": true, "min_cord_slices": 3,
-     "z_smoothing_mm": 0.1, "slab_spacing_mm": 0.5, ...}   # the remaining keys are CordRoiSettings fields
+     "z_smoothing_mm": 0.2, "slab_spacing_mm": 0.5, ...}   # the remaining keys are CordRoiSettings fields
 
 ``version`` may be left out (bundles written before it existed are version 1).
 """

@@ -252,7 +252,7 @@ class Predictor:
 
         An in-plane model whose settings ask for ``z_smoothing_mm`` has its logits smoothed along the
         slices first (a Gaussian of that standard deviation): each slice was predicted on its own, and
-        the cord changes little over a tenth of a millimetre, so this removes slice-to-slice jitter. The
+        the cord changes little over a few tenths of a millimetre, so this removes slice-to-slice jitter. The
         smoothing is done in place (``logits`` changes), so that no second copy of them is held.
         """
         smoothing_mm = self.model_settings.z_smoothing_mm

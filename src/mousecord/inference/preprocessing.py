@@ -182,10 +182,11 @@ def slab_channels(image: np.ndarray, slices: int) -> np.ndarray:
     depth = image.shape[1]
     channels = np.empty((image.shape[0] * slices, *image.shape[1:]), dtype=image.dtype)
     # Gathered straight into the result: padding, stacking and concatenating copied the volume three times.
-    for channel in range(image.shape[0]):
-        for offset in range(slices):
-            neighbours = np.clip(np.arange(depth) + offset - half, 0, depth - 1)
-            np.take(image[channel], neighbours, axis=0, out=channels[channel * slices + offset])
+    for offset in range(slices):
+        neighbours = np.arange(depth) + offset - half
+        for channel in range(image.shape[0]):
+            # mode="clip" replicates the end slices and writes straight into ``out`` (no buffer)
+            np.take(image[channel], neighbours, axis=0, out=channels[channel * slices + offset], mode="clip")
     return channels
 
 
