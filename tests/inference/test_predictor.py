@@ -14,7 +14,9 @@ from mousecord.inference.postprocessing import (
     fill_holes,
     keep_largest_component,
     remove_small_components,
+    smooth_logits_along_slices,
 )
+from mousecord.inference.sliding_window import labels_from_logits
 from mousecord.io import Volume, load_nifti
 from tests.inference.helpers import tiny_bundle
 
@@ -99,6 +101,36 @@ def test_keep_largest_component_matches_labelling_the_whole_volume():
     assert cord_box(blob) == (slice(2, 4), slice(1, 2), slice(3, 5))
     assert np.array_equal(keep_largest_component(blob), blob)
     assert not keep_largest_component(np.zeros((4, 4, 4), np.uint8)).any()
+
+
+def test_smoothing_along_slices_inside_a_tube_ignores_what_lies_outside_it():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(3, 16, 5, 6)).astype(np.float32)
+    plain = logits.copy()
+    smooth_logits_along_slices(plain, 2.0)
+    expected = np.stack(
+        [ndimage.gaussian_filter1d(channel, 2.0, axis=0, mode="nearest") for channel in logits]
+    )
+    assert np.allclose(plain, expected)
+
+    # a cord (class 1 ahead by 5) on slices 3-11 of a tube over part of the plane; the cord ROI path's
+    # sentinel background logit everywhere else
+    predicted = np.zeros((16, 5, 6), bool)
+    predicted[3:12, 1:4, 2:5] = True
+    tube = np.zeros((3, 16, 5, 6), np.float32)
+    tube[0] = 1.0e4
+    tube[:, predicted] = logits[:, predicted]
+    tube[1, predicted] += 5.0
+    untouched = tube.copy()
+    smooth_logits_along_slices(tube, 2.0, predicted=predicted)
+    assert np.array_equal(tube[:, ~predicted], untouched[:, ~predicted])
+    assert (labels_from_logits(tube)[predicted] == 1).all()  # the sentinel no longer leaks into the cord
+    column = untouched[1, 3:12, 2, 3]  # normalised convolution, by hand, at the tube's first slice
+    weights = np.exp(-0.5 * (np.arange(9) / 2.0) ** 2)  # slices 3-11, all within scipy's 4-sigma kernel
+    assert tube[1, 3, 2, 3] == pytest.approx(float(np.sum(weights * column) / np.sum(weights)), rel=1e-5)
+    empty = logits.copy()
+    smooth_logits_along_slices(empty, 2.0, predicted=np.zeros((16, 5, 6), bool))
+    assert np.array_equal(empty, logits)
 
 
 @pytest.fixture(scope="module")

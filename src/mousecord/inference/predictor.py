@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from mousecord.errors import ConfigError
 from mousecord.inference import preprocessing as prep
@@ -25,7 +24,11 @@ from mousecord.inference.config import InferenceConfig
 from mousecord.inference.cord_roi import CordRoi, predict_cord_logits
 from mousecord.inference.memory import available_memory_bytes, estimate_peak_bytes, slab_slices_that_fit
 from mousecord.inference.model_settings import ModelInferenceSettings
-from mousecord.inference.postprocessing import drop_short_cord, keep_largest_component
+from mousecord.inference.postprocessing import (
+    drop_short_cord,
+    keep_largest_component,
+    smooth_logits_along_slices,
+)
 from mousecord.inference.preprocessing import PreprocessedImage
 from mousecord.inference.slabs import (
     context_slices,
@@ -237,30 +240,45 @@ class Predictor:
         return logits, roi
 
     def export(
-        self, logits: torch.Tensor, preprocessed: PreprocessedImage, *, probabilities: bool = False
+        self,
+        logits: torch.Tensor,
+        preprocessed: PreprocessedImage,
+        *,
+        probabilities: bool = False,
+        roi: CordRoi | None = None,
     ) -> Prediction:
         """Logits in network space -> canonical (x, y, z) label map (and (k, x, y, z) probabilities):
         :meth:`crop_labels`, then :meth:`paste`."""
-        label_crop, probability_crop = self.crop_labels(logits, preprocessed, probabilities=probabilities)
+        label_crop, probability_crop = self.crop_labels(
+            logits, preprocessed, probabilities=probabilities, roi=roi
+        )
         return self.paste(label_crop, probability_crop, preprocessed.full_shape, preprocessed.bounding_box)
 
     def crop_labels(
-        self, logits: torch.Tensor, preprocessed: PreprocessedImage, *, probabilities: bool = False
+        self,
+        logits: torch.Tensor,
+        preprocessed: PreprocessedImage,
+        *,
+        probabilities: bool = False,
+        roi: CordRoi | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits -> the (z, y, x) uint8 label map of the crop (network axes, the crop's own grid) and, if
         asked, its (k, z, y, x) softmax; no clean-up yet.
 
         An in-plane model whose settings ask for ``z_smoothing_mm`` has its logits smoothed along the
         slices first (a Gaussian of that standard deviation): each slice was predicted on its own, and
-        the cord changes little over a few tenths of a millimetre, so this removes slice-to-slice jitter. The
-        smoothing is done in place (``logits`` changes), so that no second copy of them is held.
+        the cord changes little over a few tenths of a millimetre, so this removes slice-to-slice
+        jitter. On the cord ROI path (``roi``, the tube the logits came with) only the tube is smoothed,
+        from the tube alone. The smoothing is done in place (``logits`` changes), so that no second copy
+        of them is held.
         """
         smoothing_mm = self.model_settings.z_smoothing_mm
         if self.bundle.in_plane and smoothing_mm > 0 and logits.shape[1] > 1:
-            sigma = smoothing_mm / float(preprocessed.network_spacing_mm[0])
-            array = logits.numpy()
-            for channel in array:  # in place, one class at a time: no second copy of the logits
-                ndimage.gaussian_filter1d(channel, sigma, axis=0, mode="nearest", output=channel)
+            smooth_logits_along_slices(
+                logits.numpy(),
+                smoothing_mm / float(preprocessed.network_spacing_mm[0]),
+                predicted=None if roi is None else roi.mask(tuple(logits.shape[1:])),
+            )
         if preprocessed.resampled:
             logits_array = prep.resample(
                 logits.numpy(),
@@ -312,7 +330,7 @@ class Predictor:
             return predict_in_slabs(self, image, voxel_size_mm, slab_depth, probabilities=probabilities)
         preprocessed = self.preprocess(image, voxel_size_mm)
         logits, roi = self.predict_logits_and_roi(preprocessed.data, preprocessed.network_spacing_mm)
-        return replace(self.export(logits, preprocessed, probabilities=probabilities), roi=roi)
+        return replace(self.export(logits, preprocessed, probabilities=probabilities, roi=roi), roi=roi)
 
     def predict_volume(self, volume: Volume, *, probabilities: bool = False) -> Prediction:
         """Segment a :class:`Volume` of any orientation; results come back on the volume's own grid."""

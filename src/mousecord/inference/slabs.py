@@ -83,15 +83,15 @@ def predict_in_slabs(
             max_network_voxels=predictor.config.max_network_voxels,
             slab=(read, reference),
         )
-        logits, _ = predictor.predict_logits_and_roi(slab.data, slab.network_spacing_mm)
-        labels, slab_probabilities = predictor.crop_labels(logits, slab, probabilities=probabilities)
+        logits, roi = predictor.predict_logits_and_roi(slab.data, slab.network_spacing_mm)
+        labels, slab_probabilities = predictor.crop_labels(logits, slab, probabilities=probabilities, roi=roi)
         first = read.start + slab.bounding_box[0].start  # the image slice of labels[0]
         source = slice(keep.start - first, keep.stop - first)
         target = slice(keep.start - box[0].start, keep.stop - box[0].start)
         label_crop[target] = labels[source]
         if probability_crop is not None and slab_probabilities is not None:
             probability_crop[:, target] = slab_probabilities[:, source]
-        del logits, labels, slab_probabilities, slab
+        del logits, labels, slab_probabilities, slab, roi
         bar.update()
     bar.close()
     return predictor.paste(label_crop, probability_crop, full_shape, box)
