@@ -49,9 +49,7 @@ def _rss_mb() -> float:
         return int(stream.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def worker(
-    which: str, folder: Path, image_path: Path, threads: int, inference: str | None, backend: str
-) -> dict:
+def worker(which: str, folder: Path, image_path: Path, threads: int, backend: str) -> dict:
     import numpy as np
     import torch
 
@@ -80,9 +78,6 @@ def worker(
         from mousecord.models.registry import resolve_model
 
         bundle = resolve_model(str(folder) if folder else None)
-        if inference:
-            merged = {**bundle.metadata.get("inference", {}), **json.loads(inference)}
-            bundle = dataclasses.replace(bundle, metadata={**bundle.metadata, "inference": merged})
         predictor = Predictor(
             bundle, InferenceConfig(device="cpu", threads=threads, roi=which, backend=backend)
         )
@@ -160,11 +155,7 @@ def main() -> int:
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(
-            json.dumps(
-                worker(args.worker, args.folder, args.image, args.threads, args.inference, args.backend)
-            )
-        )
+        print(json.dumps(worker(args.worker, args.folder, args.image, args.threads, args.backend)))
         return 0
     if args.default_model:
         return default_model_benchmark(args)
@@ -222,7 +213,6 @@ def _run_worker(which: str, folder: Path | None, image_path: Path, args: argpars
     command = [sys.executable, __file__, "--worker", which, "--image", str(image_path)]
     command += ["--threads", str(args.threads), "--backend", args.backend]
     command += ["--folder", str(folder)] if folder else []
-    command += ["--inference", args.inference] if args.inference and which in ("cord", "full") else []
     started = time.perf_counter()
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
@@ -262,17 +252,17 @@ def default_model_benchmark(args: argparse.Namespace) -> int:
         save_volume(phantom.image, nifti_path)
         del phantom
         folder = make_nnunet_folder(root, patch_size_vox=patch, features_per_stage=args.features)
-        command_model = args.model
-        if args.inference:  # the command takes no settings: it gets a bundle that carries them
+        model = args.model
+        if args.inference:  # one bundle carrying the settings, for (b), (c) and the command (d) alike
             bundle = resolve_model(args.model)
             merged = {**bundle.metadata.get("inference", {}), **json.loads(args.inference)}
             bundle = dataclasses.replace(bundle, metadata={**bundle.metadata, "inference": merged})
-            command_model = str(save_bundle(bundle, root / "bundle"))
+            model = str(save_bundle(bundle, root / "bundle"))
         runs = (
             ("nnunet", folder, image_path),
-            ("cord", args.model, image_path),
-            ("full", args.model, image_path),
-            ("cli", command_model, nifti_path),
+            ("cord", model, image_path),
+            ("full", model, image_path),
+            ("cli", model, nifti_path),
         )
         for which, model_folder, path in runs:
             print(f"running {which} ...", file=sys.stderr, flush=True)

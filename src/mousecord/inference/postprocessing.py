@@ -43,9 +43,9 @@ def smooth_logits_along_slices(
         for channel in logits:  # one class at a time: no second copy of the logits
             ndimage.gaussian_filter1d(channel, sigma_slices, axis=0, mode="nearest", output=channel)
         return
-    box = (slice(None), *cord_box(predicted.any(axis=0))) if predicted.any() else None
-    if box is None:
+    if not predicted.any():
         return
+    box = (slice(None), *cord_box(predicted.any(axis=0)))
     inside = predicted[box]
     weight = inside.astype(logits.dtype)
     total = ndimage.gaussian_filter1d(weight, sigma_slices, axis=0, mode="nearest")
