@@ -47,6 +47,7 @@ def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys):
             "1",
             "--backend",
             "torch",
+            "--tta",
             "-qc",
             str(tmp_path / "qc"),
         ]
@@ -58,6 +59,7 @@ def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys):
     assert "OUT.nii.gz" in capsys.readouterr().out
     settings = json.loads((tmp_path / "OUT.json").read_text())["settings"]
     assert settings["backend"] == "torch" and settings["backend_resolved"] == "torch"
+    assert settings["mirroring"] is True and settings["mirroring_resolved"] is True
 
 
 def test_bad_input_is_one_red_line_and_exit_1(model_folder, tmp_path, capsys):

@@ -211,6 +211,8 @@ def test_settings_from_metadata_reject_unknown_keys_versions_and_bad_values():
         ModelInferenceSettings.from_metadata({"roi": "tube"}, name="m")
     with pytest.raises(ConfigError, match="must be a mapping"):
         ModelInferenceSettings.from_metadata(["cord"], name="m")
+    with pytest.raises(ConfigError, match="model m: mirroring must be true or false, got 'yes'"):
+        ModelInferenceSettings.from_metadata({"mirroring": "yes"}, name="m")
     with pytest.raises(ConfigError, match="slab_spacing_mm"):
         CordRoiSettings(slab_spacing_mm=0)
     with pytest.raises(ConfigError, match="max_centre_step_mm"):
@@ -233,6 +235,13 @@ def test_predictor_follows_the_bundle_and_the_override():
         cord_bundle, InferenceConfig(device="cpu", backend="torch", roi="full", keep_largest_component=False)
     )
     assert forced.roi == "full" and not forced.keep_largest_component
+    assert not auto.mirroring and auto.tiles.mirror_axes == ()
+    mirrored_bundle = dataclasses.replace(bundle, metadata={"inference": {"mirroring": True}})
+    mirrored = Predictor(mirrored_bundle, InferenceConfig(device="cpu", backend="torch"))
+    assert mirrored.mirroring and mirrored.tiles.mirror_axes == bundle.mirror_axes
+    assert mirrored.resolved_settings()["mirroring_resolved"] is True
+    plain = Predictor(mirrored_bundle, InferenceConfig(device="cpu", backend="torch", mirroring=False))
+    assert plain.tiles.mirror_axes == ()
     image = np.random.default_rng(0).normal(size=(13, 11, 9)).astype(np.float32)
     prediction = auto.predict_array(image, (1.0, 1.0, 1.0))
     assert prediction.label_map.shape == image.shape and prediction.label_map.dtype == np.uint8

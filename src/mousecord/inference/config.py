@@ -17,7 +17,8 @@ class InferenceConfig:
     Attributes:
         tile_step_fraction: sliding-window step as a fraction of the patch (nnU-Net's ``tile_step_size``).
         blend: "gaussian" (nnU-Net) or "constant" tile weighting.
-        mirroring: test-time augmentation over the model's allowed mirror axes (8x slower in 3D).
+        mirroring: test-time augmentation over the model's allowed mirror axes (8x slower in 3D, 4x in
+            2D); None: as the bundle's ``metadata["inference"]`` says, else no.
         device: "cpu", "cuda" or "auto" (CUDA when available; the CPU with backend "openvino").
         threads: CPU threads for the network and torch (None: torch's default).
         batch_size_tiles: tiles per network call (None: 1 for a 3D model, 16 slices for an in-plane one).
@@ -41,7 +42,7 @@ class InferenceConfig:
 
     tile_step_fraction: float = 0.5
     blend: str = "gaussian"
-    mirroring: bool = False
+    mirroring: bool | None = None
     device: str = "auto"
     threads: int | None = None
     batch_size_tiles: int | None = None

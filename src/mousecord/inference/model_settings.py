@@ -2,7 +2,7 @@
 
 The mapping is flat, as bundles store it::
 
-    {"version": 1, "roi": "cord", "keep_largest_component": true, "min_cord_slices": 3,
+    {"version": 1, "roi": "cord", "keep_largest_component": true, "min_cord_slices": 3, "mirroring": true,
      "z_smoothing_mm": 0.2, "slab_spacing_mm": 0.5, ...}   # the remaining keys are CordRoiSettings fields
 
 ``version`` may be left out (bundles written before it existed are version 1).
@@ -35,6 +35,8 @@ class ModelInferenceSettings:
         z_smoothing_mm: an in-plane model's logits are smoothed along the slices by a Gaussian of this
             standard deviation (mm) before the argmax (0: not at all); slices thicker than it are barely
             touched.
+        mirroring: mirroring test-time augmentation over the bundle's mirror axes by default (on the cord
+            ROI path, stage 2 only).
         cord_roi: the cord ROI path's settings.
     """
 
@@ -42,6 +44,7 @@ class ModelInferenceSettings:
     keep_largest_component: bool = False
     min_cord_slices: int = 0
     z_smoothing_mm: float = 0.0
+    mirroring: bool = False
     cord_roi: CordRoiSettings = field(default_factory=CordRoiSettings)
 
     def __post_init__(self) -> None:
@@ -51,6 +54,8 @@ class ModelInferenceSettings:
             raise ConfigError(f"min_cord_slices must be an integer >= 0, got {self.min_cord_slices!r}")
         if not self.z_smoothing_mm >= 0:
             raise ConfigError(f"z_smoothing_mm must be >= 0, got {self.z_smoothing_mm!r}")
+        if not isinstance(self.mirroring, bool):
+            raise ConfigError(f"mirroring must be true or false, got {self.mirroring!r}")
 
     @classmethod
     def from_metadata(cls, inference: Any, *, name: str = "model") -> ModelInferenceSettings:
@@ -95,6 +100,7 @@ class ModelInferenceSettings:
             "keep_largest_component": self.keep_largest_component,
             "min_cord_slices": self.min_cord_slices,
             "z_smoothing_mm": self.z_smoothing_mm,
+            "mirroring": self.mirroring,
             **{key: value for key, value in self.cord_roi.to_dict().items() if value is not None},
         }
 

@@ -84,13 +84,16 @@ class Predictor:
             if self.config.keep_largest_component is None
             else self.config.keep_largest_component
         )
+        self.mirroring = (
+            self.model_settings.mirroring if self.config.mirroring is None else self.config.mirroring
+        )
         #: The sliding window's settings: the model's patch and mirror axes, the configuration's step,
         #: blend, batch and precision.
         self.tiles = TileSettings(
             bundle.patch_size_vox,
             step_fraction=self.config.tile_step_fraction,
             blend=self.config.blend,
-            mirror_axes=bundle.mirror_axes if self.config.mirroring else (),
+            mirror_axes=bundle.mirror_axes if self.mirroring else (),
             batch_size=self.batch_size_tiles,
             accumulate_dtype=getattr(torch, self.config.accumulate_dtype),
         )
@@ -389,6 +392,7 @@ class Predictor:
             "backend_resolved": self.backend,
             "roi_resolved": self.roi,
             "keep_largest_component_resolved": self.keep_largest_component,
+            "mirroring_resolved": self.mirroring,
             **({"cord_roi": self.roi_settings.to_dict()} if self.roi == "cord" else {}),
         }
 
