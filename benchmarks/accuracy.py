@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"model {bundle.name} ({bundle.source}), case {case}, contrast {args.contrast}, {len(rows)} "
         f"phantoms {tuple(args.shape)} at {tuple(args.voxel_size)} mm, roi {predictor.roi}, "
-        f"backend {predictor.backend}, keep largest {predictor.keep_largest_component}"
+        f"backend {predictor.backend} ({predictor.precision}), mirroring {predictor.mirroring}, keep largest "
+        f"{predictor.keep_largest_component}"
     )
     print(format_table(rows, summary, targets))
     if args.json:
@@ -203,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             "shape_xyz": list(args.shape),
             "roi": predictor.roi,
             "backend": predictor.backend,
+            "precision": predictor.precision,
+            "mirroring": predictor.mirroring,
             "threads": args.threads,
             "targets": targets,
             "summary": summary,

@@ -13,6 +13,8 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "torch", "openvino")
 #: Overrides what backend "auto" means, e.g. ``MOUSECORD_BACKEND=torch`` for nnU-Net-exact results.
 BACKEND_ENVIRONMENT_VARIABLE = "MOUSECORD_BACKEND"
+#: Network precision: "auto" (a bundle's int8 networks on OpenVINO where it has them, else float32).
+PRECISIONS = ("auto", "float32", "int8")
 #: ``metadata["inference"]["roi"]`` values, and ``InferenceConfig.roi``'s (plus "auto": the bundle's choice):
 #: "full": dense sliding window (nnU-Net's way); "cord": find the cord, segment around it.
 ROI_MODES = ("full", "cord")
@@ -27,5 +29,6 @@ __all__ = [
     "DEFAULT_MAX_NETWORK_VOXELS",
     "DEVICES",
     "PHANTOM_CONTRASTS",
+    "PRECISIONS",
     "ROI_MODES",
 ]

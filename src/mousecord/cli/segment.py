@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mousecord.cli.main import add_backend_option, add_common_options, show_progress
-from mousecord.options import DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
+from mousecord.options import DEFAULT_MAX_NETWORK_VOXELS, DEVICES, PRECISIONS, ROI_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="mirroring test-time augmentation (4x slower in 2D, 8x in 3D; default: what the model asks for, "
         "on for the default model)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="network precision: auto (default) runs a model's int8 networks on OpenVINO where it has them "
+        "(the default model does: about 1.9x faster), else float32",
+    )
     parser.add_argument("--step", type=float, default=0.5, help="sliding-window step, fraction of the patch")
     parser.add_argument(
         "--roi",
@@ -124,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         backend=args.backend,
+        precision=args.precision,
         max_network_voxels=int(args.max_voxels),
         roi=args.roi,
     )

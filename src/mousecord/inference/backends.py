@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from mousecord.errors import ConfigError
+from mousecord.models.bundle import Int8Network
 from mousecord.options import BACKENDS
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ def smallest_input_shape(architecture: dict[str, Any]) -> tuple[int, ...]:
 
 
 class OpenVinoNetwork:
-    """A PyTorch network compiled by OpenVINO for the CPU, called like the network on (b, c, z, y, x) tiles.
+    """A PyTorch network compiled by OpenVINO for the CPU, called like the network on (b, c, z, y, x) tiles;
+    or, given an :class:`~mousecord.models.bundle.Int8Network`, that int8 IR compiled instead.
 
     The network is traced once on a small input (tracing on a full tile takes a minute for the reference
     network) with batch and spatial sizes left dynamic, so tiles and stage-1 slabs of any shape run on the
@@ -111,14 +113,21 @@ class OpenVinoNetwork:
 
     def __init__(
         self,
-        network: torch.nn.Module,
+        network: torch.nn.Module | Int8Network,
         *,
         input_channels: int,
         example_shape_vox: Sequence[int],
         threads: int,
     ) -> None:
         try:
-            self._request = _compile(network, input_channels, example_shape_vox, threads)
+            openvino = import_openvino()
+            if isinstance(network, Int8Network):
+                model = openvino.Core().read_model(
+                    network.xml.decode(), openvino.Tensor(np.frombuffer(network.weights, dtype=np.uint8))
+                )
+            else:
+                model = convert_network(network, input_channels, example_shape_vox)
+            self._request = _compile(model, threads)
         except Exception as error:  # OpenVINO raises plain RuntimeErrors from C++, or ImportError
             raise ConfigError(
                 f"OpenVINO could not run this network ({type(error).__name__}: "
@@ -133,9 +142,9 @@ class OpenVinoNetwork:
         return torch.from_numpy(outputs[0])
 
 
-def _compile(
-    network: torch.nn.Module, input_channels: int, example_shape_vox: Sequence[int], threads: int
-) -> Any:
+def convert_network(network: torch.nn.Module, input_channels: int, example_shape_vox: Sequence[int]) -> Any:
+    """An OpenVINO model of ``network`` on (b, c, z, y, x) tiles, batch and spatial sizes dynamic (what
+    :class:`OpenVinoNetwork` compiles, and what an int8 network is quantised from)."""
     openvino = import_openvino()
     example = torch.zeros((1, input_channels, *example_shape_vox))
     # TorchScript tracing, as OpenVINO's own PyTorch frontend does: converting through torch.export took
@@ -146,9 +155,11 @@ def _compile(
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(network.eval(), example, check_trace=False)
-        model = openvino.convert_model(
-            traced, example_input=example, input=[(-1, input_channels, -1, -1, -1)]
-        )
+        return openvino.convert_model(traced, example_input=example, input=[(-1, input_channels, -1, -1, -1)])
+
+
+def _compile(model: Any, threads: int) -> Any:
+    openvino = import_openvino()
     with caller_signal_stack_kept():
         compiled = openvino.Core().compile_model(
             model,
@@ -200,6 +211,7 @@ def caller_signal_stack_kept() -> Iterator[None]:
 
 __all__ = [
     "OpenVinoNetwork",
+    "convert_network",
     "import_openvino",
     "openvino_available",
     "resolve_backend",

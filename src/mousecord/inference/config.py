@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from mousecord.errors import ConfigError
 from mousecord.inference.sliding_window import check_tiling
-from mousecord.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, ROI_MODES
+from mousecord.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, PRECISIONS, ROI_MODES
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class InferenceConfig:
             around it; see :mod:`mousecord.inference.cord_roi`).
         keep_largest_component: keep only the largest cord component (None: as the bundle's
             ``metadata["inference"]`` says, else no).
+        precision: "auto" (the bundle's int8 networks when the backend is OpenVINO and the bundle has them,
+            quantised from its weights; else float32), "float32" or "int8" (an error where it cannot be).
         backend: where the network runs: "torch", "openvino" (CPU only, ~2x faster; network outputs
             within 1e-4 relative of torch's) or "auto" (OpenVINO on an x86-64 CPU when installed, falling
             back to torch if it cannot compile the network); see :mod:`mousecord.inference.backends`.
@@ -51,6 +53,7 @@ class InferenceConfig:
     roi: str = "auto"
     keep_largest_component: bool | None = None
     backend: str = "auto"
+    precision: str = "auto"
     max_network_voxels: int = DEFAULT_MAX_NETWORK_VOXELS
     check_memory: bool = True
 
@@ -73,6 +76,8 @@ class InferenceConfig:
             )
         if self.max_network_voxels < 1:
             raise ConfigError(f"max_network_voxels must be at least 1, got {self.max_network_voxels}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.roi not in ("auto", *ROI_MODES):
             raise ConfigError(f"roi must be one of {('auto', *ROI_MODES)}, got {self.roi!r}")
 

@@ -71,6 +71,8 @@ class Predictor:
         self.device = resolve_device("cpu" if openvino_asked else self.config.device)
         #: "torch" or "openvino" ("auto" falls back to "torch" if OpenVINO cannot compile; see prepare).
         self.backend = resolve_backend(self.config.backend, self.device)
+        #: "float32" or "int8" (the bundle's int8 networks, on OpenVINO); see :meth:`_resolve_precision`.
+        self.precision = self._resolve_precision()
         self.networks = [self._load_fold(weights) for weights in bundle.fold_weights]
         self._runners: list[PredictFn] | None = None
         #: What the model asks of inference (its bundle's metadata["inference"]), parsed once.
@@ -98,6 +100,28 @@ class Predictor:
             accumulate_dtype=getattr(torch, self.config.accumulate_dtype),
         )
 
+    def _resolve_precision(self) -> str:
+        """int8 where asked for or, with "auto", where the backend is OpenVINO and the bundle's int8 networks
+        were quantised from its weights (int8 networks of other weights are ignored, with a warning)."""
+        asked = self.config.precision
+        if asked == "float32" or (asked == "auto" and not self.bundle.int8_networks):
+            return "float32"
+        matches = self.bundle.int8_matches_weights  # hashes the weights: once
+        problem = None
+        if not self.bundle.int8_networks:
+            problem = "has no int8 networks"
+        elif self.backend != "openvino":
+            problem = f"runs int8 networks on the OpenVINO backend only, not {self.backend!r}"
+        elif not matches:
+            problem = "has int8 networks quantised from other weights than its own"
+        if problem is None:
+            return "int8"
+        if asked == "int8":
+            raise ConfigError(f"model {self.bundle.name} {problem}; use precision float32")
+        if self.backend == "openvino" and not matches:
+            logger.warning("model %s %s; running in float32", self.bundle.name, problem)
+        return "float32"
+
     def _load_fold(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
         network = build_network(
             self.bundle.architecture,
@@ -123,8 +147,9 @@ class Predictor:
         the first image's timing, or to see a compile failure before any output is written.
 
         Raises:
-            ConfigError: backend "openvino" and OpenVINO cannot compile the network. With "auto" the
-                predictor falls back to torch instead, with a warning.
+            ConfigError: backend "openvino" and OpenVINO cannot compile the network, or precision "int8"
+                and it cannot compile the int8 networks. With backend "auto" the predictor falls back to
+                torch instead, with a warning; with precision "auto", int8 falls back to float32.
         """
         if self._runners is not None:
             return self._runners
@@ -133,21 +158,36 @@ class Predictor:
             return self._runners
         example = smallest_input_shape(self.bundle.architecture)
         threads = self.config.threads or torch.get_num_threads()
-        try:
-            self._runners = [
+
+        def compiled(networks) -> list[PredictFn]:
+            return [
                 OpenVinoNetwork(
                     network,
                     input_channels=self.bundle.network_channels,
                     example_shape_vox=example,
                     threads=threads,
                 )
-                for network in self.networks
+                for network in networks
             ]
+
+        try:
+            if self.precision == "int8":
+                try:
+                    self._runners = compiled(self.bundle.int8_networks)
+                except ConfigError as error:
+                    if self.config.precision == "int8":
+                        raise ConfigError(f"model {self.bundle.name}: int8 networks: {error}") from error
+                    logger.warning("model %s: int8 networks: %s; running in float32", self.bundle.name, error)
+                    self.precision = "float32"
+            if self._runners is None:
+                self._runners = compiled(self.networks)
         except ConfigError as error:
+            if self.config.precision == "int8":
+                raise
             if self.config.backend != "auto":
                 raise ConfigError(f"model {self.bundle.name}: {error}") from error
             logger.warning("model %s: %s; running on torch instead", self.bundle.name, error)
-            self.backend = "torch"
+            self.backend, self.precision = "torch", "float32"
             self._runners = self.networks
             return self._runners
         self.networks = []  # the compiled models hold their own weights
@@ -393,6 +433,7 @@ class Predictor:
             "roi_resolved": self.roi,
             "keep_largest_component_resolved": self.keep_largest_component,
             "mirroring_resolved": self.mirroring,
+            "precision_resolved": self.precision,
             **({"cord_roi": self.roi_settings.to_dict()} if self.roi == "cord" else {}),
         }
 

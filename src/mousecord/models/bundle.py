@@ -7,6 +7,8 @@ On disk a bundle is a folder::
                         ``metadata.weights_sha256`` records the weights file's SHA-256
       weights.safetensors  one state dict per fold, keys prefixed "fold_<k>."
       MODEL_CARD.md     training data, recipe, metrics, limits
+      int8/fold_<k>.xml, int8/fold_<k>.bin   optional: each fold's network as an OpenVINO IR quantised to
+                        int8 (``metadata.int8`` records their SHA-256 and the weights they were made from)
 
 safetensors holds tensors only, so loading a bundle can never execute code (unlike a pickled checkpoint).
 Loading checks the weights against the recorded SHA-256, so a corrupt or swapped file is refused instead of
@@ -26,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,9 @@ WEIGHTS_FILE = "weights.safetensors"
 MODEL_CARD = "MODEL_CARD.md"
 #: ``metadata`` key of ``{file name: hex SHA-256}`` for the weights (also what segment sidecars report).
 WEIGHTS_SHA256 = "weights_sha256"
+#: Folder of the int8 networks, and the ``metadata`` key that describes them.
+INT8_FOLDER = "int8"
+INT8_METADATA = "int8"
 
 #: Supported intensity normalisations: z-score (optionally inside the non-zero mask) and nnU-Net's CT scheme.
 NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization")
@@ -91,6 +97,19 @@ class InputSpec:
         return self.slab_slices > 0
 
 
+@dataclass(frozen=True)
+class Int8Network:
+    """One fold's network as an OpenVINO IR with int8 weights and activations, on (b, c, z, y, x) tiles like
+    the network it was quantised from (see ``tools/quantize_default_model.py``).
+
+    Attributes:
+        xml: the IR's model description. weights: its ``.bin`` file.
+    """
+
+    xml: bytes
+    weights: bytes
+
+
 @dataclass(frozen=True, eq=False)
 class ModelBundle:
     """A trained segmentation model, ready for inference, whatever format it came from.
@@ -110,6 +129,9 @@ class ModelBundle:
         slab_slices: 0 for a 3D network; else the network is 2D and sees this many adjacent axial slices
             (an odd number, the centre one segmented) as channels.
         model_card: free-text card (Markdown), and ``metadata`` any JSON-serialisable facts.
+        int8_networks: empty, or one :class:`Int8Network` per fold, quantised from ``fold_weights``
+            (``metadata["int8"]["weights_content_sha256"]`` is :func:`weights_content_sha256` of the weights
+            they were made from; :attr:`int8_matches_weights` says whether those are these weights).
         source: where the bundle was read from (not saved).
     """
 
@@ -127,6 +149,7 @@ class ModelBundle:
     slab_slices: int = 0
     model_card: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    int8_networks: tuple[Int8Network, ...] = ()
     source: Path | None = None
 
     def __post_init__(self) -> None:
@@ -156,6 +179,21 @@ class ModelBundle:
             raise ConfigError(
                 f"model {self.name}: an in-plane model's patch is one slice deep, got {self.patch_size_vox}"
             )
+        if self.int8_networks and len(self.int8_networks) != len(self.fold_weights):
+            raise ConfigError(
+                f"model {self.name}: {len(self.int8_networks)} int8 networks for "
+                f"{len(self.fold_weights)} folds"
+            )
+
+    @property
+    def int8_matches_weights(self) -> bool:
+        """Whether the bundle has int8 networks and they were quantised from these very weights."""
+        record = self.metadata.get(INT8_METADATA)
+        return bool(
+            self.int8_networks
+            and isinstance(record, dict)
+            and record.get("weights_content_sha256") == weights_content_sha256(self.fold_weights)
+        )
 
     @property
     def in_plane(self) -> bool:
@@ -208,7 +246,8 @@ class ModelBundle:
 
 
 def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = False) -> Path:
-    """Write ``bundle`` as a folder (model.json, weights.safetensors, MODEL_CARD.md).
+    """Write ``bundle`` as a folder (model.json, weights.safetensors, MODEL_CARD.md, and its int8 networks
+    when they were quantised from its weights; otherwise they and their record are left out).
 
     ``metadata["weights_sha256"]`` in model.json is the SHA-256 of the weights file just written, whatever
     ``bundle.metadata`` held under that key (a loaded bundle's record describes its old weights).
@@ -235,6 +274,10 @@ def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = Fa
             **bundle.metadata,
             WEIGHTS_SHA256: {WEIGHTS_FILE: file_sha256(staging / WEIGHTS_FILE)},
         }
+        if bundle.int8_matches_weights:
+            _write_int8(bundle, staging, description["metadata"])
+        else:  # int8 networks of other weights (a fine-tune's starting model) would not be this model
+            description["metadata"].pop(INT8_METADATA, None)
         (staging / MODEL_JSON).write_text(json.dumps(description, indent=2) + "\n")
         (staging / MODEL_CARD).write_text(
             bundle.model_card or f"# {bundle.name}\n\nNo model card was written.\n"
@@ -243,6 +286,48 @@ def save_bundle(bundle: ModelBundle, folder: Path | str, *, overwrite: bool = Fa
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _write_int8(bundle: ModelBundle, staging: Path, metadata: dict[str, Any]) -> None:
+    """Write the int8 networks into ``staging`` and record their SHA-256 in ``metadata["int8"]``."""
+    (staging / INT8_FOLDER).mkdir()
+    files = {}
+    for fold, network in enumerate(bundle.int8_networks):
+        for suffix, content in ((".xml", network.xml), (".bin", network.weights)):
+            name = f"{INT8_FOLDER}/fold_{fold}{suffix}"
+            (staging / name).write_bytes(content)
+            files[name] = hashlib.sha256(content).hexdigest()
+    metadata[INT8_METADATA] = {**bundle.metadata.get(INT8_METADATA, {}), "sha256": files}
+
+
+def _read_int8(folder: Path, metadata: dict[str, Any], num_folds: int) -> tuple[Int8Network, ...]:
+    """The int8 networks ``metadata["int8"]`` lists, each file checked against its SHA-256 (none: ())."""
+    record = metadata.get(INT8_METADATA)
+    if not isinstance(record, dict) or not record.get("sha256"):
+        return ()
+    expected = {
+        f"{INT8_FOLDER}/fold_{fold}{suffix}" for fold in range(num_folds) for suffix in (".xml", ".bin")
+    }
+    if not isinstance(record["sha256"], dict) or set(record["sha256"]) != expected:
+        raise ModelFolderError(
+            f"{folder / MODEL_JSON}: metadata.int8.sha256 must map exactly {sorted(expected)} to SHA-256s"
+        )
+    contents = {}
+    for name, recorded in record["sha256"].items():
+        path = folder / name
+        if not path.is_file():
+            raise ModelFolderError(f"{path}: missing; {MODEL_JSON} lists it among the int8 networks")
+        content = path.read_bytes()
+        if hashlib.sha256(content).hexdigest() != str(recorded).lower():
+            raise ModelFolderError(
+                f"{path}: does not match the sha256 recorded in {MODEL_JSON}: the file is corrupt or was "
+                "replaced; reinstall the model"
+            )
+        contents[name] = content
+    return tuple(
+        Int8Network(contents[f"{INT8_FOLDER}/fold_{fold}.xml"], contents[f"{INT8_FOLDER}/fold_{fold}.bin"])
+        for fold in range(num_folds)
+    )
 
 
 def _permissions_from_umask(path: Path) -> None:
@@ -323,6 +408,7 @@ def load_bundle(folder: Path | str) -> ModelBundle:
             slab_slices=int(description.get("slab_slices", 0)),
             model_card=card.read_text() if card.is_file() else "",
             metadata={**metadata, WEIGHTS_SHA256: {WEIGHTS_FILE: digest}},
+            int8_networks=_read_int8(folder, metadata, num_folds),
             source=folder,
         )
     except (KeyError, TypeError, ConfigError) as error:
@@ -360,6 +446,18 @@ def unique_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {key: state_dict[key] for key in sorted(kept.values())}
 
 
+def weights_content_sha256(fold_weights: Sequence[dict[str, torch.Tensor]]) -> str:
+    """Hex SHA-256 of the weights' keys, dtypes, shapes and values (of the tensors a bundle stores), whatever
+    file they came from: the weights file's own hash changes with the bundle's name in its header."""
+    digest = hashlib.sha256()
+    for fold, state_dict in enumerate(fold_weights):
+        for key, tensor in unique_tensors(state_dict).items():
+            value = tensor.detach().cpu().contiguous()
+            digest.update(f"{fold}.{key}:{value.dtype}:{tuple(value.shape)};".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def file_sha256(path: Path | str) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -370,7 +468,9 @@ def file_sha256(path: Path | str) -> str:
 
 
 __all__ = [
+    "INT8_METADATA",
     "InputSpec",
+    "Int8Network",
     "ModelBundle",
     "Normalization",
     "WEIGHTS_SHA256",
@@ -378,4 +478,5 @@ __all__ = [
     "load_bundle",
     "save_bundle",
     "unique_tensors",
+    "weights_content_sha256",
 ]
