@@ -69,6 +69,16 @@ def test_bad_input_is_one_red_line_and_exit_1(model_folder, tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_int8_asked_of_a_model_without_it_names_the_flag_that_helps(model_folder, tmp_path, capsys):
+    source = _write(tmp_path / "cord.nii.gz", np.ones((10, 12, 14)))
+    arguments = ["segment", "-i", str(source), "--model", str(model_folder), "--quiet", "--precision", "int8"]
+    code = main([*arguments, "--backend", "torch"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "model tiny has no int8 networks; use --precision float32" in err[0]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cord.nii.gz"]
+
+
 def test_folder_with_a_failure_exits_1_after_the_others(model_folder, tmp_path, capsys):
     _write(tmp_path / "good.nii.gz", np.random.default_rng(0).random((8, 8, 8)) + 1)
     (tmp_path / "bad.nii.gz").write_bytes(b"garbage")

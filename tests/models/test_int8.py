@@ -119,7 +119,7 @@ def test_the_predictor_runs_int8_networks_only_where_they_belong(bundle_and_othe
 
     with pytest.raises(ConfigError, match="on the OpenVINO backend only, not 'torch'"):
         Predictor(quantised, InferenceConfig(device="cpu", backend="torch", precision="int8"))
-    with pytest.raises(ConfigError, match="model tiny-2d has no int8 networks; use precision float32"):
+    with pytest.raises(ConfigError, match="model tiny-2d has no int8 networks; use precision 'float32'"):
         Predictor(bundle, InferenceConfig(device="cpu", backend="openvino", precision="int8"))
     stale = dataclasses.replace(
         quantised, fold_weights=({key: value * 2 for key, value in bundle.fold_weights[0].items()},)

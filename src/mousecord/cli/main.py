@@ -41,6 +41,7 @@ _FLAG_FOR_SETTING: tuple[tuple[re.Pattern[str], str | object], ...] = (
     (re.compile(r"\blabel_folder\b"), "--label-folder"),
     (re.compile(r"\bdevice 'cpu'"), "--device cpu"),
     (re.compile(r"\bbackend 'torch'"), "--backend torch"),
+    (re.compile(r"\bprecision 'float32'"), "--precision float32"),
     (re.compile(r"\broi 'full'"), "--roi full"),
     (re.compile(r"\(overwrite to redo\)"), "(--overwrite to redo)"),
     (re.compile(r"^folds must"), "--folds must"),

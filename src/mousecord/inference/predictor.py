@@ -117,7 +117,7 @@ class Predictor:
         if problem is None:
             return "int8"
         if asked == "int8":
-            raise ConfigError(f"model {self.bundle.name} {problem}; use precision float32")
+            raise ConfigError(f"model {self.bundle.name} {problem}; use precision 'float32'")
         if self.backend == "openvino" and not matches:
             logger.warning("model %s %s; running in float32", self.bundle.name, problem)
         return "float32"
