@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mousecord.inference import InferenceConfig, Predictor
 from mousecord.inference.backends import convert_network, smallest_input_shape
 from mousecord.models.bundle import (
     INT8_METADATA,
@@ -32,7 +33,6 @@ from mousecord.models.bundle import (
     unique_tensors,
     weights_content_sha256,
 )
-from mousecord.models.network import InPlaneNetwork, build_network, load_weights
 from mousecord.training.in_plane_config import InPlaneTrainConfig
 from mousecord.training.in_plane_data import synthetic_sample
 
@@ -69,15 +69,12 @@ def quantize(folder: Path, samples: int) -> Path:
     dataset = nncf.Dataset(
         calibration_batches(InPlaneTrainConfig.for_bundle(bundle), samples, CALIBRATION_SEED)
     )
+    # the float32 networks exactly as the predictor builds them from the stored (float16) weights
+    float_bundle = dataclasses.replace(bundle, fold_weights=half_weights, int8_networks=())
+    predictor = Predictor(float_bundle, InferenceConfig(device="cpu", backend="torch", precision="float32"))
     networks = []
-    for weights in half_weights:
-        network = build_network(
-            bundle.architecture, input_channels=bundle.network_channels, num_classes=bundle.num_classes
-        )
-        load_weights(network, weights)
-        model = convert_network(
-            InPlaneNetwork(network.eval()), bundle.network_channels, smallest_input_shape(bundle.architecture)
-        )
+    for network in predictor.networks:
+        model = convert_network(network, bundle.network_channels, smallest_input_shape(bundle.architecture))
         quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE)
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "network.xml"

@@ -25,22 +25,17 @@ from mousecord.models.bundle import (
     save_bundle,
     weights_content_sha256,
 )
-from mousecord.models.network import InPlaneNetwork, build_network, load_weights
 from tests.inference.helpers import tiny_in_plane_bundle
 
 needs_openvino = pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed")
 
 
 def ir_of(bundle, tmp_path: Path) -> Int8Network:
+    """A float32 OpenVINO IR of ``bundle``'s network, as the predictor builds it."""
     import openvino
 
-    network = build_network(
-        bundle.architecture, input_channels=bundle.network_channels, num_classes=bundle.num_classes
-    )
-    load_weights(network, bundle.fold_weights[0])
-    model = convert_network(
-        InPlaneNetwork(network.eval()), bundle.network_channels, smallest_input_shape(bundle.architecture)
-    )
+    network = Predictor(bundle, InferenceConfig(device="cpu", backend="torch")).networks[0]
+    model = convert_network(network, bundle.network_channels, smallest_input_shape(bundle.architecture))
     path = tmp_path / "ir" / "network.xml"
     path.parent.mkdir()
     openvino.save_model(model, path, compress_to_fp16=False)

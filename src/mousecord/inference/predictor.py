@@ -170,26 +170,26 @@ class Predictor:
                 for network in networks
             ]
 
-        try:
-            if self.precision == "int8":
-                try:
-                    self._runners = compiled(self.bundle.int8_networks)
-                except ConfigError as error:
-                    if self.config.precision == "int8":
-                        raise ConfigError(f"model {self.bundle.name}: int8 networks: {error}") from error
-                    logger.warning("model %s: int8 networks: %s; running in float32", self.bundle.name, error)
-                    self.precision = "float32"
-            if self._runners is None:
-                self._runners = compiled(self.networks)
-        except ConfigError as error:
-            if self.config.precision == "int8":
-                raise
-            if self.config.backend != "auto":
-                raise ConfigError(f"model {self.bundle.name}: {error}") from error
-            logger.warning("model %s: %s; running on torch instead", self.bundle.name, error)
-            self.backend, self.precision = "torch", "float32"
-            self._runners = self.networks
-            return self._runners
+        runners = None
+        if self.precision == "int8":
+            try:
+                runners = compiled(self.bundle.int8_networks)
+            except ConfigError as error:
+                if self.config.precision == "int8":
+                    raise ConfigError(f"model {self.bundle.name}: int8 networks: {error}") from error
+                logger.warning("model %s: int8 networks: %s; running in float32", self.bundle.name, error)
+                self.precision = "float32"
+        if runners is None:
+            try:
+                runners = compiled(self.networks)
+            except ConfigError as error:
+                if self.config.backend != "auto":
+                    raise ConfigError(f"model {self.bundle.name}: {error}") from error
+                logger.warning("model %s: %s; running on torch instead", self.bundle.name, error)
+                self.backend, self.precision = "torch", "float32"
+                self._runners = self.networks
+                return self._runners
+        self._runners = runners
         self.networks = []  # the compiled models hold their own weights
         return self._runners
 
