@@ -286,8 +286,8 @@ def main() -> None:
     parser.add_argument(
         "--init-from",
         type=Path,
-        help="start from the best checkpoint of an earlier run's --work folder (a new schedule, e.g. a "
-        "second stage at a lower --learning-rate)",
+        help="start from the best checkpoint of an earlier run's --work folder, or from a model bundle "
+        "folder such as the installed default (a new stage, e.g. at a lower --learning-rate)",
     )
     parser.add_argument("--learning-rate", type=float, default=RECIPE.learning_rate)
     parser.add_argument(
@@ -319,7 +319,11 @@ def main() -> None:
     )
     initial_weights = None
     if args.init_from is not None:
-        initial_weights = load_checkpoint(args.init_from / CHECKPOINT_BEST)["network_weights"]
+        if (args.init_from / CHECKPOINT_BEST).is_file():
+            initial_weights = load_checkpoint(args.init_from / CHECKPOINT_BEST)["network_weights"]
+        else:  # a bundle: its (float16-stored) weights, trained on in float32
+            weights = load_bundle(args.init_from).fold_weights[0]
+            initial_weights = {name: tensor.float() for name, tensor in weights.items()}
     train_in_plane(
         config,
         args.work,

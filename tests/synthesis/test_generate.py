@@ -49,6 +49,8 @@ def test_gm_lies_inside_the_cord_and_wm_surrounds_it(draws) -> None:
     with_cord = [sample for sample in draws if sample.parameters["cord_present"]]
     assert len(with_cord) > 40
     for sample in with_cord:
+        if sample.parameters["cut"] is not None:
+            continue  # a chunk's cut end cuts GM too (test_cut_ends_remove_the_tissue_beyond_an_oblique_plane)
         cord = sample.label_map > 0
         gm = sample.label_map == Label.GM
         if not gm.any():
@@ -135,3 +137,43 @@ def test_unknown_setting_is_refused() -> None:
     with pytest.raises(ConfigError, match="unknown synthesis settings"):
         SynthesisConfig.from_dict({"snr": [5, 10], "contrast": "t1w"})
     assert SynthesisConfig.from_dict({"snr": [5, 10]}).snr == (5, 10)
+
+
+def test_cut_ends_remove_the_tissue_beyond_an_oblique_plane() -> None:
+    config = dataclasses.replace(
+        SMALL, cut_probability=1.0, no_cord_probability=0.0, single_slice_probability=0.0
+    )
+    rng = np.random.default_rng(11)
+    removed_shares, moved = [], []
+    for _ in range(12):
+        sample = synthesize(config, rng)
+        whole = render_sample(config, {**sample.parameters, "cut": None})
+        cord, whole_cord = sample.label_map > 0, whole.label_map > 0
+        assert not (cord & ~whole_cord).any()  # the cut only ever removes cord
+        if whole_cord.sum() > 100:
+            removed_shares.append(1 - cord.sum() / whole_cord.sum())
+        # the plane is oblique: the line it cuts moves from one slice of the slab to the next
+        changed = np.abs(sample.image - whole.image) > 1e-6
+        moved.append(changed[0].sum() != changed[-1].sum())
+    removed_shares = np.asarray(removed_shares)
+    assert (removed_shares > 0.2).sum() >= 3 and (removed_shares < 0.05).sum() >= 1
+    assert np.mean(moved) >= 0.75
+    assert SynthesisConfig().cut_probability < 0.5  # most samples come from a chunk's intact middle
+
+
+def test_surface_bubbles_lie_outside_the_cord_and_darken_it() -> None:
+    config = dataclasses.replace(
+        SMALL, bubble_probability=1.0, no_cord_probability=0.0, snr=(1000.0, 1000.0), ghosting_probability=0.0
+    )
+    rng = np.random.default_rng(12)
+    darker = []
+    for _ in range(8):
+        sample = synthesize(config, rng)
+        plain = render_sample(config, {**sample.parameters, "surface_bubbles": []})
+        assert sample.label_map.tobytes() == plain.label_map.tobytes()  # bubbles never displace the cord
+        cord = sample.label_map > 0
+        ratio = sample.image[SMALL.slab_slices // 2][cord] / np.maximum(
+            plain.image[SMALL.slab_slices // 2][cord], 1e-6
+        )
+        darker.append(np.quantile(ratio, 0.02))
+    assert np.median(darker) < 0.9

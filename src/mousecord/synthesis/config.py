@@ -44,6 +44,11 @@ class SynthesisConfig:
         bias_amplitude: standard deviation of the log bias field (a unit-variance smooth field times this).
         single_slice_probability: share of 2.5D samples whose channels all repeat the centre slice, as the
             predictor feeds a one-slice image (its neighbours are replicated).
+        cut_probability: share of samples at a chunk's cut end: an oblique cut plane crosses the slab, the
+            tissue beyond it is gone (embedding medium, label background) and a band before it is damaged
+            (intensity scaled and mottled).
+        bubble_probability: share of samples with 1-3 air bubbles against the cord's surface, darkening
+            the tissue around them (susceptibility blooming).
     """
 
     patch_size_vox: tuple[int, int] = (128, 128)
@@ -71,6 +76,8 @@ class SynthesisConfig:
     bias_amplitude: tuple[float, float] = (0.05, 0.4)
     gamma_probability: float = 0.5
     single_slice_probability: float = 0.1
+    cut_probability: float = 0.15
+    bubble_probability: float = 0.2
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):

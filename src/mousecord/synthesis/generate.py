@@ -8,8 +8,10 @@ SynthSeg's recipe (Billot et al. 2023) for the mouse cord, in 2D/2.5D so that a 
    Around the cord: a fluid rim of random thickness (sometimes absent, sometimes a wide gap around a shrunken
    cord), a dura/bone ring of random thickness and completeness (sometimes absent), and outside it a random
    label field of several extra tissues (muscle, fat, bone...) plus nerve roots or ganglia beside the cord
-   and air bubbles; sometimes nothing but embedding medium. The slab's slices follow the cord along z
-   (level change, tilt, twist), so adjacent slices agree as in a real volume.
+   and air bubbles (some against the cord, darkening it around them); sometimes nothing but embedding
+   medium; sometimes a chunk's cut end, an oblique plane beyond which the tissue is gone, damaged before
+   it. The slab's slices follow the cord along z (level change, tilt, twist), so adjacent slices agree as
+   in a real volume.
 2. **Appearance.** Every label, split into up to three sub-labels for texture, gets a Gaussian intensity
    with a random mean and spread, drawn per sample (uniform over the range, or ex vivo-like ones), so GM is
    brighter, darker or as bright as WM and the cord brighter or darker than its surroundings.
@@ -80,13 +82,13 @@ def render_sample(config: SynthesisConfig, parameters: dict[str, Any]) -> SynthS
     for index, z_mm in enumerate(offsets):
         accumulated = np.zeros(shape, dtype=np.float32)
         for sub_z in sub_offsets:
-            tissue = _tissue_labels(shape, spacing, parameters, fields, float(z_mm + sub_z))
-            accumulated += _paint(tissue, intensities, fields["textures"], fields["white"])
+            tissue, gain = _tissue_labels(shape, spacing, parameters, fields, float(z_mm + sub_z))
+            accumulated += _paint(tissue, intensities, fields["textures"], fields["white"]) * gain
             if index == slices // 2 and sub_z == 0:
                 centre_labels = np.where(tissue <= Label.WM, tissue, 0).astype(np.uint8)
         images.append(accumulated / sub_count)
     if centre_labels is None:  # an even number of sub-slices: none lies at the centre, label it apart
-        tissue = _tissue_labels(shape, spacing, parameters, fields, 0.0)
+        tissue, _ = _tissue_labels(shape, spacing, parameters, fields, 0.0)
         centre_labels = np.where(tissue <= Label.WM, tissue, 0).astype(np.uint8)
     image = np.stack(images)
     image = _acquire(image, spacing, parameters, fields)
@@ -135,8 +137,9 @@ def _grid_mm(shape: tuple[int, int], spacing: float) -> tuple[np.ndarray, np.nda
 
 def _tissue_labels(
     shape: tuple[int, int], spacing: float, parameters: dict[str, Any], fields: dict, z_mm: float
-) -> np.ndarray:
-    """(y, x) uint8 tissue labels of the slice ``z_mm`` from the slab centre."""
+) -> tuple[np.ndarray, np.ndarray | float]:
+    """(y, x) uint8 tissue labels of the slice ``z_mm`` from the slab centre, and the intensity gain of
+    the cut end's damage and the bubbles' blooming (1 where neither reaches)."""
     grid_y, grid_x = _grid_mm(shape, spacing)
     tilt = parameters["tilt_mm_per_mm"]
     dy = grid_y - np.float32(parameters["centre_mm"][0] + tilt[0] * z_mm)
@@ -179,10 +182,24 @@ def _tissue_labels(
         labels[(cord_sdf >= rim) & (cord_sdf < rim + ring) & present] = RING
     if rim > 0:
         labels[(cord_sdf >= 0) & (cord_sdf < rim)] = RIM
+    gain = _paint_surface_bubbles(labels, parameters, u, v, cord_sdf)
     cord = cord_sdf < 0
     labels[cord] = Label.WM
     labels[cord & (gm_sdf < 0)] = Label.GM
-    return labels
+    cut = parameters.get("cut")
+    if cut is not None:
+        # the chunk's end face: nothing but medium beyond it, damaged tissue in a band before it
+        normal = np.float32(cut["normal_rad"])
+        beyond = (
+            dx * np.cos(normal)
+            + dy * np.sin(normal)
+            - np.float32(cut["offset_mm"] * parameters["scale"] + cut["shift_mm_per_mm"] * z_mm)
+        )
+        labels[beyond > 0] = OUTSIDE
+        band = (beyond <= 0) & (beyond > -cut["damage_mm"])
+        damage = np.float32(cut["damage_gain"]) * (1 + np.float32(cut["mottle"]) * fields["textures"][1])
+        gain = np.where(band, gain * damage, gain)
+    return labels, gain
 
 
 def _box_around(
@@ -289,6 +306,33 @@ def _paint_surroundings(
         across = dv * math.cos(direction) - du * math.sin(direction)
         inside = (along / root["radii_mm"][0]) ** 2 + (across / root["radii_mm"][1]) ** 2 < 1
         labels[inside] = ROOT
+
+
+def _paint_surface_bubbles(
+    labels: np.ndarray, parameters: dict[str, Any], u: np.ndarray, v: np.ndarray, cord_sdf: np.ndarray
+) -> np.ndarray | float:
+    """Air bubbles against the cord's surface (cord frame ``u``, ``v``), painted outside the cord; returns
+    their blooming: the signal lost around each, ``1 - blooming * (radius / distance)^3``."""
+    gain: np.ndarray | float = 1.0
+    if not parameters["surface_bubbles"] or not parameters["cord_present"]:
+        return gain
+    radius_map = np.sqrt(u**2 + v**2)
+    angle = np.arctan2(v, u)
+    for bubble in parameters["surface_bubbles"]:
+        direction = bubble["angle_rad"]
+        near = (cord_sdf > 0) & (cord_sdf < 5) & (np.cos(angle - np.float32(direction)) > 0.95)
+        if not near.any():
+            continue
+        surface = float(np.min(radius_map[near] - cord_sdf[near]))
+        reach = surface + bubble["gap_mm"] + bubble["radius_mm"]
+        distance = np.sqrt(
+            (u - np.float32(reach * math.cos(direction))) ** 2
+            + (v - np.float32(reach * math.sin(direction))) ** 2
+        )
+        labels[(distance < bubble["radius_mm"]) & (cord_sdf >= 0)] = BUBBLE
+        ratio = np.clip(np.float32(bubble["radius_mm"]) / np.maximum(distance, np.float32(1e-6)), 0, 1)
+        gain = gain * (1 - np.float32(bubble["blooming"]) * ratio**3)
+    return gain
 
 
 def _paint_bubbles(labels: np.ndarray, grid_y: np.ndarray, grid_x: np.ndarray, parameters: dict) -> None:

@@ -120,6 +120,35 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
         ),
         "gamma": float(math.exp(rng.uniform(-0.5, 0.5))) if rng.random() < config.gamma_probability else 1.0,
         "field_seed": int(rng.integers(2**31)),
+        "cut": _sample_cut(config, cord_present, rng),
+        "surface_bubbles": [
+            {
+                "angle_rad": float(rng.uniform(0, 2 * math.pi)),
+                "gap_mm": float(rng.uniform(0.0, 0.25)),
+                "radius_mm": float(rng.uniform(0.03, 0.3)),
+                "blooming": float(rng.uniform(0.2, 0.9)),
+            }
+            for _ in range(
+                int(rng.integers(1, 4)) if cord_present and rng.random() < config.bubble_probability else 0
+            )
+        ],
+    }
+
+
+def _sample_cut(
+    config: SynthesisConfig, cord_present: bool, rng: np.random.Generator
+) -> dict[str, Any] | None:
+    """A chunk's cut end crossing the slab: a plane 2-30 degrees off the axial one, so its line in the slice
+    moves by 1.7-29 mm per mm along the cord, somewhere across the cord, with a damaged band before it."""
+    if not (cord_present and rng.random() < config.cut_probability):
+        return None
+    return {
+        "normal_rad": float(rng.uniform(0, 2 * math.pi)),
+        "offset_mm": float(rng.uniform(-1.3, 1.3)),
+        "shift_mm_per_mm": float(rng.choice([-1, 1]) / math.tan(math.radians(rng.uniform(2, 30)))),
+        "damage_mm": float(rng.uniform(0.05, 0.5)),
+        "damage_gain": float(math.exp(rng.uniform(math.log(0.4), math.log(1.6)))),
+        "mottle": float(rng.uniform(0.0, 0.5)),
     }
 
 
