@@ -182,6 +182,50 @@ def test_mirroring_averages_the_stage_two_tiles_over_flips():
     assert float(difference[[0, 2]].abs().max()) < 1e-5
 
 
+def test_slice_step_segments_every_kth_slice_and_interpolates_between():
+    labels = synthetic_cord(centre=lambda z: (20.0 + 0.1 * z, 26.0))
+    image = torch.from_numpy(labels.astype(np.float32))[None]
+    tiles = TileSettings((1, 16, 16), accumulate_dtype=torch.float32)
+    counted = []
+
+    def counting_predictor(batch: torch.Tensor) -> torch.Tensor:
+        counted.append(batch.shape[0])
+        return threshold_predictor(batch)
+
+    def run(step_mm, data=image):
+        counted.clear()
+        settings = CordRoiSettings(
+            margin_mm=3.0, slab_spacing_mm=10.0, min_cord_voxels=5, slice_step_mm=step_mm
+        )
+        logits, roi = predict_cord_logits(
+            data, counting_predictor, tiles, spacing_mm=(1.0, 1.0, 1.0), num_classes=3, settings=settings
+        )
+        return logits, roi, sum(counted)
+
+    every, roi, every_tiles = run(None)
+    stepped, stepped_roi, stepped_tiles = run(3.0)
+    *_, stage_one = run(None, torch.zeros_like(image))  # no cord: stage 1's tiles alone
+    assert 0 < stepped_tiles - stage_one < 0.5 * (every_tiles - stage_one)
+    inside = torch.from_numpy(roi.mask(SHAPE))
+    np.testing.assert_array_equal(stepped_roi.mask(SHAPE), roi.mask(SHAPE))
+    # segmented rows match the every-slice logits; a slice between them is the linear blend of its rows
+    rows = list(range(roi.z_start, roi.z_stop, 3))
+    for z in rows:
+        torch.testing.assert_close(stepped[:, z][:, inside[z]], every[:, z][:, inside[z]])
+    low, high = rows[2], rows[3]
+    both = inside[low + 1] & inside[low] & inside[high]
+    expected = every[:, low] + (every[:, high] - every[:, low]) / 3
+    torch.testing.assert_close(stepped[:, low + 1][:, both], expected[:, both])
+    agree = (torch.argmax(stepped, 0) == torch.argmax(every, 0))[inside].float().mean()
+    assert agree > 0.97
+    with pytest.raises(ConfigError, match="slice_step_mm"):
+        CordRoiSettings(slice_step_mm=0.0)
+    assert (
+        CordRoiSettings(slice_step_mm=0.1).slice_step_vox(16, 0.05) == 1
+    )  # a 3D tile: the tile step decides
+    assert CordRoiSettings(slice_step_mm=0.1).slice_step_vox(1, 0.3) == 1  # thick slices: every slice
+
+
 def test_no_cord_gives_background_and_a_warning(caplog):
     image = torch.zeros((1, 20, 20, 20))
     with caplog.at_level(logging.WARNING, logger="mousecord.inference.cord_roi"):

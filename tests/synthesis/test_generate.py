@@ -50,7 +50,7 @@ def test_gm_lies_inside_the_cord_and_wm_surrounds_it(draws) -> None:
     assert len(with_cord) > 40
     for sample in with_cord:
         if sample.parameters["cut"] is not None:
-            continue  # a chunk's cut end cuts GM too (test_cut_ends_remove_the_tissue_beyond_an_oblique_plane)
+            continue  # a cut end cuts GM too (see test_cut_ends_remove_the_tissue_beyond_an_oblique_plane)
         cord = sample.label_map > 0
         gm = sample.label_map == Label.GM
         if not gm.any():
