@@ -158,7 +158,12 @@ def test_cut_ends_remove_the_tissue_beyond_an_oblique_plane() -> None:
     removed_shares = np.asarray(removed_shares)
     assert (removed_shares > 0.2).sum() >= 3 and (removed_shares < 0.05).sum() >= 1
     assert np.mean(moved) >= 0.75
-    assert SynthesisConfig().cut_probability < 0.5  # most samples come from a chunk's intact middle
+
+    # off by default, and then drawing nothing more: samples stay those of the settings without cut ends
+    plain = dataclasses.replace(SMALL, cut_probability=0.0, bubble_probability=0.0)
+    assert SynthesisConfig().cut_probability == 0.0
+    parameters = sample_parameters(plain, np.random.default_rng(3))
+    assert parameters["cut"] is None and parameters["surface_bubbles"] == []
 
 
 def test_surface_bubbles_lie_outside_the_cord_and_darken_it() -> None:
@@ -176,4 +181,4 @@ def test_surface_bubbles_lie_outside_the_cord_and_darken_it() -> None:
             plain.image[SMALL.slab_slices // 2][cord], 1e-6
         )
         darker.append(np.quantile(ratio, 0.02))
-    assert np.median(darker) < 0.9
+    assert max(darker) < 0.995 and min(darker) < 0.8  # every bubble dims the cord near it, some strongly

@@ -128,8 +128,11 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
                 "radius_mm": float(rng.uniform(0.03, 0.3)),
                 "blooming": float(rng.uniform(0.2, 0.9)),
             }
+            # drawn only where enabled: with both probabilities 0, samples are those of earlier versions
             for _ in range(
-                int(rng.integers(1, 4)) if cord_present and rng.random() < config.bubble_probability else 0
+                int(rng.integers(1, 4))
+                if cord_present and config.bubble_probability > 0 and rng.random() < config.bubble_probability
+                else 0
             )
         ],
     }
@@ -140,7 +143,7 @@ def _sample_cut(
 ) -> dict[str, Any] | None:
     """A chunk's cut end crossing the slab: a plane 2-30 degrees off the axial one, so its line in the slice
     moves by 1.7-29 mm per mm along the cord, somewhere across the cord, with a damaged band before it."""
-    if not (cord_present and rng.random() < config.cut_probability):
+    if not (cord_present and config.cut_probability > 0 and rng.random() < config.cut_probability):
         return None
     return {
         "normal_rad": float(rng.uniform(0, 2 * math.pi)),
