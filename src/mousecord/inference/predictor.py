@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -230,8 +231,14 @@ class Predictor:
                     "image's own thickness, which the cord ROI path measures distances in)"
                 )
             array = data.cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
-            data = prep.slab_channels(array, self.bundle.slab_slices)
-        image = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
+            data = prep.slab_channels(np.ascontiguousarray(array, dtype=np.float32), self.bundle.slab_slices)
+            # the channels may be a view sharing memory (see slab_channels): tiles are cut from it, never
+            # written; torch warns about any read-only array, which this one is by design
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                image = torch.as_tensor(data)
+        else:
+            image = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
         if self.roi == "cord":
             spacing = spacing_mm or tuple(float(value) for value in self.bundle.spacing_mm)
             return self._predict_cord_logits(image, runners, spacing)

@@ -170,7 +170,8 @@ def normalize(
 def slab_channels(image: np.ndarray, slices: int) -> np.ndarray:
     """(c, z, y, x) -> (c * slices, z, y, x): every slice with its ``slices // 2`` neighbours on each side as
     channels (channel ``c * slices + j`` is slice ``z + j - slices // 2``), the first and last slices
-    replicated beyond the ends, as an in-plane (2.5D) model and its training samples see them.
+    replicated beyond the ends, as an in-plane (2.5D) model and its training samples see them. For one
+    input channel the result is a read-only view whose channels share memory.
 
     Example:
         >>> slab_channels(np.arange(3.0).reshape(1, 3, 1, 1), 3)[:, :, 0, 0].tolist()
@@ -180,6 +181,17 @@ def slab_channels(image: np.ndarray, slices: int) -> np.ndarray:
         return image
     half = slices // 2
     depth = image.shape[1]
+    if image.shape[0] == 1:
+        # One input channel: a read-only view of the image padded once, whose channels step one slice
+        # through the same memory (a third of the memory of gathered channels, and no gathering time).
+        padded = np.concatenate([image[:, :1]] * half + [image] + [image[:, -1:]] * half, axis=1)
+        view = np.lib.stride_tricks.as_strided(
+            padded,
+            shape=(slices, *image.shape[1:]),
+            strides=(padded.strides[1], *padded.strides[1:]),
+            writeable=False,
+        )
+        return view
     channels = np.empty((image.shape[0] * slices, *image.shape[1:]), dtype=image.dtype)
     # Gathered straight into the result: padding, stacking and concatenating copied the volume three times.
     for offset in range(slices):

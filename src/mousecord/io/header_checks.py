@@ -75,7 +75,7 @@ def label_map_values(data: np.ndarray) -> list[float] | None:
         >>> label_map_values(np.array([[0, 1], [2, 1]], dtype=np.float32))
         [0.0, 1.0, 2.0]
     """
-    flat = np.asarray(data).ravel()
+    flat = np.asarray(data).ravel(order="K")  # a view of nibabel's Fortran-ordered arrays, not a copy
     # a strided sample rejects real images at a fraction of the cost of np.unique over all voxels
     sample = flat[:: max(1, flat.size // 100_000)]
     if len(np.unique(sample)) > LABEL_MAP_MAX_VALUES:
