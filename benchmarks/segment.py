@@ -277,9 +277,10 @@ def default_model_benchmark(args: argparse.Namespace) -> int:
         "full": "(c) default, dense",
         "cli": "(d) mousecord segment, file",
     }
+    cpu = cpu_description()
     print(
         f"phantom {shape_xyz} (x, y, z) at 0.05 mm, seed {args.seed}; nnU-Net patch (z, y, x) {patch}; "
-        f"threads {args.threads}; no mirroring"
+        f"threads {args.threads}; no mirroring; CPU {cpu}"
     )
     for which, result in results.items():
         dices = (
@@ -307,6 +308,7 @@ def default_model_benchmark(args: argparse.Namespace) -> int:
             "shape_xyz": shape_xyz,
             "seed": args.seed,
             "threads": args.threads,
+            "cpu": cpu,
             "nnunet_patch_zyx": patch,
             "results": results,
             "speed_ratio": ratio,
@@ -317,6 +319,25 @@ def default_model_benchmark(args: argparse.Namespace) -> int:
         }
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the vector extensions that set int8 and float32 speed (Linux; elsewhere
+    what :func:`platform.processor` says): timings differ several-fold between CPUs with and without them."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), ""
+    )
+    flags = set(
+        next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    )
+    extensions = [flag for flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if flag in flags]
+    return f"{name or platform.processor() or 'unknown'} ({', '.join(extensions) or 'no AVX2'})"
 
 
 if __name__ == "__main__":

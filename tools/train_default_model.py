@@ -226,7 +226,8 @@ def _metric_lines(record: dict) -> list[str]:
         else ""
     )
     return [
-        f"Speed and memory, phantom {record['shape_xyz']}, {record['threads']} threads, CPU: nnU-Net's "
+        f"Speed and memory, phantom {record['shape_xyz']}, {record['threads']} threads of "
+        f"{record.get('cpu', 'a CPU')}: nnU-Net's "
         f"predictor (reference-size network, patch {record['nnunet_patch_zyx']}) "
         f"{results['nnunet']['wall_s']:.0f} s; this model "
         f"({results['cord'].get('backend', 'torch')} backend), array to labels, "

@@ -155,6 +155,21 @@ def test_an_image_without_cord_gets_the_no_cord_exit_status(tmp_path, capsys):
     assert "no cord found" in capsys.readouterr().err
 
 
+def test_a_slice_with_a_voxel_size_20x_too_large_is_not_a_cord_found(tmp_path, capsys, phantom):
+    """A 0.05 mm slice saved with nibabel's default 1 mm affine: the few voxels the model finds at that scale
+    are no cord; the warning points at the voxel size and the exit status is the no-cord one."""
+    import nibabel as nib
+
+    from mousecord.pipelines import EXIT_NO_CORD
+
+    middle = phantom.image.data.shape[2] // 2
+    path = tmp_path / "slice_1mm.nii.gz"
+    nib.save(nib.Nifti1Image(phantom.image.data[:, :, middle].astype(np.float32), np.eye(4)), path)
+    assert main(["segment", "-i", str(path), "--device", "cpu", "--quiet"]) == EXIT_NO_CORD
+    assert "voxel size" in capsys.readouterr().err
+    assert json.loads((tmp_path / "slice_1mm_seg.json").read_text())["cord_found"] is False
+
+
 def test_cord_roi_path_loses_almost_nothing_against_the_dense_path(bundle, phantom, cord_prediction):
     dense = segment_phantom(bundle, phantom, roi="full")  # keep-largest applies to both (bundle metadata)
     for roi_dice, dense_dice in zip(

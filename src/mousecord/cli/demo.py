@@ -16,9 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Generate a synthetic T1w mouse cord chunk (200 x 200 x 160 voxels at 0.05 mm, fixed seed), "
             "segment it with the default model (or --model) and write, in the output folder: the image, its "
-            "exact labels (_truth), the segmentation with SCT-style GM/WM masks, a PNG to look at (axial "
-            "mosaic with the overlay, GM red, WM cyan) and Dice/HD95 against the truth (_metrics.json, also "
-            "logged)."
+            "exact labels (_truth), the segmentation with SCT-style GM/WM masks, a PNG to look at (image, "
+            "truth and prediction on axial slices zoomed on the cord: GM outline red, cord outline cyan) and "
+            "Dice/HD95 against the truth (_metrics.json, also logged)."
         ),
     )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="output folder")

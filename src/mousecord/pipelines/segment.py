@@ -6,8 +6,10 @@ cases over one predictor and reports per case; :func:`segment` is the one call f
 
 Every output has the input's shape, affine and header (:func:`mousecord.io.save_like`) and is written
 atomically; if any write of a case fails, the case's other new outputs are removed. An image in which no
-cord is found gets its (empty) outputs, a warning naming the file, ``"cord_found": false`` in its sidecar
-and a place in :attr:`SegmentReport.no_cord` (the command line then exits with :data:`EXIT_NO_CORD`).
+cord is found (fewer than :data:`MIN_CORD_VOXELS` cord voxels, 1 % of a smaller image) gets its outputs
+as predicted (empty, or those few voxels), a warning naming the file, ``"cord_found": false`` in its
+sidecar and a place in :attr:`SegmentReport.no_cord` (the command line then exits with
+:data:`EXIT_NO_CORD`).
 """
 
 from __future__ import annotations
@@ -250,6 +252,12 @@ def load_case(case: CaseOutputs, options: SegmentOptions) -> LoadedCase:
     return LoadedCase(case, image, time.perf_counter() - started)
 
 
+#: Fewer cord voxels than this in a whole image (or than 1 % of an image smaller than 5,000 voxels, a crop)
+#: is no cord: at 0.1 mm in-plane a mouse cord's section alone covers hundreds of voxels, while a header
+#: with a voxel size 20x too large leaves a few.
+MIN_CORD_VOXELS = 50
+
+
 def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: SegmentOptions) -> bool:
     """Segment a loaded case and write its outputs (see :func:`segment_case`)."""
     case, image = loaded.case, loaded.image
@@ -260,7 +268,8 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
         raise ImageFormatError(f"{case.input}: {error}") from error
     predicted = time.perf_counter()
     label_map = _postprocess(prediction.label_map, options, image.volume.voxel_size_mm)
-    found = bool(label_map.any())
+    cord_voxels = int(np.count_nonzero(label_map))
+    found = cord_voxels >= min(MIN_CORD_VOXELS, label_map.size // 100)
     written = _write_outputs(case, image, label_map, prediction.probabilities, options)
     timing = {
         "load_s": loaded.load_seconds,
@@ -276,12 +285,22 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     logger.info("%s: segmented in %.1f s", case.input, timing["total_s"])
     qc_dir = options.qc_dir
     if not found:
-        logger.warning(
-            "%s: no cord found, the masks are empty; check the image%s, or segment the whole field densely "
-            "(roi 'full')",
-            case.input,
-            f" in the QC report {qc_dir}" if qc_dir is not None else " (add a QC report to see it)",
-        )
+        where = f" in the QC report {qc_dir}" if qc_dir is not None else " (add a QC report to see it)"
+        if cord_voxels:
+            logger.warning(
+                "%s: no cord found, only %d cord voxels (a mouse cord has hundreds per slice); check the "
+                "image%s and its voxel size (--voxel-size overrides the header's)",
+                case.input,
+                cord_voxels,
+                where,
+            )
+        else:
+            logger.warning(
+                "%s: no cord found, the masks are empty; check the image%s, or segment the whole field "
+                "densely (roi 'full')",
+                case.input,
+                where,
+            )
     if qc_dir is not None:
         label_map_path = case.multilabel if case.multilabel in written else written[0]
         write_qc_entry(case.input, label_map_path, qc_dir, subject=case.subject, command=options.command)
