@@ -148,7 +148,12 @@ def run(args: argparse.Namespace) -> int:
     for case in report.written:
         print(case.multilabel if case.multilabel.exists() else case.sidecar)
     if report.skipped:
-        print(f"{len(report.skipped)} already segmented, skipped (--overwrite to redo)", file=sys.stderr)
+        print(
+            f"{len(report.skipped)} already segmented, skipped: their outputs keep the settings of the run "
+            f"that made them (in its sidecar, e.g. {report.skipped[0].sidecar}); --overwrite redoes them with "
+            "these",
+            file=sys.stderr,
+        )
     if report.failed:
         total = len(report.failed) + len(report.written)
         _print_error(f"{len(report.failed)} of {total} images failed:")
