@@ -149,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
         print(case.multilabel if case.multilabel.exists() else case.sidecar)
     if report.skipped:
         print(
-            f"{len(report.skipped)} already segmented, skipped: their outputs keep the settings of the run "
-            f"that made them (in its sidecar, e.g. {report.skipped[0].sidecar}); --overwrite redoes them with "
-            "these",
+            f"{len(report.skipped)} already segmented, skipped: their outputs keep the settings of the "
+            f"run that made them (in its sidecar, e.g. {report.skipped[0].sidecar}); --overwrite redoes "
+            "them with these",
             file=sys.stderr,
         )
     if report.failed:

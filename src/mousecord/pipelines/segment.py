@@ -150,7 +150,9 @@ def segment(
     for case in cases:
         (todo if options.overwrite or not _done(case, options) else report.skipped).append(case)
     for case in report.skipped:
-        logger.info("%s: outputs exist, skipped (they keep their own run's settings; overwrite to redo)", case.input)
+        logger.info(
+            "%s: outputs exist, skipped (they keep their run's settings; overwrite to redo)", case.input
+        )
     if not todo:
         return report
     if options.qc_dir is not None:
