@@ -167,7 +167,12 @@ def test_a_slice_with_a_voxel_size_20x_too_large_is_not_a_cord_found(tmp_path, c
     nib.save(nib.Nifti1Image(phantom.image.data[:, :, middle].astype(np.float32), np.eye(4)), path)
     assert main(["segment", "-i", str(path), "--device", "cpu", "--quiet"]) == EXIT_NO_CORD
     assert "voxel size" in capsys.readouterr().err
-    assert json.loads((tmp_path / "slice_1mm_seg.json").read_text())["cord_found"] is False
+    sidecar = json.loads((tmp_path / "slice_1mm_seg.json").read_text())
+    assert sidecar["cord_found"] is False
+    # the header check's warning and the no-cord one, kept in the sidecar for a batch to be checked by
+    warnings = sidecar["warnings"]
+    assert len(warnings) >= 2 and any("no cord found" in message for message in warnings)
+    assert any("voxel" in message for message in warnings[:-1])
 
 
 def test_cord_roi_path_loses_almost_nothing_against_the_dense_path(bundle, phantom, cord_prediction):

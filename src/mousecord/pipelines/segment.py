@@ -14,11 +14,12 @@ sidecar and a place in :attr:`SegmentReport.no_cord` (the command line then exit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -93,11 +94,12 @@ class SegmentOptions:
 
 @dataclass(frozen=True, eq=False)
 class LoadedCase:
-    """A case's image, loaded and checked, and the seconds reading it took."""
+    """A case's image, loaded and checked, the seconds reading it took and the warnings it gave."""
 
     case: CaseOutputs
     image: LoadedImage
     load_seconds: float
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -241,17 +243,42 @@ def load_case(case: CaseOutputs, options: SegmentOptions) -> LoadedCase:
         MousecordError: the file is missing, unreadable or unfit (the message names it).
     """
     started = time.perf_counter()
-    image = load_nifti(case.input, voxel_size_mm=options.voxel_size_mm, dtype=np.float32)
-    check_not_constant(image.volume.data, name=str(case.input))
-    values = label_map_values(image.volume.data)
-    if values is not None:
-        logger.warning(
-            "%s: holds only the values %s, like a label map or mask rather than an MR image; segmenting it "
-            "anyway",
-            case.input,
-            ", ".join(f"{value:g}" for value in values),
-        )
-    return LoadedCase(case, image, time.perf_counter() - started)
+    with collected_warnings() as warnings:
+        image = load_nifti(case.input, voxel_size_mm=options.voxel_size_mm, dtype=np.float32)
+        check_not_constant(image.volume.data, name=str(case.input))
+        values = label_map_values(image.volume.data)
+        if values is not None:
+            logger.warning(
+                "%s: holds only the values %s, like a label map or mask rather than an MR image; segmenting "
+                "it anyway",
+                case.input,
+                ", ".join(f"{value:g}" for value in values),
+            )
+    return LoadedCase(case, image, time.perf_counter() - started, tuple(warnings))
+
+
+class _WarningList(logging.Handler):
+    """Keeps the messages of the warnings logged while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """The messages of mousecord's warnings logged inside the block (they are logged as usual too), for the
+    sidecar: a batch of thousands of images is checked from its sidecars, not its console."""
+    handler = _WarningList()
+    package_logger = logging.getLogger("mousecord")
+    package_logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        package_logger.removeHandler(handler)
 
 
 #: Fewer cord voxels than this in a whole image (or than 1 % of an image smaller than 5,000 voxels, a crop)
@@ -264,14 +291,17 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     """Segment a loaded case and write its outputs (see :func:`segment_case`)."""
     case, image = loaded.case, loaded.image
     started = time.perf_counter()
-    try:
-        prediction = predictor.predict_volume(image.volume, probabilities=options.probabilities)
-    except ImageFormatError as error:
-        raise ImageFormatError(f"{case.input}: {error}") from error
+    with collected_warnings() as warnings:
+        try:
+            prediction = predictor.predict_volume(image.volume, probabilities=options.probabilities)
+        except ImageFormatError as error:
+            raise ImageFormatError(f"{case.input}: {error}") from error
     predicted = time.perf_counter()
     label_map = _postprocess(prediction.label_map, options, image.volume.voxel_size_mm)
     cord_voxels = int(np.count_nonzero(label_map))
     found = cord_voxels >= min(MIN_CORD_VOXELS, label_map.size // 100)
+    qc_dir = options.qc_dir
+    no_cord = None if found else _no_cord_message(case, cord_voxels, qc_dir)
     written = _write_outputs(case, image, label_map, prediction.probabilities, options)
     timing = {
         "load_s": loaded.load_seconds,
@@ -279,30 +309,21 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
         "total_s": loaded.load_seconds + time.perf_counter() - started,
     }
     try:
-        _write_sidecar(case, predictor, options, timing, cord_found=found)
+        _write_sidecar(
+            case,
+            predictor,
+            options,
+            timing,
+            cord_found=found,
+            warnings=[*loaded.warnings, *warnings, *([no_cord] if no_cord else [])],
+        )
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
         raise
     logger.info("%s: segmented in %.1f s", case.input, timing["total_s"])
-    qc_dir = options.qc_dir
-    if not found:
-        where = f" in the QC report {qc_dir}" if qc_dir is not None else " (add a QC report to see it)"
-        if cord_voxels:
-            logger.warning(
-                "%s: no cord found, only %d cord voxels (a mouse cord has hundreds per slice); check the "
-                "image%s and its voxel size (--voxel-size overrides the header's)",
-                case.input,
-                cord_voxels,
-                where,
-            )
-        else:
-            logger.warning(
-                "%s: no cord found, the masks are empty; check the image%s, or segment the whole field "
-                "densely (roi 'full')",
-                case.input,
-                where,
-            )
+    if no_cord:
+        logger.warning("%s", no_cord)
     if qc_dir is not None:
         label_map_path = case.multilabel if case.multilabel in written else written[0]
         write_qc_entry(case.input, label_map_path, qc_dir, subject=case.subject, command=options.command)
@@ -324,6 +345,19 @@ def _record_failure(report: SegmentReport, case: CaseOutputs, error: Exception) 
     message = " ".join(message.split())
     logger.error("%s", message)
     report.failed.append((case.input, message))
+
+
+def _no_cord_message(case: CaseOutputs, cord_voxels: int, qc_dir: Path | None) -> str:
+    where = f" in the QC report {qc_dir}" if qc_dir is not None else " (add a QC report to see it)"
+    if cord_voxels:
+        return (
+            f"{case.input}: no cord found, only {cord_voxels} cord voxels (a mouse cord has hundreds per "
+            f"slice); check the image{where} and its voxel size (--voxel-size overrides the header's)"
+        )
+    return (
+        f"{case.input}: no cord found, the masks are empty; check the image{where}, or segment the whole "
+        "field densely (roi 'full')"
+    )
 
 
 def _postprocess(label_map: np.ndarray, options: SegmentOptions, voxel_size_mm) -> np.ndarray:
@@ -367,7 +401,13 @@ def _write_outputs(
 
 
 def _write_sidecar(
-    case: CaseOutputs, predictor: Predictor, options: SegmentOptions, timing: dict, *, cord_found: bool
+    case: CaseOutputs,
+    predictor: Predictor,
+    options: SegmentOptions,
+    timing: dict,
+    *,
+    cord_found: bool,
+    warnings: Sequence[str],
 ) -> None:
     from mousecord import __version__
 
@@ -389,6 +429,7 @@ def _write_sidecar(
         },
         "settings": {**options.to_dict(), **predictor.resolved_settings()},
         "cord_found": cord_found,
+        "warnings": list(warnings),
         "device": str(predictor.device),
         "timing_s": {key: round(value, 3) for key, value in timing.items()},
         "python": platform.python_version(),
@@ -399,7 +440,9 @@ def _write_sidecar(
 
 __all__ = [
     "EXIT_NO_CORD",
+    "MIN_CORD_VOXELS",
     "SegmentOptions",
+    "collected_warnings",
     "SegmentReport",
     "load_case",
     "LoadedCase",
