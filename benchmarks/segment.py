@@ -337,7 +337,7 @@ def cpu_description() -> str:
         next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
     )
     extensions = [flag for flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if flag in flags]
-    return f"{name or platform.processor() or 'unknown'} ({', '.join(extensions) or 'no AVX2'})"
+    return f"{name or platform.processor() or 'unknown'} ({', '.join(extensions) or 'no x86 vector flags'})"
 
 
 if __name__ == "__main__":

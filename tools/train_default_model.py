@@ -330,9 +330,17 @@ def main() -> None:
     if args.init_from is not None:
         if (args.init_from / CHECKPOINT_BEST).is_file():
             initial_weights = load_checkpoint(args.init_from / CHECKPOINT_BEST)["network_weights"]
-        else:  # a bundle: its (float16-stored) weights, trained on in float32
-            weights = load_bundle(args.init_from).fold_weights[0]
-            initial_weights = {name: tensor.float() for name, tensor in weights.items()}
+        elif (args.init_from / "model.json").is_file():  # a bundle: its float16-stored weights, in float32
+            bundle = load_bundle(args.init_from)
+            if len(bundle.fold_weights) != 1:
+                parser.error(
+                    f"--init-from {args.init_from}: a bundle of one fold, got {len(bundle.fold_weights)}"
+                )
+            initial_weights = {name: tensor.float() for name, tensor in bundle.fold_weights[0].items()}
+        else:
+            parser.error(
+                f"--init-from {args.init_from}: neither a training folder ({CHECKPOINT_BEST}) nor a bundle"
+            )
     train_in_plane(
         config,
         args.work,

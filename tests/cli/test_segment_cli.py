@@ -27,7 +27,12 @@ def model_folder(tmp_path_factory):
     return tiny_bundle_folder(tmp_path_factory.mktemp("models") / "tiny", spacing_mm=(0.05, 0.05, 0.05))
 
 
-def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys):
+def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys, monkeypatch):
+    import importlib
+
+    segment_pipeline = importlib.import_module("mousecord.pipelines.segment")  # the module, not the function
+    # the untrained tiny network leaves one cord voxel after the clean-ups: count it as a cord here
+    monkeypatch.setattr(segment_pipeline, "MIN_CORD_VOXELS", 1)
     source = _write(tmp_path / "cord.nii.gz", np.random.default_rng(0).random((10, 12, 14)) + 1)
     code = main(
         [
@@ -52,10 +57,7 @@ def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys):
             str(tmp_path / "qc"),
         ]
     )
-    from mousecord.pipelines import EXIT_NO_CORD
-
-    # the untrained tiny network leaves one cord voxel after the clean-ups: no cord, every output written
-    assert code == EXIT_NO_CORD
+    assert code == 0
     assert (tmp_path / "qc" / "index.html").is_file()
     for name in ("OUT.nii.gz", "OUT_GM_seg.nii.gz", "OUT_WM_seg.nii.gz", "OUT.json"):
         assert (tmp_path / name).is_file()
@@ -121,7 +123,8 @@ def test_the_command_line_parser_does_not_import_torch():
     assert result.stdout.split() == ["openvino", "cord", "False"]
 
 
-def test_image_without_cord_warns_and_exits_with_the_no_cord_status(tmp_path, capsys):
+@pytest.mark.parametrize("shape", [(10, 12, 14), (6, 6, 2)])  # the second under 100 voxels
+def test_image_without_cord_warns_and_exits_with_the_no_cord_status(tmp_path, capsys, shape):
     """Empty masks are written, but never silently: a warning names the file, the sidecar and the exit
     status say so (EXIT_NO_CORD, documented in the README)."""
     import dataclasses
@@ -139,7 +142,7 @@ def test_image_without_cord_warns_and_exits_with_the_no_cord_status(tmp_path, ca
         if key.endswith("bias"):
             weights[key][0] = 10.0  # background wins everywhere
     model = save_bundle(dataclasses.replace(bundle, fold_weights=(weights,)), tmp_path / "blind")
-    source = _write(tmp_path / "nocord.nii.gz", np.random.default_rng(1).random((10, 12, 14)) + 1)
+    source = _write(tmp_path / "nocord.nii.gz", np.random.default_rng(1).random(shape) + 1)
     code = main(["segment", "-i", str(source), "--model", str(model), "--device", "cpu", "--quiet"])
     assert code == EXIT_NO_CORD == 3
     captured = capsys.readouterr()

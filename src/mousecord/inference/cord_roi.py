@@ -72,9 +72,9 @@ class CordRoiSettings:
         patch_size_vox: (z, y, x) stage-2 tile (default: the bundle's patch).
         tile_step_fraction: stage-2 step (default: the inference configuration's).
         slice_step_mm: where the stage-2 tile is one slice deep (an in-plane network), segment one slice
-            every this many mm (never fewer than every slice) and interpolate the logits of the slices in
-            between linearly along z: the cord changes little over a tenth of a millimetre, the network
-            time falls with the step. None: every slice.
+            every this many mm (rounded down to whole slices, at least every slice) and interpolate the
+            logits of the slices in between linearly along z: the cord changes little over a tenth of a
+            millimetre, the network time falls with the step. None: every slice.
     """
 
     margin_mm: float = 1.25
@@ -239,15 +239,15 @@ def tube_tile_starts(
     return starts
 
 
-def interpolate_skipped_slices(sums: torch.Tensor, weight_sum: torch.Tensor, rows: Sequence[int]) -> None:
-    """Fill the slices between the segmented ``rows`` of blended (k, z, y, x) logits ``sums`` (in place),
-    linearly along z from the two rows around each; ``weight_sum`` (z, y, x) becomes positive there where
-    both rows were segmented."""
+def interpolate_skipped_slices(blended: torch.Tensor, weight_sum: torch.Tensor, rows: Sequence[int]) -> None:
+    """Fill the slices between the segmented ``rows`` of (k, z, y, x) logits ``blended`` (already divided
+    by the tiles' ``weight_sum``) in place, linearly along z from the two rows around each; ``weight_sum``
+    (z, y, x) becomes positive there where both rows were segmented."""
     for low, high in itertools.pairwise(rows):
         covered = (weight_sum[low] > 0) & (weight_sum[high] > 0)
         for z in range(low + 1, high):
             share = (z - low) / (high - low)
-            sums[:, z] = torch.lerp(sums[:, low], sums[:, high], share)
+            blended[:, z] = torch.lerp(blended[:, low], blended[:, high], share)
             weight_sum[z] = covered.to(weight_sum.dtype)
 
 
@@ -277,7 +277,8 @@ def predict_cord_logits(
     """Both stages: (k, z, y, x) float32 logits of ``image`` (background outside the tube) and the tube.
 
     Args:
-        image: (c, z, y, x) normalised image, any size (axes smaller than a tile are zero-padded).
+        image: (c, z, y, x) normalised image, any size (axes smaller than a tile are zero-padded); never
+            written (it may be a view whose channels share memory, see ``slab_channels``).
         predict_fn: the network (batch of tiles -> logits).
         tiles: the model's tiling: its patch is stage 1's tile; stage 2 uses it with the step and patch
             of ``settings`` where they are given. Mirroring applies to stage 2 only (stage 1 only locates

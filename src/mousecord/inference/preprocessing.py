@@ -183,7 +183,8 @@ def slab_channels(image: np.ndarray, slices: int) -> np.ndarray:
     depth = image.shape[1]
     if image.shape[0] == 1:
         # One input channel: a read-only view of the image padded once, whose channels step one slice
-        # through the same memory (a third of the memory of gathered channels, and no gathering time).
+        # through the same memory (1 / slices of the memory of gathered channels, no gathering time).
+        # torch ignores the read-only flag: the tensor made of it must never be written in place.
         padded = np.concatenate([image[:, :1]] * half + [image] + [image[:, -1:]] * half, axis=1)
         view = np.lib.stride_tricks.as_strided(
             padded,

@@ -226,7 +226,8 @@ def segment_case(case: CaseOutputs, predictor: Predictor, options: SegmentOption
     """Load, segment and write one case (label map and/or masks, probabilities, sidecar, QC entry).
 
     Returns:
-        Whether any cord (GM or WM) was found; without, the outputs are empty masks and a warning is logged.
+        Whether a cord was found (see :data:`MIN_CORD_VOXELS`); without, the outputs hold what was predicted
+        (empty, or a few voxels) and a warning is logged.
 
     Raises:
         MousecordError: the image is unreadable or unfit, or an output cannot be written (the case's other
@@ -299,7 +300,7 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     predicted = time.perf_counter()
     label_map = _postprocess(prediction.label_map, options, image.volume.voxel_size_mm)
     cord_voxels = int(np.count_nonzero(label_map))
-    found = cord_voxels >= min(MIN_CORD_VOXELS, label_map.size // 100)
+    found = cord_voxels >= max(1, min(MIN_CORD_VOXELS, label_map.size // 100))
     qc_dir = options.qc_dir
     no_cord = None if found else _no_cord_message(case, cord_voxels, qc_dir)
     written = _write_outputs(case, image, label_map, prediction.probabilities, options)
