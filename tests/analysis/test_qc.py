@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import matplotlib.image
@@ -155,8 +156,16 @@ def test_report_in_headless_chromium(qc_report: Path, tmp_path: Path) -> None:
         assert (
             driver.execute_script("return document.querySelector('tr.active td.mark').dataset.mark") == "fail"
         )
-        driver.refresh()
-        assert driver.execute_script("return mousecordQc.marks()") == {first: "fail"}
+        # The page reads its marks when it loads, and Chromium commits localStorage to its store
+        # asynchronously: on a loaded machine a page reloaded at once may load before the commit, so reload
+        # until the mark shows (at most about 5 s); a mark never stored still fails.
+        expected = {first: "fail"}
+        for _ in range(10):
+            driver.refresh()
+            if driver.execute_script("return mousecordQc.marks()") == expected:
+                break
+            time.sleep(0.5)
+        assert driver.execute_script("return mousecordQc.marks()") == expected
         assert f'"{first}"' in driver.execute_script("return mousecordQc.exportText('csv')")
         driver.find_element("id", "export-json").click()
         link = driver.find_element("id", "download")
