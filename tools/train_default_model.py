@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from mousecord.io.atomic import atomic_output
-from mousecord.models.bundle import MODEL_CARD, load_bundle, save_bundle
+from mousecord.models.bundle import MODEL_CARD, MODEL_JSON, load_bundle, save_bundle
 from mousecord.models.network import count_parameters
 from mousecord.training.in_plane import (
     DEFAULT_INFERENCE,
@@ -330,7 +330,7 @@ def main() -> None:
     if args.init_from is not None:
         if (args.init_from / CHECKPOINT_BEST).is_file():
             initial_weights = load_checkpoint(args.init_from / CHECKPOINT_BEST)["network_weights"]
-        elif (args.init_from / "model.json").is_file():  # a bundle: its float16-stored weights, in float32
+        elif (args.init_from / MODEL_JSON).is_file():  # a bundle: its float16-stored weights, in float32
             bundle = load_bundle(args.init_from)
             if len(bundle.fold_weights) != 1:
                 parser.error(

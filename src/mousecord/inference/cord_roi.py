@@ -206,13 +206,14 @@ def tube_tile_starts(
     row_starts = [
         z0 + offset for offset in compute_tile_starts((z1 - z0,), (patch[0],), tile_step_fraction)[0]
     ]
-    if slice_step_vox > 1 and patch[0] == 1:
+    stepped = slice_step_vox > 1 and patch[0] == 1
+    if stepped:
         row_starts = sorted({*row_starts[::slice_step_vox], row_starts[-1]})
     starts: list[tuple[int, int, int]] = []
     for index, z in enumerate(row_starts):
         reach = (
             (row_starts[max(index - 1, 0)], row_starts[min(index + 1, len(row_starts) - 1)] + 1)
-            if slice_step_vox > 1 and patch[0] == 1
+            if stepped
             else (z, z + patch[0])
         )
         rows = boxes[max(reach[0], roi.z_start) : min(reach[1], roi.z_stop)]

@@ -294,11 +294,9 @@ def _paint_surroundings(
     for root in parameters["roots"]:
         # an ellipse whose near end lies ``distance_mm`` outside the cord, elongated away from it
         direction = np.float32(root["angle_rad"])
-        along_angle = np.cos(angle - direction)
-        near = (cord_sdf > 0) & (cord_sdf < 5) & (along_angle > 0.6)
-        if not near.any():
+        surface = _surface_radius_mm(radius, angle, cord_sdf, direction, min_cosine=0.6)
+        if surface is None:
             continue
-        surface = float(np.min(radius[near] - cord_sdf[near]))
         centre = surface + root["distance_mm"] + root["radii_mm"][0]
         cu, cv = centre * math.cos(direction), centre * math.sin(direction)
         du, dv = u - np.float32(cu), v - np.float32(cv)
@@ -306,6 +304,18 @@ def _paint_surroundings(
         across = dv * math.cos(direction) - du * math.sin(direction)
         inside = (along / root["radii_mm"][0]) ** 2 + (across / root["radii_mm"][1]) ** 2 < 1
         labels[inside] = ROOT
+
+
+def _surface_radius_mm(
+    radius: np.ndarray, angle: np.ndarray, cord_sdf: np.ndarray, direction: np.float32, *, min_cosine: float
+) -> float | None:
+    """Distance (mm) from the cord centre to its surface towards ``direction`` (polar maps ``radius`` and
+    ``angle`` in the cord frame), from the pixels just outside the cord within the cone ``cos >
+    min_cosine``; None where the field holds none there."""
+    near = (cord_sdf > 0) & (cord_sdf < 5) & (np.cos(angle - direction) > min_cosine)
+    if not near.any():
+        return None
+    return float(np.min(radius[near] - cord_sdf[near]))
 
 
 def _paint_surface_bubbles(
@@ -320,10 +330,9 @@ def _paint_surface_bubbles(
     angle = np.arctan2(v, u)
     for bubble in parameters["surface_bubbles"]:
         direction = bubble["angle_rad"]
-        near = (cord_sdf > 0) & (cord_sdf < 5) & (np.cos(angle - np.float32(direction)) > 0.95)
-        if not near.any():
+        surface = _surface_radius_mm(radius_map, angle, cord_sdf, np.float32(direction), min_cosine=0.95)
+        if surface is None:
             continue
-        surface = float(np.min(radius_map[near] - cord_sdf[near]))
         reach = surface + bubble["gap_mm"] + bubble["radius_mm"]
         distance = np.sqrt(
             (u - np.float32(reach * math.cos(direction))) ** 2
