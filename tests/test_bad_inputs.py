@@ -313,6 +313,10 @@ ERRORS: dict[str, BadInput] = {
         ),
         ("mm.nii.gz", "header voxel size (7 x 7 x 7 mm)", "Give the true size as --voxel-size"),
     ),
+    "in-plane-voxel-size-for-3d": BadInput(
+        lambda folder: _segment(_save(folder / "img.nii.gz", _image()), "--voxel-size", "0.05", "0.05"),
+        ("img.nii.gz", "a 3D image takes three voxel sizes (x y z in mm), got two"),
+    ),
     "output-is-input": BadInput(
         lambda folder: _segment(_save(folder / "img.nii.gz", _image()), output=folder / "img.nii.gz"),
         ("img.nii.gz", "would overwrite the input"),

@@ -155,11 +155,23 @@ def test_implausible_voxel_size_warns_and_override_fixes_it(tmp_path: Path) -> N
     np.testing.assert_array_equal(nib.load(output).affine, np.diag([1.0, 1.0, 1.0, 1.0]))  # header kept
 
 
-@pytest.mark.parametrize("voxel_size", [(0.05, -0.05, 0.05), (0.05, 0.05), (0.0, 0.05, 0.05)])
+@pytest.mark.parametrize("voxel_size", [(0.05, -0.05, 0.05), (0.05,), (0.0, 0.05, 0.05)])
 def test_bad_voxel_size_override_is_refused(tmp_path: Path, voxel_size: tuple[float, ...]) -> None:
     path = _write(tmp_path / "img.nii.gz", np.ones((4, 5, 6), dtype=np.float32))
     with pytest.raises(HeaderError, match=r"img.nii.gz: voxel size must be three positive numbers"):
         load_nifti(path, voxel_size_mm=voxel_size)
+
+
+def test_2d_file_takes_an_in_plane_voxel_size_and_a_3d_file_refuses_it(tmp_path: Path) -> None:
+    # a 2D slice stored at 1 mm in-plane, 0.3 mm thick: the override of x and y keeps the thickness
+    two_d = _write(tmp_path / "slice.nii.gz", np.ones((4, 5), dtype=np.float32), np.diag([1.0, 1.0, 0.3, 1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MousecordWarning)
+        loaded = load_nifti(two_d, voxel_size_mm=(0.05, 0.04))
+    np.testing.assert_allclose(loaded.volume.voxel_size_mm, [0.05, 0.04, 0.3])
+    three_d = _write(tmp_path / "img.nii.gz", np.ones((4, 5, 6), dtype=np.float32))
+    with pytest.raises(HeaderError, match=r"img.nii.gz: a 3D image takes three voxel sizes .*got two"):
+        load_nifti(three_d, voxel_size_mm=(0.05, 0.05))
 
 
 def test_missing_file_not_nifti_and_truncated_gzip(tmp_path: Path) -> None:

@@ -155,9 +155,10 @@ def test_an_image_without_cord_gets_the_no_cord_exit_status(tmp_path, capsys):
     assert "no cord found" in capsys.readouterr().err
 
 
-def test_a_slice_with_a_voxel_size_20x_too_large_is_not_a_cord_found(tmp_path, capsys, phantom):
+def test_a_slice_with_a_voxel_size_20x_too_large_is_no_cord_until_given_its_size(tmp_path, capsys, phantom):
     """A 0.05 mm slice saved with nibabel's default 1 mm affine: the few voxels the model finds at that scale
-    are no cord; the warning points at the voxel size and the exit status is the no-cord one."""
+    are no cord; the warning points at the voxel size and the exit status is the no-cord one. Given its
+    in-plane size (``--voxel-size 0.05 0.05``), the same file is segmented."""
     import nibabel as nib
 
     from mousecord.pipelines import EXIT_NO_CORD
@@ -173,6 +174,13 @@ def test_a_slice_with_a_voxel_size_20x_too_large_is_not_a_cord_found(tmp_path, c
     warnings = sidecar["warnings"]
     assert len(warnings) >= 2 and any("no cord found" in message for message in warnings)
     assert any("voxel" in message for message in warnings[:-1])
+    # the fix a user of a 2D file gives: the in-plane size alone
+    command = ["segment", "-i", str(path), "--voxel-size", "0.05", "0.05", "--overwrite", "--quiet"]
+    assert main([*command, "--device", "cpu"]) == 0
+    labels = np.asarray(nib.load(tmp_path / "slice_1mm_seg.nii.gz").dataobj)
+    truth = phantom.label_map.data[:, :, middle]
+    assert dice(truth == Label.GM, labels == Label.GM) >= MIN_GM_DICE
+    assert json.loads((tmp_path / "slice_1mm_seg.json").read_text())["cord_found"] is True
 
 
 def test_cord_roi_path_loses_almost_nothing_against_the_dense_path(bundle, phantom, cord_prediction):
@@ -197,3 +205,9 @@ def test_quick_start_demo_runs_in_process(tmp_path, capsys):
     metrics = json.loads((tmp_path / "example_T1w_metrics.json").read_text())
     assert metrics["GM"]["dice"] >= MIN_GM_DICE
     assert "Dice against the truth: GM" in capsys.readouterr().out
+
+    # a second demo into the same folder replaces nothing unless asked to (as `segment` does)
+    written = {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()}
+    assert main(["demo", "-o", str(tmp_path), "--shape", "96", "96", "64", "--seed", "8", "--quiet"]) == 1
+    assert "give --overwrite" in capsys.readouterr().err
+    assert {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()} == written

@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="phantom size (default: 200 200 160)"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo in DIR")
     parser.add_argument("--roi", choices=("auto", *ROI_MODES), default="auto", help="see segment --roi")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads for the network")
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         backend=args.backend,
+        overwrite=args.overwrite,
     )
     print(
         f"Dice against the truth: GM {result.dice['GM']:.3f}, WM {result.dice['WM']:.3f}, "

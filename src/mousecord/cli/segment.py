@@ -97,9 +97,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--voxel-size",
         type=float,
-        nargs=3,
-        metavar=("X", "Y", "Z"),
-        help="override the header's voxel size (mm, file axes)",
+        nargs="+",
+        metavar="MM",
+        help="override the header's voxel size: X Y Z in mm along the file's axes (X Y for 2D images, "
+        "whose slice thickness stays the header's)",
     )
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--derivatives-name", default="mousecord", help="BIDS derivatives folder name")

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +82,7 @@ class LoadedImage:
 def load_nifti(
     path: Path | str,
     *,
-    voxel_size_mm: tuple[float, float, float] | None = None,
+    voxel_size_mm: Sequence[float] | None = None,
     dtype: np.dtype | type | None = None,
     check_finite: bool = True,
 ) -> LoadedImage:
@@ -91,7 +91,8 @@ def load_nifti(
     Args:
         path: a ``.nii`` or ``.nii.gz`` file.
         voxel_size_mm: override the voxel size stored in the header (along the file's own axes), for ex vivo
-            files saved with a wrong size such as 1 mm instead of 0.05 mm. Written outputs keep the input's
+            files saved with a wrong size such as 1 mm instead of 0.05 mm: three values, or for a 2D file
+            two (x and y; the slice thickness stays the header's). Written outputs keep the input's
             original header.
         dtype: cast the data to this type (default: keep the stored type, after scaling).
         check_finite: raise on NaN or infinite voxels.
@@ -131,6 +132,13 @@ def load_nifti(
         raise HeaderError(f"{path}: {error}") from error
     native_affine = affine
     if voxel_size_mm is not None:
+        if len(voxel_size_mm) == 2 and len(stored.shape) == 2:
+            voxel_size_mm = (*voxel_size_mm, float(np.linalg.norm(affine[:3, 2])))
+        elif len(voxel_size_mm) == 2:
+            raise HeaderError(
+                f"{path}: a {len(stored.shape)}D image takes three voxel sizes (x y z in mm), got two: "
+                f"{list(voxel_size_mm)}"
+            )
         check_voxel_size_value(voxel_size_mm, name=str(path))
         native_affine = affine_with_voxel_size(affine, voxel_size_mm)
     else:

@@ -22,6 +22,7 @@ import numpy as np
 
 from mousecord.analysis.comparison import render_comparison_png
 from mousecord.analysis.metrics import compare_label_maps
+from mousecord.errors import OutputError
 from mousecord.inference.predictor import InferenceConfig
 from mousecord.io.atomic import atomic_output
 from mousecord.io.nifti import load_nifti
@@ -58,6 +59,7 @@ def run_demo(
     threads: int | None = None,
     device: str = "auto",
     backend: str = "auto",
+    overwrite: bool = False,
 ) -> DemoResult:
     """Generate a T1w phantom (``shape_vox`` at 0.05 mm, ``seed``), segment it, compare, draw.
 
@@ -66,18 +68,25 @@ def run_demo(
         model: model name or folder (default: the shipped default model).
         shape_vox: (x, y, z) phantom size, z along the cord.
         roi, threads, device, backend: see :class:`~mousecord.inference.InferenceConfig`.
-
-    An earlier demo in the same folder is replaced.
+        overwrite: replace an earlier demo's files in the folder (as ``segment``, nothing is
+            overwritten without it).
 
     Returns:
         A :class:`DemoResult`; ``dice`` holds GM, WM and cord Dice.
 
     Raises:
+        OutputError: the folder holds an earlier demo's files and ``overwrite`` is off.
         MousecordError: no default model and none given, or unwritable outputs.
     """
     folder = Path(output_folder)
-    folder.mkdir(parents=True, exist_ok=True)
     image_path, truth_path = folder / f"{DEMO_STEM}.nii.gz", folder / f"{DEMO_STEM}_truth.nii.gz"
+    earlier = sorted(path.name for path in folder.glob(f"{DEMO_STEM}*")) if folder.is_dir() else []
+    if earlier and not overwrite:
+        raise OutputError(
+            f"{folder}: holds an earlier demo ({len(earlier)} files such as {earlier[0]}); give "
+            "--overwrite to replace it, or another output folder"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
     phantom = generate_phantom(PhantomConfig(shape_vox=shape_vox), rng=np.random.default_rng(seed))
     write_phantom(phantom, image_path, truth_path, metadata={"seed": seed})
     logger.info("phantom %s (seed %d) written to %s", tuple(shape_vox), seed, image_path)

@@ -52,7 +52,8 @@ class SegmentOptions:
         largest: keep only the largest cord component.
         fill_holes: fill holes in the cord.
         remove_small_mm3: remove cord components smaller than this volume (mm^3; 0: keep all).
-        voxel_size_mm: (3,) voxel size replacing the header's (mm, file axes), or None.
+        voxel_size_mm: (3,) voxel size replacing the header's (mm, file axes), or (2,) the in-plane
+            size of 2D images (their slice thickness stays the header's), or None.
         overwrite: redo cases whose outputs all exist (default: skip them).
         qc_dir: add a QC report entry per case to this folder, or None.
         command: the command line recorded in sidecars and QC entries.
@@ -63,7 +64,7 @@ class SegmentOptions:
     largest: bool = False
     fill_holes: bool = False
     remove_small_mm3: float = 0.0
-    voxel_size_mm: tuple[float, float, float] | None = None
+    voxel_size_mm: tuple[float, ...] | None = None
     overwrite: bool = False
     qc_dir: Path | None = None
     command: str = ""
@@ -75,8 +76,11 @@ class SegmentOptions:
             raise ConfigError(f"remove_small_mm3 must be >= 0, got {self.remove_small_mm3}")
         if self.voxel_size_mm is not None:
             object.__setattr__(self, "voxel_size_mm", tuple(float(value) for value in self.voxel_size_mm))
-            if len(self.voxel_size_mm) != 3:
-                raise ConfigError(f"voxel_size_mm needs 3 values, got {self.voxel_size_mm}")
+            if len(self.voxel_size_mm) not in (2, 3):
+                raise ConfigError(
+                    f"voxel_size_mm needs 3 values (2 for 2D images), got {len(self.voxel_size_mm)}: "
+                    f"{list(self.voxel_size_mm)}"
+                )
         if self.qc_dir is not None:
             object.__setattr__(self, "qc_dir", Path(self.qc_dir))
 
