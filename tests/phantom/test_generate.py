@@ -192,6 +192,6 @@ def test_region_table_covers_every_level() -> None:
 
 def test_cached_atlas_sections_are_read_only():
     section = load_atlas_sections()[5]
-    for array in (section.cord_sdf_px, section.gm_sdf_px, section.centre_px):
+    for array in (section.cord_sdf_px, section.gm_sdf_px, section.gm_skeleton_px, section.centre_px):
         with pytest.raises(ValueError, match="read-only"):
             array[(0,) * array.ndim] = 1.0

@@ -126,6 +126,8 @@ def test_resolution_randomisation_gives_thick_slices() -> None:
         ("gibbs_probability", 1.5),
         ("slab_slices", 2),
         ("patch_size_vox", (8, 8)),
+        ("gm_half_width_mm", (0.0, 0.1)),
+        ("gm_thinning_probability", -0.1),
     ],
 )
 def test_out_of_range_settings_are_refused(field: str, value) -> None:
@@ -185,3 +187,28 @@ def test_surface_bubbles_lie_outside_the_cord_and_darken_it() -> None:
         )
         darker.append(np.quantile(ratio, 0.02))
     assert max(darker) < 0.995 and min(darker) < 0.8  # every bubble dims the cord near it, some strongly
+
+
+def test_gm_thinning_keeps_the_horns_but_thins_them_inside_the_same_cord() -> None:
+    config = dataclasses.replace(SMALL, gm_thinning_probability=1.0, no_cord_probability=0.0)
+    rng = np.random.default_rng(5)
+    fractions = []
+    for _ in range(10):
+        sample = synthesize(config, rng)
+        half_width = sample.parameters["gm_half_width_mm"]
+        assert config.gm_half_width_mm[0] <= half_width <= config.gm_half_width_mm[1]
+        whole = render_sample(config, {**sample.parameters, "gm_half_width_mm": None})
+        gm, whole_gm = sample.label_map == Label.GM, whole.label_map == Label.GM
+        assert np.array_equal(sample.label_map > 0, whole.label_map > 0)  # the cord itself is unchanged
+        assert not (gm & ~whole_gm).any()  # thinning only ever turns GM into WM
+        if whole_gm.sum() > 200:
+            fractions.append(gm.sum() / whole_gm.sum())
+            # still one butterfly: thinned, not broken into pieces or reduced to its centre
+            assert ndimage.label(gm)[1] <= 3
+            extent = np.ptp(np.argwhere(gm), axis=0)
+            assert (extent >= 0.6 * np.ptp(np.argwhere(whole_gm), axis=0)).all()
+    # a half-width near the top of the range leaves a small cord's GM almost whole; most lose much of it
+    assert len(fractions) >= 6 and np.median(fractions) < 0.7 and min(fractions) < 0.4
+    # off by default and then drawing nothing (as for the other optional features)
+    assert SynthesisConfig().gm_thinning_probability == 0.0
+    assert sample_parameters(SMALL, np.random.default_rng(1))["gm_half_width_mm"] is None

@@ -16,6 +16,7 @@ from importlib import resources
 
 import numpy as np
 from scipy import ndimage
+from skimage.morphology import skeletonize
 
 #: Spinal levels the phantom knows, rostral to caudal.
 LEVEL_NAMES: tuple[str, ...] = (
@@ -76,6 +77,8 @@ class AtlasSection:
         name: level name, e.g. ``"C6"``.
         cord_sdf_px: (u, v) float32 signed distance to the cord surface in rat pixels, negative inside.
         gm_sdf_px: (u, v) float32 signed distance to the GM surface in rat pixels.
+        gm_skeleton_px: (u, v) float32 distance to the GM's medial axis (skeleton) in rat pixels: a GM of
+            any thinner width along the same horns is where it lies below the half-width.
         centre_px: (2,) cord centroid (u, v) in pixel indices.
         pixel_size_mm: rat pixel size in mm.
         width_mm, depth_mm: rat cord extent along u (left-right) and v (dorsoventral).
@@ -88,6 +91,7 @@ class AtlasSection:
     name: str
     cord_sdf_px: np.ndarray
     gm_sdf_px: np.ndarray
+    gm_skeleton_px: np.ndarray
     centre_px: np.ndarray
     pixel_size_mm: float
     width_mm: float
@@ -98,7 +102,7 @@ class AtlasSection:
     gm_fraction_shift: float = 0.0
 
     def __post_init__(self) -> None:
-        for array in (self.cord_sdf_px, self.gm_sdf_px, self.centre_px):
+        for array in (self.cord_sdf_px, self.gm_sdf_px, self.gm_skeleton_px, self.centre_px):
             array.flags.writeable = False  # cached and shared by every caller: read-only
 
 
@@ -145,6 +149,7 @@ def _measure(name: str, gm: np.ndarray, cord: np.ndarray, pixel_size_mm: float) 
         name=name,
         cord_sdf_px=_signed_distance(cord),
         gm_sdf_px=_signed_distance(gm),
+        gm_skeleton_px=ndimage.distance_transform_edt(~skeletonize(gm)).astype(np.float32),
         centre_px=centre,
         pixel_size_mm=pixel_size_mm,
         width_mm=float(columns.size * pixel_size_mm),

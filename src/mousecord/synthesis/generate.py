@@ -264,6 +264,7 @@ def _section_distances(
     # GM matters inside the cord only: look it up there (half the cost of a full-field lookup)
     gm = np.full(u.shape, 10.0, dtype=np.float32)
     inside = cord < 0
+    half_width = parameters.get("gm_half_width_mm")
     if inside.any():
         values = np.zeros(int(inside.sum()), dtype=np.float32)
         u_in, v_in = u[inside] + horn[0][inside], v[inside] + horn[1][inside]
@@ -275,8 +276,12 @@ def _section_distances(
                     section.centre_px[1] + v_in / (pixel * scale_v),
                 ]
             )
+            to_mm = np.float32(pixel * math.sqrt(scale_u * scale_v))
             sdf = ndimage.map_coordinates(section.gm_sdf_px, coordinates, order=1, mode="nearest")
-            values += share * np.float32(pixel * math.sqrt(scale_u * scale_v)) * sdf
+            if half_width is not None:  # the GM within the half-width of its medial axis (an intersection)
+                axis = ndimage.map_coordinates(section.gm_skeleton_px, coordinates, order=1, mode="nearest")
+                sdf = np.maximum(sdf, axis - half_width / to_mm)
+            values += share * to_mm * sdf
         gm[inside] = values + np.float32(parameters["gm_offset_mm"])
     return cord, gm
 

@@ -135,6 +135,14 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
                 else 0
             )
         ],
+        # drawn last and only where enabled, so the draws above are those of earlier versions
+        "gm_half_width_mm": (
+            float(rng.uniform(*config.gm_half_width_mm))
+            if cord_present
+            and config.gm_thinning_probability > 0
+            and rng.random() < config.gm_thinning_probability
+            else None
+        ),
     }
 
 
