@@ -1,14 +1,16 @@
 """Few-shot adaptation: annotate 3 slices in each of 3 volumes of an unseen domain, fine-tune, test on 4 more.
 
 The domain is a phantom setting the default model never saw in training (it was trained on synthetic slabs
-only): random-contrast phantoms (``mousecord.phantom``) with air bubbles, damaged chunk ends and low SNR
-(6-15). Three volumes (seeds 900-902) get sparse manual-style masks on 3 evenly spaced axial slices each, in
+only): phantoms (``mousecord.phantom``) with air bubbles, damaged chunk ends and low SNR (6-15), of random
+contrasts by default (every volume its own tissue intensities, so the annotated volumes do not show the test
+volumes' contrast) or of one protocol (``--contrast gm-dark`` or ``t1w``: one contrast, as a lab's scans
+share). Three volumes (seeds 900-902) get sparse manual-style masks on 3 evenly spaced axial slices each, in
 the layout a lab would have (BIDS images, ``derivatives/manual_masks/*_label-GM_mask.nii.gz`` and
 ``_label-WM_mask.nii.gz``); ``mousecord train DATASET -o RUN --init-model default`` (its defaults) fine-tunes
 the model; four other volumes (seeds 910-913) are segmented before and after, densely scored against their
 truth. Wall time of the fine-tune is reported beside the 15-minute target.
 
-    python benchmarks/adapt.py [--shape 200 200 96] [--json adapt.json]
+    python benchmarks/adapt.py [--shape 200 200 96] [--contrast random] [--json adapt.json]
     python benchmarks/adapt.py --train-option=--epochs --train-option=20   # options for mousecord train
 """
 
@@ -23,27 +25,29 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from mousecord.options import PHANTOM_CONTRASTS
+
 TRAIN_SEEDS = (900, 901, 902)
 TEST_SEEDS = (910, 911, 912, 913)
 ANNOTATED_SLICES = 3
 TARGETS = {"GM": 0.90, "WM": 0.90, "minutes": 15.0}
 
 
-def domain(shape) -> object:
+def domain(shape, contrast: str) -> object:
     from mousecord.phantom import PhantomConfig
 
     return PhantomConfig(
-        shape_vox=tuple(shape), contrast="random", air_bubbles=True, damaged_ends=True, snr_range=(6.0, 15.0)
+        shape_vox=tuple(shape), contrast=contrast, air_bubbles=True, damaged_ends=True, snr_range=(6.0, 15.0)
     )
 
 
-def write_dataset(root: Path, shape) -> None:
+def write_dataset(root: Path, shape, contrast: str) -> None:
     """Three subjects, one chunk each, with GM/WM masks on three slices (what an annotator would draw)."""
     from mousecord.labels import Label
     from mousecord.phantom import generate_phantom
 
     for number, seed in enumerate(TRAIN_SEEDS, start=1):
-        phantom = generate_phantom(domain(shape), rng=np.random.default_rng(seed))
+        phantom = generate_phantom(domain(shape, contrast), rng=np.random.default_rng(seed))
         stem = f"sub-{number:02d}_chunk-1_T1w"
         anat = root / f"sub-{number:02d}" / "anat"
         masks = root / "derivatives" / "manual_masks" / f"sub-{number:02d}" / "anat"
@@ -60,7 +64,7 @@ def write_dataset(root: Path, shape) -> None:
             nib.save(nib.Nifti1Image(sparse, affine), masks / f"{stem}_label-{name}_mask.nii.gz")
 
 
-def score(model, shape) -> dict[str, float]:
+def score(model, shape, contrast: str) -> dict[str, float]:
     """Mean GM/WM Dice of ``model`` over the test volumes (whole volumes, slices with cord)."""
     from mousecord.analysis.metrics import compare_label_maps
     from mousecord.inference import InferenceConfig, Predictor
@@ -69,7 +73,7 @@ def score(model, shape) -> dict[str, float]:
     predictor = Predictor(model, InferenceConfig(device="cpu"))
     rows = []
     for seed in TEST_SEEDS:
-        phantom = generate_phantom(domain(shape), rng=np.random.default_rng(seed))
+        phantom = generate_phantom(domain(shape, contrast), rng=np.random.default_rng(seed))
         prediction = predictor.predict_volume(phantom.image).label_map
         metrics = compare_label_maps(
             phantom.label_map.data, prediction, voxel_size_mm=phantom.image.voxel_size_mm, name=str(seed)
@@ -84,6 +88,9 @@ def main() -> int:
     )
     parser.add_argument("--model", default="default", help="model to adapt (name or folder)")
     parser.add_argument("--shape", type=int, nargs=3, default=(200, 200, 96), metavar=("X", "Y", "Z"))
+    parser.add_argument(
+        "--contrast", choices=PHANTOM_CONTRASTS, default="random", help="the domain's phantom contrast"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument(
@@ -101,10 +108,10 @@ def main() -> int:
     from mousecord.models.registry import resolve_model
 
     torch.set_num_threads(args.threads)
-    before = score(resolve_model(args.model), args.shape)
+    before = score(resolve_model(args.model), args.shape, args.contrast)
     print(f"before: {before}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
-        write_dataset(Path(folder) / "data", args.shape)
+        write_dataset(Path(folder) / "data", args.shape, args.contrast)
         started = time.perf_counter()
         code = mousecord(
             [
@@ -121,7 +128,7 @@ def main() -> int:
         minutes = (time.perf_counter() - started) / 60
         if code != 0:
             return code
-        after = score(load_bundle(Path(folder) / "run" / "model"), args.shape)
+        after = score(load_bundle(Path(folder) / "run" / "model"), args.shape, args.contrast)
     print(f"after {minutes:.1f} min of fine-tuning ({' '.join(args.train_option) or 'defaults'}): {after}")
     print(f"{'':>8} {'GM Dice':>8} {'WM Dice':>8} {'cord Dice':>9}")
     for name, row in (("before", before), ("after", after)):
@@ -138,6 +145,7 @@ def main() -> int:
             "minutes": minutes,
             "targets": TARGETS,
             "shape": args.shape,
+            "contrast": args.contrast,
             "train_options": args.train_option,
         }
         args.json.write_text(json.dumps(record, indent=2) + "\n")
