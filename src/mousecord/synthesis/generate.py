@@ -246,29 +246,28 @@ def _section_distances(
     weight = np.float32(level - low)
     pair = ((sections[low], 1 - weight), (sections[low + 1], weight))
     stretch = math.sqrt(parameters["anisotropy"])
-    scales = [
-        (
-            RAT_TO_MOUSE_SCALE[0] * section.shrink * parameters["scale"] * stretch,
-            RAT_TO_MOUSE_SCALE[1] * section.shrink * parameters["scale"] / stretch,
-        )
-        for section, _ in pair
-    ]
+    # per section: its mouse scale along u and v, and the factor from its pixels' distances to mm
+    scales = []
+    for section, _ in pair:
+        scale_u = RAT_TO_MOUSE_SCALE[0] * section.shrink * parameters["scale"] * stretch
+        scale_v = RAT_TO_MOUSE_SCALE[1] * section.shrink * parameters["scale"] / stretch
+        scales.append((scale_u, scale_v, np.float32(section.pixel_size_mm * math.sqrt(scale_u * scale_v))))
     cord = np.zeros(u.shape, dtype=np.float32)
-    for (section, share), (scale_u, scale_v) in zip(pair, scales, strict=True):
+    for (section, share), (scale_u, scale_v, to_mm) in zip(pair, scales, strict=True):
         pixel = section.pixel_size_mm
         coordinates = np.stack(
             [section.centre_px[0] + u / (pixel * scale_u), section.centre_px[1] + v / (pixel * scale_v)]
         )
         sdf = ndimage.map_coordinates(section.cord_sdf_px, coordinates, order=1, mode="nearest")
-        cord += share * np.float32(pixel * math.sqrt(scale_u * scale_v)) * sdf
+        cord += share * to_mm * sdf
     # GM matters inside the cord only: look it up there (half the cost of a full-field lookup)
     gm = np.full(u.shape, 10.0, dtype=np.float32)
     inside = cord < 0
-    half_width = parameters.get("gm_half_width_mm")
     if inside.any():
+        half_width = parameters.get("gm_half_width_mm")
         values = np.zeros(int(inside.sum()), dtype=np.float32)
         u_in, v_in = u[inside] + horn[0][inside], v[inside] + horn[1][inside]
-        for (section, share), (scale_u, scale_v) in zip(pair, scales, strict=True):
+        for (section, share), (scale_u, scale_v, to_mm) in zip(pair, scales, strict=True):
             pixel = section.pixel_size_mm
             coordinates = np.stack(
                 [
@@ -276,7 +275,6 @@ def _section_distances(
                     section.centre_px[1] + v_in / (pixel * scale_v),
                 ]
             )
-            to_mm = np.float32(pixel * math.sqrt(scale_u * scale_v))
             sdf = ndimage.map_coordinates(section.gm_sdf_px, coordinates, order=1, mode="nearest")
             if half_width is not None:  # the GM within the half-width of its medial axis (an intersection)
                 axis = ndimage.map_coordinates(section.gm_skeleton_px, coordinates, order=1, mode="nearest")
