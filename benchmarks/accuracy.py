@@ -12,6 +12,7 @@ Phantoms use seeds below 1000 (``--first-seed``, default 0); the default model w
     python benchmarks/accuracy.py --voxel-size 0.05 0.05 0.3 --shape 200 200 84   # thick slices, 25 mm
     python benchmarks/accuracy.py --single-slices 20 --shape 200 200 100  # 20 slices, each a 2D input
     python benchmarks/accuracy.py --volumes 2 --shape 200 200 64 --threads 1    # a quick check
+    python benchmarks/accuracy.py --crop 96 --shape 200 200 48   # each phantom cut to 96 x 96 around the cord
 
 The table also gives the per-slice GM area jitter: the mean absolute change of the GM area from one slice
 to the next, predicted over true (1 = as smooth as the truth).
@@ -57,6 +58,12 @@ def evaluate_volume(predictor, seed: int, args: argparse.Namespace) -> dict:
     )
     phantom = generate_phantom(config, rng=np.random.default_rng(seed))
     image, truth, voxel_size = phantom.image.data, phantom.label_map.data, phantom.image.voxel_size_mm
+    if args.crop:
+        # what crop scripts hand the model: a square field around the cord (the truth's centre), whole slices
+        centre = np.round(np.argwhere(truth > 0)[:, :2].mean(axis=0)).astype(int)
+        low = np.clip(centre - args.crop // 2, 0, np.asarray(truth.shape[:2]) - args.crop)
+        box = (slice(low[0], low[0] + args.crop), slice(low[1], low[1] + args.crop))
+        image, truth = np.ascontiguousarray(image[box]), np.ascontiguousarray(truth[box])
     start = time.perf_counter()
     if args.single_slices:
         # every chosen axial slice alone, as a one-slice image (what a 2D acquisition gives)
@@ -147,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         "--single-slices", type=int, default=0, help="segment this many axial slices, each alone (2D input)"
     )
     parser.add_argument("--artefacts", action="store_true", help="air bubbles and damaged chunk ends")
+    parser.add_argument(
+        "--crop",
+        type=int,
+        default=0,
+        metavar="VOXELS",
+        help="cut each phantom to this square around the cord",
+    )
     parser.add_argument("--volumes", type=int, default=10, help="number of phantoms (default 10)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+volumes-1, all < 1000")
     parser.add_argument("--shape", type=int, nargs=3, default=(200, 200, 500), metavar=("X", "Y", "Z"))
@@ -156,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write per-volume results, summary and targets here")
     args = parser.parse_args(argv)
     seeds = list(range(args.first_seed, args.first_seed + args.volumes))
+    if args.crop and not 16 <= args.crop <= min(args.shape[:2]):
+        parser.error(
+            f"--crop must be 16 to the phantom's in-plane size {tuple(args.shape[:2])}, got {args.crop}"
+        )
     if args.volumes < 1 or seeds[0] < 0 or seeds[-1] >= 1000:
         parser.error(
             f"seeds must lie in 0..999 (training uses dataset seeds above 1000), got {seeds[0]}..{seeds[-1]}"
@@ -185,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = TARGETS[case]
     print(
         f"model {bundle.name} ({bundle.source}), case {case}, contrast {args.contrast}, {len(rows)} "
-        f"phantoms {tuple(args.shape)} at {tuple(args.voxel_size)} mm, roi {predictor.roi}, "
+        f"phantoms {tuple(args.shape)} at {tuple(args.voxel_size)} mm"
+        f"{f' cut to {args.crop} x {args.crop} around the cord' if args.crop else ''}, roi {predictor.roi}, "
         f"backend {predictor.backend} ({predictor.precision}), mirroring {predictor.mirroring}, keep largest "
         f"{predictor.keep_largest_component}"
     )
@@ -202,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             "volumes": len(rows),
             "seeds": seeds,
             "shape_xyz": list(args.shape),
+            "crop_vox": args.crop,
             "roi": predictor.roi,
             "backend": predictor.backend,
             "precision": predictor.precision,
