@@ -129,6 +129,17 @@ def test_linking_keeps_the_longest_continuous_chain_and_skips_slabs_out_of_reach
     assert link_slab_candidates([[], []], max_step_vox=3.0) == [None, None]
 
 
+def test_a_string_of_small_components_beside_the_cord_does_not_outnumber_the_cord():
+    # a damaged chunk end: no cord in the first slab, only a large false positive and debris beside the cord
+    # position; the debris reaches one slab further than the cord, but is small wherever the cord is found
+    candidates = [
+        [(1167, (96.0, 90.0)), (95, (120.0, 80.0))],
+        [(1091, (78.0, 133.0)), (394, (117.0, 91.0))],
+        [(1125, (78.0, 132.0)), (208, (118.0, 90.0))],
+    ]
+    assert link_slab_candidates(candidates, max_step_vox=16.0) == [None, 0, 0]
+
+
 @pytest.mark.parametrize("image_shape", [(60, 48, 52), (11, 9, 13)])
 def test_two_stages_recover_an_analytic_segmentation(image_shape):
     labels = synthetic_cord(

@@ -71,6 +71,11 @@ class CordRoi:
         )
 
 
+#: Share of its slab's largest cord-like component a chained component needs for the slab to count in the
+#: chain's length (see :func:`link_slab_candidates`).
+MAIN_COMPONENT_FRACTION = 0.25
+
+
 def slab_starts(size_z: int, depth_vox: int, spacing_vox: float) -> list[int]:
     """First slice of each stage-1 slab: spread evenly from 0 to ``size_z - depth_vox``, both ends included.
 
@@ -104,16 +109,20 @@ def link_slab_candidates(
         Per slab, the index of the chosen candidate or None. Every candidate is tried as the anchor; from
         it each slab takes its candidate nearest to the last chosen centre, if within reach
         (``max_step_vox`` per slab of distance). The chain through most slabs wins (ties: most voxels), so a
-        structure that looks like cord in a few slabs, even larger than the cord there, is left out.
+        structure that looks like cord in a few slabs, even larger than the cord there, is left out. A slab
+        counts only where the chain's component is at least ``MAIN_COMPONENT_FRACTION`` of that slab's
+        largest one, so a string of small components beside the cord (nerve roots, debris of a damaged
+        chunk end) cannot outnumber the slabs the cord itself was found in.
     """
     best: tuple[int, int] = (0, 0)
     best_chain: list[int | None] = [None] * len(candidates)
     for anchor, entries in enumerate(candidates):
         for start in range(len(entries)):
             chain = _chain_from(candidates, anchor, start, max_step_vox)
+            chosen = [(candidates[slab], index) for slab, index in enumerate(chain) if index is not None]
             score = (
-                sum(index is not None for index in chain),
-                sum(candidates[slab][index][0] for slab, index in enumerate(chain) if index is not None),
+                sum(slab[index][0] >= MAIN_COMPONENT_FRACTION * slab[0][0] for slab, index in chosen),
+                sum(slab[index][0] for slab, index in chosen),
             )
             if score > best:
                 best, best_chain = score, chain
