@@ -56,6 +56,10 @@ def default_model_card(
     parameters = count_parameters(build_network_for(config))
     minutes = sum(history["seconds"]) / 60
     synthesis = config.synthesis
+    # the recipe's seed draws again the samples the fourth stage started with
+    replayed = (
+        "the samples of the fourth stage's first epochs, drawn again; " if config.seed == RECIPE.seed else ""
+    )
     lines = [
         "# mousecord default model",
         "",
@@ -105,9 +109,8 @@ def default_model_card(
             "minutes, with the synthesis of commit 3a5ff2b: 35 % of samples ex vivo-like), 32 epochs at",
             "5e-4 (61 minutes, best epoch 13), then",
             f"{config.epochs} epochs x {config.iterations_per_epoch} iterations x {config.batch_size}",
-            f"samples at {config.learning_rate:g} with the settings above and seed {config.seed} (the",
-            "samples of the fourth stage's first epochs, drawn again; the learning rate decays to 0 over",
-            f"the stage; {minutes:.0f} minutes of wall",
+            f"samples at {config.learning_rate:g} with the settings above and seed {config.seed}",
+            f"({replayed}the learning rate decays to 0 over the stage; {minutes:.0f} minutes of wall",
             "time, per-epoch validation included); best validation epoch of the last stage",
             f"{best_epoch} (GM Dice {history['dice_GM'][best_epoch]:.3f}, WM",
             f"{history['dice_WM'][best_epoch]:.3f}).",
