@@ -128,6 +128,7 @@ def test_resolution_randomisation_gives_thick_slices() -> None:
         ("patch_size_vox", (8, 8)),
         ("gm_half_width_mm", (0.0, 0.1)),
         ("gm_thinning_probability", -0.1),
+        ("decoy_probability", 1.5),
     ],
 )
 def test_out_of_range_settings_are_refused(field: str, value) -> None:
@@ -163,7 +164,7 @@ def test_cut_ends_remove_the_tissue_beyond_an_oblique_plane() -> None:
 
     # off by default, and then drawing nothing more: the generator is where the version without cut ends and
     # surface bubbles (commit 58a2f62) left it, so samples and training batches are those of that version
-    plain = dataclasses.replace(SMALL, cut_probability=0.0, bubble_probability=0.0)
+    plain = dataclasses.replace(SMALL, cut_probability=0.0, bubble_probability=0.0, decoy_probability=0.0)
     assert SynthesisConfig().cut_probability == 0.0 == SynthesisConfig().bubble_probability
     rng = np.random.default_rng(3)
     parameters = sample_parameters(plain, rng)
@@ -212,3 +213,45 @@ def test_gm_thinning_keeps_the_horns_but_thins_them_inside_the_same_cord() -> No
     # off by default and then drawing nothing (as for the other optional features)
     assert SynthesisConfig().gm_thinning_probability == 0.0
     assert sample_parameters(SMALL, np.random.default_rng(1))["gm_half_width_mm"] is None
+
+
+def test_decoys_are_background_beside_an_unchanged_cord() -> None:
+    # a clean acquisition, so that a decoy changes the image only where it lies
+    config = dataclasses.replace(
+        SMALL,
+        decoy_probability=1.0,
+        no_cord_probability=0.0,
+        in_plane_resolution_mm=(0.05, 0.05),
+        gibbs_probability=0.0,
+        ghosting_probability=0.0,
+        gamma_probability=0.0,
+    )
+    rng = np.random.default_rng(13)
+    visible, adjacent_near, relative_means = 0, [], []
+    centre = SMALL.slab_slices // 2
+    for _ in range(16):
+        sample = synthesize(config, rng)
+        parameters = sample.parameters
+        decoys = parameters["decoys"]
+        assert 1 <= len(decoys) <= 3
+        means = parameters["intensities"]["mean"]
+        relative_means += [means[decoy["label"]] / means[Label.WM] for decoy in decoys]
+        plain = render_sample(config, {**parameters, "decoys": []})
+        # decoys are background and never displace the cord
+        assert sample.label_map.tobytes() == plain.label_map.tobytes()
+        changed = np.abs(sample.image[centre] - plain.image[centre]) > 1e-4
+        cord = sample.label_map > 0
+        assert not (changed & ndimage.binary_erosion(cord, iterations=2)).any()
+        visible += changed.sum() > 50
+        if decoys[0]["centre_mm"] is None and changed.any() and cord.any():
+            # against the cord's outer layers: its shell begins just beyond the rim, ring and gap
+            distance_mm = ndimage.distance_transform_edt(~cord)[changed].min() * config.spacing_mm
+            reach_mm = parameters["rim_mm"] + parameters["ring_mm"] + decoys[0]["gap_mm"]
+            adjacent_near.append(distance_mm <= reach_mm + 0.15)
+    assert visible >= 10
+    assert len(adjacent_near) >= 3 and all(adjacent_near)
+    relative_means = np.asarray(relative_means)
+    # about half as bright as WM (within 20 %), the others anything
+    assert 0.25 < np.mean(np.abs(relative_means - 1) <= 0.2) < 0.85
+    assert (np.abs(relative_means - 1) > 0.3).any()
+    assert sample_parameters(dataclasses.replace(SMALL, decoy_probability=0.0), rng)["decoys"] == []

@@ -60,6 +60,11 @@ class SynthesisConfig:
             drew SCT's human cords' thin GM as a mouse-sized blob (t2s GM Dice 0.389 -> 0.405, mt1 0.376
             -> 0.346, t2s cord 0.917 -> 0.827).
         gm_half_width_mm: half-width of a thinned GM (mm); where the GM is already thinner it is kept.
+        decoy_probability: share of samples with 1-3 decoys: cord-sized round structures of a tissue of
+            their own (often as bright as WM) inside a dark bone or fluid-like shell, labelled background,
+            one of them mostly against the cord's outer layers as a vertebral body lies. In whole-body
+            scans (SCT's human neck scans at mouse scale) the network otherwise takes a vertebral body
+            for the cord.
     """
 
     patch_size_vox: tuple[int, int] = (128, 128)
@@ -91,6 +96,7 @@ class SynthesisConfig:
     bubble_probability: float = 0.0
     gm_thinning_probability: float = 0.0
     gm_half_width_mm: tuple[float, float] = (0.06, 0.16)
+    decoy_probability: float = 0.0
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):

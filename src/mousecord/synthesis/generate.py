@@ -8,10 +8,11 @@ SynthSeg's recipe (Billot et al. 2023) for the mouse cord, in 2D/2.5D so that a 
    Around the cord: a fluid rim of random thickness (sometimes absent, sometimes a wide gap around a shrunken
    cord), a dura/bone ring of random thickness and completeness (sometimes absent), and outside it a random
    label field of several extra tissues (muscle, fat, bone...) plus nerve roots or ganglia beside the cord
-   and air bubbles (some against the cord, darkening it around them); sometimes nothing but embedding
-   medium; sometimes a chunk's cut end, an oblique plane beyond which the tissue is gone, damaged before
-   it. The slab's slices follow the cord along z (level change, tilt, twist), so adjacent slices agree as
-   in a real volume.
+   and air bubbles (some against the cord, darkening it around them), optionally decoys (cord-sized round
+   structures in a shell, labelled background, as a vertebral body beside the cord); sometimes nothing but
+   embedding medium; sometimes a chunk's cut end, an oblique plane beyond which the tissue is gone, damaged
+   before it. The slab's slices follow the cord along z (level change, tilt, twist), so adjacent slices
+   agree as in a real volume.
 2. **Appearance.** Every label, split into up to three sub-labels for texture, gets a Gaussian intensity
    with a random mean and spread, drawn per sample (uniform over the range, or ex vivo-like ones), so GM is
    brighter, darker or as bright as WM and the cord brighter or darker than its surroundings.
@@ -169,6 +170,7 @@ def _tissue_labels(
     labels = np.full(shape, FIELD, dtype=np.uint8)
     if parameters["surroundings"]:
         _paint_surroundings(labels, fields, parameters, u, v, cord_sdf)
+    _paint_decoys(labels, parameters, u, v, cord_sdf, grid_y, grid_x)
     if parameters["column"] is not None:
         labels[~_column_mask(grid_y, grid_x, parameters, fields["column"])] = OUTSIDE
     _paint_bubbles(labels, grid_y, grid_x, parameters)
@@ -307,6 +309,49 @@ def _paint_surroundings(
         across = dv * math.cos(direction) - du * math.sin(direction)
         inside = (along / root["radii_mm"][0]) ** 2 + (across / root["radii_mm"][1]) ** 2 < 1
         labels[inside] = ROOT
+
+
+def _paint_decoys(
+    labels: np.ndarray,
+    parameters: dict[str, Any],
+    u: np.ndarray,
+    v: np.ndarray,
+    cord_sdf: np.ndarray,
+    grid_y: np.ndarray,
+    grid_x: np.ndarray,
+) -> None:
+    """Cord-sized ellipses that are not cord, each in its shell (see ``SynthesisConfig.decoy_probability``):
+    against the cord's outer layers (placed in the cord's frame ``u``, ``v``) or anywhere in the field."""
+    radius_map = angle = None
+    for decoy in parameters.get("decoys", ()):
+        shell, (radius_a, radius_b) = decoy["shell_mm"], decoy["radii_mm"]
+        if decoy["centre_mm"] is None:
+            if radius_map is None:
+                radius_map, angle = np.sqrt(u**2 + v**2), np.arctan2(v, u)
+            direction = np.float32(decoy["direction_rad"])
+            surface = _surface_radius_mm(radius_map, angle, cord_sdf, direction, min_cosine=0.95)
+            if surface is None:
+                continue
+            # beyond the rim and ring, then the decoy's shell and its radius towards the cord
+            reach = (
+                surface + parameters["rim_mm"] + parameters["ring_mm"] + decoy["gap_mm"] + shell + radius_b
+            )
+            du = u - np.float32(reach * math.cos(direction))
+            dv = v - np.float32(reach * math.sin(direction))
+            turn = (
+                float(direction) + math.pi / 2
+            )  # its first axis across the direction, like a vertebral body
+        else:
+            du = grid_x - np.float32(decoy["centre_mm"][1])
+            dv = grid_y - np.float32(decoy["centre_mm"][0])
+            turn = decoy["angle_rad"]
+        along = du * np.float32(math.cos(turn)) + dv * np.float32(math.sin(turn))
+        across = dv * np.float32(math.cos(turn)) - du * np.float32(math.sin(turn))
+        radius = np.sqrt((along / np.float32(radius_a)) ** 2 + (across / np.float32(radius_b)) ** 2)
+        # the shell's thickness in normalised radius, along the shorter axis
+        outer = 1 + shell / min(radius_a, radius_b)
+        labels[(radius >= 1) & (radius < outer)] = decoy["shell_label"]
+        labels[radius < 1] = decoy["label"]
 
 
 def _surface_radius_mm(

@@ -51,7 +51,7 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
             "offset_mm": [float(rng.uniform(-0.8, 0.8)), float(rng.uniform(-0.8, 0.8))],
             "roughness": float(rng.uniform(0.0, 0.35)),
         }
-    return {
+    parameters = {
         "field_vox": field_vox,
         "cord_present": cord_present,
         "centre_mm": centre if cord_present else [99.0, 99.0],
@@ -144,6 +144,51 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
             else None
         ),
     }
+    # drawn last and only where enabled, so the draws above are those of earlier versions
+    parameters["decoys"] = (
+        _sample_decoys(parameters, half_field_mm, rng)
+        if config.decoy_probability > 0 and rng.random() < config.decoy_probability
+        else []
+    )
+    return parameters
+
+
+def _sample_decoys(
+    parameters: dict[str, Any], half_field_mm: np.ndarray, rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """1-3 cord-sized round structures that are not cord (a vertebral body, a muscle bundle in its fascia):
+    an ellipse of a tissue of its own, often as bright as the cord's WM, mostly inside a dark bone or a
+    fluid-like shell. The first lies against the cord's outer layers in most samples with cord, as a vertebral
+    body does; the others anywhere in the field. Each decoy's tissue is appended to the sample's intensities
+    (its label follows the last one), so the draws before them stay as they were."""
+    intensities = parameters["intensities"]
+    scale = parameters["scale"] if parameters["cord_present"] else float(rng.uniform(0.6, 1.6))
+    decoys = []
+    for index in range(int(rng.integers(1, 4))):
+        adjacent = index == 0 and parameters["cord_present"] and rng.random() < 0.6
+        wm_mean, wm_spread = intensities["mean"][Label.WM], intensities["spread"][Label.WM]
+        cord_like = rng.random() < 0.5
+        decoys.append(
+            {
+                "label": len(intensities["mean"]),
+                # adjacent: direction from the cord centre in the cord's frame; else: centre in the field
+                "direction_rad": float(rng.uniform(0, 2 * math.pi)) if adjacent else None,
+                "gap_mm": float(rng.uniform(0.0, 0.2)),
+                "centre_mm": None if adjacent else [float(rng.uniform(-1, 1) * h) for h in half_field_mm],
+                "radii_mm": [float(rng.uniform(0.5, 1.4) * scale), float(rng.uniform(0.4, 1.1) * scale)],
+                "angle_rad": float(rng.uniform(0, math.pi)),  # free decoys only
+                "shell_mm": 0.0 if rng.random() < 0.25 else float(rng.uniform(0.03, 0.3)),
+                "shell_label": RING if rng.random() < 0.6 else RIM,
+            }
+        )
+        intensities["mean"].append(
+            float(wm_mean * rng.uniform(0.8, 1.2)) if cord_like else float(rng.random())
+        )
+        intensities["spread"].append(float(wm_spread * rng.uniform(0.5, 2.0)))
+        intensities["sub_labels"].append(int(rng.integers(1, _SUB_LABELS_MAX + 1)))
+        intensities["sub_offsets"].append(rng.uniform(-0.06, 0.06, _SUB_LABELS_MAX).tolist())
+        intensities["texture_of"].append(int(rng.integers(0, 3)))
+    return decoys
 
 
 def _sample_cut(
