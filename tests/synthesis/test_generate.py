@@ -255,3 +255,33 @@ def test_decoys_are_background_beside_an_unchanged_cord() -> None:
     assert 0.25 < np.mean(np.abs(relative_means - 1) <= 0.2) < 0.85
     assert (np.abs(relative_means - 1) > 0.3).any()
     assert sample_parameters(dataclasses.replace(SMALL, decoy_probability=0.0), rng)["decoys"] == []
+
+
+def test_surroundings_change_between_slices_around_the_same_cord() -> None:
+    config = dataclasses.replace(
+        SMALL,
+        surroundings_change_probability=1.0,
+        no_cord_probability=0.0,
+        no_surroundings_probability=0.0,
+        single_slice_probability=0.0,
+        gamma_probability=0.0,
+        slice_thickness_mm=(0.1, 0.1),  # thin enough for one sub-slice: the centre slice lies at z = 0
+    )
+    rng = np.random.default_rng(14)
+    centre = SMALL.slab_slices // 2
+    changed_shares = []
+    for _ in range(10):
+        sample = synthesize(config, rng)
+        rate = sample.parameters["surroundings_change_rad_per_mm"]
+        low, high = config.surroundings_change_rad_per_mm
+        assert low <= rate <= high
+        static = render_sample(config, {**sample.parameters, "surroundings_change_rad_per_mm": 0.0})
+        # the cord and the centre slice are those of the same sample with static surroundings
+        assert sample.label_map.tobytes() == static.label_map.tobytes()
+        np.testing.assert_array_equal(sample.image[centre], static.image[centre])
+        away = ~ndimage.binary_dilation(sample.label_map > 0, iterations=8)
+        changed = np.abs(sample.image[0] - static.image[0]) > 0.02
+        changed_shares.append(changed[away].mean())
+    # the neighbour slices' surroundings differ, more where the rate is high
+    assert max(changed_shares) > 0.3 and np.median(changed_shares) > 0.1
+    assert sample_parameters(SMALL, rng)["surroundings_change_rad_per_mm"] == 0.0

@@ -61,10 +61,16 @@ class SynthesisConfig:
             -> 0.346, t2s cord 0.917 -> 0.827).
         gm_half_width_mm: half-width of a thinned GM (mm); where the GM is already thinner it is kept.
         decoy_probability: share of samples with 1-3 decoys: cord-sized round structures of a tissue of
-            their own (often as bright as WM) inside a dark bone or fluid-like shell, labelled background,
-            one of them mostly against the cord's outer layers as a vertebral body lies. In whole-body
-            scans (SCT's human neck scans at mouse scale) the network otherwise takes a vertebral body
-            for the cord.
+            their own (often as bright as WM), mostly inside a shell of the bone ring's tissue, labelled
+            background, one of them mostly against the cord's bone ring as a vertebral body lies. In
+            whole-body scans (SCT's human neck scans at mouse scale) the network otherwise takes a
+            vertebral body for the cord.
+        surroundings_change_probability: share of samples whose surroundings change from slice to slice
+            of the slab (the extra tissues' label field and the bone ring's gaps turn at
+            ``surroundings_change_rad_per_mm``), as bone, discs, muscle and fat do between thick slices of
+            a real spine; otherwise only the cord changes along the slab.
+        surroundings_change_rad_per_mm: (min, max) rate of that change: the label field is a rotation, by
+            this angle per mm, from one set of smooth fields towards an independent one (pi/2: all new).
     """
 
     patch_size_vox: tuple[int, int] = (128, 128)
@@ -97,6 +103,8 @@ class SynthesisConfig:
     gm_thinning_probability: float = 0.0
     gm_half_width_mm: tuple[float, float] = (0.06, 0.16)
     decoy_probability: float = 0.0
+    surroundings_change_probability: float = 0.0
+    surroundings_change_rad_per_mm: tuple[float, float] = (0.5, 5.0)
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -113,6 +121,7 @@ class SynthesisConfig:
             "gibbs_keep",
             "bias_amplitude",
             "gm_half_width_mm",
+            "surroundings_change_rad_per_mm",
         )
         for name in positive_ranges:
             low, high = getattr(self, name)

@@ -105,25 +105,51 @@ def _random_fields(shape: tuple[int, int], parameters: dict[str, Any], rng: np.r
         "textures": np.stack([smooth_noise(shape, (size, size), rng=rng) for size in (2, 4, 8)]),
         "white": rng.standard_normal(shape, dtype=np.float32),
         "ring": rng.uniform(0, 2 * math.pi, 3),
-        "extra": _extra_tissue_labels(shape, parameters, rng),
+        "extra": _extra_tissue_fields(shape, parameters, rng),
         "bias": smooth_noise(shape, (parameters["bias_spacing_vox"],) * 2, rng=rng),
         "column": smooth_noise(shape, (24, 24), rng=rng),
         "noise_seed": int(rng.integers(2**31)),
     }
+    # drawn last and only where the surroundings change along the slab, so other samples stay as they were
+    if parameters.get("surroundings_change_rad_per_mm", 0.0) > 0 and fields["extra"] is not None:
+        fields["extra_turn"] = _extra_tissue_fields(shape, parameters, rng)
+    else:
+        fields["extra"] = _extra_tissue_labels(fields["extra"], parameters)
     return fields
 
 
-def _extra_tissue_labels(shape, parameters: dict[str, Any], rng: np.random.Generator) -> np.ndarray | None:
-    """The random label field of extra tissues (the strongest of several smooth fields where it exceeds a
-    threshold, else FIELD), drawn once per sample: the surroundings do not change across a slab."""
+def _extra_tissue_fields(
+    shape: tuple[int, int], parameters: dict[str, Any], rng: np.random.Generator
+) -> np.ndarray | None:
+    """(n, y, x) smooth fields, one per extra tissue, whose strongest above a threshold gives the label
+    field of the surroundings (:func:`_extra_tissue_labels`); None without extra tissues."""
     if not parameters["extra_smoothness_vox"]:
         return None
-    stack = np.stack(
+    return np.stack(
         [smooth_noise(shape, (size, size), rng=rng) for size in parameters["extra_smoothness_vox"]]
     )
+
+
+def _extra_tissue_labels(stack: np.ndarray | None, parameters: dict[str, Any]) -> np.ndarray | None:
+    """The random label field of extra tissues: the strongest of the smooth fields ``stack`` where it
+    exceeds the sample's threshold, else FIELD."""
+    if stack is None:
+        return None
     labels = (EXTRA + stack.argmax(axis=0)).astype(np.uint8)
     labels[stack.max(axis=0) <= parameters["extra_threshold"]] = FIELD
     return labels
+
+
+def _extra_labels_at(fields: dict, parameters: dict[str, Any], z_mm: float) -> np.ndarray | None:
+    """The extra tissues' label field of the slice ``z_mm`` from the slab centre: the same on every slice,
+    or, where the surroundings change along the slab, turned from one set of smooth fields towards an
+    independent one by ``surroundings_change_rad_per_mm`` (unit variance kept, so the threshold keeps its
+    meaning): bone, muscle and fat come and go between thick slices as they do in a real spine."""
+    if "extra_turn" not in fields:
+        return fields["extra"]
+    angle = parameters["surroundings_change_rad_per_mm"] * z_mm
+    stack = np.float32(math.cos(angle)) * fields["extra"] + np.float32(math.sin(angle)) * fields["extra_turn"]
+    return _extra_tissue_labels(stack, parameters)
 
 
 @functools.lru_cache(maxsize=8)
@@ -169,13 +195,14 @@ def _tissue_labels(
         )
     labels = np.full(shape, FIELD, dtype=np.uint8)
     if parameters["surroundings"]:
-        _paint_surroundings(labels, fields, parameters, u, v, cord_sdf)
+        _paint_surroundings(labels, fields, parameters, u, v, cord_sdf, z_mm)
     _paint_decoys(labels, parameters, u, v, cord_sdf, grid_y, grid_x)
     if parameters["column"] is not None:
         labels[~_column_mask(grid_y, grid_x, parameters, fields["column"])] = OUTSIDE
     _paint_bubbles(labels, grid_y, grid_x, parameters)
     if ring > 0:
-        phase = fields["ring"]
+        # the ring's gaps turn along the slab as the surroundings change (a vertebral arch's ends)
+        phase = fields["ring"] + parameters.get("surroundings_change_rad_per_mm", 0.0) * z_mm
         angle_map = np.arctan2(v, u)
         coverage = np.sin(angle_map + phase[0]) + 0.5 * np.sin(2 * angle_map + phase[1])
         angles = np.linspace(-math.pi, math.pi, 360, endpoint=False)
@@ -287,11 +314,18 @@ def _section_distances(
 
 
 def _paint_surroundings(
-    labels: np.ndarray, fields: dict, parameters: dict[str, Any], u: np.ndarray, v: np.ndarray, cord_sdf
+    labels: np.ndarray,
+    fields: dict,
+    parameters: dict[str, Any],
+    u: np.ndarray,
+    v: np.ndarray,
+    cord_sdf: np.ndarray,
+    z_mm: float,
 ) -> None:
     """Random label field of extra tissues, then nerve roots / ganglia beside the cord."""
-    if fields["extra"] is not None:
-        np.copyto(labels, fields["extra"], where=fields["extra"] != FIELD)
+    extra = _extra_labels_at(fields, parameters, z_mm)
+    if extra is not None:
+        np.copyto(labels, extra, where=extra != FIELD)
     if not parameters["cord_present"]:
         return
     radius = np.sqrt(u**2 + v**2)
@@ -350,7 +384,7 @@ def _paint_decoys(
         radius = np.sqrt((along / np.float32(radius_a)) ** 2 + (across / np.float32(radius_b)) ** 2)
         # the shell's thickness in normalised radius, along the shorter axis
         outer = 1 + shell / min(radius_a, radius_b)
-        labels[(radius >= 1) & (radius < outer)] = decoy["shell_label"]
+        labels[(radius >= 1) & (radius < outer)] = RING
         labels[radius < 1] = decoy["label"]
 
 

@@ -150,6 +150,12 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
         if config.decoy_probability > 0 and rng.random() < config.decoy_probability
         else []
     )
+    parameters["surroundings_change_rad_per_mm"] = (
+        float(rng.uniform(*config.surroundings_change_rad_per_mm))
+        if config.surroundings_change_probability > 0
+        and rng.random() < config.surroundings_change_probability
+        else 0.0
+    )
     return parameters
 
 
@@ -157,15 +163,19 @@ def _sample_decoys(
     parameters: dict[str, Any], half_field_mm: np.ndarray, rng: np.random.Generator
 ) -> list[dict[str, Any]]:
     """1-3 cord-sized round structures that are not cord (a vertebral body, a muscle bundle in its fascia):
-    an ellipse of a tissue of its own, often as bright as the cord's WM, mostly inside a dark bone or a
-    fluid-like shell. The first lies against the cord's outer layers in most samples with cord, as a vertebral
-    body does; the others anywhere in the field. Each decoy's tissue is appended to the sample's intensities
-    (its label follows the last one), so the draws before them stay as they were."""
+    an ellipse of a tissue of its own, often as bright as the cord's WM, mostly inside a shell of the bone
+    ring's tissue (never in fluid, which only the cord lies in). In most samples whose cord has a bone ring
+    the first lies against it, as a vertebral body does; the others anywhere in the field. Each decoy's
+    tissue is appended to the sample's intensities (its label follows the last one), so the draws before
+    them stay as they were."""
     intensities = parameters["intensities"]
     scale = parameters["scale"] if parameters["cord_present"] else float(rng.uniform(0.6, 1.6))
     decoys = []
     for index in range(int(rng.integers(1, 4))):
-        adjacent = index == 0 and parameters["cord_present"] and rng.random() < 0.6
+        # a vertebral body lies outside the bone ring around the cord, never inside the cord's fluid
+        adjacent = (
+            index == 0 and parameters["ring_mm"] > 0 and parameters["cord_present"] and rng.random() < 0.6
+        )
         wm_mean, wm_spread = intensities["mean"][Label.WM], intensities["spread"][Label.WM]
         cord_like = rng.random() < 0.5
         decoys.append(
@@ -178,7 +188,6 @@ def _sample_decoys(
                 "radii_mm": [float(rng.uniform(0.5, 1.4) * scale), float(rng.uniform(0.4, 1.1) * scale)],
                 "angle_rad": float(rng.uniform(0, math.pi)),  # free decoys only
                 "shell_mm": 0.0 if rng.random() < 0.25 else float(rng.uniform(0.03, 0.3)),
-                "shell_label": RING if rng.random() < 0.6 else RIM,
             }
         )
         intensities["mean"].append(
