@@ -48,6 +48,7 @@ def test_shapes_and_labels(draws) -> None:
 def test_gm_lies_inside_the_cord_and_wm_surrounds_it(draws) -> None:
     with_cord = [sample for sample in draws if sample.parameters["cord_present"]]
     assert len(with_cord) > 40
+    wm_shares = []
     for sample in with_cord:
         if sample.parameters["cut"] is not None:
             continue  # a cut end cuts GM too (see test_cut_ends_remove_the_tissue_beyond_an_oblique_plane)
@@ -59,7 +60,10 @@ def test_gm_lies_inside_the_cord_and_wm_surrounds_it(draws) -> None:
         assert np.all(ndimage.binary_fill_holes(cord)[gm])
         # most of the GM boundary touches WM, not background (horn tips may reach the surface)
         ring = ndimage.binary_dilation(gm) & ~gm
-        assert np.mean(sample.label_map[ring] == Label.WM) > 0.7
+        wm_shares.append(np.mean(sample.label_map[ring] == Label.WM))
+    # even a small conus-level cord, whose WM is a thin rim the horns break through (GM fraction 0.7),
+    # keeps most of its GM boundary on WM; a typical cord nearly nine tenths of it
+    assert min(wm_shares) > 0.6 and np.median(wm_shares) > 0.8
     assert not any(sample.label_map.any() for sample in draws if not sample.parameters["cord_present"])
 
 
@@ -143,8 +147,13 @@ def test_unknown_setting_is_refused() -> None:
 
 
 def test_cut_ends_remove_the_tissue_beyond_an_oblique_plane() -> None:
+    # surroundings the same on every slice: what changes between the slab's slices is the cut alone
     config = dataclasses.replace(
-        SMALL, cut_probability=1.0, no_cord_probability=0.0, single_slice_probability=0.0
+        SMALL,
+        cut_probability=1.0,
+        no_cord_probability=0.0,
+        single_slice_probability=0.0,
+        surroundings_change_probability=0.0,
     )
     rng = np.random.default_rng(11)
     removed_shares, moved = [], []
@@ -164,7 +173,13 @@ def test_cut_ends_remove_the_tissue_beyond_an_oblique_plane() -> None:
 
     # off by default, and then drawing nothing more: the generator is where the version without cut ends and
     # surface bubbles (commit 58a2f62) left it, so samples and training batches are those of that version
-    plain = dataclasses.replace(SMALL, cut_probability=0.0, bubble_probability=0.0, decoy_probability=0.0)
+    plain = dataclasses.replace(
+        SMALL,
+        cut_probability=0.0,
+        bubble_probability=0.0,
+        decoy_probability=0.0,
+        surroundings_change_probability=0.0,
+    )
     assert SynthesisConfig().cut_probability == 0.0 == SynthesisConfig().bubble_probability
     rng = np.random.default_rng(3)
     parameters = sample_parameters(plain, rng)
@@ -225,6 +240,7 @@ def test_decoys_are_background_beside_an_unchanged_cord() -> None:
         gibbs_probability=0.0,
         ghosting_probability=0.0,
         gamma_probability=0.0,
+        slice_thickness_mm=(0.05, 0.1),  # one sub-slice: no partial volume with a neighbour's cord outline
     )
     rng = np.random.default_rng(13)
     visible, adjacent_near, relative_means = 0, [], []
@@ -284,4 +300,8 @@ def test_surroundings_change_between_slices_around_the_same_cord() -> None:
         changed_shares.append(changed[away].mean())
     # the neighbour slices' surroundings differ, more where the rate is high
     assert max(changed_shares) > 0.3 and np.median(changed_shares) > 0.1
-    assert sample_parameters(SMALL, rng)["surroundings_change_rad_per_mm"] == 0.0
+    static_config = dataclasses.replace(SMALL, surroundings_change_probability=0.0)
+    assert sample_parameters(static_config, rng)["surroundings_change_rad_per_mm"] == 0.0
+    # on in the default recipe for half of the samples
+    draws = [sample_parameters(SMALL, rng)["surroundings_change_rad_per_mm"] for _ in range(40)]
+    assert 8 <= sum(rate > 0 for rate in draws) <= 32

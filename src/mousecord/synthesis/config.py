@@ -97,13 +97,13 @@ class SynthesisConfig:
     gibbs_keep: tuple[float, float] = (0.35, 0.8)
     bias_amplitude: tuple[float, float] = (0.05, 0.4)
     gamma_probability: float = 0.5
-    single_slice_probability: float = 0.1
+    single_slice_probability: float = 0.3
     cut_probability: float = 0.0
     bubble_probability: float = 0.0
     gm_thinning_probability: float = 0.0
     gm_half_width_mm: tuple[float, float] = (0.06, 0.16)
     decoy_probability: float = 0.0
-    surroundings_change_probability: float = 0.0
+    surroundings_change_probability: float = 0.5
     surroundings_change_rad_per_mm: tuple[float, float] = (0.5, 5.0)
 
     def __post_init__(self) -> None:
