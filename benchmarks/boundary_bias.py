@@ -57,6 +57,7 @@ def clean_synthesis(tile_vox: int) -> object:
         ghosting_probability=0.0,
         gamma_probability=0.0,
         single_slice_probability=0.0,
+        surroundings_change_probability=0.0,
     )
 
 

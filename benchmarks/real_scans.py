@@ -170,13 +170,15 @@ def main() -> int:
             return None
         return np.asarray(nib.as_closest_canonical(nib.load(args.data / f"{name}.nii.gz")).dataobj) > 0.5
 
-    scans = dict(SCANS) | {name: (None, cord) for name, cord in CORD_SCANS.items()}
+    mask_names = dict(SCANS) | {name: (None, cord) for name, cord in CORD_SCANS.items()}
+    # axial slices along the last axis, as the masks' slices are indexed
+    scans = {
+        name: (nib.as_closest_canonical(nib.load(args.data / f"{name}.nii.gz")), mask(gm), mask(cord))
+        for name, (gm, cord) in mask_names.items()
+    }
     results = {}
     for width_mm in args.cord_width_mm:
-        for name, (gm_name, cord_name) in scans.items():
-            # axial slices along the last axis, as the masks' slices are indexed
-            image = nib.as_closest_canonical(nib.load(args.data / f"{name}.nii.gz"))
-            gm, cord = mask(gm_name), mask(cord_name)
+        for name, (image, gm, cord) in scans.items():
             zooms = np.asarray(image.header.get_zooms()[:3], dtype=float)
             scale = width_mm / cord_width_mm(cord, zooms)
             scaled = mouse_scale_image(image, scale)

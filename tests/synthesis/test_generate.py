@@ -48,7 +48,6 @@ def test_shapes_and_labels(draws) -> None:
 def test_gm_lies_inside_the_cord_and_wm_surrounds_it(draws) -> None:
     with_cord = [sample for sample in draws if sample.parameters["cord_present"]]
     assert len(with_cord) > 40
-    wm_shares = []
     for sample in with_cord:
         if sample.parameters["cut"] is not None:
             continue  # a cut end cuts GM too (see test_cut_ends_remove_the_tissue_beyond_an_oblique_plane)
@@ -60,10 +59,7 @@ def test_gm_lies_inside_the_cord_and_wm_surrounds_it(draws) -> None:
         assert np.all(ndimage.binary_fill_holes(cord)[gm])
         # most of the GM boundary touches WM, not background (horn tips may reach the surface)
         ring = ndimage.binary_dilation(gm) & ~gm
-        wm_shares.append(np.mean(sample.label_map[ring] == Label.WM))
-    # even a small conus-level cord, whose WM is a thin rim the horns break through (GM fraction 0.7),
-    # keeps most of its GM boundary on WM; a typical cord nearly nine tenths of it
-    assert min(wm_shares) > 0.6 and np.median(wm_shares) > 0.8
+        assert np.mean(sample.label_map[ring] == Label.WM) > 0.7
     assert not any(sample.label_map.any() for sample in draws if not sample.parameters["cord_present"])
 
 
@@ -147,13 +143,8 @@ def test_unknown_setting_is_refused() -> None:
 
 
 def test_cut_ends_remove_the_tissue_beyond_an_oblique_plane() -> None:
-    # surroundings the same on every slice: what changes between the slab's slices is the cut alone
     config = dataclasses.replace(
-        SMALL,
-        cut_probability=1.0,
-        no_cord_probability=0.0,
-        single_slice_probability=0.0,
-        surroundings_change_probability=0.0,
+        SMALL, cut_probability=1.0, no_cord_probability=0.0, single_slice_probability=0.0
     )
     rng = np.random.default_rng(11)
     removed_shares, moved = [], []
@@ -259,13 +250,17 @@ def test_decoys_are_background_beside_an_unchanged_cord() -> None:
         cord = sample.label_map > 0
         assert not (changed & ndimage.binary_erosion(cord, iterations=2)).any()
         visible += changed.sum() > 50
-        if decoys[0]["centre_mm"] is None and changed.any() and cord.any():
-            # against the cord's outer layers: its shell begins just beyond the rim, ring and gap
-            distance_mm = ndimage.distance_transform_edt(~cord)[changed].min() * config.spacing_mm
-            reach_mm = parameters["rim_mm"] + parameters["ring_mm"] + decoys[0]["gap_mm"]
-            adjacent_near.append(distance_mm <= reach_mm + 0.15)
+        if decoys[0]["centre_mm"] is None and cord.any():
+            # against the cord's outer layers: its shell begins beyond the rim, ring and gap
+            alone = render_sample(config, {**parameters, "decoys": decoys[:1]})
+            changed = np.abs(alone.image[centre] - plain.image[centre]) > 1e-4
+            if changed.any():
+                distance_mm = ndimage.distance_transform_edt(~cord)[changed].min() * config.spacing_mm
+                reach_mm = parameters["rim_mm"] + parameters["ring_mm"] + decoys[0]["gap_mm"]
+                adjacent_near.append(distance_mm - reach_mm)
     assert visible >= 10
-    assert len(adjacent_near) >= 3 and all(adjacent_near)
+    # beside the cord: about at that distance (its flanks may come closer to an elongated cord), never far
+    assert len(adjacent_near) >= 3 and max(adjacent_near) <= 0.5 and np.median(adjacent_near) <= 0.15
     relative_means = np.asarray(relative_means)
     # about half as bright as WM (within 20 %), the others anything
     assert 0.25 < np.mean(np.abs(relative_means - 1) <= 0.2) < 0.85
@@ -300,8 +295,5 @@ def test_surroundings_change_between_slices_around_the_same_cord() -> None:
         changed_shares.append(changed[away].mean())
     # the neighbour slices' surroundings differ, more where the rate is high
     assert max(changed_shares) > 0.3 and np.median(changed_shares) > 0.1
-    static_config = dataclasses.replace(SMALL, surroundings_change_probability=0.0)
-    assert sample_parameters(static_config, rng)["surroundings_change_rad_per_mm"] == 0.0
-    # on in the default recipe for half of the samples
-    draws = [sample_parameters(SMALL, rng)["surroundings_change_rad_per_mm"] for _ in range(40)]
-    assert 8 <= sum(rate > 0 for rate in draws) <= 32
+    # off by default (the default model's recipe turns it on)
+    assert sample_parameters(SMALL, rng)["surroundings_change_rad_per_mm"] == 0.0

@@ -66,9 +66,11 @@ class SynthesisConfig:
             whole-body scans (SCT's human neck scans at mouse scale) the network otherwise takes a
             vertebral body for the cord.
         surroundings_change_probability: share of samples whose surroundings change from slice to slice
-            of the slab (the extra tissues' label field and the bone ring's gaps turn at
+            of the slab (the extra tissues' label field and the bone ring's gaps change at
             ``surroundings_change_rad_per_mm``), as bone, discs, muscle and fat do between thick slices of
-            a real spine; otherwise only the cord changes along the slab.
+            a real spine; otherwise only the cord changes along the slab. Off by default (samples as
+            before); the default model's recipe draws it for half of its samples
+            (``tools/train_default_model.py``).
         surroundings_change_rad_per_mm: (min, max) rate of that change: the label field is a rotation, by
             this angle per mm, from one set of smooth fields towards an independent one (pi/2: all new).
     """
@@ -97,13 +99,13 @@ class SynthesisConfig:
     gibbs_keep: tuple[float, float] = (0.35, 0.8)
     bias_amplitude: tuple[float, float] = (0.05, 0.4)
     gamma_probability: float = 0.5
-    single_slice_probability: float = 0.3
+    single_slice_probability: float = 0.1
     cut_probability: float = 0.0
     bubble_probability: float = 0.0
     gm_thinning_probability: float = 0.0
     gm_half_width_mm: tuple[float, float] = (0.06, 0.16)
     decoy_probability: float = 0.0
-    surroundings_change_probability: float = 0.5
+    surroundings_change_probability: float = 0.0
     surroundings_change_rad_per_mm: tuple[float, float] = (0.5, 5.0)
 
     def __post_init__(self) -> None:

@@ -105,16 +105,18 @@ def _random_fields(shape: tuple[int, int], parameters: dict[str, Any], rng: np.r
         "textures": np.stack([smooth_noise(shape, (size, size), rng=rng) for size in (2, 4, 8)]),
         "white": rng.standard_normal(shape, dtype=np.float32),
         "ring": rng.uniform(0, 2 * math.pi, 3),
-        "extra": _extra_tissue_fields(shape, parameters, rng),
+        "extra_fields": _extra_tissue_fields(shape, parameters, rng),
         "bias": smooth_noise(shape, (parameters["bias_spacing_vox"],) * 2, rng=rng),
         "column": smooth_noise(shape, (24, 24), rng=rng),
         "noise_seed": int(rng.integers(2**31)),
     }
     # drawn last and only where the surroundings change along the slab, so other samples stay as they were
-    if parameters.get("surroundings_change_rad_per_mm", 0.0) > 0 and fields["extra"] is not None:
-        fields["extra_turn"] = _extra_tissue_fields(shape, parameters, rng)
-    else:
-        fields["extra"] = _extra_tissue_labels(fields["extra"], parameters)
+    changing = (
+        parameters.get("surroundings_change_rad_per_mm", 0.0) > 0 and fields["extra_fields"] is not None
+    )
+    fields["extra_turn"] = _extra_tissue_fields(shape, parameters, rng) if changing else None
+    # the label field of static surroundings, computed once for the whole slab
+    fields["extra"] = None if changing else _extra_tissue_labels(fields["extra_fields"], parameters)
     return fields
 
 
@@ -145,10 +147,13 @@ def _extra_labels_at(fields: dict, parameters: dict[str, Any], z_mm: float) -> n
     or, where the surroundings change along the slab, turned from one set of smooth fields towards an
     independent one by ``surroundings_change_rad_per_mm`` (unit variance kept, so the threshold keeps its
     meaning): bone, muscle and fat come and go between thick slices as they do in a real spine."""
-    if "extra_turn" not in fields:
+    if fields["extra_turn"] is None:
         return fields["extra"]
     angle = parameters["surroundings_change_rad_per_mm"] * z_mm
-    stack = np.float32(math.cos(angle)) * fields["extra"] + np.float32(math.sin(angle)) * fields["extra_turn"]
+    stack = (
+        np.float32(math.cos(angle)) * fields["extra_fields"]
+        + np.float32(math.sin(angle)) * fields["extra_turn"]
+    )
     return _extra_tissue_labels(stack, parameters)
 
 
@@ -193,17 +198,20 @@ def _tissue_labels(
         cord_sdf[box], gm_sdf[box] = _section_distances(
             u[box], v[box], level, parameters, horn[(slice(None), *box)]
         )
+    # polar maps in the cord's frame, for what is placed relative to the cord's surface
+    polar = (np.sqrt(u**2 + v**2), np.arctan2(v, u))
     labels = np.full(shape, FIELD, dtype=np.uint8)
-    if parameters["surroundings"]:
-        _paint_surroundings(labels, fields, parameters, u, v, cord_sdf, z_mm)
-    _paint_decoys(labels, parameters, u, v, cord_sdf, grid_y, grid_x)
+    if parameters["surroundings"]:  # else nothing but medium around the cord
+        _paint_surroundings(labels, fields, parameters, u, v, polar, cord_sdf, z_mm)
+        _paint_decoys(labels, parameters, u, v, polar, cord_sdf, grid_y, grid_x)
     if parameters["column"] is not None:
         labels[~_column_mask(grid_y, grid_x, parameters, fields["column"])] = OUTSIDE
     _paint_bubbles(labels, grid_y, grid_x, parameters)
     if ring > 0:
-        # the ring's gaps turn along the slab as the surroundings change (a vertebral arch's ends)
+        # the ring's gaps move and change shape along the slab as the surroundings change (both harmonics'
+        # phases shift by the same angle; a vertebral arch's ends)
         phase = fields["ring"] + parameters.get("surroundings_change_rad_per_mm", 0.0) * z_mm
-        angle_map = np.arctan2(v, u)
+        angle_map = polar[1]
         coverage = np.sin(angle_map + phase[0]) + 0.5 * np.sin(2 * angle_map + phase[1])
         angles = np.linspace(-math.pi, math.pi, 360, endpoint=False)
         every = np.sin(angles + phase[0]) + 0.5 * np.sin(2 * angles + phase[1])
@@ -211,7 +219,7 @@ def _tissue_labels(
         labels[(cord_sdf >= rim) & (cord_sdf < rim + ring) & present] = RING
     if rim > 0:
         labels[(cord_sdf >= 0) & (cord_sdf < rim)] = RIM
-    gain = _paint_surface_bubbles(labels, parameters, u, v, cord_sdf)
+    gain = _paint_surface_bubbles(labels, parameters, u, v, polar, cord_sdf)
     cord = cord_sdf < 0
     labels[cord] = Label.WM
     labels[cord & (gm_sdf < 0)] = Label.GM
@@ -319,17 +327,18 @@ def _paint_surroundings(
     parameters: dict[str, Any],
     u: np.ndarray,
     v: np.ndarray,
+    polar: tuple[np.ndarray, np.ndarray],
     cord_sdf: np.ndarray,
     z_mm: float,
 ) -> None:
-    """Random label field of extra tissues, then nerve roots / ganglia beside the cord."""
+    """Random label field of extra tissues, then nerve roots / ganglia beside the cord (``polar``: radius
+    and angle maps in the cord's frame ``u``, ``v``)."""
     extra = _extra_labels_at(fields, parameters, z_mm)
     if extra is not None:
         np.copyto(labels, extra, where=extra != FIELD)
     if not parameters["cord_present"]:
         return
-    radius = np.sqrt(u**2 + v**2)
-    angle = np.arctan2(v, u)
+    radius, angle = polar
     for root in parameters["roots"]:
         # an ellipse whose near end lies ``distance_mm`` outside the cord, elongated away from it
         direction = np.float32(root["angle_rad"])
@@ -350,20 +359,18 @@ def _paint_decoys(
     parameters: dict[str, Any],
     u: np.ndarray,
     v: np.ndarray,
+    polar: tuple[np.ndarray, np.ndarray],
     cord_sdf: np.ndarray,
     grid_y: np.ndarray,
     grid_x: np.ndarray,
 ) -> None:
     """Cord-sized ellipses that are not cord, each in its shell (see ``SynthesisConfig.decoy_probability``):
     against the cord's outer layers (placed in the cord's frame ``u``, ``v``) or anywhere in the field."""
-    radius_map = angle = None
     for decoy in parameters.get("decoys", ()):
         shell, (radius_a, radius_b) = decoy["shell_mm"], decoy["radii_mm"]
         if decoy["centre_mm"] is None:
-            if radius_map is None:
-                radius_map, angle = np.sqrt(u**2 + v**2), np.arctan2(v, u)
             direction = np.float32(decoy["direction_rad"])
-            surface = _surface_radius_mm(radius_map, angle, cord_sdf, direction, min_cosine=0.95)
+            surface = _surface_radius_mm(*polar, cord_sdf, direction, min_cosine=0.95)
             if surface is None:
                 continue
             # beyond the rim and ring, then the decoy's shell and its radius towards the cord
@@ -401,15 +408,19 @@ def _surface_radius_mm(
 
 
 def _paint_surface_bubbles(
-    labels: np.ndarray, parameters: dict[str, Any], u: np.ndarray, v: np.ndarray, cord_sdf: np.ndarray
+    labels: np.ndarray,
+    parameters: dict[str, Any],
+    u: np.ndarray,
+    v: np.ndarray,
+    polar: tuple[np.ndarray, np.ndarray],
+    cord_sdf: np.ndarray,
 ) -> np.ndarray | float:
     """Air bubbles against the cord's surface (cord frame ``u``, ``v``), painted outside the cord; returns
     their blooming: the signal lost around each, ``1 - blooming * (radius / distance)^3``."""
     gain: np.ndarray | float = 1.0
     if not parameters["surface_bubbles"] or not parameters["cord_present"]:
         return gain
-    radius_map = np.sqrt(u**2 + v**2)
-    angle = np.arctan2(v, u)
+    radius_map, angle = polar
     for bubble in parameters["surface_bubbles"]:
         direction = bubble["angle_rad"]
         surface = _surface_radius_mm(radius_map, angle, cord_sdf, np.float32(direction), min_cosine=0.95)
