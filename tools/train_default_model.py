@@ -179,7 +179,7 @@ def default_model_card(
         "  --init-model default` (annotated slices mixed with synthetic ones), then",
         "  `mousecord segment --model runs/own/model` (see the README, 'Fine-tuning on your scans').",
         "  On SCT's human t2s scan at mouse scale, 3 annotated slices raised GM Dice on the 6 others",
-        "  from 0.42 to 0.79 in 4.6 minutes (`benchmarks/real_scans.py --adapt`); annotate slices in at",
+        "  from 0.40 to 0.78 in 3.4 minutes (`benchmarks/real_scans.py --adapt`); annotate slices in at",
         "  least two animals, so that held-out slices choose the fine-tuned model.",
         f"- One slice at a time with two neighbours, logits smoothed along the slices "
         f"({INFERENCE['z_smoothing_mm']} mm, inside the cord's tube): the GM",
