@@ -338,16 +338,15 @@ def _paint_surroundings(
         np.copyto(labels, extra, where=extra != FIELD)
     if not parameters["cord_present"]:
         return
-    radius, angle = polar
     for root in parameters["roots"]:
         # an ellipse whose near end lies ``distance_mm`` outside the cord, elongated away from it
         direction = np.float32(root["angle_rad"])
-        surface = _surface_radius_mm(radius, angle, cord_sdf, direction, min_cosine=0.6)
-        if surface is None:
+        offsets = _beside_surface(
+            u, v, polar, cord_sdf, direction, (root["distance_mm"], root["radii_mm"][0]), min_cosine=0.6
+        )
+        if offsets is None:
             continue
-        centre = surface + root["distance_mm"] + root["radii_mm"][0]
-        cu, cv = centre * math.cos(direction), centre * math.sin(direction)
-        du, dv = u - np.float32(cu), v - np.float32(cv)
+        du, dv = offsets
         along = du * math.cos(direction) + dv * math.sin(direction)
         across = dv * math.cos(direction) - du * math.sin(direction)
         inside = (along / root["radii_mm"][0]) ** 2 + (across / root["radii_mm"][1]) ** 2 < 1
@@ -370,18 +369,14 @@ def _paint_decoys(
         shell, (radius_a, radius_b) = decoy["shell_mm"], decoy["radii_mm"]
         if decoy["centre_mm"] is None:
             direction = np.float32(decoy["direction_rad"])
-            surface = _surface_radius_mm(*polar, cord_sdf, direction, min_cosine=0.95)
-            if surface is None:
-                continue
             # beyond the rim and ring, then the decoy's shell and its radius towards the cord
-            reach = (
-                surface + parameters["rim_mm"] + parameters["ring_mm"] + decoy["gap_mm"] + shell + radius_b
-            )
-            du = u - np.float32(reach * math.cos(direction))
-            dv = v - np.float32(reach * math.sin(direction))
-            turn = (
-                float(direction) + math.pi / 2
-            )  # its first axis across the direction, like a vertebral body
+            beyond = (parameters["rim_mm"], parameters["ring_mm"], decoy["gap_mm"], shell, radius_b)
+            offsets = _beside_surface(u, v, polar, cord_sdf, direction, beyond, min_cosine=0.95)
+            if offsets is None:
+                continue
+            du, dv = offsets
+            # its first axis across the direction, like a vertebral body
+            turn = float(direction) + math.pi / 2
         else:
             du = grid_x - np.float32(decoy["centre_mm"][1])
             dv = grid_y - np.float32(decoy["centre_mm"][0])
@@ -407,6 +402,27 @@ def _surface_radius_mm(
     return float(np.min(radius[near] - cord_sdf[near]))
 
 
+def _beside_surface(
+    u: np.ndarray,
+    v: np.ndarray,
+    polar: tuple[np.ndarray, np.ndarray],
+    cord_sdf: np.ndarray,
+    direction: float,
+    beyond_mm: tuple[float, ...],
+    *,
+    min_cosine: float,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(u, v) offsets of every pixel from the point the sum of ``beyond_mm`` outside the cord's surface
+    towards ``direction`` (cord frame ``u``, ``v``, whose radius and angle maps are ``polar``), where roots,
+    bubbles and decoys are placed; None where the field holds no cord surface that way."""
+    reach = _surface_radius_mm(*polar, cord_sdf, np.float32(direction), min_cosine=min_cosine)
+    if reach is None:
+        return None
+    for length in beyond_mm:  # summed in order, as each caller's distance always was
+        reach += length
+    return u - np.float32(reach * math.cos(direction)), v - np.float32(reach * math.sin(direction))
+
+
 def _paint_surface_bubbles(
     labels: np.ndarray,
     parameters: dict[str, Any],
@@ -420,17 +436,19 @@ def _paint_surface_bubbles(
     gain: np.ndarray | float = 1.0
     if not parameters["surface_bubbles"] or not parameters["cord_present"]:
         return gain
-    radius_map, angle = polar
     for bubble in parameters["surface_bubbles"]:
-        direction = bubble["angle_rad"]
-        surface = _surface_radius_mm(radius_map, angle, cord_sdf, np.float32(direction), min_cosine=0.95)
-        if surface is None:
-            continue
-        reach = surface + bubble["gap_mm"] + bubble["radius_mm"]
-        distance = np.sqrt(
-            (u - np.float32(reach * math.cos(direction))) ** 2
-            + (v - np.float32(reach * math.sin(direction))) ** 2
+        offsets = _beside_surface(
+            u,
+            v,
+            polar,
+            cord_sdf,
+            bubble["angle_rad"],
+            (bubble["gap_mm"], bubble["radius_mm"]),
+            min_cosine=0.95,
         )
+        if offsets is None:
+            continue
+        distance = np.sqrt(offsets[0] ** 2 + offsets[1] ** 2)
         labels[(distance < bubble["radius_mm"]) & (cord_sdf >= 0)] = BUBBLE
         ratio = np.clip(np.float32(bubble["radius_mm"]) / np.maximum(distance, np.float32(1e-6)), 0, 1)
         gain = gain * (1 - np.float32(bubble["blooming"]) * ratio**3)
