@@ -119,11 +119,11 @@ def test_a_cord_bending_out_of_reach_keeps_the_tube_going_to_the_end():
 
 def test_linking_keeps_the_longest_continuous_chain_and_skips_slabs_out_of_reach():
     candidates = [
-        [(9000, (40.0, 40.0)), (500, (10.0, 10.0))],  # the largest component is a false positive
-        [(600, (12.0, 11.0))],
-        [(2000, (13.0, 12.0)), (100, (40.0, 40.0))],
-        [(300, (45.0, 45.0))],  # nothing near the cord here
-        [(400, (15.0, 14.0))],
+        [(9000, (40.0, 40.0), 0.9), (500, (10.0, 10.0), 0.9)],  # the largest component is a false positive
+        [(600, (12.0, 11.0), 0.9)],
+        [(2000, (13.0, 12.0), 0.9), (100, (40.0, 40.0), 0.9)],
+        [(300, (45.0, 45.0), 0.9)],  # nothing near the cord here
+        [(400, (15.0, 14.0), 0.9)],
     ]
     assert link_slab_candidates(candidates, max_step_vox=3.0) == [1, 0, 0, None, 0]
     assert link_slab_candidates([[], []], max_step_vox=3.0) == [None, None]
@@ -133,11 +133,41 @@ def test_a_string_of_small_components_beside_the_cord_does_not_outnumber_the_cor
     # a damaged chunk end: no cord in the first slab, only a large false positive and debris beside the cord
     # position; the debris reaches one slab further than the cord, but is small wherever the cord is found
     candidates = [
-        [(1167, (96.0, 90.0)), (95, (120.0, 80.0))],
-        [(1091, (78.0, 133.0)), (394, (117.0, 91.0))],
-        [(1125, (78.0, 132.0)), (208, (118.0, 90.0))],
+        [(1167, (96.0, 90.0), 0.8), (95, (120.0, 80.0), 0.95)],
+        [(1091, (78.0, 133.0), 0.8), (394, (117.0, 91.0), 0.95)],
+        [(1125, (78.0, 132.0), 0.8), (208, (118.0, 90.0), 0.95)],
     ]
     assert link_slab_candidates(candidates, max_step_vox=16.0) == [None, 0, 0]
+
+
+def test_one_slab_takes_the_surest_cord_like_component_of_at_least_a_quarter_of_the_largest():
+    # a single slice: a vertebral body taken for cord, larger but less sure than the cord beside it
+    vertebra, cord = (900, (20.0, 60.0), 0.62), (400, (60.0, 60.0), 0.91)
+    assert link_slab_candidates([[vertebra, cord]], max_step_vox=16.0) == [1]
+    assert link_slab_candidates([[(900, (20.0, 60.0), 0.95), cord]], max_step_vox=16.0) == [0]
+    # a sure speck is no cord: below a quarter of the largest it does not count
+    assert link_slab_candidates([[vertebra, (200, (60.0, 60.0), 0.99)]], max_step_vox=16.0) == [0]
+
+
+def test_the_surer_of_two_parallel_chains_is_the_cord():
+    # a vertebral body runs beside the cord through every slab, larger than it
+    candidates = [[(900, (20.0, 60.0), 0.6), (500, (60.0, 60.0), 0.9)] for _ in range(4)]
+    assert link_slab_candidates(candidates, max_step_vox=8.0) == [1, 1, 1, 1]
+    labels = synthetic_cord(centre=lambda z: (30.0, 12.0), radius=6)
+    labels[:, 2:14, 30:42] = 2  # a larger cord-like block all along the image
+    probability = np.where(labels > 0, 0.9, 0.05)
+    probability[:, 2:14, 30:42] = 0.6
+    slabs = slabs_of(labels)
+    by_size = centreline_from_slabs(slabs, SHAPE, margin_vox=(2, 2), max_step_vox=4.0)
+    np.testing.assert_allclose(by_size.centre_vox[0], [7.5, 35.5], atol=0.5)  # without probabilities
+    by_confidence = centreline_from_slabs(
+        slabs,
+        SHAPE,
+        cord_probabilities=[probability[start : start + part.shape[0]] for start, part in slabs],
+        margin_vox=(2, 2),
+        max_step_vox=4.0,
+    )
+    np.testing.assert_allclose(by_confidence.centre_vox, np.tile([30.0, 12.0], (SHAPE[0], 1)), atol=0.5)
 
 
 @pytest.mark.parametrize("image_shape", [(60, 48, 52), (11, 9, 13)])

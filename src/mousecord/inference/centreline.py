@@ -97,31 +97,41 @@ def cord_candidates(label_map: np.ndarray, *, min_voxels: int, limit: int = 4) -
 
 
 def link_slab_candidates(
-    candidates: Sequence[Sequence[tuple[int, np.ndarray]]], max_step_vox: float
+    candidates: Sequence[Sequence[tuple[int, np.ndarray, float]]], max_step_vox: float
 ) -> list[int | None]:
     """Pick one cord candidate per slab, or none: the chosen centres must form a continuous cord.
 
     Args:
-        candidates: per slab, ``(size, (y, x) centre)`` of its components, largest first.
+        candidates: per slab, ``(size, (y, x) centre, confidence)`` of its components, largest first;
+            confidence is the network's mean cord probability over the component.
         max_step_vox: largest in-plane move of the cord centre from one slab to the next.
 
     Returns:
         Per slab, the index of the chosen candidate or None. Every candidate is tried as the anchor; from
         it each slab takes its candidate nearest to the last chosen centre, if within reach
-        (``max_step_vox`` per slab of distance). The chain through most slabs wins (ties: most voxels), so a
-        structure that looks like cord in a few slabs, even larger than the cord there, is left out. A slab
-        counts only where the chain's component is at least ``MAIN_COMPONENT_FRACTION`` of that slab's
-        largest one, so a string of small components beside the cord (nerve roots, debris of a damaged
-        chunk end) cannot outnumber the slabs the cord itself was found in.
+        (``max_step_vox`` per slab of distance). The chain through most slabs wins, so a structure that
+        looks like cord in a few slabs, even larger than the cord there, is left out. A slab counts only
+        where the chain's component is at least ``MAIN_COMPONENT_FRACTION`` of that slab's largest one, so
+        a string of small components beside the cord (nerve roots, debris of a damaged chunk end) cannot
+        outnumber the slabs the cord itself was found in. Between chains through as many slabs, the more
+        confident one wins (the sum of its counted components' confidences), then the larger: with one
+        slab (a single slice) the network's surest cord-like structure of at least that size, not the
+        largest (a vertebral body taken for cord is often the larger, seldom the surer).
     """
-    best: tuple[int, int] = (0, 0)
+    best: tuple[int, float, int] = (0, 0.0, 0)
     best_chain: list[int | None] = [None] * len(candidates)
     for anchor, entries in enumerate(candidates):
         for start in range(len(entries)):
             chain = _chain_from(candidates, anchor, start, max_step_vox)
             chosen = [(candidates[slab], index) for slab, index in enumerate(chain) if index is not None]
+            counted = [
+                slab[index]
+                for slab, index in chosen
+                if slab[index][0] >= MAIN_COMPONENT_FRACTION * slab[0][0]
+            ]
             score = (
-                sum(slab[index][0] >= MAIN_COMPONENT_FRACTION * slab[0][0] for slab, index in chosen),
+                len(counted),
+                round(sum(candidate[2] for candidate in counted), 6),  # rounded: ties stay ties
                 sum(slab[index][0] for slab, index in chosen),
             )
             if score > best:
@@ -130,7 +140,10 @@ def link_slab_candidates(
 
 
 def _chain_from(
-    candidates: Sequence[Sequence[tuple[int, np.ndarray]]], anchor: int, start: int, max_step_vox: float
+    candidates: Sequence[Sequence[tuple[int, np.ndarray, float]]],
+    anchor: int,
+    start: int,
+    max_step_vox: float,
 ) -> list[int | None]:
     chain: list[int | None] = [None] * len(candidates)
     chain[anchor] = start
@@ -139,7 +152,7 @@ def _chain_from(
         index = anchor + direction
         while 0 <= index < len(candidates):
             if candidates[index]:
-                distances = [np.hypot(*(np.asarray(centre) - last_centre)) for _, centre in candidates[index]]
+                distances = [np.hypot(*(np.asarray(entry[1]) - last_centre)) for entry in candidates[index]]
                 nearest = int(np.argmin(distances))
                 if distances[nearest] <= max_step_vox * abs(index - last):
                     chain[index], last = nearest, index
@@ -152,6 +165,7 @@ def centreline_from_slabs(
     slab_label_maps: Sequence[tuple[int, np.ndarray]],
     shape_zyx: Sequence[int],
     *,
+    cord_probabilities: Sequence[np.ndarray] | None = None,
     margin_vox: Sequence[float],
     max_half_extent_vox: Sequence[float] = (np.inf, np.inf),
     min_cord_voxels: int = 50,
@@ -162,6 +176,9 @@ def centreline_from_slabs(
     Args:
         slab_label_maps: ``(z_start, labels)`` per slab, ``labels`` (depth, y, x) 0/1/2 in network axes.
         shape_zyx: (3,) shape of the whole image.
+        cord_probabilities: per slab (in the order of ``slab_label_maps``), the network's (depth, y, x)
+            probability of cord (GM + WM); it ranks chains through as many slabs (see
+            :func:`link_slab_candidates`). None: every candidate equally sure, the larger chain wins.
         margin_vox: (2,) margin added to the cord's half extent along y and x.
         max_half_extent_vox: (2,) cap of the measured half extent along y and x.
         min_cord_voxels: smaller components are not cord.
@@ -172,16 +189,28 @@ def centreline_from_slabs(
         A :class:`CordRoi`; without cord in any slab, an empty one (``found`` False).
     """
     n_z = int(shape_zyx[0])
-    slabs = sorted(slab_label_maps, key=lambda item: item[0])
+    probabilities = [None] * len(slab_label_maps) if cord_probabilities is None else list(cord_probabilities)
+    order = sorted(range(len(slab_label_maps)), key=lambda index: slab_label_maps[index][0])
+    slabs = [slab_label_maps[index] for index in order]
     slab_middles = np.asarray([z_start + (labels.shape[0] - 1) / 2 for z_start, labels in slabs], dtype=float)
     bounds = [(z_start, z_start + labels.shape[0]) for z_start, labels in slabs]
     masks = [cord_candidates(labels, min_voxels=min_cord_voxels) for _, labels in slabs]
+    confidences = [
+        [
+            1.0 if probabilities[index] is None else float(probabilities[index][mask].mean())
+            for mask in slab_masks
+        ]
+        for index, slab_masks in zip(order, masks, strict=True)
+    ]
     # In-plane (y, x) coordinates of each candidate's voxels; its centre is their median, robust to false
     # positives touching the cord.
     coordinates = [[np.stack(np.nonzero(mask)[1:]) for mask in slab_masks] for slab_masks in masks]
     described = [
-        [(points.shape[1], np.median(points, axis=1)) for points in slab_points]
-        for slab_points in coordinates
+        [
+            (points.shape[1], np.median(points, axis=1), confidence)
+            for points, confidence in zip(slab_points, slab_confidences, strict=True)
+        ]
+        for slab_points, slab_confidences in zip(coordinates, confidences, strict=True)
     ]
     chosen = link_slab_candidates(described, max_step_vox)
     found_array = np.array([index is not None for index in chosen], dtype=bool)
