@@ -242,7 +242,7 @@ def default_model_card(
         "  three voxels wide at that scale); the whole-neck t1w and t2 volumes (vertebrae, muscle and fat",
         "  around the cord) cord Dice 0.69-0.94, the cord found on 66-100 % of their slices (the",
         "  five-stage network: 0-29 %, except t2 at a 3 mm width), but their slices given alone as",
-        "  2D images 0.64-0.95: t1w's bright, uniform cord in dark CSF is found on 68-87 % of them",
+        "  2D images 0.64-0.93: t1w's bright, uniform cord in dark CSF is found on 68-87 % of them",
         "  (the seven-stage network: 30-57 %), t2's dark one on 98-100 % (the first stage keeps the",
         "  candidate the network is surest of, not the largest: before, a vertebral body was taken for",
         "  cord on up to 42 % of them). Check single-slice results on the QC picture.",
@@ -349,7 +349,10 @@ def update_card(metric_files: list[Path], *, folder: Path = DEFAULT_BUNDLE) -> N
     config = InPlaneTrainConfig.from_dict(bundle.metadata["training_config"])
     history = bundle.metadata["validation_history"]
     metrics = [json.loads(Path(path).read_text()) for path in metric_files]
-    epoch = int(bundle.metadata.get("chosen_epoch", bundle.metadata.get("best_epoch")))
+    epoch = bundle.metadata.get("chosen_epoch", bundle.metadata.get("best_epoch"))
+    if epoch is None:
+        raise SystemExit(f"{folder}: its metadata names no chosen epoch; reinstall it with --install")
+    epoch = int(epoch)
     which = bundle.metadata.get("chosen_checkpoint", "best")
     card = default_model_card(config, history, epoch, which, metrics)
     with atomic_output(folder / MODEL_CARD) as temporary:  # weights and model.json stay byte-identical
@@ -395,7 +398,7 @@ def main() -> None:
         "'{\"single_slice_probability\": 0.1}'",
     )
     parser.add_argument(
-        "--install", action="store_true", help=f"export the best checkpoint to {DEFAULT_BUNDLE}"
+        "--install", action="store_true", help=f"export a checkpoint (--checkpoint) to {DEFAULT_BUNDLE}"
     )
     parser.add_argument(
         "--checkpoint",
@@ -415,6 +418,8 @@ def main() -> None:
         return
     if args.work is None:
         parser.error("--work is required")
+    if args.checkpoint != "best" and not args.install:
+        parser.error("--checkpoint chooses what --install exports; give --install too")
     if args.install:
         print(f"installed as the default model in {install(args.work, args.metrics, args.checkpoint)}")
         return

@@ -15,6 +15,7 @@ from mousecord.inference import InferenceConfig, Predictor
 from mousecord.inference.cord_roi import (
     CordRoiSettings,
     centreline_from_slabs,
+    find_cord_roi,
     link_slab_candidates,
     predict_cord_logits,
     slab_starts,
@@ -168,6 +169,31 @@ def test_the_surer_of_two_parallel_chains_is_the_cord():
         max_step_vox=4.0,
     )
     np.testing.assert_allclose(by_confidence.centre_vox, np.tile([30.0, 12.0], (SHAPE[0], 1)), atol=0.5)
+    # slabs given out of order keep their own probabilities
+    reversed_slabs = slabs[::-1]
+    by_confidence_reversed = centreline_from_slabs(
+        reversed_slabs,
+        SHAPE,
+        cord_probabilities=[probability[start : start + part.shape[0]] for start, part in reversed_slabs],
+        margin_vox=(2, 2),
+        max_step_vox=4.0,
+    )
+    np.testing.assert_allclose(by_confidence_reversed.centre_vox, by_confidence.centre_vox)
+
+
+def test_stage_one_keeps_the_cord_of_a_single_slice_over_a_larger_less_sure_structure():
+    labels = synthetic_cord((1, 48, 52), centre=lambda z: (30.0, 12.0), radius=6)
+    image = labels.astype(np.float32)
+    image[:, 2:14, 30:42] = 0.6  # a larger block the analytic network calls GM, less surely than the cord
+    settings = CordRoiSettings(margin_mm=2.0, slab_spacing_mm=10.0, min_cord_voxels=5)
+    roi = find_cord_roi(
+        torch.from_numpy(image)[None],
+        threshold_predictor,
+        patch_size_vox=(1, 16, 16),
+        spacing_mm=(1.0, 1.0, 1.0),
+        settings=settings,
+    )
+    np.testing.assert_allclose(roi.centre_vox, [[30.0, 12.0]], atol=0.5)
 
 
 @pytest.mark.parametrize("image_shape", [(60, 48, 52), (11, 9, 13)])

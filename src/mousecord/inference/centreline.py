@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mousecord.errors import ConfigError
 from mousecord.inference.postprocessing import cord_components
 
 
@@ -131,7 +132,8 @@ def link_slab_candidates(
             ]
             score = (
                 len(counted),
-                round(sum(candidate[2] for candidate in counted), 6),  # rounded: ties stay ties
+                # to 1e-6: sums differing by float error alone mostly leave the decision to size
+                round(sum(candidate[2] for candidate in counted), 6),
                 sum(slab[index][0] for slab, index in chosen),
             )
             if score > best:
@@ -190,6 +192,11 @@ def centreline_from_slabs(
     """
     n_z = int(shape_zyx[0])
     probabilities = [None] * len(slab_label_maps) if cord_probabilities is None else list(cord_probabilities)
+    if len(probabilities) != len(slab_label_maps):
+        raise ConfigError(
+            f"centreline_from_slabs: {len(probabilities)} cord probability maps "
+            f"for {len(slab_label_maps)} slabs"
+        )
     order = sorted(range(len(slab_label_maps)), key=lambda index: slab_label_maps[index][0])
     slabs = [slab_label_maps[index] for index in order]
     slab_middles = np.asarray([z_start + (labels.shape[0] - 1) / 2 for z_start, labels in slabs], dtype=float)

@@ -4,14 +4,14 @@ Stage 1 (:func:`find_cord_roi`): the network runs on a sparse set of axial slabs
 every ``slab_spacing_mm``, each covering the whole in-plane field, tiles without overlap). Among the largest
 26-connected cord (GM + WM) components of each slab, one per slab is chosen so that together they form the
 longest continuous cord, the centre moving at most ``max_centre_step_mm`` from slab to slab (a structure that
-looks like cord in some slabs only is left out); between chains as long, the one the network is surer of (its
-mean cord probability) wins, which in a single slice picks the cord over a larger vertebral body. Each chosen
-component gives a centre (the median of its voxels, robust to false positives touching the cord); the centres,
-interpolated linearly along z (constant beyond the first and last), form a centreline, and the largest
-in-plane half extent of those components (at most ``max_cord_half_width_mm``, the widest mouse cord's) plus
-``margin_mm`` gives the half size of a tube around it. Slabs without anything cord-like bound the tube along
-z, so chunks whose ends hold no cord are not segmented there. That geometry (the candidates, their chaining,
-the tube) lives in :mod:`mousecord.inference.centreline`.
+looks like cord in some slabs only is left out); between chains as long, the one the network is surer of (the
+summed mean cord probability of its components) wins, which in a single slice picks the cord over a larger
+vertebral body. Each chosen component gives a centre (the median of its voxels, robust to false positives
+touching the cord); the centres, interpolated linearly along z (constant beyond the first and last), form a
+centreline, and the largest in-plane half extent of those components (at most ``max_cord_half_width_mm``, the
+widest mouse cord's) plus ``margin_mm`` gives the half size of a tube around it. Slabs without anything
+cord-like bound the tube along z, so chunks whose ends hold no cord are not segmented there. That geometry
+(the candidates, their chaining, the tube) lives in :mod:`mousecord.inference.centreline`.
 
 Stage 2 (:func:`predict_cord_logits`): a sliding window whose tiles follow the tube: tile rows along z are
 placed as nnU-Net places them over the tube's z range, and each row's tiles cover only the in-plane box of
@@ -166,7 +166,8 @@ def find_cord_roi(
             progress=progress,
         )
         slabs.append((start, labels_from_logits(logits)))
-        cord_probabilities.append(1.0 - torch.softmax(logits, dim=0)[0].numpy())
+        # float16: a probability per voxel of every slab is held until the chain is chosen
+        cord_probabilities.append((1.0 - torch.softmax(logits, dim=0)[0]).to(torch.float16).numpy())
     margin_vox = [settings.margin_mm / float(spacing_mm[axis]) for axis in (1, 2)]
     roi = centreline_from_slabs(
         slabs,
