@@ -103,6 +103,29 @@ def test_keep_largest_component_matches_labelling_the_whole_volume():
     assert not keep_largest_component(np.zeros((4, 4, 4), np.uint8)).any()
 
 
+def test_keep_largest_component_keeps_the_surest_of_the_large_ones_given_the_cord_probability():
+    label_map = np.zeros((1, 40, 40), np.uint8)
+    label_map[0, 2:14, 2:14] = 2  # larger, a vertebral body the network is unsure of
+    label_map[0, 25:33, 25:33] = 2  # the cord, 64 voxels: at least a quarter of the larger
+    label_map[0, 36:39, 2:5] = 1  # a sure speck, too small to compete
+    probability = np.full(label_map.shape, 0.1, np.float32)
+    probability[0, 2:14, 2:14], probability[0, 25:33, 25:33], probability[0, 36:39, 2:5] = 0.6, 0.9, 0.99
+    asked = []
+
+    def cord_probability(box):
+        asked.append(box)
+        return probability[box]
+
+    kept = keep_largest_component(label_map, cord_probability=cord_probability)
+    assert kept[0, 25:33, 25:33].all() and kept.sum() == 2 * 64
+    assert asked == [cord_box(label_map)]  # asked once, for the cord's bounding box only
+    assert keep_largest_component(label_map)[0, 2:14, 2:14].all()  # without it: the largest
+    asked.clear()
+    alone = np.where(np.arange(40)[None, :, None] < 20, label_map, 0).astype(np.uint8)  # vertebra and speck
+    assert keep_largest_component(alone, cord_probability=cord_probability)[0, 2:14, 2:14].all()
+    assert asked == []  # no rival of the largest: the probabilities are not needed
+
+
 def test_smoothing_along_slices_inside_a_tube_ignores_what_lies_outside_it():
     rng = np.random.default_rng(5)
     logits = rng.normal(size=(3, 16, 5, 6)).astype(np.float32)

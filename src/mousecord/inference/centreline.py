@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mousecord.errors import ConfigError
-from mousecord.inference.postprocessing import cord_components
+from mousecord.inference.postprocessing import MAIN_COMPONENT_FRACTION, cord_components
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,11 +70,6 @@ class CordRoi:
             self.slab_centres - z,
             self.slab_found,
         )
-
-
-#: Share of its slab's largest cord-like component a chained component needs for the slab to count in the
-#: chain's length (see :func:`link_slab_candidates`).
-MAIN_COMPONENT_FRACTION = 0.25
 
 
 def slab_starts(size_z: int, depth_vox: int, spacing_vox: float) -> list[int]:

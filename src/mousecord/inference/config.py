@@ -28,8 +28,9 @@ class InferenceConfig:
         roi: "auto" (the bundle's ``metadata["inference"]["roi"]``, else "full"), "full" (the dense
             nnU-Net-exact sliding window over the whole image) or "cord" (find the cord, segment only a tube
             around it; see :mod:`mousecord.inference.cord_roi`).
-        keep_largest_component: keep only the largest cord component (None: as the bundle's
-            ``metadata["inference"]`` says, else no).
+        keep_largest_component: keep only one cord component, the largest or, among those at least a
+            quarter of it, the one the network is surest of (None: as the bundle's ``metadata["inference"]``
+            says, else no).
         precision: "auto" (the bundle's int8 networks when the backend is OpenVINO and the bundle has them,
             quantised from its weights; else float32), "float32" or "int8" (an error where it cannot be).
         backend: where the network runs: "torch", "openvino" (CPU only, ~2x faster; network outputs

@@ -29,7 +29,9 @@ class ModelInferenceSettings:
 
     Attributes:
         roi: "full" (dense sliding window) or "cord" (find the cord, segment a tube around it).
-        keep_largest_component: keep only the largest cord component.
+        keep_largest_component: keep only one cord component: the largest, or among those at least a
+            quarter of it the one the network is surest of
+            (:func:`~mousecord.inference.postprocessing.keep_largest_component`).
         min_cord_slices: with the largest component kept, a cord on fewer slices than this (of a longer
             image) is dropped as a false positive (0: never).
         z_smoothing_mm: an in-plane model's logits are smoothed along the slices by a Gaussian of this

@@ -7,12 +7,19 @@ one; the cord is GM + WM.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 
 from mousecord.labels import Label
 
 _CONNECTIVITY = ndimage.generate_binary_structure(3, 3)  # 26-connectivity, as SCT's -largest/-remove-small
+
+#: Share of the largest cord-like component another needs to compete with it as the cord (on the network's
+#: confidence; see :func:`keep_largest_component` and
+#: :func:`~mousecord.inference.centreline.link_slab_candidates`).
+MAIN_COMPONENT_FRACTION = 0.25
 
 
 def cord_components(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +72,15 @@ def cord_box(label_map: np.ndarray) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def keep_largest_component(label_map: np.ndarray) -> np.ndarray:
+def keep_largest_component(
+    label_map: np.ndarray, *, cord_probability: Callable[[tuple[slice, ...]], np.ndarray] | None = None
+) -> np.ndarray:
     """Keep only the largest 26-connected component of the cord (GM + WM); other tissue becomes background.
+
+    With ``cord_probability`` (the network's probability of cord over a box of ``label_map``, asked only
+    where two components compete), the component kept is, among those at least ``MAIN_COMPONENT_FRACTION``
+    of the largest, the one of highest mean probability: in a single slice a vertebral body the network
+    takes for cord is often larger than the cord, seldom surer.
 
     Components are counted inside the cord's bounding box only: on the cord ROI path that box is a few
     percent of the volume, and labelling the whole of it took most of a second.
@@ -79,8 +93,13 @@ def keep_largest_component(label_map: np.ndarray) -> np.ndarray:
     components, sizes = cord_components(inside)
     if len(sizes) <= 2:
         kept[box] = inside
-    else:
-        kept[box] = np.where(components == int(np.argmax(sizes)), inside, np.uint8(Label.BACKGROUND))
+        return kept
+    chosen = int(np.argmax(sizes))
+    rivals = np.flatnonzero(sizes >= MAIN_COMPONENT_FRACTION * sizes[chosen])
+    if cord_probability is not None and rivals.size > 1:
+        means = ndimage.mean(np.asarray(cord_probability(box), dtype=np.float32), components, rivals)
+        chosen = int(rivals[int(np.argmax(means))])
+    kept[box] = np.where(components == chosen, inside, np.uint8(Label.BACKGROUND))
     return kept
 
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -298,11 +298,20 @@ class Predictor:
         roi: CordRoi | None = None,
     ) -> Prediction:
         """Logits in network space -> canonical (x, y, z) label map (and (k, x, y, z) probabilities):
-        :meth:`crop_labels`, then :meth:`paste`."""
-        label_crop, probability_crop = self.crop_labels(
-            logits, preprocessed, probabilities=probabilities, roi=roi
+        :meth:`crop_labels`, then :meth:`paste`, which may ask the logits which cord component the network
+        is surest of."""
+        crop_logits = self.crop_logits(logits, preprocessed, roi=roi)
+        label_crop = labels_from_logits(crop_logits)
+        probability_crop = torch.softmax(crop_logits.float(), dim=0).numpy() if probabilities else None
+        return self.paste(
+            label_crop,
+            probability_crop,
+            preprocessed.full_shape,
+            preprocessed.bounding_box,
+            cord_probability=lambda box: (
+                1.0 - torch.softmax(crop_logits[(slice(None), *box)].float(), 0)[0].numpy()
+            ),
         )
-        return self.paste(label_crop, probability_crop, preprocessed.full_shape, preprocessed.bounding_box)
 
     def crop_labels(
         self,
@@ -313,7 +322,16 @@ class Predictor:
         roi: CordRoi | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits -> the (z, y, x) uint8 label map of the crop (network axes, the crop's own grid) and, if
-        asked, its (k, z, y, x) softmax; no clean-up yet.
+        asked, its (k, z, y, x) softmax (of :meth:`crop_logits`); no clean-up yet."""
+        crop_logits = self.crop_logits(logits, preprocessed, roi=roi)
+        label_crop = labels_from_logits(crop_logits)
+        probability_crop = torch.softmax(crop_logits.float(), dim=0).numpy() if probabilities else None
+        return label_crop, probability_crop
+
+    def crop_logits(
+        self, logits: torch.Tensor, preprocessed: PreprocessedImage, *, roi: CordRoi | None = None
+    ) -> torch.Tensor:
+        """Network-space logits -> (k, z, y, x) logits on the crop's own grid (network axes).
 
         An in-plane model whose settings ask for ``z_smoothing_mm`` has its logits smoothed along the
         slices first (a Gaussian of that standard deviation): each slice was predicted on its own, and
@@ -338,9 +356,7 @@ class Predictor:
                 order=1,
             )
             logits = torch.from_numpy(logits_array)
-        label_crop = labels_from_logits(logits)
-        probability_crop = torch.softmax(logits.float(), dim=0).numpy() if probabilities else None
-        return label_crop, probability_crop
+        return logits
 
     def paste(
         self,
@@ -348,11 +364,15 @@ class Predictor:
         probability_crop: np.ndarray | None,
         full_shape: tuple[int, int, int],
         bounding_box: tuple[slice, slice, slice],
+        *,
+        cord_probability: Callable[[tuple[slice, ...]], np.ndarray] | None = None,
     ) -> Prediction:
         """The crop's labels (and probabilities) -> the whole canonical (x, y, z) grid: the model's clean-ups
-        (largest component, shortest cord), pasted into background, axes restored."""
+        (largest component, or the surest of the large ones given ``cord_probability``, see
+        :func:`~mousecord.inference.postprocessing.keep_largest_component`; shortest cord), pasted into
+        background, axes restored."""
         if self.keep_largest_component:
-            label_crop = keep_largest_component(label_crop)
+            label_crop = keep_largest_component(label_crop, cord_probability=cord_probability)
             if self.model_settings.min_cord_slices:
                 label_crop = drop_short_cord(
                     label_crop, min_slices=self.model_settings.min_cord_slices, axis=0
