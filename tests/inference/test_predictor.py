@@ -5,6 +5,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
 from mousecord.inference import InferenceConfig, Predictor
@@ -124,6 +125,28 @@ def test_keep_largest_component_keeps_the_surest_of_the_large_ones_given_the_cor
     alone = np.where(np.arange(40)[None, :, None] < 20, label_map, 0).astype(np.uint8)  # vertebra and speck
     assert keep_largest_component(alone, cord_probability=cord_probability)[0, 2:14, 2:14].all()
     assert asked == []  # no rival of the largest: the probabilities are not needed
+
+
+def test_the_predictor_keeps_the_component_its_logits_are_surest_of():
+    predictor = Predictor(
+        tiny_bundle(), InferenceConfig(device="cpu", backend="torch", keep_largest_component=True)
+    )
+    logits = torch.zeros((3, 1, 40, 40))
+    logits[2, 0, 2:14, 2:14] = 0.5  # a larger WM block, cord probability 0.62
+    logits[2, 0, 25:33, 25:33] = 3.0  # the cord, 0.95
+    whole = (slice(0, 1), slice(0, 40), slice(0, 40))
+    preprocessed = prep.PreprocessedImage(
+        np.zeros((1, 1, 40, 40), np.float32),
+        (1, 40, 40),
+        whole,
+        (1, 40, 40),
+        (1.0, 1.0, 1.0),
+        False,
+        (1.0,) * 3,
+    )
+    label_map = predictor.export(logits, preprocessed).label_map  # (x, y, z)
+    assert label_map.shape == (40, 40, 1) and int((label_map == 2).sum()) == 64
+    assert (label_map[25:33, 25:33, 0] == 2).all()
 
 
 def test_smoothing_along_slices_inside_a_tube_ignores_what_lies_outside_it():
