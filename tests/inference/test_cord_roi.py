@@ -161,24 +161,17 @@ def test_the_surer_of_two_parallel_chains_is_the_cord():
     slabs = slabs_of(labels)
     by_size = centreline_from_slabs(slabs, SHAPE, margin_vox=(2, 2), max_step_vox=4.0)
     np.testing.assert_allclose(by_size.centre_vox[0], [7.5, 35.5], atol=0.5)  # without probabilities
-    by_confidence = centreline_from_slabs(
-        slabs,
-        SHAPE,
-        cord_probabilities=[probability[start : start + part.shape[0]] for start, part in slabs],
-        margin_vox=(2, 2),
-        max_step_vox=4.0,
-    )
-    np.testing.assert_allclose(by_confidence.centre_vox, np.tile([30.0, 12.0], (SHAPE[0], 1)), atol=0.5)
+
+    def by_confidence(given_slabs):
+        probabilities = [probability[start : start + part.shape[0]] for start, part in given_slabs]
+        return centreline_from_slabs(
+            given_slabs, SHAPE, cord_probabilities=probabilities, margin_vox=(2, 2), max_step_vox=4.0
+        )
+
+    in_order = by_confidence(slabs)
+    np.testing.assert_allclose(in_order.centre_vox, np.tile([30.0, 12.0], (SHAPE[0], 1)), atol=0.5)
     # slabs given out of order keep their own probabilities
-    reversed_slabs = slabs[::-1]
-    by_confidence_reversed = centreline_from_slabs(
-        reversed_slabs,
-        SHAPE,
-        cord_probabilities=[probability[start : start + part.shape[0]] for start, part in reversed_slabs],
-        margin_vox=(2, 2),
-        max_step_vox=4.0,
-    )
-    np.testing.assert_allclose(by_confidence_reversed.centre_vox, by_confidence.centre_vox)
+    np.testing.assert_allclose(by_confidence(slabs[::-1]).centre_vox, in_order.centre_vox)
 
 
 def test_stage_one_keeps_the_cord_of_a_single_slice_over_a_larger_less_sure_structure():

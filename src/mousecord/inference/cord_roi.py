@@ -46,6 +46,7 @@ from mousecord.inference.sliding_window import (
     TileSettings,
     blend_tiles,
     compute_tile_starts,
+    cord_probability_from_logits,
     labels_from_logits,
     pad_to_patch,
     sliding_window,
@@ -167,7 +168,7 @@ def find_cord_roi(
         )
         slabs.append((start, labels_from_logits(logits)))
         # float16: a probability per voxel of every slab is held until the chain is chosen
-        cord_probabilities.append((1.0 - torch.softmax(logits, dim=0)[0]).to(torch.float16).numpy())
+        cord_probabilities.append(cord_probability_from_logits(logits).astype(np.float16))
     margin_vox = [settings.margin_mm / float(spacing_mm[axis]) for axis in (1, 2)]
     roi = centreline_from_slabs(
         slabs,

@@ -37,7 +37,13 @@ from mousecord.inference.slabs import (
     nonzero_crop_shape,
     predict_in_slabs,
 )
-from mousecord.inference.sliding_window import PredictFn, TileSettings, labels_from_logits, sliding_window
+from mousecord.inference.sliding_window import (
+    PredictFn,
+    TileSettings,
+    cord_probability_from_logits,
+    labels_from_logits,
+    sliding_window,
+)
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
 from mousecord.io.volume import Volume
 from mousecord.models.bundle import ModelBundle
@@ -55,6 +61,11 @@ class Prediction:
     label_map: np.ndarray
     probabilities: np.ndarray | None = None
     roi: CordRoi | None = None
+
+
+def _labels_and_softmax(logits: torch.Tensor, probabilities: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(k, z, y, x) logits -> their uint8 label map and, if ``probabilities``, their float32 softmax."""
+    return labels_from_logits(logits), torch.softmax(logits.float(), dim=0).numpy() if probabilities else None
 
 
 class Predictor:
@@ -298,19 +309,16 @@ class Predictor:
         roi: CordRoi | None = None,
     ) -> Prediction:
         """Logits in network space -> canonical (x, y, z) label map (and (k, x, y, z) probabilities):
-        :meth:`crop_labels`, then :meth:`paste`, which may ask the logits which cord component the network
-        is surest of."""
+        :meth:`crop_logits`, its labels, then :meth:`paste`, which may ask those logits which cord component
+        the network is surest of."""
         crop_logits = self.crop_logits(logits, preprocessed, roi=roi)
-        label_crop = labels_from_logits(crop_logits)
-        probability_crop = torch.softmax(crop_logits.float(), dim=0).numpy() if probabilities else None
+        label_crop, probability_crop = _labels_and_softmax(crop_logits, probabilities)
         return self.paste(
             label_crop,
             probability_crop,
             preprocessed.full_shape,
             preprocessed.bounding_box,
-            cord_probability=lambda box: (
-                1.0 - torch.softmax(crop_logits[(slice(None), *box)].float(), 0)[0].numpy()
-            ),
+            cord_probability=lambda box: cord_probability_from_logits(crop_logits[(slice(None), *box)]),
         )
 
     def crop_labels(
@@ -323,10 +331,7 @@ class Predictor:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits -> the (z, y, x) uint8 label map of the crop (network axes, the crop's own grid) and, if
         asked, its (k, z, y, x) softmax (of :meth:`crop_logits`); no clean-up yet."""
-        crop_logits = self.crop_logits(logits, preprocessed, roi=roi)
-        label_crop = labels_from_logits(crop_logits)
-        probability_crop = torch.softmax(crop_logits.float(), dim=0).numpy() if probabilities else None
-        return label_crop, probability_crop
+        return _labels_and_softmax(self.crop_logits(logits, preprocessed, roi=roi), probabilities)
 
     def crop_logits(
         self, logits: torch.Tensor, preprocessed: PreprocessedImage, *, roi: CordRoi | None = None

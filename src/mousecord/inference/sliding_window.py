@@ -380,6 +380,11 @@ def labels_from_logits(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     return labels
 
 
+def cord_probability_from_logits(logits: torch.Tensor) -> np.ndarray:
+    """(k, ...) logits, class 0 background -> (...) float32 probability of cord (any other class)."""
+    return (1.0 - torch.softmax(logits.float(), dim=0)[0]).numpy()
+
+
 def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
@@ -392,6 +397,7 @@ __all__ = [
     "blend_tiles",
     "check_tiling",
     "compute_tile_starts",
+    "cord_probability_from_logits",
     "gaussian_importance_map",
     "labels_from_logits",
     "mirror_combinations",
