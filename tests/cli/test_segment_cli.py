@@ -123,6 +123,20 @@ def test_the_command_line_parser_does_not_import_torch():
     assert result.stdout.split() == ["openvino", "cord", "False"]
 
 
+def test_segmenting_does_not_import_the_phantom_or_the_demo():
+    """``mousecord segment`` starts faster when the demo's phantom and metrics stay unloaded; the demo is
+    still reachable from ``mousecord.pipelines`` by name."""
+    script = (
+        "import sys\n"
+        "import mousecord.cli.segment, mousecord.pipelines as pipelines\n"
+        "demo = ('mousecord.phantom', 'mousecord.pipelines.demo')\n"
+        "print(any(name.startswith(demo) for name in sys.modules))\n"
+        "print(callable(pipelines.run_demo), 'mousecord.pipelines.demo' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True", "True"]
+
+
 @pytest.mark.parametrize("shape", [(10, 12, 14), (6, 6, 2)])  # the second under 100 voxels
 def test_image_without_cord_warns_and_exits_with_the_no_cord_status(tmp_path, capsys, shape):
     """Empty masks are written, but never silently: a warning names the file, the sidecar and the exit

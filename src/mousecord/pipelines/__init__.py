@@ -1,7 +1,14 @@
 """The application layer: plan outputs for files, folders and BIDS datasets, segment cases over a loaded
-Predictor, write outputs, sidecars and QC entries; the demo. ``inference`` below knows nothing of files."""
+Predictor, write outputs, sidecars and QC entries; the demo. ``inference`` below knows nothing of files.
 
-from mousecord.pipelines.demo import DEMO_SEED, DEMO_SHAPE_VOX, DemoResult, run_demo
+The demo (which needs the phantom and the metrics) is imported on first use of one of its names, so that
+segmenting does not pay for it."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mousecord.pipelines.plan import OUTPUT_FORMATS, OUTPUT_SUFFIXES, CaseOutputs, plan_outputs
 from mousecord.pipelines.segment import (
     EXIT_NO_CORD,
@@ -14,6 +21,11 @@ from mousecord.pipelines.segment import (
     segment_cases,
     segment_loaded_case,
 )
+
+if TYPE_CHECKING:
+    from mousecord.pipelines.demo import DEMO_SEED, DEMO_SHAPE_VOX, DemoResult, run_demo  # noqa: F401
+
+_DEMO_NAMES = ("DEMO_SEED", "DEMO_SHAPE_VOX", "DemoResult", "run_demo")
 
 __all__ = [
     "DEMO_SEED",
@@ -34,3 +46,9 @@ __all__ = [
     "segment_cases",
     "segment_loaded_case",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEMO_NAMES:
+        return getattr(importlib.import_module("mousecord.pipelines.demo"), name)
+    raise AttributeError(f"module 'mousecord.pipelines' has no attribute {name!r}")
