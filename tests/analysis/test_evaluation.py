@@ -204,3 +204,19 @@ def test_overlapping_mask_pair_counts_as_wm_with_a_warning(tmp_path: Path) -> No
     with pytest.warns(MousecordWarning, match="3 voxels are in both masks; counted as WM"):
         loaded = load_label_map(tmp_path / "case_GM_seg.nii.gz")
     assert (loaded.volume.data == Label.WM).sum() == 4 * 3 and (loaded.volume.data == Label.GM).sum() == 3 * 3
+
+
+def test_segment_outputs_in_both_formats_are_read_from_the_label_map(tmp_path: Path) -> None:
+    """``mousecord segment`` writes X_seg with X_GM_seg and X_WM_seg by default: one case, its label map; two
+    label maps of one case stay an error."""
+    _, label_map = synthetic_cord((40, 36, 10), SIZES)
+    write_nifti(tmp_path / "truth" / "sub-01_T1w_seg.nii.gz", label_map, SIZES)
+    predictions = tmp_path / "pred"
+    write_nifti(predictions / "sub-01_T1w_seg.nii.gz", label_map, SIZES)
+    for label in (Label.GM, Label.WM):  # masks that disagree with the label map: they must not be read
+        write_nifti(predictions / f"sub-01_T1w_{label.name}_seg.nii.gz", np.zeros(label_map.shape), SIZES)
+    (result,) = evaluate(tmp_path / "truth", predictions)
+    assert result.metrics["GM"].dice == 1.0 and result.metrics["WM"].dice == 1.0
+    write_nifti(predictions / "sub-01_T1w_dseg.nii.gz", label_map, SIZES)
+    with pytest.raises(DatasetError, match="both match case 'sub-01_T1w'"):
+        evaluate(tmp_path / "truth", predictions)

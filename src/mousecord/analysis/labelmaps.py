@@ -81,8 +81,12 @@ def label_source(path: Path | str) -> LabelSource:
 def find_label_sources(folder: Path | str) -> dict[str, LabelSource]:
     """All label sources under ``folder`` (searched recursively), keyed by case name.
 
+    A case's label map ``X_seg`` beside its masks ``X_GM_seg`` and ``X_WM_seg``, the same segmentation as
+    ``mousecord segment`` (and SCT) write it by default, is read from the label map.
+
     Raises:
-        DatasetError: the folder does not exist, holds no NIfTI files, or two files give the same case.
+        DatasetError: the folder does not exist, holds no NIfTI files, or two files give the same case
+            (other than a label map and its ``_GM_seg``/``_WM_seg`` masks).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -94,11 +98,30 @@ def find_label_sources(folder: Path | str) -> dict[str, LabelSource]:
         source = label_source(path)
         previous = sources.get(source.key)
         if previous is not None and previous.paths != source.paths:
-            raise DatasetError(f"{folder}: {previous.name} and {source.name} both match case {source.key!r}")
+            kept = _label_map_beside_its_masks(previous, source)
+            if kept is None:
+                raise DatasetError(
+                    f"{folder}: {previous.name} and {source.name} both match case {source.key!r}"
+                )
+            source = kept
         sources[source.key] = source
     if not sources:
         raise DatasetError(f"{folder}: no .nii or .nii.gz files found")
     return sources
+
+
+def _label_map_beside_its_masks(first: LabelSource, second: LabelSource) -> LabelSource | None:
+    """Of a segmentation's label map ``X_seg`` and its mask pair ``X_GM_seg`` / ``X_WM_seg``: the label
+    map; None for any other two sources of one case."""
+    label_maps = [source for source in (first, second) if len(source.paths) == 1]
+    pairs = [source for source in (first, second) if len(source.paths) == 2]
+    if len(label_maps) != 1 or len(pairs) != 1:
+        return None
+    label_map, pair = label_maps[0], pairs[0]
+    segment_outputs = split_suffix(label_map.paths[0])[0] == f"{label_map.key}_seg" and all(
+        _PAIR_PATTERNS[1].match(split_suffix(path)[0]) for path in pair.paths
+    )
+    return label_map if segment_outputs else None
 
 
 def load_label_map(source: LabelSource | Path | str) -> LoadedImage:
