@@ -178,3 +178,29 @@ def test_report_in_headless_chromium(qc_report: Path, tmp_path: Path) -> None:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
     assert (tmp_path / "report.png").stat().st_size > 0
+
+
+def test_a_single_slice_is_shown_across_its_plane_whatever_its_header_says(tmp_path: Path) -> None:
+    """A one-slice image whose header calls the slice coronal: the axial tile is the slice itself (the cord's
+    whole section), as ``mousecord segment`` segmented it; the header's superior-inferior axis, asked for,
+    cuts it into a line."""
+    import nibabel as nib
+
+    image, label_map = synthetic_cord((80, 60, 40), seed=3)
+    affine = np.zeros((4, 4))
+    affine[0, 0] = affine[2, 1] = affine[1, 2] = 0.05  # array axes along R, S, A
+    affine[3, 3] = 1
+    paths = []
+    for name, data in (("slice_T1w", image[:, :, 20:21]), ("slice_T1w_seg", label_map[:, :, 20:21])):
+        paths.append(tmp_path / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(data, affine), paths[-1])
+    cord_pixels = {}
+    for cord_axis in (None, 1):
+        qc_dir = tmp_path / f"qc_{cord_axis}"
+        record = json.loads(write_qc_entry(*paths, qc_dir, cord_axis=cord_axis).read_text())
+        overlay = matplotlib.image.imread(qc_dir / record["images"]["axial_overlay"])
+        cord_pixels[cord_axis] = int((overlay[..., 3] > 0).sum())
+        colours = {tuple(np.round(pixel[:3], 3)) for pixel in overlay[overlay[..., 3] > 0]}
+        if cord_axis is None:
+            assert colours == {QC_COLOURS[Label.GM], QC_COLOURS[Label.WM]}
+    assert cord_pixels[None] > 10 * cord_pixels[1]

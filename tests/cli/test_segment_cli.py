@@ -53,6 +53,8 @@ def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys, monkey
             "--backend",
             "torch",
             "--tta",
+            "--cord-axis",
+            "0",
             "-qc",
             str(tmp_path / "qc"),
         ]
@@ -62,7 +64,10 @@ def test_segment_writes_sct_style_outputs(model_folder, tmp_path, capsys, monkey
     for name in ("OUT.nii.gz", "OUT_GM_seg.nii.gz", "OUT_WM_seg.nii.gz", "OUT.json"):
         assert (tmp_path / name).is_file()
     assert "OUT.nii.gz" in capsys.readouterr().out
-    settings = json.loads((tmp_path / "OUT.json").read_text())["settings"]
+    sidecar = json.loads((tmp_path / "OUT.json").read_text())
+    settings = sidecar["settings"]
+    assert settings["cord_axis"] == 0 and sidecar["cord_axis"] == 0  # asked for: no warning
+    assert not sidecar["warnings"]
     assert settings["backend"] == "torch" and settings["backend_resolved"] == "torch"
     assert settings["mirroring"] is True and settings["mirroring_resolved"] is True
 

@@ -133,6 +133,51 @@ def test_default_model_segments_a_single_2d_slice(bundle, phantom, tmp_path):
     assert gm >= MIN_GM_DICE and wm >= MIN_WM_DICE, (gm, wm)
 
 
+def header_with_axes(voxel_size_mm, world_axes) -> np.ndarray:
+    """An affine whose array axes i, j, k run along the world axes ``world_axes`` (0 R, 1 A, 2 S)."""
+    affine = np.eye(4)
+    affine[:3, :3] = 0
+    for array_axis, (world_axis, size) in enumerate(zip(world_axes, voxel_size_mm, strict=True)):
+        affine[world_axis, array_axis] = size
+    return affine
+
+
+@pytest.mark.parametrize(
+    ("name", "keep_slices", "voxel_size_mm"),
+    [("slice", [24], (0.05, 0.05, 0.05)), ("thick", slice(0, 48, 6), (0.05, 0.05, 0.3))],
+)
+def test_a_header_naming_the_cord_axis_anterior_still_gets_axial_slices(
+    bundle, phantom, tmp_path, name, keep_slices, voxel_size_mm
+):
+    """A single slice, or a thick-slice volume, whose header says its slices are coronal (ex vivo headers
+    name axes after the magnet): segmented across the slices all the same, with a warning naming the file
+    in the log and the sidecar; following the header instead finds no cord."""
+    import nibabel as nib
+
+    from mousecord.pipelines import SegmentOptions, segment
+
+    image = phantom.image.data[:, :, keep_slices]
+    truth = phantom.label_map.data[:, :, keep_slices]
+    path = tmp_path / f"{name}_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(image, header_with_axes(voxel_size_mm, (0, 2, 1))), path)
+    inference = InferenceConfig(device="cpu", backend="torch", threads=2)
+    report = segment(path, tmp_path / "auto", inference=inference)
+    labels = np.asarray(nib.load(tmp_path / "auto" / f"{name}_T1w_seg.nii.gz").dataobj)
+    gm, wm = (dice(truth == label, labels == label) for label in (Label.GM, Label.WM))
+    assert gm >= MIN_GM_DICE and wm >= MIN_WM_DICE, (gm, wm)
+    sidecar = json.loads((tmp_path / "auto" / f"{name}_T1w_seg.json").read_text())
+    assert sidecar["cord_axis"] == 2 and not report.no_cord
+    assert any(str(path) in warning and "array axis 2" in warning for warning in sidecar["warnings"])
+
+    header = segment(
+        path, tmp_path / "header", options=SegmentOptions(cord_axis="header"), inference=inference
+    )
+    labels = np.asarray(nib.load(tmp_path / "header" / f"{name}_T1w_seg.nii.gz").dataobj)
+    assert dice(truth == Label.GM, labels == Label.GM) < 0.3
+    assert json.loads((tmp_path / "header" / f"{name}_T1w_seg.json").read_text())["cord_axis"] == 1
+    assert header.no_cord or name == "thick"
+
+
 def test_an_untrained_network_cannot_pass_the_same_bar(bundle, phantom):
     torch.manual_seed(0)
     network = build_network(bundle.architecture, input_channels=bundle.network_channels, num_classes=3)

@@ -269,3 +269,9 @@ def test_masks_and_probabilities_take_the_suffix_of_the_output_name(model_folder
     _segment(source, tmp_path / "out" / "res.nii", model=model_folder, probabilities=True)
     names = sorted(path.name for path in (tmp_path / "out").iterdir())
     assert names == ["res.json", "res.nii", "res_GM_seg.nii", "res_WM_seg.nii", "res_prob.nii"]
+
+
+@pytest.mark.parametrize("cord_axis", ["z", 3, -1, "S"])
+def test_a_cord_axis_that_is_no_file_axis_is_refused(cord_axis):
+    with pytest.raises(ConfigError, match="cord_axis must be one of"):
+        SegmentOptions(cord_axis=cord_axis)

@@ -38,6 +38,7 @@ from mousecord.analysis.labelmaps import load_label_map
 from mousecord.analysis.shape import centerline_polynomials
 from mousecord.errors import ImageFormatError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, load_nifti, split_suffix
+from mousecord.io.orientation import cord_axis_from_grid
 from mousecord.labels import QC_COLOURS, TISSUE_LABELS, cord_centroids
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def write_qc_entry(
     subject: str | None = None,
     command: str = "",
     metrics: dict | None = None,
+    cord_axis: int | None = None,
 ) -> Path:
     """Write one case's QC images and record into ``qc_dir`` and rebuild ``qc_dir/index.html``.
 
@@ -66,6 +68,10 @@ def write_qc_entry(
         subject: subject name shown in the report (never guessed from folder names).
         command: the command line that produced the segmentation, for the record.
         metrics: optional JSON-serialisable numbers shown with the entry (e.g. Dice, volumes).
+        cord_axis: the image file's array axis along the cord, the axial slices being across it; None: a
+            single slice's normal, a thick-slice volume's slice axis or a chunk's length where the grid shows
+            one (:func:`~mousecord.io.orientation.cord_axis_from_grid`), else the header's
+            superior-inferior axis.
 
     Returns:
         Path of the JSON record written.
@@ -91,8 +97,17 @@ def write_qc_entry(
             f"image {image_path.name} (shape {image.volume.shape}); QC needs the segmentation in the "
             "image's space"
         )
+    volume = image.volume
+    if cord_axis is None:
+        found = cord_axis_from_grid(volume.shape, volume.voxel_size_mm)
+        axis = 2 if found is None else found[0]
+    else:
+        axis = int(image.geometry.transform[cord_axis, 0])
+    order = [other for other in range(3) if other != axis] + [axis]  # the cord's axis last
     rendered = render_qc_images(
-        image.volume.data, segmentation.volume.data, voxel_size_mm=image.volume.voxel_size_mm
+        np.transpose(volume.data, order),
+        np.transpose(segmentation.volume.data, order),
+        voxel_size_mm=np.asarray(volume.voxel_size_mm)[order],
     )
     entry_id = _entry_id(subject, image_path, segmentation_path)
     record: dict[str, Any] = {

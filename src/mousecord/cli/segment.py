@@ -102,6 +102,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override the header's voxel size: X Y Z in mm along the file's axes (X Y for 2D images, "
         "whose slice thickness stays the header's)",
     )
+    parser.add_argument(
+        "--cord-axis",
+        choices=("auto", "header", "0", "1", "2"),
+        default="auto",
+        help="the file's array axis along the cord (axial slices are segmented across it): auto (default) "
+        "takes a single slice's normal, a thick-slice volume's slice axis or a chunk's length (2x longer "
+        "than wide), with a warning where the header's superior-inferior axis is another, else the "
+        "header's; header: always the header's; 0, 1, 2: array axis i, j or k",
+    )
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--derivatives-name", default="mousecord", help="BIDS derivatives folder name")
     parser.add_argument("-qc", "--qc", type=Path, metavar="DIR", help="add QC report entries to DIR")
@@ -122,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         fill_holes=args.fill_holes,
         remove_small_mm3=args.remove_small,
         voxel_size_mm=tuple(args.voxel_size) if args.voxel_size else None,
+        cord_axis=int(args.cord_axis) if args.cord_axis.isdigit() else args.cord_axis,
         overwrite=args.overwrite,
         qc_dir=args.qc,
         command="mousecord " + shlex.join(sys.argv[1:]),

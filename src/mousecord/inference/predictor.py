@@ -407,9 +407,17 @@ class Predictor:
         logits, roi = self.predict_logits_and_roi(preprocessed.data, preprocessed.network_spacing_mm)
         return replace(self.export(logits, preprocessed, probabilities=probabilities, roi=roi), roi=roi)
 
-    def predict_volume(self, volume: Volume, *, probabilities: bool = False) -> Prediction:
-        """Segment a :class:`Volume` of any orientation; results come back on the volume's own grid."""
-        transform = orientation_to(volume.affine, tuple(self.bundle.orientation))
+    def predict_volume(
+        self, volume: Volume, *, probabilities: bool = False, cord_axis: int | None = None
+    ) -> Prediction:
+        """Segment a :class:`Volume` of any orientation; results come back on the volume's own grid.
+
+        Args:
+            cord_axis: the volume's array axis that runs along the cord, whatever its header says (see
+                :func:`~mousecord.io.orientation.cord_axis_from_grid`); None: its header's
+                superior-inferior axis, as nnU-Net reads an image.
+        """
+        transform = orientation_to(volume.affine, tuple(self.bundle.orientation), cord_axis=cord_axis)
         oriented = reorient(volume, transform)
         prediction = self.predict_array(oriented.data, oriented.voxel_size_mm, probabilities=probabilities)
         back = invert_transform(transform)

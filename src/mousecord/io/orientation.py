@@ -12,10 +12,61 @@ CANONICAL_AXCODES: tuple[str, str, str] = ("R", "A", "S")
 #: Below this volume of the parallelepiped spanned by the affine's unit axis vectors (1 for orthogonal
 #: axes), the axes are taken as parallel: nibabel still finds an orientation for such a matrix.
 _MIN_AXES_VOLUME = 1e-6
+#: An axis whose voxels are at least this many times thicker than both others' is a thick-slice
+#: acquisition's slice axis; one at least this many times longer (mm) than both others is a chunk's length.
+MARKED_AXIS_RATIO = 2.0
+#: nibabel's index of the superior-inferior world axis (RAS+ coordinates).
+_SUPERIOR_INFERIOR = 2
 
 
-def orientation_to(affine: np.ndarray, axcodes: tuple[str, ...] = CANONICAL_AXCODES) -> np.ndarray:
+def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
+    """The array axis the cord must run along, judged from the grid alone, and why; None where the grid
+    does not say (the header's superior-inferior axis is then the cord's).
+
+    Axial slices are what mousecord segments, whatever a header says about the world: the normal of a
+    single slice, the slice axis of a thick-slice volume (voxels at least :data:`MARKED_AXIS_RATIO` x
+    thicker than both others') and the length of a chunk (at least that many times longer, in mm, than it
+    is wide and deep) run along the cord. Ex vivo headers often name their axes after the magnet, not the
+    animal.
+
+    Example:
+        >>> cord_axis_from_grid((200, 1, 180), (0.05, 0.05, 0.05))
+        (1, 'a single slice')
+        >>> cord_axis_from_grid((500, 200, 200), (0.05, 0.05, 0.05))
+        (0, '2.5x longer along it than across')
+        >>> cord_axis_from_grid((200, 200, 30), (0.05, 0.05, 0.3))
+        (2, 'slices 6.0x thicker than wide')
+        >>> cord_axis_from_grid((200, 200, 120), (0.05, 0.05, 0.05)) is None
+        True
+    """
+    shape = np.asarray(shape, dtype=float)
+    sizes = np.asarray(voxel_size_mm, dtype=float)
+    singletons = np.flatnonzero(shape == 1)
+    if singletons.size:
+        return (int(singletons[0]), "a single slice") if singletons.size == 1 else None
+    for values, reason in (
+        (sizes, "slices {:.1f}x thicker than wide"),
+        (shape * sizes, "{:.1f}x longer along it than across"),
+    ):
+        first, second = np.argsort(values)[::-1][:2]
+        if values[first] >= MARKED_AXIS_RATIO * values[second]:
+            return int(first), reason.format(values[first] / values[second])
+    return None
+
+
+def superior_inferior_axis(affine: np.ndarray) -> int:
+    """The array axis of ``affine`` closest to the superior-inferior direction."""
+    return int(np.flatnonzero(nio.io_orientation(affine)[:, 0] == _SUPERIOR_INFERIOR)[0])
+
+
+def orientation_to(
+    affine: np.ndarray, axcodes: tuple[str, ...] = CANONICAL_AXCODES, *, cord_axis: int | None = None
+) -> np.ndarray:
     """(3, 2) nibabel orientation transform from the array axes of ``affine`` to ``axcodes``.
+
+    Args:
+        cord_axis: the array axis to be taken as superior-inferior, whatever the header says (the header's
+            directions of it and of the axis it swaps roles with are kept); None: as the header says.
 
     Raises:
         OrientationError: if the affine is singular or has no clear axis directions.
@@ -34,6 +85,9 @@ def orientation_to(affine: np.ndarray, axcodes: tuple[str, ...] = CANONICAL_AXCO
         raise OrientationError(
             f"affine has (nearly) parallel axes, so voxels have no volume: {np.round(affine, 4).tolist()}"
         )
+    if cord_axis is not None:
+        header_axis = int(np.flatnonzero(source[:, 0] == _SUPERIOR_INFERIOR)[0])
+        source[[cord_axis, header_axis], 0] = source[[header_axis, cord_axis], 0]
     return nio.ornt_transform(source, nio.axcodes2ornt(axcodes))
 
 

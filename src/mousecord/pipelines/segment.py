@@ -32,12 +32,15 @@ from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.io.atomic import atomic_output, check_writable_folder
 from mousecord.io.header_checks import check_not_constant, label_map_values
 from mousecord.io.nifti import LoadedImage, load_nifti, save_like
+from mousecord.io.orientation import cord_axis_from_grid
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 from mousecord.models.registry import resolve_model
 from mousecord.pipelines.plan import OUTPUT_FORMATS, CaseOutputs, plan_outputs
 
 logger = logging.getLogger(__name__)
 
+#: ``SegmentOptions.cord_axis``: judged from the grid, the header's superior-inferior axis, or a file axis.
+CORD_AXIS_CHOICES = ("auto", "header", 0, 1, 2)
 #: Exit status of ``mousecord segment`` when every image was segmented but some had no cord in them.
 EXIT_NO_CORD = 3
 
@@ -54,6 +57,12 @@ class SegmentOptions:
         remove_small_mm3: remove cord components smaller than this volume (mm^3; 0: keep all).
         voxel_size_mm: (3,) voxel size replacing the header's (mm, file axes), or (2,) the in-plane
             size of 2D images (their slice thickness stays the header's), or None.
+        cord_axis: which axis of a file runs along the cord, the axial slices being across it: "auto"
+            (an in-plane model: a single slice's normal, a thick-slice volume's slice axis or a chunk's
+            length where the grid shows one (:func:`~mousecord.io.orientation.cord_axis_from_grid`), with a
+            warning where that is not the header's superior-inferior axis; else, and for a 3D model, the
+            header's), "header" (always the header's superior-inferior axis, as nnU-Net reads an image) or
+            0, 1, 2 (the file's array axis i, j or k).
         overwrite: redo cases whose outputs all exist (default: skip them).
         qc_dir: add a QC report entry per case to this folder, or None.
         command: the command line recorded in sidecars and QC entries.
@@ -65,6 +74,7 @@ class SegmentOptions:
     fill_holes: bool = False
     remove_small_mm3: float = 0.0
     voxel_size_mm: tuple[float, ...] | None = None
+    cord_axis: str | int = "auto"
     overwrite: bool = False
     qc_dir: Path | None = None
     command: str = ""
@@ -81,6 +91,8 @@ class SegmentOptions:
                     f"voxel_size_mm needs 3 values (2 for 2D images), got {len(self.voxel_size_mm)}: "
                     f"{list(self.voxel_size_mm)}"
                 )
+        if self.cord_axis not in CORD_AXIS_CHOICES:
+            raise ConfigError(f"cord_axis must be one of {CORD_AXIS_CHOICES}, got {self.cord_axis!r}")
         if self.qc_dir is not None:
             object.__setattr__(self, "qc_dir", Path(self.qc_dir))
 
@@ -297,8 +309,12 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     case, image = loaded.case, loaded.image
     started = time.perf_counter()
     with collected_warnings() as warnings:
+        cord_axis = _cord_axis(case, image, predictor, options)
+        file_cord_axis = _file_axis(image, 2 if cord_axis is None else cord_axis)
         try:
-            prediction = predictor.predict_volume(image.volume, probabilities=options.probabilities)
+            prediction = predictor.predict_volume(
+                image.volume, probabilities=options.probabilities, cord_axis=cord_axis
+            )
         except ImageFormatError as error:
             raise ImageFormatError(f"{case.input}: {error}") from error
     predicted = time.perf_counter()
@@ -320,6 +336,7 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
             options,
             timing,
             cord_found=found,
+            cord_axis=file_cord_axis,
             warnings=[*loaded.warnings, *warnings, *([no_cord] if no_cord else [])],
         )
     except BaseException:
@@ -331,8 +348,45 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
         logger.warning("%s", no_cord)
     if qc_dir is not None:
         label_map_path = case.multilabel if case.multilabel in written else written[0]
-        write_qc_entry(case.input, label_map_path, qc_dir, subject=case.subject, command=options.command)
+        write_qc_entry(
+            case.input,
+            label_map_path,
+            qc_dir,
+            subject=case.subject,
+            command=options.command,
+            cord_axis=file_cord_axis,
+        )
     return found
+
+
+def _cord_axis(
+    case: CaseOutputs, image: LoadedImage, predictor: Predictor, options: SegmentOptions
+) -> int | None:
+    """The axis of the (canonical) loaded image to segment across, where it is not the header's
+    superior-inferior one (canonical z, None); see ``SegmentOptions.cord_axis``."""
+    if options.cord_axis == "header":
+        return None
+    if isinstance(options.cord_axis, int):
+        axis = int(image.geometry.transform[options.cord_axis, 0])
+        return None if axis == 2 else axis
+    found = cord_axis_from_grid(image.volume.shape, image.volume.voxel_size_mm)
+    if not predictor.bundle.in_plane or found is None or found[0] == 2:
+        return None  # a 3D model reads the header, as its training images were read
+    axis, reason = found
+    logger.warning(
+        "%s: segmenting axial slices across the file's array axis %d (%s), not across axis %d, which its "
+        "header calls superior-inferior (--cord-axis header follows the header)",
+        case.input,
+        _file_axis(image, axis),
+        reason,
+        _file_axis(image, 2),
+    )
+    return axis
+
+
+def _file_axis(image: LoadedImage, canonical_axis: int) -> int:
+    """The input file's array axis that became ``canonical_axis`` of the loaded image."""
+    return int(np.flatnonzero(image.geometry.transform[:, 0] == canonical_axis)[0])
 
 
 def _done(case: CaseOutputs, options: SegmentOptions) -> bool:
@@ -412,6 +466,7 @@ def _write_sidecar(
     timing: dict,
     *,
     cord_found: bool,
+    cord_axis: int,
     warnings: Sequence[str],
 ) -> None:
     from mousecord import __version__
@@ -434,6 +489,7 @@ def _write_sidecar(
         },
         "settings": {**options.to_dict(), **predictor.resolved_settings()},
         "cord_found": cord_found,
+        "cord_axis": cord_axis,
         "warnings": list(warnings),
         "device": str(predictor.device),
         "timing_s": {key: round(value, 3) for key, value in timing.items()},
@@ -444,6 +500,7 @@ def _write_sidecar(
 
 
 __all__ = [
+    "CORD_AXIS_CHOICES",
     "EXIT_NO_CORD",
     "MIN_CORD_VOXELS",
     "SegmentOptions",

@@ -1,0 +1,62 @@
+"""Which axis runs along the cord: judged from the grid (a single slice, thick slices, a chunk's length)
+where a header may name its axes after the magnet, and applied to the reorientation."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mousecord.io.orientation import cord_axis_from_grid, orientation_to, superior_inferior_axis
+
+
+@pytest.mark.parametrize(
+    ("shape", "voxel_size_mm", "axis"),
+    [
+        ((200, 1, 180), (0.05, 0.05, 0.05), 1),  # a single slice, whatever its voxel sizes
+        ((1, 64, 64), (0.5, 0.05, 0.05), 0),
+        ((200, 200, 30), (0.05, 0.05, 0.3), 2),  # thick slices along k
+        ((30, 200, 200), (0.3, 0.05, 0.05), 0),
+        ((200, 500, 200), (0.05, 0.05, 0.05), 1),  # a chunk 2.5x longer than wide
+        ((100, 100, 500), (0.1, 0.1, 0.05), 2),  # longer in mm, though its voxels are thinner
+    ],
+)
+def test_the_grid_shows_the_cord_axis(shape, voxel_size_mm, axis):
+    assert cord_axis_from_grid(shape, voxel_size_mm)[0] == axis
+
+
+@pytest.mark.parametrize(
+    ("shape", "voxel_size_mm"),
+    [
+        ((200, 200, 120), (0.05, 0.05, 0.05)),  # 1.7x longer: not a clear length
+        ((200, 200, 200), (0.05, 0.05, 0.09)),  # slices 1.8x thicker: not clearly thick
+        ((60, 55, 52), (1.0, 1.0, 1.0)),
+        ((1, 1, 40), (0.05, 0.05, 0.05)),  # a line has no cross-section
+    ],
+)
+def test_the_grid_does_not_always_say(shape, voxel_size_mm):
+    assert cord_axis_from_grid(shape, voxel_size_mm) is None
+
+
+def test_thick_slices_decide_before_the_length():
+    # a few thick slices across a wide field: the slice axis, though the field is wider than the stack
+    assert cord_axis_from_grid((400, 120, 12), (0.05, 0.05, 0.5)) == (2, "slices 10.0x thicker than wide")
+
+
+def coronal_affine() -> np.ndarray:
+    """Array axes i, j, k along R, S, A: a header that calls the slices' normal anterior."""
+    affine = np.zeros((4, 4))
+    affine[0, 0] = affine[2, 1] = affine[1, 2] = 0.05
+    affine[3, 3] = 1
+    return affine
+
+
+def test_a_cord_axis_is_taken_as_superior_inferior():
+    affine = coronal_affine()
+    assert nib.aff2axcodes(affine) == ("R", "S", "A") and superior_inferior_axis(affine) == 1
+    assert orientation_to(affine).tolist() == [[0, 1], [2, 1], [1, 1]]  # j becomes the third axis
+    assert orientation_to(affine, cord_axis=2).tolist() == [[0, 1], [1, 1], [2, 1]]  # k does
+    assert orientation_to(affine, cord_axis=1).tolist() == orientation_to(affine).tolist()
+    flipped = affine.copy()
+    flipped[1, 2] = -0.05  # k runs posterior: its direction is kept, only its role changes
+    assert orientation_to(flipped, cord_axis=2).tolist() == [[0, 1], [1, 1], [2, -1]]
