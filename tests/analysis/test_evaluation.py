@@ -220,3 +220,27 @@ def test_segment_outputs_in_both_formats_are_read_from_the_label_map(tmp_path: P
     write_nifti(predictions / "sub-01_T1w_dseg.nii.gz", label_map, SIZES)
     with pytest.raises(DatasetError, match="both match case 'sub-01_T1w'"):
         evaluate(tmp_path / "truth", predictions)
+
+
+def test_a_single_slice_with_a_coronal_header_is_measured_and_evaluated_across_its_plane(
+    tmp_path: Path,
+) -> None:
+    """Morphometrics and evaluation take slices across the cord as segment does: a one-slice file whose
+    header calls the slice coronal is one cross-section, not a stack of one-voxel lines."""
+    import nibabel as nib
+
+    from mousecord.analysis.shape import morphometrics_file
+
+    _, label_map = synthetic_cord((60, 50, 12), SIZES)
+    section = label_map[:, :, 6:7]
+    affine = np.zeros((4, 4))
+    affine[0, 0], affine[2, 1], affine[1, 2], affine[3, 3] = 0.05, 0.05, 0.1, 1  # axes along R, S, A
+    for name in ("truth", "pred"):
+        nib.save(nib.Nifti1Image(section, affine), tmp_path / f"{name}_seg.nii.gz")
+    result = morphometrics_file(tmp_path / "pred_seg.nii.gz", tmp_path / "m.csv")
+    assert result.n_slices == 1
+    assert result.table["area_GM_mm2"][0] == pytest.approx((section == Label.GM).sum() * 0.05 * 0.05)
+    across_header = morphometrics_file(tmp_path / "pred_seg.nii.gz", tmp_path / "h.csv", cord_axis="header")
+    assert across_header.n_slices > 10  # the header's S axis cuts the section into lines
+    (case,) = evaluate(tmp_path / "pred_seg.nii.gz", tmp_path / "truth_seg.nii.gz")
+    assert list(case.metrics["GM"].per_slice_dice) == [0] and case.metrics["GM"].dice == 1.0

@@ -113,6 +113,15 @@ def test_report_in_headless_chromium(qc_report: Path, tmp_path: Path) -> None:
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
+    # and a single slice, which has an axial view only
+    image, label_map = synthetic_cord((80, 60, 40), seed=2)
+    image_path = write_nifti(tmp_path / "slice" / "sub-03_T1w.nii.gz", image[:, :, 20:21])
+    segmentation_path = write_nifti(tmp_path / "slice" / "sub-03_T1w_seg.nii.gz", label_map[:, :, 20:21])
+    record = json.loads(
+        write_qc_entry(image_path, segmentation_path, qc_report, subject="sub-03").read_text()
+    )
+    assert sorted(record["images"]) == ["axial_background", "axial_overlay"]
+
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in CHROMIUM_FLAGS:
@@ -132,7 +141,7 @@ def test_report_in_headless_chromium(qc_report: Path, tmp_path: Path) -> None:
             Promise.all(images.map(loaded)).then(() => done(
               images.map(img => [img.getAttribute('src'), img.naturalWidth, img.naturalHeight])));"""
         )
-        assert len(images) == 2 * 4
+        assert len(images) == 2 * 4 + 2
         assert all(width > 0 and height > 0 for _, width, height in images), images
         body = driver.find_element("tag name", "body")
         overlay_visibility = (
@@ -195,12 +204,12 @@ def test_a_single_slice_is_shown_across_its_plane_whatever_its_header_says(tmp_p
         paths.append(tmp_path / f"{name}.nii.gz")
         nib.save(nib.Nifti1Image(data, affine), paths[-1])
     cord_pixels = {}
-    for cord_axis in (None, 1):
+    for cord_axis in ("auto", 1):
         qc_dir = tmp_path / f"qc_{cord_axis}"
         record = json.loads(write_qc_entry(*paths, qc_dir, cord_axis=cord_axis).read_text())
         overlay = matplotlib.image.imread(qc_dir / record["images"]["axial_overlay"])
         cord_pixels[cord_axis] = int((overlay[..., 3] > 0).sum())
         colours = {tuple(np.round(pixel[:3], 3)) for pixel in overlay[overlay[..., 3] > 0]}
-        if cord_axis is None:
+        if cord_axis == "auto":
             assert colours == {QC_COLOURS[Label.GM], QC_COLOURS[Label.WM]}
-    assert cord_pixels[None] > 10 * cord_pixels[1]
+    assert cord_pixels["auto"] > 10 * cord_pixels[1]

@@ -169,3 +169,6 @@ def test_image_without_cord_warns_and_exits_with_the_no_cord_status(tmp_path, ca
     sidecar = json.loads((tmp_path / "nocord_seg.json").read_text())
     assert sidecar["cord_found"] is False
     assert not np.asarray(nib.load(tmp_path / "nocord_seg.nii.gz").dataobj).any()
+    # a rerun skips the finished case, but its masks are still empty: still the no-cord status
+    assert main(["segment", "-i", str(source), "--model", str(model), "--device", "cpu", "--quiet"]) == 3
+    assert "no cord found in 1 of 1 images" in capsys.readouterr().err

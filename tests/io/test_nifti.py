@@ -155,6 +155,24 @@ def test_implausible_voxel_size_warns_and_override_fixes_it(tmp_path: Path) -> N
     np.testing.assert_array_equal(nib.load(output).affine, np.diag([1.0, 1.0, 1.0, 1.0]))  # header kept
 
 
+def test_a_2d_files_implausible_size_is_judged_and_hinted_in_plane(tmp_path: Path) -> None:
+    """A 2D file's override takes x and y: the hint gives two sizes; its slice thickness, which nothing
+    uses, does not make a plausible in-plane size implausible."""
+    big = _write(
+        tmp_path / "big2d.nii.gz", np.ones((40, 50), dtype=np.float32), np.diag([1.0, 1.0, 1.0, 1.0])
+    )
+    with pytest.warns(
+        MousecordWarning, match=r"\[1.0, 1.0\] mm is implausible.*voxel_size_mm=\(0.05, 0.05\)$"
+    ):
+        load_nifti(big)
+    thick = _write(
+        tmp_path / "thick.nii.gz", np.ones((40, 50), dtype=np.float32), np.diag([0.05, 0.05, 1.0, 1.0])
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MousecordWarning)
+        load_nifti(thick)
+
+
 @pytest.mark.parametrize("voxel_size", [(0.05, -0.05, 0.05), (0.05,), (0.0, 0.05, 0.05)])
 def test_bad_voxel_size_override_is_refused(tmp_path: Path, voxel_size: tuple[float, ...]) -> None:
     path = _write(tmp_path / "img.nii.gz", np.ones((4, 5, 6), dtype=np.float32))

@@ -86,6 +86,15 @@ def test_default_model_is_shipped_and_resolves_without_a_name(bundle):
     assert "## Limits" in bundle.model_card and "Training data" in bundle.model_card
 
 
+def test_a_predictor_is_made_from_a_model_name_as_segment_takes_it(bundle):
+    from mousecord.errors import ModelFolderError
+
+    predictor = Predictor(DEFAULT_MODEL_NAME, InferenceConfig(device="cpu", backend="torch"))
+    assert predictor.bundle.source == bundle.source and predictor.bundle.in_plane
+    with pytest.raises(ModelFolderError, match="no-such-model: unknown model"):
+        Predictor("no-such-model")
+
+
 def test_default_model_segments_a_fresh_phantom(phantom, cord_prediction):
     gm, wm = gm_wm_dice(phantom, cord_prediction)
     assert gm >= MIN_GM_DICE and wm >= MIN_WM_DICE, (gm, wm)

@@ -33,6 +33,7 @@ from mousecord.analysis.metrics import (
 from mousecord.datasets.bids import MASK_FOLDER_DEFAULT
 from mousecord.errors import DatasetError, ImageFormatError, MousecordWarning
 from mousecord.io import Volume, atomic_output
+from mousecord.io.orientation import cord_axis_last
 
 logger = logging.getLogger(__name__)
 
@@ -253,8 +254,12 @@ def _evaluate_case(reference: LabelSource, prediction: LabelSource) -> CaseResul
             f"from truth {reference.name} {np.round(voxel_size_mm, 4).tolist()} mm"
         )
     check_same_grid(predicted.volume, truth.volume, name=_paths(prediction), reference_name=_paths(reference))
+    order = cord_axis_last(truth.cord_axis())  # slices across the cord, as segment takes them
     metrics = compare_label_maps(
-        truth.volume.data, predicted.volume.data, voxel_size_mm=voxel_size_mm, name=prediction.name
+        np.transpose(truth.volume.data, order),
+        np.transpose(predicted.volume.data, order),
+        voxel_size_mm=np.asarray(voxel_size_mm)[order],
+        name=prediction.name,
     )
     return CaseResult(reference.key, reference.paths, prediction.paths, metrics)
 

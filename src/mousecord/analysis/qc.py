@@ -38,7 +38,7 @@ from mousecord.analysis.labelmaps import load_label_map
 from mousecord.analysis.shape import centerline_polynomials
 from mousecord.errors import ImageFormatError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, load_nifti, split_suffix
-from mousecord.io.orientation import cord_axis_from_grid
+from mousecord.io.orientation import cord_axis_last
 from mousecord.labels import QC_COLOURS, TISSUE_LABELS, cord_centroids
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def write_qc_entry(
     subject: str | None = None,
     command: str = "",
     metrics: dict | None = None,
-    cord_axis: int | None = None,
+    cord_axis: str | int = "auto",
 ) -> Path:
     """Write one case's QC images and record into ``qc_dir`` and rebuild ``qc_dir/index.html``.
 
@@ -68,10 +68,10 @@ def write_qc_entry(
         subject: subject name shown in the report (never guessed from folder names).
         command: the command line that produced the segmentation, for the record.
         metrics: optional JSON-serialisable numbers shown with the entry (e.g. Dice, volumes).
-        cord_axis: the image file's array axis along the cord, the axial slices being across it; None: a
-            single slice's normal, a thick-slice volume's slice axis or a chunk's length where the grid shows
-            one (:func:`~mousecord.io.orientation.cord_axis_from_grid`), else the header's
-            superior-inferior axis.
+        cord_axis: the axis along the cord, the axial slices being across it: "auto" (a single slice's
+            normal, a thick-slice volume's slice axis or a chunk's length where the grid shows one, else the
+            header's superior-inferior axis), "header" or the image file's array axis 0, 1 or 2 (see
+            :meth:`~mousecord.io.nifti.LoadedImage.cord_axis`).
 
     Returns:
         Path of the JSON record written.
@@ -97,17 +97,13 @@ def write_qc_entry(
             f"image {image_path.name} (shape {image.volume.shape}); QC needs the segmentation in the "
             "image's space"
         )
-    volume = image.volume
-    if cord_axis is None:
-        found = cord_axis_from_grid(volume.shape, volume.voxel_size_mm)
-        axis = 2 if found is None else found[0]
-    else:
-        axis = int(image.geometry.transform[cord_axis, 0])
-    order = [other for other in range(3) if other != axis] + [axis]  # the cord's axis last
+    order = cord_axis_last(image.cord_axis(cord_axis))
+    # a single slice has no length to view along
+    kinds = _IMAGE_KINDS if image.volume.shape[order[2]] > 1 else ("axial",)
     rendered = render_qc_images(
-        np.transpose(volume.data, order),
+        np.transpose(image.volume.data, order),
         np.transpose(segmentation.volume.data, order),
-        voxel_size_mm=np.asarray(volume.voxel_size_mm)[order],
+        voxel_size_mm=np.asarray(image.volume.voxel_size_mm)[order],
     )
     entry_id = _entry_id(subject, image_path, segmentation_path)
     record: dict[str, Any] = {
@@ -123,7 +119,7 @@ def write_qc_entry(
         "images": {},
     }
     with _locked(qc_dir):
-        for kind in _IMAGE_KINDS:
+        for kind in kinds:
             for layer in ("background", "overlay"):
                 relative = Path("images") / entry_id / f"{kind}_{layer}.png"
                 _save_png(
@@ -136,7 +132,7 @@ def write_qc_entry(
         with atomic_output(record_path) as temporary:
             temporary.write_text(json.dumps(_finite(record), indent=2, allow_nan=False) + "\n")
         _rebuild_index_unlocked(qc_dir)
-    logger.info("QC entry written: %s (report %s)", record_path, qc_dir / "index.html")
+    logger.debug("QC entry written: %s (report %s)", record_path, qc_dir / "index.html")
     return record_path
 
 

@@ -46,6 +46,7 @@ from mousecord.analysis.labelmaps import label_source, load_label_map
 from mousecord.analysis.metrics import json_number
 from mousecord.errors import ConfigError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, check_not_input
+from mousecord.io.orientation import cord_axis_last
 from mousecord.labels import CORD_NAME, LABEL_NAMES, QC_COLOURS, Label, check_label_values, cord_centroids
 
 logger = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ def morphometrics_file(
     png: Path | str | None = None,
     json_path: Path | str | None = None,
     angle_correction: bool = True,
+    cord_axis: str | int = "auto",
 ) -> Morphometrics:
     """Load a segmentation (0/1/2 map or GM/WM mask pair), measure it, write the CSV (and plot, totals).
 
@@ -256,6 +258,10 @@ def morphometrics_file(
         png: optional plot of the areas and angles along the cord.
         json_path: optional whole-volume totals.
         angle_correction: see :func:`morphometrics`.
+        cord_axis: the axis along the cord, slices being measured across it: "auto" (a single slice's
+            normal, a thick-slice volume's slice axis or a chunk's length where the grid shows one, else the
+            header's superior-inferior axis), "header" or the file's array axis 0, 1 or 2 (see
+            :meth:`~mousecord.io.nifti.LoadedImage.cord_axis`).
 
     All outputs are written to temporary names and renamed into place only once every one succeeded.
 
@@ -270,8 +276,11 @@ def morphometrics_file(
     if len({output.resolve() for output in outputs}) != len(outputs):
         raise OutputError(f"{output_csv}: two outputs have the same name; choose different names")
     loaded = load_label_map(source)
+    order = cord_axis_last(loaded.cord_axis(cord_axis))
     result = morphometrics(
-        loaded.volume.data, voxel_size_mm=loaded.volume.voxel_size_mm, angle_correction=angle_correction
+        np.transpose(loaded.volume.data, order),
+        voxel_size_mm=np.asarray(loaded.volume.voxel_size_mm)[order],
+        angle_correction=angle_correction,
     )
     totals = {key: json_number(value) for key, value in result.totals.items()}
     with contextlib.ExitStack() as stack:  # all outputs or none: each is renamed into place at the end

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare predicted segmentations with truth (Dice, HD95, ...)",
         description=(
             "Compare predictions with truth per class (GM, WM, cord = GM + WM): Dice, Jaccard, HD95 and "
-            "mean surface distance in mm, volume difference in %%, and Dice per axial slice. PRED and TRUTH "
+            "mean surface distance in mm, volume difference in %, and Dice per axial slice. PRED and TRUTH "
             "are files, folders matched by name, or TRUTH is a BIDS dataset (truth from "
             "derivatives/manual_masks, PRED a folder or the name of a derivatives folder). Each side is a "
             "0/1/2 label map or a pair of binary GM/WM masks (_label-GM_mask/_label-WM_mask or "

@@ -90,6 +90,25 @@ def add_backend_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_cord_axis_option(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """``--cord-axis``: which axis of a file runs along the cord, ``what`` being done across it; read it
+    with :func:`cord_axis_setting`."""
+    parser.add_argument(
+        "--cord-axis",
+        choices=("auto", "header", "0", "1", "2"),
+        default="auto",
+        help=f"the file's array axis along the cord ({what} across it): auto (default) takes a single "
+        "slice's normal, a thick-slice volume's slice axis (voxels 2x thicker) or a chunk's length (2x "
+        "longer than wide) where the grid shows one, else the header's superior-inferior axis; header: "
+        "always the header's; 0, 1, 2: array axis i, j or k",
+    )
+
+
+def cord_axis_setting(args: argparse.Namespace) -> str | int:
+    """``--cord-axis`` as the Python settings take it: "auto", "header" or a file axis 0, 1, 2."""
+    return int(args.cord_axis) if args.cord_axis.isdigit() else args.cord_axis
+
+
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM, so that it unwinds as on Ctrl-C."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mousecord.cli.main import add_common_options
+from mousecord.cli.main import add_common_options, add_cord_axis_option, cord_axis_setting
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help="measure the axial slices as they are",
     )
+    add_cord_axis_option(parser, what="areas and angles are measured on slices")
     add_common_options(parser)
     parser.set_defaults(handler=run)
 
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         png=args.png,
         json_path=args.json_path,
         angle_correction=args.angle_correction,
+        cord_axis=cord_axis_setting(args),
     )
     totals = result.totals
     if result.n_slices == 0:

@@ -15,11 +15,12 @@ logger = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "phantom",
-        help="generate a synthetic T1w mouse cord volume with exact GM/WM labels",
+        help="generate a synthetic mouse cord volume with exact GM/WM labels",
         description=(
-            "Generate one synthetic ex vivo T1w mouse spinal cord chunk (real GM/WM shapes of every spinal "
-            "level, surroundings, bias field, blur, Rician noise) with its exact labels (0 background, 1 GM, "
-            "2 WM). A JSON sidecar with every drawn parameter is written beside the image."
+            "Generate one synthetic ex vivo mouse spinal cord chunk (T1w-like by default, see --contrast; "
+            "real GM/WM shapes of every spinal level, surroundings, bias field, blur, Rician noise) with its "
+            "exact labels (0 background, 1 GM, 2 WM). A JSON sidecar with every drawn parameter is written "
+            "beside the image."
         ),
     )
     parser.add_argument(

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mousecord.cli.main import add_common_options
+from mousecord.cli.main import add_common_options, add_cord_axis_option, cord_axis_setting
 from mousecord.errors import ConfigError
 
 
@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--subject", help="subject name shown in the report")
     parser.add_argument("--metrics", type=Path, help="JSON file of numbers to show with the entry")
+    add_cord_axis_option(parser, what="the axial mosaic shows slices")
     add_common_options(parser)
     parser.set_defaults(handler=run)
 
@@ -47,9 +48,17 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"{args.metrics}: expected a JSON object of metrics, got {type(metrics).__name__}"
             )
-    command = f"mousecord qc -i {args.image} -s {args.segmentation} -qc {args.qc_dir}"
+    command = (
+        f"mousecord qc -i {args.image} -s {args.segmentation} -qc {args.qc_dir} --cord-axis {args.cord_axis}"
+    )
     record = write_qc_entry(
-        args.image, args.segmentation, args.qc_dir, subject=args.subject, command=command, metrics=metrics
+        args.image,
+        args.segmentation,
+        args.qc_dir,
+        subject=args.subject,
+        command=command,
+        metrics=metrics,
+        cord_axis=cord_axis_setting(args),
     )
     print(f"QC record {record}; report {args.qc_dir / 'index.html'}")
     return 0

@@ -7,7 +7,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from mousecord.cli.main import add_backend_option, add_common_options, show_progress
+from mousecord.cli.main import (
+    add_backend_option,
+    add_common_options,
+    add_cord_axis_option,
+    cord_axis_setting,
+    show_progress,
+)
 from mousecord.options import DEFAULT_MAX_NETWORK_VOXELS, DEVICES, PRECISIONS, ROI_MODES
 
 
@@ -102,14 +108,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override the header's voxel size: X Y Z in mm along the file's axes (X Y for 2D images, "
         "whose slice thickness stays the header's)",
     )
-    parser.add_argument(
-        "--cord-axis",
-        choices=("auto", "header", "0", "1", "2"),
-        default="auto",
-        help="the file's array axis along the cord (axial slices are segmented across it): auto (default) "
-        "takes a single slice's normal, a thick-slice volume's slice axis or a chunk's length (2x longer "
-        "than wide), with a warning where the header's superior-inferior axis is another, else the "
-        "header's; header: always the header's; 0, 1, 2: array axis i, j or k",
+    add_cord_axis_option(
+        parser,
+        what="axial slices are segmented; auto, the default, warns where the header's superior-inferior "
+        "axis is another; a 3D model always follows the header unless an axis is given",
     )
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--derivatives-name", default="mousecord", help="BIDS derivatives folder name")
@@ -131,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         fill_holes=args.fill_holes,
         remove_small_mm3=args.remove_small,
         voxel_size_mm=tuple(args.voxel_size) if args.voxel_size else None,
-        cord_axis=int(args.cord_axis) if args.cord_axis.isdigit() else args.cord_axis,
+        cord_axis=cord_axis_setting(args),
         overwrite=args.overwrite,
         qc_dir=args.qc,
         command="mousecord " + shlex.join(sys.argv[1:]),
@@ -158,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for case in report.written:
         print(case.multilabel if case.multilabel.exists() else case.sidecar)
+    if report.written and args.qc is not None:
+        print(f"QC report: {args.qc / 'index.html'}", file=sys.stderr)
     if report.skipped:
         print(
             f"{len(report.skipped)} already segmented, skipped: their outputs keep the settings of the "
@@ -165,14 +169,15 @@ def run(args: argparse.Namespace) -> int:
             "them with these",
             file=sys.stderr,
         )
+    segmented = len(report.written) + len(report.skipped)
     if report.failed:
-        total = len(report.failed) + len(report.written)
+        total = len(report.failed) + segmented
         _print_error(f"{len(report.failed)} of {total} images failed:")
         for _, message in report.failed:
             _print_error(f"  {message}")
         return 1
     if report.no_cord:
         names = ", ".join(str(case.input) for case in report.no_cord)
-        _print_error(f"no cord found in {len(report.no_cord)} of {len(report.written)} images ({names})")
+        _print_error(f"no cord found in {len(report.no_cord)} of {segmented} images ({names})")
         return EXIT_NO_CORD
     return 0

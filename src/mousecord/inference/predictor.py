@@ -14,6 +14,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ from mousecord.io.orientation import invert_transform, orientation_to, reorient
 from mousecord.io.volume import Volume
 from mousecord.models.bundle import ModelBundle
 from mousecord.models.network import InPlaneNetwork, build_network, load_weights
+from mousecord.models.registry import resolve_model
 from mousecord.options import DEVICES
 
 logger = logging.getLogger(__name__)
@@ -71,12 +73,20 @@ def _labels_and_softmax(logits: torch.Tensor, probabilities: bool) -> tuple[np.n
 class Predictor:
     """A model bundle loaded for inference: one network per fold, built and loaded once.
 
+    Args:
+        bundle: a loaded :class:`~mousecord.models.bundle.ModelBundle`, or what ``mousecord segment
+            --model`` takes: an installed model's name ("default"), a bundle folder or an nnU-Net results
+            folder (:func:`~mousecord.models.registry.resolve_model`).
+        config: how to run it (default :class:`InferenceConfig`).
+
     Example:
-        >>> predictor = Predictor(bundle, InferenceConfig(device="cpu"))  # doctest: +SKIP
+        >>> predictor = Predictor("default", InferenceConfig(device="cpu"))  # doctest: +SKIP
         >>> prediction = predictor.predict_volume(load_nifti("cord.nii.gz").volume)  # doctest: +SKIP
     """
 
-    def __init__(self, bundle: ModelBundle, config: InferenceConfig | None = None) -> None:
+    def __init__(self, bundle: ModelBundle | str | Path, config: InferenceConfig | None = None) -> None:
+        if not isinstance(bundle, ModelBundle):
+            bundle = resolve_model(bundle)
         self.bundle = bundle
         self.config = config or InferenceConfig()
         openvino_asked = self.config.backend == "openvino" and self.config.device == "auto"

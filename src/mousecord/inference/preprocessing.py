@@ -341,7 +341,7 @@ def preprocess_image(
     network_voxels = int(np.prod(new_shape, dtype=np.int64))
     if max_network_voxels is not None and network_voxels > max_network_voxels:
         raise ImageFormatError(
-            f"at the model's spacing ({_mm(target)}) the image would have {network_voxels / 1e6:.0f} "
+            f"at the model's spacing ({_mm(target[::-1])}) the image would have {network_voxels / 1e6:.0f} "
             f"million voxels, more than the limit of {max_network_voxels / 1e6:g} million; "
             f"{_voxel_size_question(voxel_size_mm)} (or raise max_network_voxels)"
         )
@@ -349,7 +349,7 @@ def preprocess_image(
     if max_memory_bytes is not None and needed_bytes > max_memory_bytes:
         raise ImageFormatError(
             f"segmenting it needs about {needed_bytes / 1e9:.1f} GB of memory ({network_voxels / 1e6:.0f} "
-            f"million voxels at the model's spacing, {_mm(target)}), more than the "
+            f"million voxels at the model's spacing, {_mm(target[::-1])}), more than the "
             f"{max_memory_bytes / 1e9:.1f} GB available; {_voxel_size_question(voxel_size_mm)}, or run it "
             "on a machine with more memory"
         )
@@ -389,6 +389,7 @@ def _voxel_size_question(voxel_size_mm: Sequence[float]) -> str:
 
 
 def _mm(values: Sequence[float]) -> str:
+    """Sizes as a message gives them: (x, y, z) order, the order of ``voxel_size_mm``."""
     return " x ".join(f"{float(value):g}" for value in values) + " mm"
 
 

@@ -137,10 +137,17 @@ def check_voxel_size_value(voxel_size_mm: tuple[float, ...], *, name: str) -> No
         )
 
 
-def warn_if_implausible_voxel_size(voxel_size_mm: np.ndarray, *, name: str) -> None:
-    """Warn when a voxel size is implausible for ex vivo mouse cord MRI (e.g. 1 mm stored for 0.05 mm)."""
+def warn_if_implausible_voxel_size(
+    voxel_size_mm: np.ndarray, *, name: str, in_plane_only: bool = False
+) -> None:
+    """Warn when a voxel size is implausible for ex vivo mouse cord MRI (e.g. 1 mm stored for 0.05 mm).
+
+    Args:
+        in_plane_only: judge (and hint at) the first two sizes alone, as for a 2D file, whose override
+            takes x and y and whose slice thickness nothing uses.
+    """
     low, high = PLAUSIBLE_VOXEL_SIZE_MM
-    sizes = np.round(np.asarray(voxel_size_mm, dtype=np.float64), 6)
+    sizes = np.round(np.asarray(voxel_size_mm, dtype=np.float64), 6)[: 2 if in_plane_only else 3]
     if ((sizes < low) | (sizes > high)).any():
         warnings.warn(
             f"{name}: voxel size {sizes.tolist()} mm is implausible for a mouse spinal cord "
@@ -155,7 +162,7 @@ def voxel_size_hint(voxel_size_mm: Sequence[float], *, file_axes: bool = True) -
     """Where dividing a header's voxel size by 10 or 20 gives a mouse-sized voxel, say which size to pass.
 
     Args:
-        voxel_size_mm: the header's (3,) voxel size in mm.
+        voxel_size_mm: the header's (3,) voxel size in mm, or the (2,) in-plane one of a 2D file.
         file_axes: whether the sizes are along the file's own axes (the order ``voxel_size_mm`` takes);
             if not (canonical order), values are only spelled out for isotropic voxels.
 
@@ -171,9 +178,9 @@ def voxel_size_hint(voxel_size_mm: Sequence[float], *, file_axes: bool = True) -
     hints = []
     for factor in _HEADER_SCALE_FACTORS:
         scaled = np.round(sizes / factor, 6)
-        smallest, middle, largest = np.sort(scaled)
+        in_plane = np.sort(scaled)[:2]  # the largest of three may be a slice thickness
         low, high = _SCALED_IN_PLANE_MM
-        if not (smallest >= low and middle <= high and largest <= _SCALED_SLICE_MAX_MM):
+        if not (in_plane.min() >= low and in_plane.max() <= high and scaled.max() <= _SCALED_SLICE_MAX_MM):
             continue
         isotropic = bool(np.all(scaled == scaled[0]))
         described = f"{scaled[0]:g}" if isotropic else " x ".join(f"{value:g}" for value in scaled)

@@ -36,7 +36,7 @@ from mousecord.io.header_checks import (
     quaternion_problem,
     warn_if_implausible_voxel_size,
 )
-from mousecord.io.orientation import from_canonical, orientation_to, reorient
+from mousecord.io.orientation import cord_axis_from_grid, from_canonical, orientation_to, reorient
 from mousecord.io.volume import Volume, affine_with_voxel_size
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,25 @@ class LoadedImage:
 
     volume: Volume
     geometry: ImageGeometry
+
+    def cord_axis(self, setting: str | int = "auto") -> int:
+        """The canonical axis that runs along the cord (axial slices are across it).
+
+        Args:
+            setting: "auto" (what the grid shows, :func:`~mousecord.io.orientation.cord_axis_from_grid`,
+                else the header's superior-inferior axis), "header" (that axis: canonical z) or 0, 1, 2 (the
+                file's array axis i, j or k).
+        """
+        if setting == "header":
+            return 2
+        if setting == "auto":
+            found = cord_axis_from_grid(self.volume.shape, self.volume.voxel_size_mm)
+            return 2 if found is None else found[0]
+        return int(self.geometry.transform[int(setting), 0])
+
+    def file_axis(self, canonical_axis: int) -> int:
+        """The file's array axis that became ``canonical_axis``."""
+        return int(np.flatnonzero(self.geometry.transform[:, 0] == canonical_axis)[0])
 
 
 def load_nifti(
@@ -142,7 +161,9 @@ def load_nifti(
         check_voxel_size_value(voxel_size_mm, name=str(path))
         native_affine = affine_with_voxel_size(affine, voxel_size_mm)
     else:
-        warn_if_implausible_voxel_size(Volume(data, affine).voxel_size_mm, name=str(path))
+        warn_if_implausible_voxel_size(
+            Volume(data, affine).voxel_size_mm, name=str(path), in_plane_only=len(stored.shape) == 2
+        )
     canonical = reorient(Volume(data, native_affine), transform)
     geometry = ImageGeometry(
         path, stored.header.copy(), affine, tuple(data.shape), transform, tuple(stored.shape)

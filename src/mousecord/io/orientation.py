@@ -54,6 +54,11 @@ def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
     return None
 
 
+def cord_axis_last(cord_axis: int) -> list[int]:
+    """The axis order (for ``np.transpose``) that moves ``cord_axis`` last, keeping the others' order."""
+    return [axis for axis in range(3) if axis != cord_axis] + [cord_axis]
+
+
 def superior_inferior_axis(affine: np.ndarray) -> int:
     """The array axis of ``affine`` closest to the superior-inferior direction."""
     return int(np.flatnonzero(nio.io_orientation(affine)[:, 0] == _SUPERIOR_INFERIOR)[0])

@@ -121,7 +121,7 @@ class LoadedCase:
 @dataclass
 class SegmentReport:
     """What a run did: written cases, skipped (already done) cases, failures (input, one-line reason), and
-    the written cases whose segmentation holds no cord (their masks are empty)."""
+    the written or skipped cases whose segmentation holds no cord (their masks are empty)."""
 
     written: list[CaseOutputs] = field(default_factory=list)
     skipped: list[CaseOutputs] = field(default_factory=list)
@@ -171,6 +171,8 @@ def segment(
         logger.info(
             "%s: outputs exist, skipped (they keep their run's settings; overwrite to redo)", case.input
         )
+        if not _sidecar_cord_found(case):  # its empty masks are still no cord, not a success
+            report.no_cord.append(case)
     if not todo:
         return report
     if options.qc_dir is not None:
@@ -310,7 +312,7 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     started = time.perf_counter()
     with collected_warnings() as warnings:
         cord_axis = _cord_axis(case, image, predictor, options)
-        file_cord_axis = _file_axis(image, 2 if cord_axis is None else cord_axis)
+        file_cord_axis = image.file_axis(2 if cord_axis is None else cord_axis)
         try:
             prediction = predictor.predict_volume(
                 image.volume, probabilities=options.probabilities, cord_axis=cord_axis
@@ -364,29 +366,30 @@ def _cord_axis(
 ) -> int | None:
     """The axis of the (canonical) loaded image to segment across, where it is not the header's
     superior-inferior one (canonical z, None); see ``SegmentOptions.cord_axis``."""
-    if options.cord_axis == "header":
-        return None
-    if isinstance(options.cord_axis, int):
-        axis = int(image.geometry.transform[options.cord_axis, 0])
+    if options.cord_axis != "auto" or not predictor.bundle.in_plane:  # a 3D model reads the header, as
+        axis = image.cord_axis("header" if options.cord_axis == "auto" else options.cord_axis)  # in training
         return None if axis == 2 else axis
     found = cord_axis_from_grid(image.volume.shape, image.volume.voxel_size_mm)
-    if not predictor.bundle.in_plane or found is None or found[0] == 2:
-        return None  # a 3D model reads the header, as its training images were read
+    if found is None or found[0] == 2:
+        return None
     axis, reason = found
     logger.warning(
         "%s: segmenting axial slices across the file's array axis %d (%s), not across axis %d, which its "
         "header calls superior-inferior (--cord-axis header follows the header)",
         case.input,
-        _file_axis(image, axis),
+        image.file_axis(axis),
         reason,
-        _file_axis(image, 2),
+        image.file_axis(2),
     )
     return axis
 
 
-def _file_axis(image: LoadedImage, canonical_axis: int) -> int:
-    """The input file's array axis that became ``canonical_axis`` of the loaded image."""
-    return int(np.flatnonzero(image.geometry.transform[:, 0] == canonical_axis)[0])
+def _sidecar_cord_found(case: CaseOutputs) -> bool:
+    """Whether a finished case's sidecar says its cord was found (True where it cannot be read)."""
+    try:
+        return json.loads(case.sidecar.read_text()).get("cord_found", True) is not False
+    except (OSError, ValueError, AttributeError):
+        return True
 
 
 def _done(case: CaseOutputs, options: SegmentOptions) -> bool:
@@ -478,8 +481,8 @@ def _write_sidecar(
         "command": options.command,
         "input": str(case.input.resolve()),
         "outputs": {
-            "multilabel": str(case.multilabel),
-            **{name: str(path) for name, path in case.masks.items()},
+            "multilabel": str(case.multilabel.resolve()),
+            **{name: str(path.resolve()) for name, path in case.masks.items()},
         },
         "model": {
             "name": bundle.name,

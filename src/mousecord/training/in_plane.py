@@ -223,7 +223,7 @@ def train_in_plane(
         _save(output_folder / CHECKPOINT_LAST, config, network, optimizer, scheduler, state)
         with atomic_output(output_folder / HISTORY_JSON) as temporary:
             temporary.write_text(json.dumps(history, indent=1) + "\n")
-        plot_progress(history, output_folder / PROGRESS_PNG)
+        plot_progress(history, output_folder / PROGRESS_PNG, starting_dice=state.get("starting_dice"))
         logger.info(
             "epoch %d: loss %.4f, validation Dice GM %.3f WM %.3f (%.0f s, %.0f %% waiting for data)",
             epoch,
@@ -236,6 +236,10 @@ def train_in_plane(
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
     return result_of(output_folder, state)
+
+
+def _annotated_slices(cases: Sequence[TrainingCase]) -> int:
+    return sum(len(case.labelled_slice_indices) for case in cases)
 
 
 def _validate(config, network, volumes, cases, inference) -> dict[str, float]:
@@ -300,7 +304,8 @@ def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *
     if not resume:
         if last.exists():
             raise ConfigError(
-                f"{output_folder}: holds a previous run ({last.name}); resume it or use a new folder"
+                f"{output_folder}: holds a previous run ({last.name}); resume it (resume=True) or use a new "
+                "folder"
             )
         return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
     checkpoint = load_checkpoint(last)
@@ -383,7 +388,15 @@ def fine_tune_in_plane(
     train_subjects, held_out = split_subjects(loaded.subjects, validation_fraction, config.seed)
     training_cases = loaded.select(set(train_subjects))
     validation_cases = loaded.select(set(held_out)) or training_cases
-    if not held_out:
+    if held_out:
+        logger.info(
+            "training on %d annotated slices of %s; validating on %d of %s, held out",
+            _annotated_slices(training_cases),
+            ", ".join(train_subjects),
+            _annotated_slices(validation_cases),
+            ", ".join(held_out),
+        )
+    else:
         logger.warning("one subject only: validation Dice is measured on the training slices")
     inference = bundle.metadata.get("inference")
     result = train_in_plane(

@@ -238,28 +238,53 @@ def save_checkpoint(path: Path, parts: TrainParts, config: TrainConfig, state: d
     return path
 
 
-def plot_progress(history: dict[str, list[float]], path: Path) -> Path:
-    """nnU-Net-style progress picture: training loss, validation Dice and learning rate per epoch."""
+def plot_progress(
+    history: dict[str, list[float]], path: Path, *, starting_dice: dict[str, float] | None = None
+) -> Path:
+    """nnU-Net-style progress picture: training loss, validation Dice and learning rate per epoch.
+
+    Args:
+        starting_dice: a fine-tune's validation Dice before its first epoch (drawn at epoch -1, where
+            each epoch's must beat it to be kept).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(9, 7))
     loss_axes, lr_axes = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     epochs = history["epoch"]
-    loss_axes.plot(epochs, history["train_loss"], color="tab:blue", label="train loss")
+    loss_axes.plot(epochs, history["train_loss"], color="tab:blue", marker=".", label="train loss")
     loss_axes.set_ylabel("loss")
     dice_axes = loss_axes.twinx()
-    for key, colour in (("dice_GM", "tab:red"), ("dice_WM", "tab:cyan"), ("dice_mean", "tab:green")):
-        dice_axes.plot(epochs, history[key], color=colour, linestyle="--", label=key.replace("_", " "))
+    shown = []
+    for key, colour in (("GM", "tab:red"), ("WM", "tab:cyan"), ("mean", "tab:green")):
+        before = [starting_dice[key]] if starting_dice else []
+        values = before + list(history[f"dice_{key}"])
+        shown += values
+        dice_axes.plot(
+            [-1] * len(before) + list(epochs),
+            values,
+            color=colour,
+            linestyle="--",
+            marker=".",
+            label=f"dice {key}",
+        )
+    if starting_dice:
+        dice_axes.axhline(starting_dice["mean"], color="tab:green", linewidth=0.5, label="start (to beat)")
     dice_axes.set_ylabel("validation Dice")
-    dice_axes.set_ylim(0, 1)
+    # the range the values span (a fine-tune's changes are hundredths), within [0, 1]
+    low, high = (min(shown), max(shown)) if shown else (0.0, 1.0)
+    margin = max(0.02, 0.1 * (high - low))
+    dice_axes.set_ylim(max(0.0, low - margin), min(1.0, high + margin))
     handles = loss_axes.get_legend_handles_labels()[0] + dice_axes.get_legend_handles_labels()[0]
     loss_axes.legend(handles=handles, loc="center right")
-    lr_axes.plot(epochs, history["learning_rate"], color="black")
+    lr_axes.plot(epochs, history["learning_rate"], color="black", marker=".")
     lr_axes.set_ylabel("learning rate")
     lr_axes.set_xlabel("epoch")
+    lr_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     with atomic_output(path) as temporary:
         figure.savefig(temporary, format="png", dpi=80)
