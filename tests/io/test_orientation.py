@@ -38,9 +38,11 @@ def test_the_grid_does_not_always_say(shape, voxel_size_mm):
     assert cord_axis_from_grid(shape, voxel_size_mm) is None
 
 
-def test_thick_slices_decide_before_the_length():
-    # a few thick slices across a wide field: the slice axis, though the field is wider than the stack
-    assert cord_axis_from_grid((400, 120, 12), (0.05, 0.05, 0.5)) == (2, "slices 10.0x thicker than wide")
+def test_thick_slices_along_one_axis_and_a_length_along_another_say_nothing_sure():
+    # a chunk's thick sagittal slices: the header must decide, not the grid
+    assert cord_axis_from_grid((200, 30, 500), (0.05, 0.3, 0.05)) is None
+    # a thick-slice stack that is also its longest extent: both say the same
+    assert cord_axis_from_grid((100, 100, 40), (0.05, 0.05, 0.5)) == (2, "slices 10.0x thicker than wide")
 
 
 def coronal_affine() -> np.ndarray:

@@ -27,7 +27,8 @@ def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
     single slice, the slice axis of a thick-slice volume (voxels at least :data:`MARKED_AXIS_RATIO` x
     thicker than both others') and the length of a chunk (at least that many times longer, in mm, than it
     is wide and deep) run along the cord. Ex vivo headers often name their axes after the magnet, not the
-    animal.
+    animal. Thick slices along one axis of a volume that is long along another (a chunk's thick sagittal
+    slices) say nothing sure: None.
 
     Example:
         >>> cord_axis_from_grid((200, 1, 180), (0.05, 0.05, 0.05))
@@ -44,14 +45,15 @@ def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
     singletons = np.flatnonzero(shape == 1)
     if singletons.size:
         return (int(singletons[0]), "a single slice") if singletons.size == 1 else None
+    found = []
     for values, reason in (
         (sizes, "slices {:.1f}x thicker than wide"),
         (shape * sizes, "{:.1f}x longer along it than across"),
     ):
         first, second = np.argsort(values)[::-1][:2]
         if values[first] >= MARKED_AXIS_RATIO * values[second]:
-            return int(first), reason.format(values[first] / values[second])
-    return None
+            found.append((int(first), reason.format(values[first] / values[second])))
+    return found[0] if len({axis for axis, _ in found}) == 1 else None
 
 
 def cord_axis_last(cord_axis: int) -> list[int]:
