@@ -7,6 +7,8 @@ them, so the two cannot drift apart.
 
 from __future__ import annotations
 
+from mousecord.errors import ConfigError
+
 #: "auto": CUDA when available (the CPU with the OpenVINO backend).
 DEVICES = ("auto", "cpu", "cuda")
 #: "auto": OpenVINO on an x86-64 CPU when installed, else PyTorch (see :mod:`mousecord.inference.backends`).
@@ -20,15 +22,27 @@ PRECISIONS = ("auto", "float32", "int8")
 ROI_MODES = ("full", "cord")
 #: Contrast presets of the phantom (:class:`~mousecord.phantom.PhantomConfig`).
 PHANTOM_CONTRASTS = ("t1w", "gm-dark", "random")
+#: Which axis of a file runs along the cord: "auto" (a single slice's normal, else the header's
+#: superior-inferior axis), "header" (always that axis) or the file's array axis 0, 1, 2.
+CORD_AXIS_SETTINGS = ("auto", "header", 0, 1, 2)
 #: A 200 x 200 x 500 chunk at 0.05 mm is 2e7 voxels; 4e8 needs over 10 GB of memory.
 DEFAULT_MAX_NETWORK_VOXELS = 400_000_000
 
 __all__ = [
     "BACKENDS",
+    "CORD_AXIS_SETTINGS",
     "BACKEND_ENVIRONMENT_VARIABLE",
     "DEFAULT_MAX_NETWORK_VOXELS",
     "DEVICES",
     "PHANTOM_CONTRASTS",
     "PRECISIONS",
     "ROI_MODES",
+    "check_cord_axis_setting",
 ]
+
+
+def check_cord_axis_setting(setting: object, *, name: str = "cord_axis") -> None:
+    """Raise :class:`~mousecord.errors.ConfigError` unless ``setting`` is one of :data:`CORD_AXIS_SETTINGS`
+    (an axis is an int: ``True`` or ``2.0`` is refused)."""
+    if isinstance(setting, bool) or type(setting) not in (str, int) or setting not in CORD_AXIS_SETTINGS:
+        raise ConfigError(f"{name} must be one of {CORD_AXIS_SETTINGS}, got {setting!r}")

@@ -206,15 +206,16 @@ def test_overlapping_mask_pair_counts_as_wm_with_a_warning(tmp_path: Path) -> No
     assert (loaded.volume.data == Label.WM).sum() == 4 * 3 and (loaded.volume.data == Label.GM).sum() == 3 * 3
 
 
-def test_segment_outputs_in_both_formats_are_read_from_the_label_map(tmp_path: Path) -> None:
-    """``mousecord segment`` writes X_seg with X_GM_seg and X_WM_seg by default: one case, its label map; two
-    label maps of one case stay an error."""
+@pytest.mark.parametrize("output", ["sub-01_T1w_seg", "sub-01_T1w"])  # the default name, and -o NAME.nii.gz
+def test_segment_outputs_in_both_formats_are_read_from_the_label_map(tmp_path: Path, output: str) -> None:
+    """``mousecord segment`` writes OUT with OUT_GM_seg and OUT_WM_seg by default: one case, its label map;
+    two label maps of one case stay an error."""
     _, label_map = synthetic_cord((40, 36, 10), SIZES)
     write_nifti(tmp_path / "truth" / "sub-01_T1w_seg.nii.gz", label_map, SIZES)
     predictions = tmp_path / "pred"
-    write_nifti(predictions / "sub-01_T1w_seg.nii.gz", label_map, SIZES)
+    write_nifti(predictions / f"{output}.nii.gz", label_map, SIZES)
     for label in (Label.GM, Label.WM):  # masks that disagree with the label map: they must not be read
-        write_nifti(predictions / f"sub-01_T1w_{label.name}_seg.nii.gz", np.zeros(label_map.shape), SIZES)
+        write_nifti(predictions / f"{output}_{label.name}_seg.nii.gz", np.zeros(label_map.shape), SIZES)
     (result,) = evaluate(tmp_path / "truth", predictions)
     assert result.metrics["GM"].dice == 1.0 and result.metrics["WM"].dice == 1.0
     write_nifti(predictions / "sub-01_T1w_dseg.nii.gz", label_map, SIZES)
@@ -244,3 +245,24 @@ def test_a_single_slice_with_a_coronal_header_is_measured_and_evaluated_across_i
     assert across_header.n_slices > 10  # the header's S axis cuts the section into lines
     (case,) = evaluate(tmp_path / "pred_seg.nii.gz", tmp_path / "truth_seg.nii.gz")
     assert list(case.metrics["GM"].per_slice_dice) == [0] and case.metrics["GM"].dice == 1.0
+
+
+def test_a_segmentations_sidecar_says_which_slices_evaluation_and_qc_take(tmp_path: Path) -> None:
+    """Where ``mousecord segment`` wrote a sidecar beside the segmentation, its ``cord_axis`` (a file axis)
+    is the one evaluate and QC slice across; without one, the header's superior-inferior axis."""
+    from mousecord.analysis.qc import write_qc_entry
+
+    image, label_map = synthetic_cord((40, 36, 30), SIZES)
+    image_path = write_nifti(tmp_path / "img.nii.gz", image, SIZES)
+    truth = write_nifti(tmp_path / "truth" / "img_seg.nii.gz", label_map, SIZES)
+    prediction = write_nifti(tmp_path / "pred" / "img_seg.nii.gz", label_map, SIZES)
+
+    def slices_taken() -> tuple[int, int]:
+        (case,) = evaluate(truth, prediction)
+        record = json.loads(write_qc_entry(image_path, prediction, tmp_path / "qc").read_text())
+        return len(case.metrics["cord"].per_slice_dice), max(record["axial_slices"])
+
+    assert slices_taken() == (30, 29)  # across k
+    (tmp_path / "pred" / "img_seg.json").write_text(json.dumps({"software": "mousecord", "cord_axis": 0}))
+    per_slice, last_tile = slices_taken()
+    assert per_slice == int((label_map > 0).any(axis=(1, 2)).sum()) and last_tile < 40  # across i

@@ -168,9 +168,13 @@ def test_a_2d_files_implausible_size_is_judged_and_hinted_in_plane(tmp_path: Pat
     thick = _write(
         tmp_path / "thick.nii.gz", np.ones((40, 50), dtype=np.float32), np.diag([0.05, 0.05, 1.0, 1.0])
     )
+    one_slice = _write(  # a one-slice 3D file: its thickness is not judged either
+        tmp_path / "one_slice.nii.gz", np.ones((40, 1, 50), dtype=np.float32), np.diag([0.05, 1.0, 0.05, 1.0])
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", MousecordWarning)
         load_nifti(thick)
+        load_nifti(one_slice)
 
 
 @pytest.mark.parametrize("voxel_size", [(0.05, -0.05, 0.05), (0.05,), (0.0, 0.05, 0.05)])

@@ -1,5 +1,5 @@
-"""Which axis runs along the cord: judged from the grid (a single slice, thick slices, a chunk's length)
-where a header may name its axes after the magnet, and applied to the reorientation."""
+"""Which axis runs along the cord: what the grid shows (a single slice, surely; thick slices or a chunk's
+length, as hints) where a header may name its axes after the magnet, and how the reorientation applies it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mousecord.io.orientation import cord_axis_from_grid, orientation_to, superior_inferior_axis
+from mousecord.io.orientation import cord_axis_from_grid, invert_transform, orientation_to, reorient
+from mousecord.io.volume import Volume
 
 
 @pytest.mark.parametrize(
@@ -55,10 +56,27 @@ def coronal_affine() -> np.ndarray:
 
 def test_a_cord_axis_is_taken_as_superior_inferior():
     affine = coronal_affine()
-    assert nib.aff2axcodes(affine) == ("R", "S", "A") and superior_inferior_axis(affine) == 1
+    assert nib.aff2axcodes(affine) == ("R", "S", "A")
     assert orientation_to(affine).tolist() == [[0, 1], [2, 1], [1, 1]]  # j becomes the third axis
     assert orientation_to(affine, cord_axis=2).tolist() == [[0, 1], [1, 1], [2, 1]]  # k does
     assert orientation_to(affine, cord_axis=1).tolist() == orientation_to(affine).tolist()
     flipped = affine.copy()
     flipped[1, 2] = -0.05  # k runs posterior: its direction is kept, only its role changes
     assert orientation_to(flipped, cord_axis=2).tolist() == [[0, 1], [1, 1], [2, -1]]
+
+
+@pytest.mark.parametrize("cord_axis", [0, 1, 2])
+def test_a_cord_axis_ends_last_and_comes_back_exactly_from_a_cyclic_flipped_header(cord_axis):
+    """Array axes i, j, k along -A, S, -R (a 3-cycle with flips, whose transform is not its own inverse):
+    whichever file axis is named, it becomes the third axis, and the inverse puts every voxel back."""
+    affine = np.zeros((4, 4))
+    affine[1, 0], affine[2, 1], affine[0, 2], affine[3, 3] = -0.05, 0.05, -0.1, 1
+    data = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5)
+    transform = orientation_to(affine, cord_axis=cord_axis)
+    moved = reorient(Volume(data, affine), transform)
+    assert moved.shape[2] == data.shape[cord_axis]
+    # each canonical axial slice holds one file slice across the named axis
+    first_slice = np.take(data, 0 if transform[cord_axis, 1] > 0 else -1, axis=cord_axis)
+    assert np.isin(moved.data[:, :, 0], first_slice).all()
+    back = nib.orientations.apply_orientation(moved.data, invert_transform(transform))
+    np.testing.assert_array_equal(back, data)

@@ -271,7 +271,29 @@ def test_masks_and_probabilities_take_the_suffix_of_the_output_name(model_folder
     assert names == ["res.json", "res.nii", "res_GM_seg.nii", "res_WM_seg.nii", "res_prob.nii"]
 
 
-@pytest.mark.parametrize("cord_axis", ["z", 3, -1, "S"])
+def test_a_chunks_length_along_another_axis_than_the_headers_is_a_hint_and_the_header_is_followed(
+    model_folder, tmp_path
+):
+    """A volume 2.5x longer along k than across, whose header calls j superior-inferior: an in vivo slab
+    wider than long looks the same, so the header decides; a warning names the file and the axis to give,
+    and morphometrics of the result measures across the axis segment used, as its sidecar says."""
+    from mousecord.analysis.shape import morphometrics_file
+
+    affine = np.zeros((4, 4))
+    affine[0, 0], affine[2, 1], affine[1, 2], affine[3, 3] = 0.05, 0.05, 0.05, 1  # i, j, k along R, S, A
+    source = _write(tmp_path / "chunk.nii.gz", np.random.default_rng(2).random((8, 10, 25)) + 1, affine)
+    _segment(source, tmp_path / "out", model=model_folder)
+    sidecar = json.loads((tmp_path / "out" / "chunk_seg.json").read_text())
+    assert sidecar["cord_axis"] == 1
+    (hint,) = [warning for warning in sidecar["warnings"] if "--cord-axis 2" in warning]
+    assert str(source) in hint and "2.5x longer" in hint
+    everywhere = tmp_path / "out" / "chunk_seg.nii.gz"  # a cord on every voxel: one row per slice
+    nib.save(nib.Nifti1Image(np.full((8, 10, 25), 2, np.uint8), affine), everywhere)
+    assert morphometrics_file(everywhere, tmp_path / "m.csv").n_slices == 10
+    assert morphometrics_file(everywhere, tmp_path / "k.csv", cord_axis=2).n_slices == 25
+
+
+@pytest.mark.parametrize("cord_axis", ["z", 3, -1, "S", True, 2.0])
 def test_a_cord_axis_that_is_no_file_axis_is_refused(cord_axis):
     with pytest.raises(ConfigError, match="cord_axis must be one of"):
         SegmentOptions(cord_axis=cord_axis)

@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from mousecord.analysis.labelmaps import LabelSource, find_label_sources, label_source, load_label_map
+from mousecord.analysis.labelmaps import (
+    LabelSource,
+    find_label_sources,
+    label_source,
+    load_label_map,
+    segmented_cord_axis,
+)
 from mousecord.analysis.metrics import (
     CLASS_NAMES,
     METRIC_FIELDS,
@@ -254,7 +260,7 @@ def _evaluate_case(reference: LabelSource, prediction: LabelSource) -> CaseResul
             f"from truth {reference.name} {np.round(voxel_size_mm, 4).tolist()} mm"
         )
     check_same_grid(predicted.volume, truth.volume, name=_paths(prediction), reference_name=_paths(reference))
-    order = cord_axis_last(truth.cord_axis())  # slices across the cord, as segment takes them
+    order = cord_axis_last(truth.cord_axis(segmented_cord_axis(prediction)))  # the slices segment took
     metrics = compare_label_maps(
         np.transpose(truth.volume.data, order),
         np.transpose(predicted.volume.data, order),

@@ -12,6 +12,7 @@ masks are set, WM wins (the conversion writes WM last) and a warning says how ma
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,17 +112,36 @@ def find_label_sources(folder: Path | str) -> dict[str, LabelSource]:
 
 
 def _label_map_beside_its_masks(first: LabelSource, second: LabelSource) -> LabelSource | None:
-    """Of a segmentation's label map ``X_seg`` and its mask pair ``X_GM_seg`` / ``X_WM_seg``: the label
-    map; None for any other two sources of one case."""
+    """Of a segmentation's label map ``X_seg`` (or ``X``, as ``segment -o X.nii.gz`` names it) and its mask
+    pair ``X_GM_seg`` / ``X_WM_seg``: the label map; None for any other two sources of one case."""
     label_maps = [source for source in (first, second) if len(source.paths) == 1]
     pairs = [source for source in (first, second) if len(source.paths) == 2]
     if len(label_maps) != 1 or len(pairs) != 1:
         return None
     label_map, pair = label_maps[0], pairs[0]
-    segment_outputs = split_suffix(label_map.paths[0])[0] == f"{label_map.key}_seg" and all(
+    segment_outputs = split_suffix(label_map.paths[0])[0] in (label_map.key, f"{label_map.key}_seg") and all(
         _PAIR_PATTERNS[1].match(split_suffix(path)[0]) for path in pair.paths
     )
     return label_map if segment_outputs else None
+
+
+def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str | int:
+    """``setting``, or for "auto" the file axis ``mousecord segment`` segmented ``source`` across, as the
+    sidecar it wrote beside it says (``OUT.json`` beside ``OUT.nii.gz`` and ``OUT_GM_seg.nii.gz``), so that
+    measuring a segmentation takes the slices its model saw; "auto" where there is no such sidecar."""
+    if setting != "auto":
+        return setting
+    first = source.paths[0]
+    stem = split_suffix(first)[0]
+    match = _PAIR_PATTERNS[1].match(stem) if len(source.paths) == 2 else None
+    sidecar = first.with_name(f"{match['key'] if match else stem}.json")
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return "auto"
+    written_by_segment = isinstance(record, dict) and record.get("software") == "mousecord"
+    axis = record.get("cord_axis") if written_by_segment else None
+    return axis if type(axis) is int and axis in (0, 1, 2) else "auto"
 
 
 def load_label_map(source: LabelSource | Path | str) -> LoadedImage:

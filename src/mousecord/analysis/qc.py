@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from mousecord.analysis.labelmaps import load_label_map
+from mousecord.analysis.labelmaps import label_source, load_label_map, segmented_cord_axis
 from mousecord.analysis.shape import centerline_polynomials
 from mousecord.errors import ImageFormatError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, load_nifti, split_suffix
@@ -68,10 +68,9 @@ def write_qc_entry(
         subject: subject name shown in the report (never guessed from folder names).
         command: the command line that produced the segmentation, for the record.
         metrics: optional JSON-serialisable numbers shown with the entry (e.g. Dice, volumes).
-        cord_axis: the axis along the cord, the axial slices being across it: "auto" (a single slice's
-            normal, a thick-slice volume's slice axis or a chunk's length where the grid shows one, else the
-            header's superior-inferior axis), "header" or the image file's array axis 0, 1 or 2 (see
-            :meth:`~mousecord.io.nifti.LoadedImage.cord_axis`).
+        cord_axis: the axis along the cord, the axial slices being across it: "auto" (the one ``mousecord
+            segment`` used, as the segmentation's sidecar says; without one, a single slice's normal, else
+            the header's superior-inferior axis), "header" or the image file's array axis 0, 1 or 2.
 
     Returns:
         Path of the JSON record written.
@@ -97,7 +96,7 @@ def write_qc_entry(
             f"image {image_path.name} (shape {image.volume.shape}); QC needs the segmentation in the "
             "image's space"
         )
-    order = cord_axis_last(image.cord_axis(cord_axis))
+    order = cord_axis_last(image.cord_axis(segmented_cord_axis(label_source(segmentation_path), cord_axis)))
     # a single slice has no length to view along
     kinds = _IMAGE_KINDS if image.volume.shape[order[2]] > 1 else ("axial",)
     rendered = render_qc_images(

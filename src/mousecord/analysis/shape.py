@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mousecord.analysis.labelmaps import label_source, load_label_map
+from mousecord.analysis.labelmaps import label_source, load_label_map, segmented_cord_axis
 from mousecord.analysis.metrics import json_number
 from mousecord.errors import ConfigError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, check_not_input
@@ -258,10 +258,9 @@ def morphometrics_file(
         png: optional plot of the areas and angles along the cord.
         json_path: optional whole-volume totals.
         angle_correction: see :func:`morphometrics`.
-        cord_axis: the axis along the cord, slices being measured across it: "auto" (a single slice's
-            normal, a thick-slice volume's slice axis or a chunk's length where the grid shows one, else the
-            header's superior-inferior axis), "header" or the file's array axis 0, 1 or 2 (see
-            :meth:`~mousecord.io.nifti.LoadedImage.cord_axis`).
+        cord_axis: the axis along the cord, slices being measured across it: "auto" (the one ``mousecord
+            segment`` used, as its sidecar says; without one, a single slice's normal, else the header's
+            superior-inferior axis), "header" or the file's array axis 0, 1 or 2.
 
     All outputs are written to temporary names and renamed into place only once every one succeeded.
 
@@ -276,7 +275,7 @@ def morphometrics_file(
     if len({output.resolve() for output in outputs}) != len(outputs):
         raise OutputError(f"{output_csv}: two outputs have the same name; choose different names")
     loaded = load_label_map(source)
-    order = cord_axis_last(loaded.cord_axis(cord_axis))
+    order = cord_axis_last(loaded.cord_axis(segmented_cord_axis(source, cord_axis)))
     result = morphometrics(
         np.transpose(loaded.volume.data, order),
         voxel_size_mm=np.asarray(loaded.volume.voxel_size_mm)[order],

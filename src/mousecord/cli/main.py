@@ -90,17 +90,22 @@ def add_backend_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_cord_axis_option(parser: argparse.ArgumentParser, *, what: str) -> None:
-    """``--cord-axis``: which axis of a file runs along the cord, ``what`` being done across it; read it
-    with :func:`cord_axis_setting`."""
+#: What ``--cord-axis auto`` does for a command that measures a segmentation.
+SEGMENTED_AXIS = (
+    "the axis mousecord segment used, as its sidecar says; without one, a single slice's normal, else the "
+    "header's superior-inferior axis"
+)
+
+
+def add_cord_axis_option(parser: argparse.ArgumentParser, *, what: str, auto: str) -> None:
+    """``--cord-axis``: which axis of a file runs along the cord, ``what`` being done across it, ``auto``
+    saying what the default does; read it with :func:`cord_axis_setting`."""
     parser.add_argument(
         "--cord-axis",
         choices=("auto", "header", "0", "1", "2"),
         default="auto",
-        help=f"the file's array axis along the cord ({what} across it): auto (default) takes a single "
-        "slice's normal, a thick-slice volume's slice axis (voxels 2x thicker) or a chunk's length (2x "
-        "longer than wide) where the grid shows one, else the header's superior-inferior axis; header: "
-        "always the header's; 0, 1, 2: array axis i, j or k",
+        help=f"the file's array axis along the cord ({what} across it): auto (default): {auto}; header: "
+        "the header's superior-inferior axis; 0, 1, 2: array axis i, j or k",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mousecord.cli.main import add_common_options, add_cord_axis_option, cord_axis_setting
+from mousecord.cli.main import SEGMENTED_AXIS, add_common_options, add_cord_axis_option, cord_axis_setting
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help="measure the axial slices as they are",
     )
-    add_cord_axis_option(parser, what="areas and angles are measured on slices")
+    add_cord_axis_option(
+        parser,
+        what="areas and angles are measured on slices",
+        auto=SEGMENTED_AXIS,
+    )
     add_common_options(parser)
     parser.set_defaults(handler=run)
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mousecord.cli.main import add_common_options, add_cord_axis_option, cord_axis_setting
+from mousecord.cli.main import SEGMENTED_AXIS, add_common_options, add_cord_axis_option, cord_axis_setting
 from mousecord.errors import ConfigError
 
 
@@ -30,7 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--subject", help="subject name shown in the report")
     parser.add_argument("--metrics", type=Path, help="JSON file of numbers to show with the entry")
-    add_cord_axis_option(parser, what="the axial mosaic shows slices")
+    add_cord_axis_option(
+        parser,
+        what="the axial mosaic shows slices",
+        auto=SEGMENTED_AXIS,
+    )
     add_common_options(parser)
     parser.set_defaults(handler=run)
 

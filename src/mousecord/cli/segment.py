@@ -110,8 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_cord_axis_option(
         parser,
-        what="axial slices are segmented; auto, the default, warns where the header's superior-inferior "
-        "axis is another; a 3D model always follows the header unless an axis is given",
+        what="axial slices are segmented",
+        auto="a single slice's normal, whatever its header calls it, else the header's superior-inferior "
+        "axis, with a warning naming the axis to give where thick slices or a chunk's length hint at another",
     )
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--derivatives-name", default="mousecord", help="BIDS derivatives folder name")

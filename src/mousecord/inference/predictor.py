@@ -424,7 +424,7 @@ class Predictor:
 
         Args:
             cord_axis: the volume's array axis that runs along the cord, whatever its header says (see
-                :func:`~mousecord.io.orientation.cord_axis_from_grid`); None: its header's
+                :meth:`~mousecord.io.nifti.LoadedImage.cord_axis`); None: its header's
                 superior-inferior axis, as nnU-Net reads an image.
         """
         transform = orientation_to(volume.affine, tuple(self.bundle.orientation), cord_axis=cord_axis)

@@ -138,17 +138,20 @@ def check_voxel_size_value(voxel_size_mm: tuple[float, ...], *, name: str) -> No
 
 
 def warn_if_implausible_voxel_size(
-    voxel_size_mm: np.ndarray, *, name: str, in_plane_only: bool = False
+    voxel_size_mm: np.ndarray, *, name: str, shape: Sequence[int] | None = None, in_plane_only: bool = False
 ) -> None:
     """Warn when a voxel size is implausible for ex vivo mouse cord MRI (e.g. 1 mm stored for 0.05 mm).
 
     Args:
+        shape: the image's shape: the size along an axis of one voxel (a single slice's thickness, which
+            nothing uses) is not judged.
         in_plane_only: judge (and hint at) the first two sizes alone, as for a 2D file, whose override
-            takes x and y and whose slice thickness nothing uses.
+            takes x and y.
     """
     low, high = PLAUSIBLE_VOXEL_SIZE_MM
     sizes = np.round(np.asarray(voxel_size_mm, dtype=np.float64), 6)[: 2 if in_plane_only else 3]
-    if ((sizes < low) | (sizes > high)).any():
+    judged = sizes if shape is None else sizes[np.asarray(shape)[: sizes.size] > 1]
+    if ((judged < low) | (judged > high)).any():
         warnings.warn(
             f"{name}: voxel size {sizes.tolist()} mm is implausible for a mouse spinal cord "
             f"(expected {low}-{high} mm, typically 0.05); if the header is wrong, give the true size "

@@ -36,8 +36,15 @@ from mousecord.io.header_checks import (
     quaternion_problem,
     warn_if_implausible_voxel_size,
 )
-from mousecord.io.orientation import cord_axis_from_grid, from_canonical, orientation_to, reorient
+from mousecord.io.orientation import (
+    SINGLE_SLICE,
+    cord_axis_from_grid,
+    from_canonical,
+    orientation_to,
+    reorient,
+)
 from mousecord.io.volume import Volume, affine_with_voxel_size
+from mousecord.options import check_cord_axis_setting
 
 logger = logging.getLogger(__name__)
 
@@ -82,16 +89,27 @@ class LoadedImage:
         """The canonical axis that runs along the cord (axial slices are across it).
 
         Args:
-            setting: "auto" (what the grid shows, :func:`~mousecord.io.orientation.cord_axis_from_grid`,
-                else the header's superior-inferior axis), "header" (that axis: canonical z) or 0, 1, 2 (the
-                file's array axis i, j or k).
+            setting: "auto" (a single slice's normal: its plane is the cross-section whatever the header
+                calls it; else the header's superior-inferior axis, canonical z), "header" (that axis) or
+                0, 1, 2 (the file's array axis i, j or k).
+
+        Raises:
+            ConfigError: ``setting`` is none of these.
         """
+        check_cord_axis_setting(setting)
         if setting == "header":
             return 2
         if setting == "auto":
             found = cord_axis_from_grid(self.volume.shape, self.volume.voxel_size_mm)
-            return 2 if found is None else found[0]
+            return found[0] if found is not None and found[1] == SINGLE_SLICE else 2
         return int(self.geometry.transform[int(setting), 0])
+
+    def cord_axis_hint(self) -> tuple[int, str] | None:
+        """Where the grid suggests another axis along the cord than the header's superior-inferior one
+        (thick slices, a chunk's length; :func:`~mousecord.io.orientation.cord_axis_from_grid`): that
+        canonical axis and why; else None. Only a hint: an in vivo slab is often wider than it is long."""
+        found = cord_axis_from_grid(self.volume.shape, self.volume.voxel_size_mm)
+        return None if found is None or found[0] == 2 or found[1] == SINGLE_SLICE else found
 
     def file_axis(self, canonical_axis: int) -> int:
         """The file's array axis that became ``canonical_axis``."""
@@ -162,7 +180,10 @@ def load_nifti(
         native_affine = affine_with_voxel_size(affine, voxel_size_mm)
     else:
         warn_if_implausible_voxel_size(
-            Volume(data, affine).voxel_size_mm, name=str(path), in_plane_only=len(stored.shape) == 2
+            Volume(data, affine).voxel_size_mm,
+            name=str(path),
+            shape=data.shape,
+            in_plane_only=len(stored.shape) == 2,
         )
     canonical = reorient(Volume(data, native_affine), transform)
     geometry = ImageGeometry(

@@ -15,20 +15,21 @@ _MIN_AXES_VOLUME = 1e-6
 #: An axis whose voxels are at least this many times thicker than both others' is a thick-slice
 #: acquisition's slice axis; one at least this many times longer (mm) than both others is a chunk's length.
 MARKED_AXIS_RATIO = 2.0
+#: :func:`cord_axis_from_grid`'s reason for a single slice's normal, the one sure case.
+SINGLE_SLICE = "a single slice"
 #: nibabel's index of the superior-inferior world axis (RAS+ coordinates).
 _SUPERIOR_INFERIOR = 2
 
 
 def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
-    """The array axis the cord must run along, judged from the grid alone, and why; None where the grid
-    does not say (the header's superior-inferior axis is then the cord's).
+    """The array axis the grid shows running along the cord, and why; None where it shows none.
 
-    Axial slices are what mousecord segments, whatever a header says about the world: the normal of a
-    single slice, the slice axis of a thick-slice volume (voxels at least :data:`MARKED_AXIS_RATIO` x
-    thicker than both others') and the length of a chunk (at least that many times longer, in mm, than it
-    is wide and deep) run along the cord. Ex vivo headers often name their axes after the magnet, not the
-    animal. Thick slices along one axis of a volume that is long along another (a chunk's thick sagittal
-    slices) say nothing sure: None.
+    Axial slices are what mousecord segments, whatever a header says about the world. The normal of a
+    single slice is sure (:data:`SINGLE_SLICE`): its plane is the cross-section. The slice axis of a
+    thick-slice volume (voxels at least :data:`MARKED_AXIS_RATIO` x thicker than both others') and the
+    length of a chunk (at least that many times longer, in mm, than it is wide and deep) are hints: ex vivo
+    headers often name their axes after the magnet, but a thick sagittal localiser or an in vivo slab wider
+    than it is long shows the same. Thick slices along one axis of a volume long along another say nothing.
 
     Example:
         >>> cord_axis_from_grid((200, 1, 180), (0.05, 0.05, 0.05))
@@ -44,7 +45,7 @@ def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
     sizes = np.asarray(voxel_size_mm, dtype=float)
     singletons = np.flatnonzero(shape == 1)
     if singletons.size:
-        return (int(singletons[0]), "a single slice") if singletons.size == 1 else None
+        return (int(singletons[0]), SINGLE_SLICE) if singletons.size == 1 else None
     found = []
     for values, reason in (
         (sizes, "slices {:.1f}x thicker than wide"),
@@ -59,11 +60,6 @@ def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
 def cord_axis_last(cord_axis: int) -> list[int]:
     """The axis order (for ``np.transpose``) that moves ``cord_axis`` last, keeping the others' order."""
     return [axis for axis in range(3) if axis != cord_axis] + [cord_axis]
-
-
-def superior_inferior_axis(affine: np.ndarray) -> int:
-    """The array axis of ``affine`` closest to the superior-inferior direction."""
-    return int(np.flatnonzero(nio.io_orientation(affine)[:, 0] == _SUPERIOR_INFERIOR)[0])
 
 
 def orientation_to(

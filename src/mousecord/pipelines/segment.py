@@ -32,15 +32,13 @@ from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.io.atomic import atomic_output, check_writable_folder
 from mousecord.io.header_checks import check_not_constant, label_map_values
 from mousecord.io.nifti import LoadedImage, load_nifti, save_like
-from mousecord.io.orientation import cord_axis_from_grid
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 from mousecord.models.registry import resolve_model
+from mousecord.options import check_cord_axis_setting
 from mousecord.pipelines.plan import OUTPUT_FORMATS, CaseOutputs, plan_outputs
 
 logger = logging.getLogger(__name__)
 
-#: ``SegmentOptions.cord_axis``: judged from the grid, the header's superior-inferior axis, or a file axis.
-CORD_AXIS_CHOICES = ("auto", "header", 0, 1, 2)
 #: Exit status of ``mousecord segment`` when every image was segmented but some had no cord in them.
 EXIT_NO_CORD = 3
 
@@ -57,12 +55,10 @@ class SegmentOptions:
         remove_small_mm3: remove cord components smaller than this volume (mm^3; 0: keep all).
         voxel_size_mm: (3,) voxel size replacing the header's (mm, file axes), or (2,) the in-plane
             size of 2D images (their slice thickness stays the header's), or None.
-        cord_axis: which axis of a file runs along the cord, the axial slices being across it: "auto"
-            (an in-plane model: a single slice's normal, a thick-slice volume's slice axis or a chunk's
-            length where the grid shows one (:func:`~mousecord.io.orientation.cord_axis_from_grid`), with a
-            warning where that is not the header's superior-inferior axis; else, and for a 3D model, the
-            header's), "header" (always the header's superior-inferior axis, as nnU-Net reads an image) or
-            0, 1, 2 (the file's array axis i, j or k).
+        cord_axis: which axis of a file runs along the cord, the axial slices being across it: "auto" (a
+            single slice's normal, whatever its header calls it; else the header's superior-inferior axis,
+            with a warning where thick slices or a chunk's length hint at another), "header" (always the
+            header's, as nnU-Net reads an image) or 0, 1, 2 (the file's array axis i, j or k).
         overwrite: redo cases whose outputs all exist (default: skip them).
         qc_dir: add a QC report entry per case to this folder, or None.
         command: the command line recorded in sidecars and QC entries.
@@ -91,8 +87,7 @@ class SegmentOptions:
                     f"voxel_size_mm needs 3 values (2 for 2D images), got {len(self.voxel_size_mm)}: "
                     f"{list(self.voxel_size_mm)}"
                 )
-        if self.cord_axis not in CORD_AXIS_CHOICES:
-            raise ConfigError(f"cord_axis must be one of {CORD_AXIS_CHOICES}, got {self.cord_axis!r}")
+        check_cord_axis_setting(self.cord_axis)
         if self.qc_dir is not None:
             object.__setattr__(self, "qc_dir", Path(self.qc_dir))
 
@@ -311,8 +306,8 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     case, image = loaded.case, loaded.image
     started = time.perf_counter()
     with collected_warnings() as warnings:
-        cord_axis = _cord_axis(case, image, predictor, options)
-        file_cord_axis = image.file_axis(2 if cord_axis is None else cord_axis)
+        cord_axis = _cord_axis(case, image, options)
+        file_cord_axis = image.file_axis(cord_axis)
         try:
             prediction = predictor.predict_volume(
                 image.volume, probabilities=options.probabilities, cord_axis=cord_axis
@@ -361,26 +356,34 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     return found
 
 
-def _cord_axis(
-    case: CaseOutputs, image: LoadedImage, predictor: Predictor, options: SegmentOptions
-) -> int | None:
-    """The axis of the (canonical) loaded image to segment across, where it is not the header's
-    superior-inferior one (canonical z, None); see ``SegmentOptions.cord_axis``."""
-    if options.cord_axis != "auto" or not predictor.bundle.in_plane:  # a 3D model reads the header, as
-        axis = image.cord_axis("header" if options.cord_axis == "auto" else options.cord_axis)  # in training
-        return None if axis == 2 else axis
-    found = cord_axis_from_grid(image.volume.shape, image.volume.voxel_size_mm)
-    if found is None or found[0] == 2:
-        return None
-    axis, reason = found
-    logger.warning(
-        "%s: segmenting axial slices across the file's array axis %d (%s), not across axis %d, which its "
-        "header calls superior-inferior (--cord-axis header follows the header)",
-        case.input,
-        image.file_axis(axis),
-        reason,
-        image.file_axis(2),
-    )
+def _cord_axis(case: CaseOutputs, image: LoadedImage, options: SegmentOptions) -> int:
+    """The canonical axis of the loaded image to segment across (see ``SegmentOptions.cord_axis``); with
+    "auto", a warning names the file where its header is overruled or the grid hints at another axis."""
+    axis = image.cord_axis(options.cord_axis)
+    if options.cord_axis != "auto":
+        return axis
+    header_axis = image.file_axis(2)
+    if axis != 2:
+        logger.warning(
+            "%s: a single slice whose header calls array axis %d, in its plane, superior-inferior: segmented "
+            "as the cross-section it is, across array axis %d (--cord-axis header follows the header)",
+            case.input,
+            header_axis,
+            image.file_axis(axis),
+        )
+    elif (hint := image.cord_axis_hint()) is not None:
+        hinted = image.file_axis(hint[0])
+        logger.warning(
+            "%s: %s along array axis %d, but its header calls array axis %d superior-inferior; segmented "
+            "across axis %d as the header says (if the cord runs along axis %d, give --cord-axis %d)",
+            case.input,
+            hint[1],
+            hinted,
+            header_axis,
+            header_axis,
+            hinted,
+            hinted,
+        )
     return axis
 
 
@@ -503,7 +506,6 @@ def _write_sidecar(
 
 
 __all__ = [
-    "CORD_AXIS_CHOICES",
     "EXIT_NO_CORD",
     "MIN_CORD_VOXELS",
     "SegmentOptions",

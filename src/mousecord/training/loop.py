@@ -463,7 +463,7 @@ def _end_epoch(
     save_checkpoint(output_folder / CHECKPOINT_LAST, parts, config, state)
     with atomic_output(output_folder / HISTORY_JSON) as temporary:
         temporary.write_text(json.dumps(state["history"], indent=1) + "\n")
-    plot_progress(state["history"], output_folder / PROGRESS_PNG)
+    plot_progress(state["history"], output_folder / PROGRESS_PNG, starting_dice=state.get("starting_dice"))
 
 
 __all__ = [
