@@ -88,7 +88,8 @@ def default_model_card(
             f"{synthesis.spacing_mm} mm in-plane, seeing each slice with its {synthesis.slab_slices - 1}",
             "neighbours. Slices are never resampled, so it runs on isotropic volumes, thick-slice volumes",
             "and single 2D slices alike. It runs on a CPU with the cord ROI path (find the cord on one slice",
-            "every 0.5 mm, segment a tube around it on one slice every 0.1 mm and interpolate the slices",
+            f"every {INFERENCE['slab_spacing_mm']} mm, segment a tube around it on one slice every "
+            f"{INFERENCE['slice_step_mm']} mm and interpolate the slices",
             "between, each tube tile also mirrored along y, x and both and the four outputs averaged, keep",
             "one cord component: the largest, or among those at least a quarter of it the surest). On",
             "OpenVINO it runs an int8",
