@@ -128,7 +128,23 @@ def main() -> int:
         minutes = (time.perf_counter() - started) / 60
         if code != 0:
             return code
-        after = score(load_bundle(Path(folder) / "run" / "model"), args.shape, args.contrast)
+        tuned = load_bundle(Path(folder) / "run" / "model")
+        after = score(tuned, args.shape, args.contrast)
+        history = json.loads((Path(folder) / "run" / "history.json").read_text())
+    validation = {  # what chose the model: held-out annotated slices, before and after each epoch
+        "start": tuned.metadata["starting_validation"],
+        "epochs": {key: history[f"dice_{key}"] for key in ("GM", "WM", "mean")},
+        "chosen_epoch": tuned.metadata["best_epoch"],
+    }
+    start, means, chosen = (
+        validation["start"]["mean"],
+        validation["epochs"]["mean"],
+        validation["chosen_epoch"],
+    )
+    print(
+        f"validation mean Dice: start {start:.4f}, epochs {' '.join(f'{value:.4f}' for value in means)}; "
+        f"chosen: {'the start' if chosen < 0 else f'epoch {chosen}'}"
+    )
     print(f"after {minutes:.1f} min of fine-tuning ({' '.join(args.train_option) or 'defaults'}): {after}")
     print(f"{'':>8} {'GM Dice':>8} {'WM Dice':>8} {'cord Dice':>9}")
     for name, row in (("before", before), ("after", after)):
@@ -143,6 +159,7 @@ def main() -> int:
             "before": before,
             "after": after,
             "minutes": minutes,
+            "validation": validation,
             "targets": TARGETS,
             "shape": args.shape,
             "contrast": args.contrast,

@@ -157,6 +157,32 @@ def test_a_fine_tune_that_does_not_help_keeps_the_starting_weights(dataset: Path
     assert all(torch.equal(kept[key], value) for key, value in start.fold_weights[0].items())
 
 
+@pytest.mark.parametrize(("min_gain", "chosen"), [(0.01, -1), (0.0, 0)])
+def test_a_fine_tune_must_beat_its_start_by_the_margin(
+    dataset: Path, tmp_path: Path, monkeypatch, min_gain, chosen
+):
+    """Epochs 0.005 better than the start on the held-out slices: within ``min_gain_over_start`` (0.01 by
+    default) that is noise and the start is kept; without a margin the first such epoch is chosen."""
+    import mousecord.training.in_plane as in_plane
+
+    torch.set_num_threads(1)
+    start = tiny_in_plane_bundle(slab_slices=3, seed=3)
+    cases = load_training_dataset(dataset, input_spec=start.input_spec).cases
+    scores = iter([0.900, 0.905, 0.905])  # the start, then each epoch
+    monkeypatch.setattr(
+        in_plane, "_validate", lambda *args: dict.fromkeys(("GM", "WM", "mean"), next(scores))
+    )
+    config = _tiny_fine_tune(start, annotated_fraction=1.0, min_gain_over_start=min_gain)
+    result = train_in_plane(
+        config,
+        tmp_path / "run",
+        training_cases=cases,
+        validation_cases=cases,
+        initial_weights=start.fold_weights[0],
+    )
+    assert result.best_epoch == chosen and result.starting_dice["mean"] == 0.900
+
+
 def test_a_resumed_fine_tune_keeps_its_starting_validation(dataset: Path, tmp_path: Path) -> None:
     """The starting weights' Dice travels in the checkpoint: a fine-tune stopped after an epoch and resumed
     ends as an uninterrupted one, without validating the (by then changed) network as its start again."""
@@ -238,3 +264,10 @@ def test_bundle_refuses_a_network_that_does_not_match_its_slab_setting() -> None
         dataclasses.replace(tiny_bundle(), slab_slices=3, patch_size_vox=(1, 16, 16))
     with pytest.raises(ConfigError, match="2D network needs slab_slices > 0"):
         dataclasses.replace(tiny_in_plane_bundle(), slab_slices=0)
+
+
+def test_a_negative_margin_over_the_start_is_refused():
+    from mousecord.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="min_gain_over_start must be >= 0"):
+        InPlaneTrainConfig(min_gain_over_start=-0.01)

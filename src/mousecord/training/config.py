@@ -87,6 +87,8 @@ class TrainConfig:
         data_workers: processes that build augmented batches while the network trains (0: in the main
             process). Part of the recipe: each worker draws from its own random stream, so a run is
             reproducible for a given number of workers.
+        min_gain_over_start: a fine-tune (``initial_weights``) keeps its starting weights unless an epoch
+            beats their mean validation Dice by this much (see the in-plane recipe's setting of that name).
     """
 
     features_per_stage: tuple[int, ...] = (8, 16, 32, 64)
@@ -110,8 +112,11 @@ class TrainConfig:
     mixed_precision: bool = True
     data_workers: int = 0
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    min_gain_over_start: float = 0.01
 
     def __post_init__(self) -> None:
+        if not self.min_gain_over_start >= 0:
+            raise ConfigError(f"min_gain_over_start must be >= 0, got {self.min_gain_over_start}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.device not in DEVICES:

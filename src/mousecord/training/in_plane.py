@@ -194,7 +194,12 @@ def train_in_plane(
     if initial_weights is not None and state["epoch"] == 0:
         dice = _validate(config, network, validation_volumes, validation_cases, inference)
         path = output_folder / CHECKPOINT_BEST
-        keep_starting_weights(state, dice, lambda: _save(path, config, network, optimizer, scheduler, state))
+        keep_starting_weights(
+            state,
+            dice,
+            lambda: _save(path, config, network, optimizer, scheduler, state),
+            min_gain=config.min_gain_over_start,
+        )
     cases = tuple(training_cases) if config.annotated_fraction > 0 else ()
     for epoch in range(state["epoch"], config.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:

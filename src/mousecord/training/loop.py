@@ -360,7 +360,10 @@ def train_model(
     if initial_weights is not None and state["epoch"] == 0:
         dice = validate(parts.network, validation_cases, config, device=parts.device, use_amp=parts.use_amp)
         keep_starting_weights(
-            state, dice, lambda: save_checkpoint(output_folder / CHECKPOINT_BEST, parts, config, state)
+            state,
+            dice,
+            lambda: save_checkpoint(output_folder / CHECKPOINT_BEST, parts, config, state),
+            min_gain=config.min_gain_over_start,
         )
     for epoch in range(state["epoch"], config.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -392,11 +395,12 @@ def train_model(
 
 
 def keep_starting_weights(
-    state: dict[str, Any], dice: dict[str, float], save_best: Callable[[], Any]
+    state: dict[str, Any], dice: dict[str, float], save_best: Callable[[], Any], *, min_gain: float
 ) -> None:
     """Make the starting weights of a fine-tune, validated at ``dice``, the best so far (epoch -1) in the
-    loop ``state``, and ``save_best`` them: an epoch must beat them to replace them."""
-    state.update(best_metric=dice["mean"], best_epoch=-1, starting_dice=dice)
+    loop ``state``, and ``save_best`` them: an epoch must beat their mean Dice by ``min_gain`` to replace
+    them."""
+    state.update(best_metric=dice["mean"] + min_gain, best_epoch=-1, starting_dice=dice)
     save_best()
     logger.info("starting weights: validation Dice GM %.3f WM %.3f", dice["GM"], dice["WM"])
 
@@ -413,7 +417,10 @@ def result_of(
     starting = dict(state.get("starting_dice", {}))
     if best_epoch < 0:
         if history.get("epoch"):
-            logger.warning("no epoch beat the starting weights on validation: the best checkpoint keeps them")
+            logger.warning(
+                "no epoch beat the starting weights on validation by the margin asked (min_gain_over_start): "
+                "the best checkpoint keeps them"
+            )
         best = starting
     elif history.get("epoch"):
         best = {key: history[f"dice_{key}"][best_epoch] for key in ("GM", "WM", "mean")}
