@@ -135,20 +135,26 @@ def _tiny_fine_tune(start, **overrides) -> InPlaneTrainConfig:
     )
 
 
-def test_a_fine_tune_that_does_not_help_keeps_the_starting_weights(dataset: Path, tmp_path: Path) -> None:
-    """The starting weights are validated first and stay the best checkpoint unless an epoch beats them:
-    here every epoch diverges (learning rate 50), so the result is the model it started from."""
+def _fine_tune_on_its_own_slices(dataset: Path, tmp_path: Path, **overrides):
+    """A tiny in-plane model (it predicts both tissues on ``dataset``) and its fine-tune on the dataset's
+    annotated slices alone, validated on them too."""
     torch.set_num_threads(1)
-    start = tiny_in_plane_bundle(slab_slices=3, seed=3)  # predicts both tissues there (see below)
+    start = tiny_in_plane_bundle(slab_slices=3, seed=3)
     cases = load_training_dataset(dataset, input_spec=start.input_spec).cases
-    config = _tiny_fine_tune(start, annotated_fraction=1.0, learning_rate=50.0)
     result = train_in_plane(
-        config,
+        _tiny_fine_tune(start, annotated_fraction=1.0, **overrides),
         tmp_path / "run",
         training_cases=cases,
         validation_cases=cases,
         initial_weights=start.fold_weights[0],
     )
+    return start, result
+
+
+def test_a_fine_tune_that_does_not_help_keeps_the_starting_weights(dataset: Path, tmp_path: Path) -> None:
+    """The starting weights are validated first and stay the best checkpoint unless an epoch beats them:
+    here every epoch diverges (learning rate 50), so the result is the model it started from."""
+    start, result = _fine_tune_on_its_own_slices(dataset, tmp_path, learning_rate=50.0)
     assert result.best_epoch == -1
     assert result.starting_dice["GM"] > 0.05 and result.starting_dice["WM"] > 0.05
     assert result.best_dice == result.starting_dice
@@ -165,21 +171,11 @@ def test_a_fine_tune_must_beat_its_start_by_the_margin(
     default) that is noise and the start is kept; without a margin the first such epoch is chosen."""
     import mousecord.training.in_plane as in_plane
 
-    torch.set_num_threads(1)
-    start = tiny_in_plane_bundle(slab_slices=3, seed=3)
-    cases = load_training_dataset(dataset, input_spec=start.input_spec).cases
     scores = iter([0.900, 0.905, 0.905])  # the start, then each epoch
     monkeypatch.setattr(
         in_plane, "_validate", lambda *args: dict.fromkeys(("GM", "WM", "mean"), next(scores))
     )
-    config = _tiny_fine_tune(start, annotated_fraction=1.0, min_gain_over_start=min_gain)
-    result = train_in_plane(
-        config,
-        tmp_path / "run",
-        training_cases=cases,
-        validation_cases=cases,
-        initial_weights=start.fold_weights[0],
-    )
+    _, result = _fine_tune_on_its_own_slices(dataset, tmp_path, min_gain_over_start=min_gain)
     assert result.best_epoch == chosen and result.starting_dice["mean"] == 0.900
 
 
