@@ -115,31 +115,34 @@ def test_models_install_and_list(model_folder, tmp_path, capsys):
     assert "mine\tbundle" in capsys.readouterr().out
 
 
+def printed_by_fresh_python(*lines: str) -> list[str]:
+    """The words a fresh interpreter prints running ``lines`` (what it imports is its own)."""
+    script = "\n".join(("import sys", *lines)) + "\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return result.stdout.split()
+
+
 def test_the_command_line_parser_does_not_import_torch():
     """``mousecord --help`` stays fast: the parser reads the inference choices from a torch-free module."""
-    script = (
-        "import sys\n"
-        "from mousecord.cli.main import build_parser\n"
-        "options = ['segment', '-i', 'x.nii.gz', '--backend', 'openvino', '--roi', 'cord']\n"
-        "arguments = build_parser().parse_args(options)\n"
-        "print(arguments.backend, arguments.roi, 'torch' in sys.modules)\n"
+    printed = printed_by_fresh_python(
+        "from mousecord.cli.main import build_parser",
+        "options = ['segment', '-i', 'x.nii.gz', '--backend', 'openvino', '--roi', 'cord']",
+        "arguments = build_parser().parse_args(options)",
+        "print(arguments.backend, arguments.roi, 'torch' in sys.modules)",
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["openvino", "cord", "False"]
+    assert printed == ["openvino", "cord", "False"]
 
 
 def test_segmenting_does_not_import_the_phantom_or_the_demo():
     """``mousecord segment`` starts faster when the demo's phantom and metrics stay unloaded; the demo is
     still reachable from ``mousecord.pipelines`` by name."""
-    script = (
-        "import sys\n"
-        "import mousecord.cli.segment, mousecord.pipelines as pipelines\n"
-        "demo = ('mousecord.phantom', 'mousecord.pipelines.demo')\n"
-        "print(any(name.startswith(demo) for name in sys.modules))\n"
-        "print(callable(pipelines.run_demo), 'mousecord.pipelines.demo' in sys.modules)\n"
+    printed = printed_by_fresh_python(
+        "import mousecord.cli.segment, mousecord.pipelines as pipelines",
+        "demo = ('mousecord.phantom', 'mousecord.pipelines.demo')",
+        "print(any(name.startswith(demo) for name in sys.modules))",
+        "print(callable(pipelines.run_demo), 'mousecord.pipelines.demo' in sys.modules)",
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["False", "True", "True"]
+    assert printed == ["False", "True", "True"]
 
 
 @pytest.mark.parametrize("shape", [(10, 12, 14), (6, 6, 2)])  # the second under 100 voxels

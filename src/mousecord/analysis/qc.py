@@ -87,7 +87,8 @@ def write_qc_entry(
 
     image_path, segmentation_path, qc_dir = Path(image_path), Path(segmentation_path), Path(qc_dir)
     image = load_nifti(image_path, dtype=np.float32)
-    segmentation = load_label_map(segmentation_path)
+    segmentation_source = label_source(segmentation_path)
+    segmentation = load_label_map(segmentation_source)
     if image.volume.shape != segmentation.volume.shape or not np.allclose(
         image.volume.affine, segmentation.volume.affine, atol=1e-3
     ):
@@ -96,7 +97,7 @@ def write_qc_entry(
             f"image {image_path.name} (shape {image.volume.shape}); QC needs the segmentation in the "
             "image's space"
         )
-    order = cord_axis_last(image.cord_axis(segmented_cord_axis(label_source(segmentation_path), cord_axis)))
+    order = cord_axis_last(image.cord_axis(segmented_cord_axis(segmentation_source, cord_axis)))
     # a single slice has no length to view along
     kinds = _IMAGE_KINDS if image.volume.shape[order[2]] > 1 else ("axial",)
     rendered = render_qc_images(

@@ -100,9 +100,11 @@ SEGMENTED_AXIS = (
 def add_cord_axis_option(parser: argparse.ArgumentParser, *, what: str, auto: str) -> None:
     """``--cord-axis``: which axis of a file runs along the cord, ``what`` being done across it, ``auto``
     saying what the default does; read it with :func:`cord_axis_setting`."""
+    from mousecord.options import CORD_AXIS_SETTINGS
+
     parser.add_argument(
         "--cord-axis",
-        choices=("auto", "header", "0", "1", "2"),
+        choices=tuple(str(setting) for setting in CORD_AXIS_SETTINGS),
         default="auto",
         help=f"the file's array axis along the cord ({what} across it): auto (default): {auto}; header: "
         "the header's superior-inferior axis; 0, 1, 2: array axis i, j or k",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,11 @@ class TrainingCase:
         return len(self.labelled_slice_indices) == self.label_map.shape[0]
 
 
+def annotated_slice_count(cases: Sequence[TrainingCase]) -> int:
+    """How many annotated axial slices ``cases`` hold together."""
+    return sum(len(case.labelled_slice_indices) for case in cases)
+
+
 @dataclass(frozen=True, eq=False)
 class TrainingDataset:
     cases: tuple[TrainingCase, ...]
@@ -77,7 +83,7 @@ class TrainingDataset:
         return tuple(case for case in self.cases if case.subject in subjects)
 
     def describe(self) -> str:
-        slices = sum(len(case.labelled_slice_indices) for case in self.cases)
+        slices = annotated_slice_count(self.cases)
         dense = sum(case.is_dense for case in self.cases)
         return (
             f"{len(self.cases)} volumes from {len(self.subjects)} subjects ({self.layout}), "
@@ -212,4 +218,4 @@ def _case(
     return TrainingCase(name, subject, preprocessed.data[0], labels, spacing)
 
 
-__all__ = ["TrainingCase", "TrainingDataset", "load_training_dataset"]
+__all__ = ["TrainingCase", "TrainingDataset", "annotated_slice_count", "load_training_dataset"]

@@ -36,7 +36,7 @@ from mousecord.io.volume import Volume
 from mousecord.labels import DATASET_JSON_LABELS, LABEL_NAMES
 from mousecord.models.bundle import ModelBundle, save_bundle, unique_tensors
 from mousecord.models.network import build_network, load_weights
-from mousecord.training.data import TrainingCase, load_training_dataset
+from mousecord.training.data import TrainingCase, annotated_slice_count, load_training_dataset
 from mousecord.training.in_plane_config import DEFAULT_INFERENCE, IN_PLANE_CONFIG_JSON, InPlaneTrainConfig
 from mousecord.training.in_plane_data import (
     InPlaneBatches,
@@ -243,10 +243,6 @@ def train_in_plane(
     return result_of(output_folder, state)
 
 
-def _annotated_slices(cases: Sequence[TrainingCase]) -> int:
-    return sum(len(case.labelled_slice_indices) for case in cases)
-
-
 def _validate(config, network, volumes, cases, inference) -> dict[str, float]:
     """Validation Dice through the deployed Predictor: on whole volumes, else on annotated slices."""
     bundle = bundle_from_weights(config, network.state_dict(), name="validation", inference=inference)
@@ -396,9 +392,9 @@ def fine_tune_in_plane(
     if held_out:
         logger.info(
             "training on %d annotated slices of %s; validating on %d of %s, held out",
-            _annotated_slices(training_cases),
+            annotated_slice_count(training_cases),
             ", ".join(train_subjects),
-            _annotated_slices(validation_cases),
+            annotated_slice_count(validation_cases),
             ", ".join(held_out),
         )
     else:

@@ -244,8 +244,8 @@ def plot_progress(
     """nnU-Net-style progress picture: training loss, validation Dice and learning rate per epoch.
 
     Args:
-        starting_dice: a fine-tune's validation Dice before its first epoch (drawn at epoch -1, where
-            each epoch's must beat it to be kept).
+        starting_dice: a fine-tune's validation Dice before its first epoch (drawn at epoch -1 and as a
+            line: an epoch must beat it by ``min_gain_over_start`` to be kept).
     """
     import matplotlib
 
@@ -273,7 +273,7 @@ def plot_progress(
             label=f"dice {key}",
         )
     if starting_dice:
-        dice_axes.axhline(starting_dice["mean"], color="tab:green", linewidth=0.5, label="start (to beat)")
+        dice_axes.axhline(starting_dice["mean"], color="tab:green", linewidth=0.5, label="start")
     dice_axes.set_ylabel("validation Dice")
     # the range the values span (a fine-tune's changes are hundredths), within [0, 1]
     low, high = (min(shown), max(shown)) if shown else (0.0, 1.0)
