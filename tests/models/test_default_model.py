@@ -24,6 +24,7 @@ from mousecord.labels import Label
 from mousecord.models import build_network
 from mousecord.models.registry import DEFAULT_MODEL_NAME, SHIPPED_MODELS_DIR, resolve_model
 from mousecord.phantom import PhantomConfig, generate_phantom
+from tests.conftest import REAL_HEADERS
 
 pytestmark = pytest.mark.filterwarnings("ignore::mousecord.errors.MousecordWarning")
 
@@ -33,6 +34,8 @@ MIN_GM_DICE = 0.6
 MIN_WM_DICE = 0.6
 MAX_UNTRAINED_GM_DICE = 0.3
 MAX_ROI_DICE_LOSS = 0.02
+#: Voxel scale that makes the cord of SCT's 1 mm T1w scan 2.5 mm wide, a mouse's (benchmarks/real_scans.py).
+MOUSE_SCALE_T1W = 0.19
 
 
 @pytest.fixture(autouse=True)
@@ -183,26 +186,54 @@ def test_a_single_slice_whose_header_calls_it_coronal_is_segmented_as_the_cross_
     assert sidecar["cord_axis"] == 1 and not sidecar["cord_found"]
 
 
-def test_thick_slices_the_header_calls_coronal_follow_the_header_with_a_hint_until_the_axis_is_given(
+def test_thick_slices_the_header_calls_coronal_are_segmented_across_the_axis_the_cord_runs_along(
     bundle, phantom, tmp_path
 ):
-    """Thick slices along an axis the header does not call superior-inferior: only a hint (a thick sagittal
-    localiser looks the same), so the header is followed and a warning names the axis to give; given, the
-    slices are segmented as the axial ones they are."""
+    """Thick slices along an axis the header does not call superior-inferior: the network finds one
+    continuous cord across the thick axis only, so that axis wins, with a warning naming the file; the
+    header is still followed where asked."""
     import nibabel as nib
 
     truth = phantom.label_map.data[:, :, ::6]
     path = tmp_path / "thick_T1w.nii.gz"
     affine = header_with_axes((0.05, 0.05, 0.3), (0, 2, 1))
     nib.save(nib.Nifti1Image(phantom.image.data[:, :, ::6], affine), path)
-    _, sidecar = segment_file(path, tmp_path / "auto" / "thick_seg.nii.gz")
-    assert sidecar["cord_axis"] == 1
-    hints = [warning for warning in sidecar["warnings"] if "--cord-axis 2" in warning]
-    assert len(hints) == 1 and str(path) in hints[0] and "thicker" in hints[0]
-    labels, sidecar = segment_file(path, tmp_path / "given" / "thick_seg.nii.gz", cord_axis=2)
+    labels, sidecar = segment_file(path, tmp_path / "auto" / "thick_seg.nii.gz")
     gm, wm = (dice(truth == label, labels == label) for label in (Label.GM, Label.WM))
     assert gm >= MIN_GM_DICE and wm >= MIN_WM_DICE, (gm, wm)
-    assert sidecar["cord_axis"] == 2 and not any("--cord-axis" in warning for warning in sidecar["warnings"])
+    assert sidecar["cord_axis"] == 2
+    (overruled,) = [warning for warning in sidecar["warnings"] if "segmented across axis 2" in warning]
+    assert str(path) in overruled and "thicker" in overruled and "--cord-axis header" in overruled
+    _, sidecar = segment_file(path, tmp_path / "header" / "thick_seg.nii.gz", cord_axis="header")
+    assert sidecar["cord_axis"] == 1 and not sidecar["warnings"]
+
+
+def test_a_real_scan_in_thick_sagittal_slices_keeps_its_headers_axis(tmp_path):
+    """SCT's in vivo T1w neck scan at mouse scale, every fifth sagittal slice: the grid (slices 5x thicker
+    than wide) points across the cord, and the network finds cord-like sections in most of those slices
+    too, but not clearly more often than across the header's axis: the header decides, and a warning names
+    the axis to give."""
+    import nibabel as nib
+
+    scan = nib.as_closest_canonical(nib.load(REAL_HEADERS / "t1w.nii.gz"))
+    voxel = np.asarray(scan.header.get_zooms()[:3]) * MOUSE_SCALE_T1W * np.array([5, 1, 1])
+    path = tmp_path / "sagittal_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(scan.dataobj)[::5], np.diag([*voxel, 1.0])), path)
+    _, sidecar = segment_file(path, tmp_path / "auto" / "sagittal_seg.nii.gz")
+    assert sidecar["cord_axis"] == 2
+    (hint,) = [warning for warning in sidecar["warnings"] if "--cord-axis 0" in warning]
+    assert str(path) in hint and "as the header says" in hint
+
+
+def test_cord_coverage_is_high_along_the_cord_and_low_across_it(bundle, phantom):
+    from mousecord.io.volume import Volume
+
+    volume = Volume(phantom.image.data, np.diag([0.05, 0.05, 0.05, 1.0]))
+    predictor = Predictor(bundle, InferenceConfig(device="cpu", backend="torch", threads=2))
+    along, across = predictor.cord_coverage(volume, 2), predictor.cord_coverage(volume, 0)
+    assert along >= 0.9 and across <= 0.5, (along, across)
+    dense = Predictor(bundle, InferenceConfig(device="cpu", backend="torch", threads=2, roi="full"))
+    assert dense.cord_coverage(volume, 2) is None
 
 
 def test_an_untrained_network_cannot_pass_the_same_bar(bundle, phantom):

@@ -112,7 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser,
         what="axial slices are segmented",
         auto="a single slice's normal, whatever its header calls it, else the header's superior-inferior "
-        "axis, with a warning naming the axis to give where thick slices or a chunk's length hint at another",
+        "axis; where thick slices or a chunk's length hint at another, the one along which the network finds "
+        "a continuous cord, with a warning; the header, with a warning, where neither wins clearly",
     )
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--derivatives-name", default="mousecord", help="BIDS derivatives folder name")

@@ -23,7 +23,7 @@ from mousecord.errors import ConfigError
 from mousecord.inference import preprocessing as prep
 from mousecord.inference.backends import OpenVinoNetwork, resolve_backend, smallest_input_shape
 from mousecord.inference.config import InferenceConfig
-from mousecord.inference.cord_roi import CordRoi, predict_cord_logits
+from mousecord.inference.cord_roi import CordRoi, find_cord_roi, predict_cord_logits
 from mousecord.inference.memory import available_memory_bytes, estimate_peak_bytes, slab_slices_that_fit
 from mousecord.inference.model_settings import ModelInferenceSettings
 from mousecord.inference.postprocessing import (
@@ -43,6 +43,7 @@ from mousecord.inference.sliding_window import (
     TileSettings,
     cord_probability_from_logits,
     labels_from_logits,
+    pad_to_patch,
     sliding_window,
 )
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
@@ -245,21 +246,12 @@ class Predictor:
     ) -> tuple[torch.Tensor, CordRoi | None]:
         """:meth:`predict_logits` and the cord tube the cord ROI path found (None on the dense path)."""
         runners = self.prepare()
-        if self.bundle.in_plane:
-            if spacing_mm is None and self.roi == "cord":
-                raise ConfigError(
-                    f"model {self.bundle.name} is in-plane: give the data's spacing_mm (its slices keep the "
-                    "image's own thickness, which the cord ROI path measures distances in)"
-                )
-            array = data.cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
-            data = prep.slab_channels(np.ascontiguousarray(array, dtype=np.float32), self.bundle.slab_slices)
-            # the channels may be a view sharing memory (see slab_channels): tiles are cut from it, never
-            # written; torch warns about any read-only array, which this one is by design
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                image = torch.as_tensor(data)
-        else:
-            image = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
+        if self.bundle.in_plane and spacing_mm is None and self.roi == "cord":
+            raise ConfigError(
+                f"model {self.bundle.name} is in-plane: give the data's spacing_mm (its slices keep the "
+                "image's own thickness, which the cord ROI path measures distances in)"
+            )
+        image = self._network_input(data)
         if self.roi == "cord":
             spacing = spacing_mm or tuple(float(value) for value in self.bundle.spacing_mm)
             return self._predict_cord_logits(image, runners, spacing)
@@ -282,13 +274,21 @@ class Predictor:
                 total /= len(runners)
         return total.float(), None
 
-    def _predict_cord_logits(
-        self,
-        image: torch.Tensor,
-        runners: list[PredictFn],
-        spacing_mm: tuple[float, float, float],
-    ) -> tuple[torch.Tensor, CordRoi]:
-        """The cord ROI path: per tile, the folds' logits are averaged; mirroring applies to stage 2."""
+    def _network_input(self, data: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """A preprocessed (c, z, y, x) array as the networks take it: an in-plane model's slab channels."""
+        if not self.bundle.in_plane:
+            return torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
+        array = data.cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+        channels = prep.slab_channels(np.ascontiguousarray(array, dtype=np.float32), self.bundle.slab_slices)
+        # the channels may be a view sharing memory (see slab_channels): tiles are cut from it, never
+        # written; torch warns about any read-only array, which this one is by design
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.as_tensor(channels)
+
+    @staticmethod
+    def _fold_average(runners: list[PredictFn]) -> PredictFn:
+        """One tile function for the cord ROI path: per tile, the folds' logits averaged."""
 
         def predict_fn(tiles: torch.Tensor) -> torch.Tensor:
             total = runners[0](tiles).float()
@@ -296,10 +296,19 @@ class Predictor:
                 total = total + network(tiles).float()
             return total / len(runners)
 
+        return predict_fn
+
+    def _predict_cord_logits(
+        self,
+        image: torch.Tensor,
+        runners: list[PredictFn],
+        spacing_mm: tuple[float, float, float],
+    ) -> tuple[torch.Tensor, CordRoi]:
+        """The cord ROI path: per tile, the folds' logits are averaged; mirroring applies to stage 2."""
         with self._threads(), torch.inference_mode():
             logits, roi = predict_cord_logits(
                 image,
-                predict_fn,
+                self._fold_average(runners),
                 self.tiles,
                 spacing_mm=spacing_mm,
                 num_classes=self.bundle.num_classes,
@@ -439,6 +448,42 @@ class Predictor:
             moved = np.moveaxis(prediction.probabilities, 0, -1)
             result_probabilities = np.moveaxis(nio.apply_orientation(moved, back), -1, 0)
         return replace(prediction, label_map=label_map, probabilities=result_probabilities)
+
+    def cord_coverage(self, volume: Volume, cord_axis: int | None = None) -> float | None:
+        """The share of stage-1 slabs across ``cord_axis`` whose cord joins one continuous chain.
+
+        About 1 along a cord; low across one, whose longitudinal sections look cord-like in a few slabs at
+        most (the cord is 2-3 mm wide, the slabs half a millimetre apart). Costs stage 1 alone, a few
+        percent of a segmentation; the pipeline asks it where a file's grid and header disagree on the
+        cord's axis (``SegmentOptions.cord_axis``).
+
+        Args:
+            cord_axis: as in :meth:`predict_volume`.
+
+        Returns:
+            The share in [0, 1]; None for a model without the cord ROI path (nothing this cheap to judge
+            with) or an image that must be segmented in slabs to fit in memory.
+        """
+        if self.roi != "cord":
+            return None
+        transform = orientation_to(volume.affine, tuple(self.bundle.orientation), cord_axis=cord_axis)
+        oriented = reorient(volume, transform)
+        if self._slab_depth(oriented.data, oriented.voxel_size_mm, False) is not None:
+            return None
+        preprocessed = self.preprocess(oriented.data, oriented.voxel_size_mm)
+        image = self._network_input(preprocessed.data)
+        padded, _ = pad_to_patch(image, self.tiles.patch_size_vox)
+        with self._threads(), torch.inference_mode():
+            roi = find_cord_roi(
+                padded,
+                self._fold_average(self.prepare()),
+                patch_size_vox=self.tiles.patch_size_vox,
+                spacing_mm=preprocessed.network_spacing_mm,
+                settings=self.roi_settings,
+                batch_size=self.tiles.batch_size,
+                window_device=self.device,
+            )
+        return float(roi.slab_found.mean()) if roi.slab_found.size else 0.0
 
     def _slab_depth(self, image: np.ndarray, voxel_size_mm, probabilities: bool) -> int | None:
         """Slices per slab where an in-plane model's image would not fit in memory whole; None where it
