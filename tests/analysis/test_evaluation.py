@@ -266,3 +266,18 @@ def test_a_segmentations_sidecar_says_which_slices_evaluation_and_qc_take(tmp_pa
     (tmp_path / "pred" / "img_seg.json").write_text(json.dumps({"software": "mousecord", "cord_axis": 0}))
     per_slice, last_tile = slices_taken()
     assert per_slice == int((label_map > 0).any(axis=(1, 2)).sum()) and last_tile < 40  # across i
+
+
+@pytest.mark.parametrize("sidecar_name", ["img_seg.json", "img.json"])
+def test_masks_alone_find_the_sidecar_segment_wrote_with_them(tmp_path: Path, sidecar_name: str) -> None:
+    """GM and WM masks written without their label map (``--output-format masks``): their sidecar is
+    ``img_seg.json`` by default and ``img.json`` with ``-o img.nii.gz``; either gives the slices taken."""
+    from mousecord.analysis.shape import morphometrics_file
+
+    _, label_map = synthetic_cord((40, 36, 30), SIZES)
+    for name, label in (("GM", Label.GM), ("WM", Label.WM)):
+        write_nifti(tmp_path / f"img_{name}_seg.nii.gz", (label_map == label).astype(np.uint8), SIZES)
+    masks = tmp_path / "img_GM_seg.nii.gz"
+    assert morphometrics_file(masks, tmp_path / "k.csv").n_slices == 30  # no sidecar: across k
+    (tmp_path / sidecar_name).write_text(json.dumps({"software": "mousecord", "cord_axis": 0}))
+    assert morphometrics_file(masks, tmp_path / "i.csv").n_slices == 40  # as the sidecar says: across i

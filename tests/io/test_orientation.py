@@ -7,15 +7,26 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mousecord.io.orientation import cord_axis_from_grid, invert_transform, orientation_to, reorient
+from mousecord.io.orientation import (
+    cord_axis_from_grid,
+    invert_transform,
+    orientation_to,
+    reorient,
+    single_slice_axis,
+)
 from mousecord.io.volume import Volume
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis"), [((200, 1, 180), 1), ((1, 64, 64), 0), ((200, 200, 24), None), ((1, 1, 40), None)]
+)
+def test_a_single_slice_is_sure_of_its_normal(shape, axis):
+    assert single_slice_axis(shape) == axis
 
 
 @pytest.mark.parametrize(
     ("shape", "voxel_size_mm", "axis"),
     [
-        ((200, 1, 180), (0.05, 0.05, 0.05), 1),  # a single slice, whatever its voxel sizes
-        ((1, 64, 64), (0.5, 0.05, 0.05), 0),
         ((200, 200, 30), (0.05, 0.05, 0.3), 2),  # thick slices along k
         ((30, 200, 200), (0.3, 0.05, 0.05), 0),
         ((200, 500, 200), (0.05, 0.05, 0.05), 1),  # a chunk 2.5x longer than wide
@@ -33,6 +44,7 @@ def test_the_grid_shows_the_cord_axis(shape, voxel_size_mm, axis):
         ((200, 200, 200), (0.05, 0.05, 0.09)),  # slices 1.8x thicker: not clearly thick
         ((60, 55, 52), (1.0, 1.0, 1.0)),
         ((1, 1, 40), (0.05, 0.05, 0.05)),  # a line has no cross-section
+        ((1, 64, 64), (0.5, 0.05, 0.05)),  # a single slice: sure, not a hint (single_slice_axis)
     ],
 )
 def test_the_grid_does_not_always_say(shape, voxel_size_mm):

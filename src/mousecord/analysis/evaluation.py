@@ -39,7 +39,6 @@ from mousecord.analysis.metrics import (
 from mousecord.datasets.bids import MASK_FOLDER_DEFAULT
 from mousecord.errors import DatasetError, ImageFormatError, MousecordWarning
 from mousecord.io import Volume, atomic_output
-from mousecord.io.orientation import cord_axis_last
 
 logger = logging.getLogger(__name__)
 
@@ -260,11 +259,12 @@ def _evaluate_case(reference: LabelSource, prediction: LabelSource) -> CaseResul
             f"from truth {reference.name} {np.round(voxel_size_mm, 4).tolist()} mm"
         )
     check_same_grid(predicted.volume, truth.volume, name=_paths(prediction), reference_name=_paths(reference))
-    order = cord_axis_last(truth.cord_axis(segmented_cord_axis(prediction)))  # the slices segment took
+    cord_axis = segmented_cord_axis(prediction)  # the slices segment took
+    truth_slices, slice_voxel_size_mm = truth.across_cord(cord_axis)
     metrics = compare_label_maps(
-        np.transpose(truth.volume.data, order),
-        np.transpose(predicted.volume.data, order),
-        voxel_size_mm=np.asarray(voxel_size_mm)[order],
+        truth_slices,
+        predicted.across_cord(cord_axis)[0],
+        voxel_size_mm=slice_voxel_size_mm,
         name=prediction.name,
     )
     return CaseResult(reference.key, reference.paths, prediction.paths, metrics)

@@ -21,6 +21,7 @@ import numpy as np
 
 from mousecord.errors import DatasetError, ImageFormatError
 from mousecord.io import LoadedImage, load_nifti, split_suffix
+from mousecord.io.names import sidecar_beside, sidecars_of_mask
 from mousecord.labels import (
     LABEL_NAMES,
     TISSUE_LABELS,
@@ -127,21 +128,20 @@ def _label_map_beside_its_masks(first: LabelSource, second: LabelSource) -> Labe
 
 def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str | int:
     """``setting``, or for "auto" the file axis ``mousecord segment`` segmented ``source`` across, as the
-    sidecar it wrote beside it says (``OUT.json`` beside ``OUT.nii.gz`` and ``OUT_GM_seg.nii.gz``), so that
+    sidecar it wrote beside it says (:mod:`mousecord.io.names`: ``B_seg.json`` or ``OUT.json``), so that
     measuring a segmentation takes the slices its model saw; "auto" where there is no such sidecar."""
     if setting != "auto":
         return setting
     first = source.paths[0]
-    stem = split_suffix(first)[0]
-    match = _PAIR_PATTERNS[1].match(stem) if len(source.paths) == 2 else None
-    sidecar = first.with_name(f"{match['key'] if match else stem}.json")
-    try:
-        record = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return "auto"
-    written_by_segment = isinstance(record, dict) and record.get("software") == "mousecord"
-    axis = record.get("cord_axis") if written_by_segment else None
-    return axis if type(axis) is int and axis in (0, 1, 2) else "auto"
+    for sidecar in sidecars_of_mask(first) if len(source.paths) == 2 else [sidecar_beside(first)]:
+        try:
+            record = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("software") == "mousecord":
+            axis = record.get("cord_axis")
+            return axis if type(axis) is int and axis in (0, 1, 2) else "auto"
+    return "auto"
 
 
 def load_label_map(source: LabelSource | Path | str) -> LoadedImage:

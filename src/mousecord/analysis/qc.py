@@ -38,7 +38,6 @@ from mousecord.analysis.labelmaps import label_source, load_label_map, segmented
 from mousecord.analysis.shape import centerline_polynomials
 from mousecord.errors import ImageFormatError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, load_nifti, split_suffix
-from mousecord.io.orientation import cord_axis_last
 from mousecord.labels import QC_COLOURS, TISSUE_LABELS, cord_centroids
 
 logger = logging.getLogger(__name__)
@@ -97,13 +96,12 @@ def write_qc_entry(
             f"image {image_path.name} (shape {image.volume.shape}); QC needs the segmentation in the "
             "image's space"
         )
-    order = cord_axis_last(image.cord_axis(segmented_cord_axis(segmentation_source, cord_axis)))
+    segmented_axis = segmented_cord_axis(segmentation_source, cord_axis)
+    image_slices, slice_voxel_size_mm = image.across_cord(segmented_axis)
     # a single slice has no length to view along
-    kinds = _IMAGE_KINDS if image.volume.shape[order[2]] > 1 else ("axial",)
+    kinds = _IMAGE_KINDS if image_slices.shape[2] > 1 else ("axial",)
     rendered = render_qc_images(
-        np.transpose(image.volume.data, order),
-        np.transpose(segmentation.volume.data, order),
-        voxel_size_mm=np.asarray(image.volume.voxel_size_mm)[order],
+        image_slices, segmentation.across_cord(segmented_axis)[0], voxel_size_mm=slice_voxel_size_mm
     )
     entry_id = _entry_id(subject, image_path, segmentation_path)
     record: dict[str, Any] = {

@@ -46,7 +46,6 @@ from mousecord.analysis.labelmaps import label_source, load_label_map, segmented
 from mousecord.analysis.metrics import json_number
 from mousecord.errors import ConfigError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, check_not_input
-from mousecord.io.orientation import cord_axis_last
 from mousecord.labels import CORD_NAME, LABEL_NAMES, QC_COLOURS, Label, check_label_values, cord_centroids
 
 logger = logging.getLogger(__name__)
@@ -275,12 +274,8 @@ def morphometrics_file(
     if len({output.resolve() for output in outputs}) != len(outputs):
         raise OutputError(f"{output_csv}: two outputs have the same name; choose different names")
     loaded = load_label_map(source)
-    order = cord_axis_last(loaded.cord_axis(segmented_cord_axis(source, cord_axis)))
-    result = morphometrics(
-        np.transpose(loaded.volume.data, order),
-        voxel_size_mm=np.asarray(loaded.volume.voxel_size_mm)[order],
-        angle_correction=angle_correction,
-    )
+    slices, slice_voxel_size_mm = loaded.across_cord(segmented_cord_axis(source, cord_axis))
+    result = morphometrics(slices, voxel_size_mm=slice_voxel_size_mm, angle_correction=angle_correction)
     totals = {key: json_number(value) for key, value in result.totals.items()}
     with contextlib.ExitStack() as stack:  # all outputs or none: each is renamed into place at the end
         write_morphometrics_csv(result, stack.enter_context(atomic_output(Path(output_csv))))

@@ -37,11 +37,12 @@ from mousecord.io.header_checks import (
     warn_if_implausible_voxel_size,
 )
 from mousecord.io.orientation import (
-    SINGLE_SLICE,
     cord_axis_from_grid,
+    cord_axis_last,
     from_canonical,
     orientation_to,
     reorient,
+    single_slice_axis,
 )
 from mousecord.io.volume import Volume, affine_with_voxel_size
 from mousecord.options import check_cord_axis_setting
@@ -100,16 +101,22 @@ class LoadedImage:
         if setting == "header":
             return 2
         if setting == "auto":
-            found = cord_axis_from_grid(self.volume.shape, self.volume.voxel_size_mm)
-            return found[0] if found is not None and found[1] == SINGLE_SLICE else 2
+            normal = single_slice_axis(self.volume.shape)
+            return 2 if normal is None else normal
         return int(self.geometry.transform[int(setting), 0])
+
+    def across_cord(self, setting: str | int = "auto") -> tuple[np.ndarray, np.ndarray]:
+        """The data with the cord's axis (:meth:`cord_axis` of ``setting``) last, so that ``data[..., z]``
+        is an axial slice, and the (3,) voxel size in that order: what measuring slice by slice takes."""
+        order = cord_axis_last(self.cord_axis(setting))
+        return np.transpose(self.volume.data, order), np.asarray(self.volume.voxel_size_mm)[order]
 
     def cord_axis_hint(self) -> tuple[int, str] | None:
         """Where the grid suggests another axis along the cord than the header's superior-inferior one
         (thick slices, a chunk's length; :func:`~mousecord.io.orientation.cord_axis_from_grid`): that
         canonical axis and why; else None. Only a hint: an in vivo slab is often wider than it is long."""
         found = cord_axis_from_grid(self.volume.shape, self.volume.voxel_size_mm)
-        return None if found is None or found[0] == 2 or found[1] == SINGLE_SLICE else found
+        return None if found is None or found[0] == 2 else found
 
     def file_axis(self, canonical_axis: int) -> int:
         """The file's array axis that became ``canonical_axis``."""

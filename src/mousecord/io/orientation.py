@@ -15,25 +15,35 @@ _MIN_AXES_VOLUME = 1e-6
 #: An axis whose voxels are at least this many times thicker than both others' is a thick-slice
 #: acquisition's slice axis; one at least this many times longer (mm) than both others is a chunk's length.
 MARKED_AXIS_RATIO = 2.0
-#: :func:`cord_axis_from_grid`'s reason for a single slice's normal, the one sure case.
-SINGLE_SLICE = "a single slice"
 #: nibabel's index of the superior-inferior world axis (RAS+ coordinates).
 _SUPERIOR_INFERIOR = 2
 
 
-def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
-    """The array axis the grid shows running along the cord, and why; None where it shows none.
-
-    Axial slices are what mousecord segments, whatever a header says about the world. The normal of a
-    single slice is sure (:data:`SINGLE_SLICE`): its plane is the cross-section. The slice axis of a
-    thick-slice volume (voxels at least :data:`MARKED_AXIS_RATIO` x thicker than both others') and the
-    length of a chunk (at least that many times longer, in mm, than it is wide and deep) are hints: ex vivo
-    headers often name their axes after the magnet, but a thick sagittal localiser or an in vivo slab wider
-    than it is long shows the same. Thick slices along one axis of a volume long along another say nothing.
+def single_slice_axis(shape) -> int | None:
+    """The normal of a single slice (the one axis of size 1), the axis along the cord whatever a header
+    says: its plane is the cross-section; None for anything else.
 
     Example:
-        >>> cord_axis_from_grid((200, 1, 180), (0.05, 0.05, 0.05))
-        (1, 'a single slice')
+        >>> single_slice_axis((200, 1, 180))
+        1
+        >>> single_slice_axis((200, 200, 24)) is None
+        True
+    """
+    singletons = np.flatnonzero(np.asarray(shape) == 1)
+    return int(singletons[0]) if singletons.size == 1 else None
+
+
+def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
+    """The array axis the grid hints runs along the cord, and why; None where it hints none.
+
+    The slice axis of a thick-slice volume (voxels at least :data:`MARKED_AXIS_RATIO` x thicker than both
+    others') and the length of a chunk (at least that many times longer, in mm, than it is wide and deep)
+    are hints, never sure: ex vivo headers often name their axes after the magnet, but a thick sagittal
+    localiser or an in vivo slab wider than it is long shows the same. Thick slices along one axis of a
+    volume long along another say nothing, nor does an image with an axis of size 1 (a single slice's
+    normal is sure, :func:`single_slice_axis`).
+
+    Example:
         >>> cord_axis_from_grid((500, 200, 200), (0.05, 0.05, 0.05))
         (0, '2.5x longer along it than across')
         >>> cord_axis_from_grid((200, 200, 30), (0.05, 0.05, 0.3))
@@ -42,10 +52,9 @@ def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
         True
     """
     shape = np.asarray(shape, dtype=float)
+    if (shape == 1).any():
+        return None
     sizes = np.asarray(voxel_size_mm, dtype=float)
-    singletons = np.flatnonzero(shape == 1)
-    if singletons.size:
-        return (int(singletons[0]), SINGLE_SLICE) if singletons.size == 1 else None
     found = []
     for values, reason in (
         (sizes, "slices {:.1f}x thicker than wide"),

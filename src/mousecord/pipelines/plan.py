@@ -1,14 +1,9 @@
 """Planning a run: files, folders and BIDS datasets in, one :class:`CaseOutputs` (the paths it writes) each.
 
-Per input ``<stem>.nii.gz`` (outputs beside it unless ``output`` says otherwise)::
-
-    <stem>_seg.nii.gz        multi-label map, uint8 0/1/2 (or OUT.nii.gz with -o OUT.nii.gz)
-    <stem>_GM_seg.nii.gz     binary GM mask, uint8 (SCT's naming: OUT_GM_seg.nii.gz)
-    <stem>_WM_seg.nii.gz     binary WM mask
-    <stem>_prob.nii.gz       optional (x, y, z, class) float32 probabilities
-    <stem>_seg.json          sidecar: software, version, model and weights sha256, settings, input, timing
-
-Masks and probabilities take the suffix of the multi-label map (``-o out.nii`` writes ``out_GM_seg.nii``).
+Per input ``<stem>.nii.gz``, outputs beside it unless ``output`` says otherwise, named as
+:mod:`mousecord.io.names` says (``<stem>_seg.nii.gz``, ``<stem>_GM_seg.nii.gz``, ``<stem>_WM_seg.nii.gz``,
+``<stem>_prob.nii.gz``, ``<stem>_seg.json``). Masks and probabilities take the suffix of the multi-label
+map (``-o out.nii`` writes ``out_GM_seg.nii``).
 """
 
 from __future__ import annotations
@@ -20,11 +15,9 @@ from pathlib import Path
 from mousecord.datasets.bids import find_bids_images
 from mousecord.errors import ConfigError
 from mousecord.io.atomic import check_not_input, check_writable_folder, split_suffix
-from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
+from mousecord.io.names import OUTPUT_SUFFIXES, segment_output_names
 
 OUTPUT_FORMATS = ("multilabel", "masks", "both")
-#: Name suffixes of mousecord's own outputs, skipped when a folder is given as input.
-OUTPUT_SUFFIXES = ("_seg", "_prob", *(f"_{LABEL_NAMES[label]}_seg" for label in TISSUE_LABELS))
 
 
 @dataclass(frozen=True)
@@ -122,19 +115,8 @@ def _case(
     multilabel: Path | None = None,
 ) -> CaseOutputs:
     """``base`` is the output path without suffix; a given ``multilabel`` path drops the ``_seg`` naming."""
-    masks = {LABEL_NAMES[label]: Path(f"{base}_{LABEL_NAMES[label]}_seg{suffix}") for label in TISSUE_LABELS}
-    if multilabel is not None:
-        return CaseOutputs(
-            image, multilabel, masks, Path(f"{base}_prob{suffix}"), Path(f"{base}.json"), subject
-        )
-    return CaseOutputs(
-        image,
-        Path(f"{base}_seg{suffix}"),
-        masks,
-        Path(f"{base}_prob{suffix}"),
-        Path(f"{base}_seg.json"),
-        subject,
-    )
+    names = segment_output_names(base, suffix, multilabel)
+    return CaseOutputs(image, names.multilabel, names.masks, names.probabilities, names.sidecar, subject)
 
 
 __all__ = ["OUTPUT_FORMATS", "OUTPUT_SUFFIXES", "CaseOutputs", "plan_outputs"]

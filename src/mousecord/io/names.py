@@ -1,0 +1,66 @@
+"""The names of ``mousecord segment``'s outputs, known here once: the writer plans them
+(:mod:`mousecord.pipelines.plan`), the readers (evaluate, morphometrics, QC) find the sidecar beside them.
+
+For an output base ``B`` (the input's ``<stem>`` in its folder or the output folder), suffix ``.nii.gz``::
+
+    B_seg.nii.gz        multi-label map, uint8 0/1/2 (or OUT.nii.gz with -o OUT.nii.gz)
+    B_GM_seg.nii.gz     binary GM mask, uint8 (SCT's naming: OUT_GM_seg.nii.gz)
+    B_WM_seg.nii.gz     binary WM mask
+    B_prob.nii.gz       optional (x, y, z, class) float32 probabilities
+    B_seg.json          sidecar (OUT.json with -o OUT.nii.gz)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from mousecord.io.atomic import split_suffix
+from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
+
+#: Name suffixes of the outputs, which a folder given as input skips.
+OUTPUT_SUFFIXES = ("_seg", "_prob", *(f"_{LABEL_NAMES[label]}_seg" for label in TISSUE_LABELS))
+_MASK_NAME = re.compile(rf"^(?P<base>.+)_(?:{'|'.join(LABEL_NAMES[label] for label in TISSUE_LABELS)})_seg$")
+
+
+class SegmentOutputNames(NamedTuple):
+    """The paths one segmentation may write."""
+
+    multilabel: Path
+    masks: dict[str, Path]
+    probabilities: Path
+    sidecar: Path
+
+
+def segment_output_names(
+    base: Path, suffix: str = ".nii.gz", multilabel: Path | None = None
+) -> SegmentOutputNames:
+    """The outputs of base ``base`` (the output path without suffix); a given ``multilabel`` path (``-o
+    OUT.nii.gz``) names the label map and the sidecar (``OUT.json``) instead of the ``_seg`` naming."""
+    masks = {LABEL_NAMES[label]: Path(f"{base}_{LABEL_NAMES[label]}_seg{suffix}") for label in TISSUE_LABELS}
+    label_map = multilabel if multilabel is not None else Path(f"{base}_seg{suffix}")
+    return SegmentOutputNames(label_map, masks, Path(f"{base}_prob{suffix}"), sidecar_beside(label_map))
+
+
+def sidecar_beside(label_map: Path) -> Path:
+    """The sidecar ``mousecord segment`` writes with a label map: its name with ``.json``."""
+    return label_map.with_name(f"{split_suffix(label_map)[0]}.json")
+
+
+def sidecars_of_mask(mask: Path) -> list[Path]:
+    """The sidecars ``mousecord segment`` may have written with a GM or WM mask ``B_GM_seg``: ``B_seg.json``
+    (its default naming) or ``B.json`` (``-o B.nii.gz``); none for another name."""
+    match = _MASK_NAME.match(split_suffix(mask)[0])
+    if match is None:
+        return []
+    return [mask.with_name(f"{match['base']}_seg.json"), mask.with_name(f"{match['base']}.json")]
+
+
+__all__ = [
+    "OUTPUT_SUFFIXES",
+    "SegmentOutputNames",
+    "segment_output_names",
+    "sidecar_beside",
+    "sidecars_of_mask",
+]
