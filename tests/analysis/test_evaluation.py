@@ -281,3 +281,41 @@ def test_masks_alone_find_the_sidecar_segment_wrote_with_them(tmp_path: Path, si
     assert morphometrics_file(masks, tmp_path / "k.csv").n_slices == 30  # no sidecar: across k
     (tmp_path / sidecar_name).write_text(json.dumps({"software": "mousecord", "cord_axis": 0}))
     assert morphometrics_file(masks, tmp_path / "i.csv").n_slices == 40  # as the sidecar says: across i
+
+
+def test_truth_and_prediction_stored_in_different_axis_orders_are_compared_slice_for_slice(
+    tmp_path: Path,
+) -> None:
+    """One grid in space, two storage orders (truth i, j, k; prediction k, i, j with its sidecar naming its
+    file axis 0 as the cord's): both are sliced across the same world axis."""
+    import nibabel as nib
+
+    _, label_map = synthetic_cord((24, 28, 20), SIZES)
+    truth = write_nifti(tmp_path / "truth" / "img_seg.nii.gz", label_map, SIZES)
+    affine = nib.load(truth).affine
+    permuted = affine.copy()
+    permuted[:, :3] = affine[:, [2, 0, 1]]  # file axes k, i, j of the truth's grid
+    prediction = tmp_path / "pred" / "img_seg.nii.gz"
+    prediction.parent.mkdir()
+    nib.save(nib.Nifti1Image(np.transpose(label_map, (2, 0, 1)), permuted), prediction)
+    (tmp_path / "pred" / "img_seg.json").write_text(json.dumps({"software": "mousecord", "cord_axis": 0}))
+    (case,) = evaluate(truth, prediction)
+    assert case.metrics["GM"].dice == 1.0 and len(case.metrics["cord"].per_slice_dice) == 20
+
+
+def test_a_folder_segment_wrote_beside_its_inputs_is_evaluated_from_its_segmentations(tmp_path: Path) -> None:
+    """``mousecord segment -i folder/`` writes ``p1_seg``, ``p1_GM_seg``, ``p1_WM_seg`` and ``p1_seg.json``
+    beside ``p1``: the image its sidecar names as input is no second prediction of case p1."""
+    image, label_map = synthetic_cord((24, 28, 20), SIZES)
+    folder = tmp_path / "scans"
+    source = write_nifti(folder / "p1.nii.gz", image, SIZES)
+    write_nifti(folder / "p1_seg.nii.gz", label_map, SIZES)
+    for name, label in (("GM", Label.GM), ("WM", Label.WM)):
+        write_nifti(folder / f"p1_{name}_seg.nii.gz", (label_map == label).astype(np.uint8), SIZES)
+    truth = write_nifti(tmp_path / "truth" / "p1_seg.nii.gz", label_map, SIZES)
+    with pytest.raises(DatasetError, match="both match case .p1."):
+        evaluate(truth.parent, folder)  # without the sidecar, the image is a second source of case p1
+    record = {"software": "mousecord", "input": str(source.resolve()), "cord_axis": 2}
+    (folder / "p1_seg.json").write_text(json.dumps(record))
+    (case,) = evaluate(truth.parent, folder)
+    assert case.metrics["GM"].dice == 1.0 and case.prediction == (folder / "p1_seg.nii.gz",)

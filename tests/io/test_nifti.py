@@ -155,6 +155,22 @@ def test_implausible_voxel_size_warns_and_override_fixes_it(tmp_path: Path) -> N
     np.testing.assert_array_equal(nib.load(output).affine, np.diag([1.0, 1.0, 1.0, 1.0]))  # header kept
 
 
+@pytest.mark.parametrize(("thickness_mm", "implausible"), [(0.6, False), (1.5, False), (3.0, True)])
+def test_thick_slices_are_judged_against_a_slice_thickness(
+    tmp_path: Path, thickness_mm: float, implausible: bool
+) -> None:
+    """0.05 mm in-plane with 0.6 or 1.5 mm slices is a thick-slice protocol, not a wrong header; 3 mm is."""
+    path = _write(
+        tmp_path / "thick.nii.gz",
+        np.ones((40, 40, 6), dtype=np.float32),
+        np.diag([0.05, 0.05, thickness_mm, 1]),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MousecordWarning)
+        load_nifti(path)
+    assert any("implausible" in str(warning.message) for warning in caught) == implausible
+
+
 def test_a_2d_files_implausible_size_is_judged_and_hinted_in_plane(tmp_path: Path) -> None:
     """A 2D file's override takes x and y: the hint gives two sizes; its slice thickness, which nothing
     uses, does not make a plausible in-plane size implausible."""

@@ -269,14 +269,25 @@ def test_masks_and_probabilities_take_the_suffix_of_the_output_name(model_folder
     _segment(source, tmp_path / "out" / "res.nii", model=model_folder, probabilities=True)
     names = sorted(path.name for path in (tmp_path / "out").iterdir())
     assert names == ["res.json", "res.nii", "res_GM_seg.nii", "res_WM_seg.nii", "res_prob.nii"]
+    outputs = json.loads((tmp_path / "out" / "res.json").read_text())["outputs"]
+    assert {kind: path.rsplit("/", 1)[-1] for kind, path in outputs.items()} == {
+        "multilabel": "res.nii",
+        "GM": "res_GM_seg.nii",
+        "WM": "res_WM_seg.nii",
+        "probabilities": "res_prob.nii",
+    }
+    _segment(source, tmp_path / "masks", model=model_folder, output_format="masks")
+    outputs = json.loads((tmp_path / "masks" / "x_seg.json").read_text())["outputs"]
+    assert sorted(outputs) == ["GM", "WM"]
 
 
-def test_a_chunks_length_along_another_axis_than_the_headers_is_a_hint_and_the_header_is_followed(
+def test_a_chunks_length_along_another_axis_is_only_a_hint_for_a_model_without_cord_search(
     model_folder, tmp_path
 ):
-    """A volume 2.5x longer along k than across, whose header calls j superior-inferior: an in vivo slab
-    wider than long looks the same, so the header decides; a warning names the file and the axis to give,
-    and morphometrics of the result measures across the axis segment used, as its sidecar says."""
+    """A volume 2.5x longer along k than across, whose header calls j superior-inferior: a dense model has
+    no cord search to let the image decide, so the header is followed and a warning names the file, the
+    reason and the axis to give; morphometrics of the result measures across the axis segment used, as its
+    sidecar says."""
     from mousecord.analysis.shape import morphometrics_file
 
     affine = np.zeros((4, 4))
@@ -286,7 +297,7 @@ def test_a_chunks_length_along_another_axis_than_the_headers_is_a_hint_and_the_h
     sidecar = json.loads((tmp_path / "out" / "chunk_seg.json").read_text())
     assert sidecar["cord_axis"] == 1
     (hint,) = [warning for warning in sidecar["warnings"] if "--cord-axis 2" in warning]
-    assert str(source) in hint and "2.5x longer" in hint
+    assert str(source) in hint and "2.5x longer" in hint and "has no cord search" in hint
     everywhere = tmp_path / "out" / "chunk_seg.nii.gz"  # a cord on every voxel: one row per slice
     nib.save(nib.Nifti1Image(np.full((8, 10, 25), 2, np.uint8), affine), everywhere)
     assert morphometrics_file(everywhere, tmp_path / "m.csv").n_slices == 10
@@ -297,3 +308,20 @@ def test_a_chunks_length_along_another_axis_than_the_headers_is_a_hint_and_the_h
 def test_a_cord_axis_that_is_no_file_axis_is_refused(cord_axis):
     with pytest.raises(ConfigError, match="cord_axis must be one of"):
         SegmentOptions(cord_axis=cord_axis)
+
+
+def test_measuring_a_segmentation_takes_the_voxel_size_segment_was_given(model_folder, tmp_path):
+    """A header with 1 mm voxels, segmented with the true 0.05 mm: morphometrics of the result measures in
+    0.05 mm voxels, as its sidecar records, unless told otherwise."""
+    from mousecord.analysis.shape import morphometrics_file
+
+    source = _write(tmp_path / "big.nii.gz", _image((12, 10, 14)), np.eye(4))
+    _segment(source, tmp_path / "out", model=model_folder, voxel_size_mm=(0.05, 0.05, 0.05))
+    everywhere = tmp_path / "out" / "big_seg.nii.gz"  # a cord on every voxel: 12 x 10 voxels per slice
+    nib.save(nib.Nifti1Image(np.full((12, 10, 14), 2, np.uint8), np.eye(4)), everywhere)
+    given = morphometrics_file(everywhere, tmp_path / "given.csv", angle_correction=False)
+    assert given.table["area_WM_mm2"][0] == pytest.approx(120 * 0.05 * 0.05)
+    header = morphometrics_file(
+        everywhere, tmp_path / "h.csv", angle_correction=False, voxel_size_mm=(1, 1, 1)
+    )
+    assert header.table["area_WM_mm2"][0] == pytest.approx(120.0)

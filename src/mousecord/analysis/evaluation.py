@@ -259,7 +259,7 @@ def _evaluate_case(reference: LabelSource, prediction: LabelSource) -> CaseResul
             f"from truth {reference.name} {np.round(voxel_size_mm, 4).tolist()} mm"
         )
     check_same_grid(predicted.volume, truth.volume, name=_paths(prediction), reference_name=_paths(reference))
-    cord_axis = segmented_cord_axis(prediction)  # the slices segment took
+    cord_axis = predicted.cord_axis(segmented_cord_axis(prediction))  # the slices segment took
     truth_slices, slice_voxel_size_mm = truth.across_cord(cord_axis)
     metrics = compare_label_maps(
         truth_slices,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from mousecord.errors import DatasetError, ImageFormatError
 from mousecord.io import LoadedImage, load_nifti, split_suffix
-from mousecord.io.names import sidecar_beside, sidecars_of_mask
+from mousecord.io.names import MASK_STEM, MASK_STEM_FORMAT, sidecar_beside, sidecars_of_mask
 from mousecord.labels import (
     LABEL_NAMES,
     TISSUE_LABELS,
@@ -29,11 +30,8 @@ from mousecord.labels import (
     masks_to_label_map,
 )
 
-_PAIR_PATTERNS = (
-    re.compile(r"^(?P<key>.+)_label-(?P<label>GM|WM)_mask$"),
-    re.compile(r"^(?P<key>.+)_(?P<label>GM|WM)_seg$"),
-)
-_PAIR_FORMATS = ("{key}_label-{label}_mask", "{key}_{label}_seg")
+_PAIR_PATTERNS = (re.compile(r"^(?P<key>.+)_label-(?P<label>GM|WM)_mask$"), MASK_STEM)
+_PAIR_FORMATS = ("{key}_label-{label}_mask", MASK_STEM_FORMAT)
 #: Suffixes stripped from a single label map's stem to match it with its counterpart.
 _LABEL_MAP_SUFFIXES = ("_seg", "_dseg", "_labels", "_label")
 
@@ -84,11 +82,12 @@ def find_label_sources(folder: Path | str) -> dict[str, LabelSource]:
     """All label sources under ``folder`` (searched recursively), keyed by case name.
 
     A case's label map ``X_seg`` beside its masks ``X_GM_seg`` and ``X_WM_seg``, the same segmentation as
-    ``mousecord segment`` (and SCT) write it by default, is read from the label map.
+    ``mousecord segment`` (and SCT) write it by default, is read from the label map; the image ``X`` that
+    its sidecar names as input (outputs written beside their input) is no source.
 
     Raises:
         DatasetError: the folder does not exist, holds no NIfTI files, or two files give the same case
-            (other than a label map and its ``_GM_seg``/``_WM_seg`` masks).
+            (other than a label map, its ``_GM_seg``/``_WM_seg`` masks and the image segmented).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -100,7 +99,7 @@ def find_label_sources(folder: Path | str) -> dict[str, LabelSource]:
         source = label_source(path)
         previous = sources.get(source.key)
         if previous is not None and previous.paths != source.paths:
-            kept = _label_map_beside_its_masks(previous, source)
+            kept = _one_segmentation(previous, source)
             if kept is None:
                 raise DatasetError(
                     f"{folder}: {previous.name} and {source.name} both match case {source.key!r}"
@@ -112,18 +111,41 @@ def find_label_sources(folder: Path | str) -> dict[str, LabelSource]:
     return sources
 
 
-def _label_map_beside_its_masks(first: LabelSource, second: LabelSource) -> LabelSource | None:
-    """Of a segmentation's label map ``X_seg`` (or ``X``, as ``segment -o X.nii.gz`` names it) and its mask
-    pair ``X_GM_seg`` / ``X_WM_seg``: the label map; None for any other two sources of one case."""
+def _one_segmentation(first: LabelSource, second: LabelSource) -> LabelSource | None:
+    """Which of two sources of one case is the segmentation: of a label map ``X_seg`` (or ``X``, as
+    ``segment -o X.nii.gz`` names it) and its mask pair ``X_GM_seg`` / ``X_WM_seg``, the label map; of a
+    segmentation and the image its ``mousecord segment`` sidecar names as input (outputs written beside
+    their input), the segmentation; None for any other two."""
+    for segmentation, other in ((first, second), (second, first)):
+        record = _segment_sidecar(segmentation)
+        if (
+            record is not None
+            and len(other.paths) == 1
+            and record.get("input") == str(other.paths[0].resolve())
+        ):
+            return segmentation
     label_maps = [source for source in (first, second) if len(source.paths) == 1]
     pairs = [source for source in (first, second) if len(source.paths) == 2]
     if len(label_maps) != 1 or len(pairs) != 1:
         return None
     label_map, pair = label_maps[0], pairs[0]
     segment_outputs = split_suffix(label_map.paths[0])[0] in (label_map.key, f"{label_map.key}_seg") and all(
-        _PAIR_PATTERNS[1].match(split_suffix(path)[0]) for path in pair.paths
+        MASK_STEM.match(split_suffix(path)[0]) for path in pair.paths
     )
     return label_map if segment_outputs else None
+
+
+def _segment_sidecar(source: LabelSource) -> dict | None:
+    """The sidecar ``mousecord segment`` wrote beside ``source`` (:mod:`mousecord.io.names`), or None."""
+    first = source.paths[0]
+    for sidecar in sidecars_of_mask(first) if len(source.paths) == 2 else [sidecar_beside(first)]:
+        try:
+            record = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("software") == "mousecord":
+            return record
+    return None
 
 
 def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str | int:
@@ -132,20 +154,35 @@ def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str
     measuring a segmentation takes the slices its model saw; "auto" where there is no such sidecar."""
     if setting != "auto":
         return setting
-    first = source.paths[0]
-    for sidecar in sidecars_of_mask(first) if len(source.paths) == 2 else [sidecar_beside(first)]:
-        try:
-            record = json.loads(sidecar.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and record.get("software") == "mousecord":
-            axis = record.get("cord_axis")
-            return axis if type(axis) is int and axis in (0, 1, 2) else "auto"
-    return "auto"
+    record = _segment_sidecar(source)
+    axis = None if record is None else record.get("cord_axis")
+    return axis if type(axis) is int and axis in (0, 1, 2) else "auto"
 
 
-def load_label_map(source: LabelSource | Path | str) -> LoadedImage:
+def segmented_voxel_size(source: LabelSource) -> tuple[float, ...] | None:
+    """The voxel size ``mousecord segment`` was given for ``source``'s image where its header's was wrong
+    (``voxel_size_mm``, as its sidecar records it), so that measuring the segmentation uses it too; None
+    where it was not given or there is no such sidecar."""
+    record = _segment_sidecar(source)
+    settings = record.get("settings") if record is not None else None
+    sizes = settings.get("voxel_size_mm") if isinstance(settings, dict) else None
+    if (
+        isinstance(sizes, list)
+        and len(sizes) in (2, 3)
+        and all(isinstance(size, (int, float)) for size in sizes)
+    ):
+        return tuple(float(size) for size in sizes)
+    return None
+
+
+def load_label_map(
+    source: LabelSource | Path | str, *, voxel_size_mm: Sequence[float] | None = None
+) -> LoadedImage:
     """Load a label map (or combine a GM/WM mask pair) into a canonical ``uint8`` 0/1/2 volume.
+
+    Args:
+        voxel_size_mm: the true voxel size where the header's is wrong (as :func:`~mousecord.io.load_nifti`
+            takes it), or None.
 
     Raises:
         ImageFormatError: unreadable file, values other than 0/1/2 in a label map, or a mask pair whose
@@ -154,10 +191,10 @@ def load_label_map(source: LabelSource | Path | str) -> LoadedImage:
     if not isinstance(source, LabelSource):
         source = label_source(source)
     if len(source.paths) == 1:
-        loaded = load_nifti(source.paths[0])
+        loaded = load_nifti(source.paths[0], voxel_size_mm=voxel_size_mm)
         check_label_values(loaded.volume.data, name=source.paths[0].name)
         return LoadedImage(loaded.volume.with_data(loaded.volume.data.astype(np.uint8)), loaded.geometry)
-    masks = [load_nifti(path) for path in source.paths]
+    masks = [load_nifti(path, voxel_size_mm=voxel_size_mm) for path in source.paths]
     shapes = [mask.volume.shape for mask in masks]
     if shapes[0] != shapes[1]:
         raise ImageFormatError(

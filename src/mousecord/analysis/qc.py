@@ -26,7 +26,7 @@ import logging
 import re
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from mousecord.analysis.labelmaps import label_source, load_label_map, segmented_cord_axis
+from mousecord.analysis.labelmaps import (
+    label_source,
+    load_label_map,
+    segmented_cord_axis,
+    segmented_voxel_size,
+)
 from mousecord.analysis.shape import centerline_polynomials
 from mousecord.errors import ImageFormatError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, load_nifti, split_suffix
@@ -57,6 +62,7 @@ def write_qc_entry(
     command: str = "",
     metrics: dict | None = None,
     cord_axis: str | int = "auto",
+    voxel_size_mm: Sequence[float] | None = None,
 ) -> Path:
     """Write one case's QC images and record into ``qc_dir`` and rebuild ``qc_dir/index.html``.
 
@@ -69,7 +75,9 @@ def write_qc_entry(
         metrics: optional JSON-serialisable numbers shown with the entry (e.g. Dice, volumes).
         cord_axis: the axis along the cord, the axial slices being across it: "auto" (the one ``mousecord
             segment`` used, as the segmentation's sidecar says; without one, a single slice's normal, else
-            the header's superior-inferior axis), "header" or the image file's array axis 0, 1 or 2.
+            the header's superior-inferior axis), "header" or the segmentation file's array axis 0, 1 or 2.
+        voxel_size_mm: the true voxel size where the headers' is wrong (as ``mousecord segment`` takes it);
+            None: the one segment was given, as the segmentation's sidecar records it, else the header's.
 
     Returns:
         Path of the JSON record written.
@@ -85,9 +93,10 @@ def write_qc_entry(
     from mousecord import __version__
 
     image_path, segmentation_path, qc_dir = Path(image_path), Path(segmentation_path), Path(qc_dir)
-    image = load_nifti(image_path, dtype=np.float32)
     segmentation_source = label_source(segmentation_path)
-    segmentation = load_label_map(segmentation_source)
+    voxel_size_mm = voxel_size_mm or segmented_voxel_size(segmentation_source)
+    image = load_nifti(image_path, dtype=np.float32, voxel_size_mm=voxel_size_mm)
+    segmentation = load_label_map(segmentation_source, voxel_size_mm=voxel_size_mm)
     if image.volume.shape != segmentation.volume.shape or not np.allclose(
         image.volume.affine, segmentation.volume.affine, atol=1e-3
     ):
@@ -96,7 +105,7 @@ def write_qc_entry(
             f"image {image_path.name} (shape {image.volume.shape}); QC needs the segmentation in the "
             "image's space"
         )
-    segmented_axis = segmented_cord_axis(segmentation_source, cord_axis)
+    segmented_axis = segmentation.cord_axis(segmented_cord_axis(segmentation_source, cord_axis))
     image_slices, slice_voxel_size_mm = image.across_cord(segmented_axis)
     # a single slice has no length to view along
     kinds = _IMAGE_KINDS if image_slices.shape[2] > 1 else ("axial",)

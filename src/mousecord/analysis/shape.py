@@ -37,12 +37,18 @@ import json
 import logging
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mousecord.analysis.labelmaps import label_source, load_label_map, segmented_cord_axis
+from mousecord.analysis.labelmaps import (
+    label_source,
+    load_label_map,
+    segmented_cord_axis,
+    segmented_voxel_size,
+)
 from mousecord.analysis.metrics import json_number
 from mousecord.errors import ConfigError, MousecordWarning, OutputError
 from mousecord.io import atomic_output, check_not_input
@@ -247,6 +253,7 @@ def morphometrics_file(
     json_path: Path | str | None = None,
     angle_correction: bool = True,
     cord_axis: str | int = "auto",
+    voxel_size_mm: Sequence[float] | None = None,
 ) -> Morphometrics:
     """Load a segmentation (0/1/2 map or GM/WM mask pair), measure it, write the CSV (and plot, totals).
 
@@ -260,6 +267,8 @@ def morphometrics_file(
         cord_axis: the axis along the cord, slices being measured across it: "auto" (the one ``mousecord
             segment`` used, as its sidecar says; without one, a single slice's normal, else the header's
             superior-inferior axis), "header" or the file's array axis 0, 1 or 2.
+        voxel_size_mm: the true voxel size where the header's is wrong (as ``mousecord segment`` takes it);
+            None: the one segment was given, as its sidecar records it, else the header's.
 
     All outputs are written to temporary names and renamed into place only once every one succeeded.
 
@@ -273,8 +282,8 @@ def morphometrics_file(
         check_not_input(output, source.paths)
     if len({output.resolve() for output in outputs}) != len(outputs):
         raise OutputError(f"{output_csv}: two outputs have the same name; choose different names")
-    loaded = load_label_map(source)
-    slices, slice_voxel_size_mm = loaded.across_cord(segmented_cord_axis(source, cord_axis))
+    loaded = load_label_map(source, voxel_size_mm=voxel_size_mm or segmented_voxel_size(source))
+    slices, slice_voxel_size_mm = loaded.across_cord(loaded.cord_axis(segmented_cord_axis(source, cord_axis)))
     result = morphometrics(slices, voxel_size_mm=slice_voxel_size_mm, angle_correction=angle_correction)
     totals = {key: json_number(value) for key, value in result.totals.items()}
     with contextlib.ExitStack() as stack:  # all outputs or none: each is renamed into place at the end

@@ -43,7 +43,7 @@ _FLAG_FOR_SETTING: tuple[tuple[re.Pattern[str], str | object], ...] = (
     (re.compile(r"\bbackend 'torch'"), "--backend torch"),
     (re.compile(r"\bprecision 'float32'"), "--precision float32"),
     (re.compile(r"\broi 'full'"), "--roi full"),
-    (re.compile(r"\(overwrite to redo\)"), "(--overwrite to redo)"),
+    (re.compile(r"\boverwrite to redo\)"), "--overwrite to redo)"),
     (re.compile(r"^folds must"), "--folds must"),
     (re.compile(r"^sha256 checks"), "--sha256 checks"),
     (re.compile(r"give a model name or folder"), "pass --model NAME_OR_PATH"),
@@ -90,6 +90,8 @@ def add_backend_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: What measuring a segmentation takes without ``--voxel-size``.
+SEGMENTED_VOXEL_SIZE = "the one mousecord segment was given, as its sidecar says, else the header's"
 #: What ``--cord-axis auto`` does for a command that measures a segmentation.
 SEGMENTED_AXIS = (
     "the axis mousecord segment used, as its sidecar says; without one, a single slice's normal, else the "
@@ -109,6 +111,24 @@ def add_cord_axis_option(parser: argparse.ArgumentParser, *, what: str, auto: st
         help=f"the file's array axis along the cord ({what} across it): auto (default): {auto}; header: "
         "the header's superior-inferior axis; 0, 1, 2: array axis i, j or k",
     )
+
+
+def add_voxel_size_option(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """``--voxel-size``: the true voxel size where a header's is wrong, ``default`` saying what applies
+    without it; read it with :func:`voxel_size_setting`."""
+    parser.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs="+",
+        metavar="MM",
+        help="override the header's voxel size: X Y Z in mm along the file's axes (X Y for 2D images, "
+        f"whose slice thickness stays the header's); default: {default}",
+    )
+
+
+def voxel_size_setting(args: argparse.Namespace) -> tuple[float, ...] | None:
+    """``--voxel-size`` as the Python settings take it (``voxel_size_mm``)."""
+    return tuple(args.voxel_size) if args.voxel_size else None
 
 
 def cord_axis_setting(args: argparse.Namespace) -> str | int:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mousecord.cli.main import SEGMENTED_AXIS, add_common_options, add_cord_axis_option, cord_axis_setting
+from mousecord.cli.main import (
+    SEGMENTED_AXIS,
+    SEGMENTED_VOXEL_SIZE,
+    add_common_options,
+    add_cord_axis_option,
+    add_voxel_size_option,
+    cord_axis_setting,
+    voxel_size_setting,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         what="areas and angles are measured on slices",
         auto=SEGMENTED_AXIS,
     )
+    add_voxel_size_option(parser, default=SEGMENTED_VOXEL_SIZE)
     add_common_options(parser)
     parser.set_defaults(handler=run)
 
@@ -52,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         json_path=args.json_path,
         angle_correction=args.angle_correction,
         cord_axis=cord_axis_setting(args),
+        voxel_size_mm=voxel_size_setting(args),
     )
     totals = result.totals
     if result.n_slices == 0:

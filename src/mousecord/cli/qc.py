@@ -6,7 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from mousecord.cli.main import SEGMENTED_AXIS, add_common_options, add_cord_axis_option, cord_axis_setting
+from mousecord.cli.main import (
+    SEGMENTED_AXIS,
+    SEGMENTED_VOXEL_SIZE,
+    add_common_options,
+    add_cord_axis_option,
+    add_voxel_size_option,
+    cord_axis_setting,
+    voxel_size_setting,
+)
 from mousecord.errors import ConfigError
 
 
@@ -35,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         what="the axial mosaic shows slices",
         auto=SEGMENTED_AXIS,
     )
+    add_voxel_size_option(parser, default=SEGMENTED_VOXEL_SIZE)
     add_common_options(parser)
     parser.set_defaults(handler=run)
 
@@ -63,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         command=command,
         metrics=metrics,
         cord_axis=cord_axis_setting(args),
+        voxel_size_mm=voxel_size_setting(args),
     )
     print(f"QC record {record}; report {args.qc_dir / 'index.html'}")
     return 0

@@ -11,8 +11,10 @@ from mousecord.cli.main import (
     add_backend_option,
     add_common_options,
     add_cord_axis_option,
+    add_voxel_size_option,
     cord_axis_setting,
     show_progress,
+    voxel_size_setting,
 )
 from mousecord.options import DEFAULT_MAX_NETWORK_VOXELS, DEVICES, PRECISIONS, ROI_MODES
 
@@ -100,20 +102,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refuse images with more voxels than this once resampled to the model's spacing "
         "(default 4e8, over 10 GB of memory)",
     )
-    parser.add_argument(
-        "--voxel-size",
-        type=float,
-        nargs="+",
-        metavar="MM",
-        help="override the header's voxel size: X Y Z in mm along the file's axes (X Y for 2D images, "
-        "whose slice thickness stays the header's)",
-    )
+    add_voxel_size_option(parser, default="the header's")
     add_cord_axis_option(
         parser,
         what="axial slices are segmented",
         auto="a single slice's normal, whatever its header calls it, else the header's superior-inferior "
-        "axis; where thick slices or a chunk's length hint at another, the one along which the network finds "
-        "a continuous cord, with a warning; the header, with a warning, where neither wins clearly",
+        "axis, unless the network finds one continuous cord along another only (asked where thick slices "
+        "or a chunk's length hint at one, or where little cord runs across the header's); a warning names "
+        "the file where the header is overruled, or where a hint is left undecided",
     )
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--derivatives-name", default="mousecord", help="BIDS derivatives folder name")
@@ -134,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         largest=args.largest,
         fill_holes=args.fill_holes,
         remove_small_mm3=args.remove_small,
-        voxel_size_mm=tuple(args.voxel_size) if args.voxel_size else None,
+        voxel_size_mm=voxel_size_setting(args),
         cord_axis=cord_axis_setting(args),
         overwrite=args.overwrite,
         qc_dir=args.qc,

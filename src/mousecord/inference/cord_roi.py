@@ -127,6 +127,63 @@ class CordRoiSettings:
         }
 
 
+@dataclass(frozen=True)
+class CordCoverage:
+    """How far stage 1 finds one continuous cord through an image across one axis.
+
+    Attributes:
+        slabs: stage-1 slabs placed along the axis.
+        with_cord: those whose cord joins the one chain chosen.
+    """
+
+    slabs: int
+    with_cord: int
+
+    @property
+    def share(self) -> float:
+        """``with_cord / slabs`` (0 without slabs)."""
+        return self.with_cord / self.slabs if self.slabs else 0.0
+
+
+def _padded_for_both_stages(
+    image: torch.Tensor, tiles: TileSettings, settings: CordRoiSettings
+) -> tuple[torch.Tensor, tuple[slice, ...], TileSettings]:
+    """``image`` zero-padded to the larger of the two stages' tiles, the slices that cut the padding away,
+    and stage 2's tiling (the model's, with the step and patch of ``settings`` where given)."""
+    stage_two = replace(
+        tiles,
+        patch_size_vox=settings.patch_size_vox or tiles.patch_size_vox,
+        step_fraction=settings.tile_step_fraction or tiles.step_fraction,
+    )
+    largest = tuple(max(a, b) for a, b in zip(tiles.patch_size_vox, stage_two.patch_size_vox, strict=True))
+    padded, unpad = pad_to_patch(torch.as_tensor(image), largest)
+    return padded, unpad, stage_two
+
+
+def locate_cord(
+    image: torch.Tensor,
+    predict_fn: Callable[[torch.Tensor], torch.Tensor],
+    tiles: TileSettings,
+    *,
+    spacing_mm: Sequence[float],
+    settings: CordRoiSettings,
+    window_device: torch.device | str = "cpu",
+) -> CordCoverage:
+    """Stage 1 alone, on ``image`` padded as :func:`predict_cord_logits` pads it: how far it finds one
+    continuous cord through the image across its first spatial axis (arguments as there)."""
+    padded, _, _ = _padded_for_both_stages(image, tiles, settings)
+    roi = find_cord_roi(
+        padded,
+        predict_fn,
+        patch_size_vox=tiles.patch_size_vox,
+        spacing_mm=spacing_mm,
+        settings=settings,
+        batch_size=tiles.batch_size,
+        window_device=window_device,
+    )
+    return CordCoverage(int(roi.slab_found.size), int(roi.slab_found.sum()))
+
+
 def find_cord_roi(
     image: torch.Tensor,
     predict_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -297,14 +354,8 @@ def predict_cord_logits(
         ``(logits, roi)``, the tube on ``image``'s grid. Without cord in stage 1 the logits are all
         background (logged as a warning).
     """
-    stage_two = replace(
-        tiles,
-        patch_size_vox=settings.patch_size_vox or tiles.patch_size_vox,
-        step_fraction=settings.tile_step_fraction or tiles.step_fraction,
-    )
+    padded, unpad, stage_two = _padded_for_both_stages(image, tiles, settings)
     stage_two_patch = stage_two.patch_size_vox
-    largest = tuple(max(a, b) for a, b in zip(tiles.patch_size_vox, stage_two_patch, strict=True))
-    padded, unpad = pad_to_patch(torch.as_tensor(image), largest)
     spatial = tuple(padded.shape[1:])
     roi = find_cord_roi(
         padded,
@@ -361,6 +412,7 @@ def predict_cord_logits(
 
 
 __all__ = [
+    "CordCoverage",
     "CordRoi",
     "CordRoiSettings",
     "centreline_from_slabs",
@@ -368,6 +420,7 @@ __all__ = [
     "link_slab_candidates",
     "find_cord_roi",
     "interpolate_skipped_slices",
+    "locate_cord",
     "predict_cord_logits",
     "slab_starts",
     "tube_tile_starts",

@@ -23,7 +23,7 @@ from mousecord.errors import ConfigError
 from mousecord.inference import preprocessing as prep
 from mousecord.inference.backends import OpenVinoNetwork, resolve_backend, smallest_input_shape
 from mousecord.inference.config import InferenceConfig
-from mousecord.inference.cord_roi import CordRoi, find_cord_roi, predict_cord_logits
+from mousecord.inference.cord_roi import CordCoverage, CordRoi, locate_cord, predict_cord_logits
 from mousecord.inference.memory import available_memory_bytes, estimate_peak_bytes, slab_slices_that_fit
 from mousecord.inference.model_settings import ModelInferenceSettings
 from mousecord.inference.postprocessing import (
@@ -43,7 +43,6 @@ from mousecord.inference.sliding_window import (
     TileSettings,
     cord_probability_from_logits,
     labels_from_logits,
-    pad_to_patch,
     sliding_window,
 )
 from mousecord.io.orientation import invert_transform, orientation_to, reorient
@@ -436,8 +435,7 @@ class Predictor:
                 :meth:`~mousecord.io.nifti.LoadedImage.cord_axis`); None: its header's
                 superior-inferior axis, as nnU-Net reads an image.
         """
-        transform = orientation_to(volume.affine, tuple(self.bundle.orientation), cord_axis=cord_axis)
-        oriented = reorient(volume, transform)
+        transform, oriented = self._oriented(volume, cord_axis)
         prediction = self.predict_array(oriented.data, oriented.voxel_size_mm, probabilities=probabilities)
         back = invert_transform(transform)
         import nibabel.orientations as nio
@@ -449,41 +447,47 @@ class Predictor:
             result_probabilities = np.moveaxis(nio.apply_orientation(moved, back), -1, 0)
         return replace(prediction, label_map=label_map, probabilities=result_probabilities)
 
-    def cord_coverage(self, volume: Volume, cord_axis: int | None = None) -> float | None:
-        """The share of stage-1 slabs across ``cord_axis`` whose cord joins one continuous chain.
+    def cord_coverage(self, volume: Volume, cord_axis: int | None = None) -> CordCoverage | None:
+        """How far stage 1 finds one continuous cord through ``volume`` across ``cord_axis``.
 
-        About 1 along a cord; low across one, whose longitudinal sections look cord-like in a few slabs at
-        most (the cord is 2-3 mm wide, the slabs half a millimetre apart). Costs stage 1 alone, a few
-        percent of a segmentation; the pipeline asks it where a file's grid and header disagree on the
-        cord's axis (``SegmentOptions.cord_axis``).
+        Its share of slabs is about 1 along a cord, low across one, whose longitudinal sections look
+        cord-like in a few slabs at most (the cord is 2-3 mm wide, the default model's slabs half a
+        millimetre apart). Costs stage 1 alone (0.2-2.7 s per axis for the default model on the volumes of
+        ``benchmarks/cord_axis.py``, 2 cores); the pipeline asks it where a file's grid and header disagree
+        on the cord's axis (``SegmentOptions.cord_axis``).
 
         Args:
             cord_axis: as in :meth:`predict_volume`.
 
         Returns:
-            The share in [0, 1]; None for a model without the cord ROI path (nothing this cheap to judge
-            with) or an image that must be segmented in slabs to fit in memory.
+            The coverage; None for an image that would be segmented slab by slab to fit in memory (too
+            large to search whole).
+
+        Raises:
+            ConfigError: the model has no cord search (``roi`` "full": an nnU-Net folder, ``--roi full``).
+            ImageFormatError: as :meth:`preprocess`.
         """
         if self.roi != "cord":
-            return None
-        transform = orientation_to(volume.affine, tuple(self.bundle.orientation), cord_axis=cord_axis)
-        oriented = reorient(volume, transform)
+            raise ConfigError(f"model {self.bundle.name} runs densely (roi 'full'): it has no cord search")
+        oriented = self._oriented(volume, cord_axis)[1]
         if self._slab_depth(oriented.data, oriented.voxel_size_mm, False) is not None:
             return None
         preprocessed = self.preprocess(oriented.data, oriented.voxel_size_mm)
-        image = self._network_input(preprocessed.data)
-        padded, _ = pad_to_patch(image, self.tiles.patch_size_vox)
         with self._threads(), torch.inference_mode():
-            roi = find_cord_roi(
-                padded,
+            return locate_cord(
+                self._network_input(preprocessed.data),
                 self._fold_average(self.prepare()),
-                patch_size_vox=self.tiles.patch_size_vox,
+                self.tiles,
                 spacing_mm=preprocessed.network_spacing_mm,
                 settings=self.roi_settings,
-                batch_size=self.tiles.batch_size,
                 window_device=self.device,
             )
-        return float(roi.slab_found.mean()) if roi.slab_found.size else 0.0
+
+    def _oriented(self, volume: Volume, cord_axis: int | None) -> tuple[np.ndarray, Volume]:
+        """The orientation transform to the model's axes (``cord_axis`` as in :meth:`predict_volume`) and
+        ``volume`` in them."""
+        transform = orientation_to(volume.affine, tuple(self.bundle.orientation), cord_axis=cord_axis)
+        return transform, reorient(volume, transform)
 
     def _slab_depth(self, image: np.ndarray, voxel_size_mm, probabilities: bool) -> int | None:
         """Slices per slab where an in-plane model's image would not fit in memory whole; None where it

@@ -14,6 +14,8 @@ from mousecord.errors import HeaderError, ImageFormatError, MousecordWarning
 
 #: Voxel sizes outside this range (mm) are implausible for ex vivo mouse cord MRI.
 PLAUSIBLE_VOXEL_SIZE_MM: tuple[float, float] = (0.005, 0.5)
+#: ... except the largest of three, which may be a thick slice's (in vivo protocols use up to 1-1.5 mm).
+MAX_PLAUSIBLE_SLICE_THICKNESS_MM = 2.0
 
 
 #: qform and sform "agree" when direction/zoom entries differ by less than this (mm per voxel) and the
@@ -29,7 +31,7 @@ _HEADER_SCALE_FACTORS = (10, 20)
 
 
 #: A scaled header is "explained" when dividing gives in-plane voxels of 0.01-0.2 mm and slices of at most
-#: 0.5 mm (thick slices are common, e.g. 0.05 x 0.05 x 0.4 mm).
+#: 0.5 mm (thick ex vivo slices are common, e.g. 0.05 x 0.05 x 0.4 mm).
 _SCALED_IN_PLANE_MM = (0.01, 0.2)
 
 
@@ -140,7 +142,9 @@ def check_voxel_size_value(voxel_size_mm: tuple[float, ...], *, name: str) -> No
 def warn_if_implausible_voxel_size(
     voxel_size_mm: np.ndarray, *, name: str, shape: Sequence[int] | None = None, in_plane_only: bool = False
 ) -> None:
-    """Warn when a voxel size is implausible for ex vivo mouse cord MRI (e.g. 1 mm stored for 0.05 mm).
+    """Warn when a voxel size is implausible for mouse cord MRI (e.g. 1 mm stored for 0.05 mm): in-plane
+    sizes outside :data:`PLAUSIBLE_VOXEL_SIZE_MM`, slices thicker than
+    :data:`MAX_PLAUSIBLE_SLICE_THICKNESS_MM`.
 
     Args:
         shape: the image's shape: the size along an axis of one voxel (a single slice's thickness, which
@@ -150,11 +154,15 @@ def warn_if_implausible_voxel_size(
     """
     low, high = PLAUSIBLE_VOXEL_SIZE_MM
     sizes = np.round(np.asarray(voxel_size_mm, dtype=np.float64), 6)[: 2 if in_plane_only else 3]
-    judged = sizes if shape is None else sizes[np.asarray(shape)[: sizes.size] > 1]
-    if ((judged < low) | (judged > high)).any():
+    judged = np.sort(sizes if shape is None else sizes[np.asarray(shape)[: sizes.size] > 1])
+    highs = np.full(judged.size, high)
+    if judged.size == 3:
+        highs[2] = MAX_PLAUSIBLE_SLICE_THICKNESS_MM
+    if ((judged < low) | (judged > highs)).any():
         warnings.warn(
             f"{name}: voxel size {sizes.tolist()} mm is implausible for a mouse spinal cord "
-            f"(expected {low}-{high} mm, typically 0.05); if the header is wrong, give the true size "
+            f"(expected {low}-{high} mm in-plane, typically 0.05, and slices of at most "
+            f"{MAX_PLAUSIBLE_SLICE_THICKNESS_MM:g} mm); if the header is wrong, give the true size "
             f"as voxel_size_mm{_with_hint(voxel_size_hint(sizes))}",
             MousecordWarning,
             stacklevel=3,

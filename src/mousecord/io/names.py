@@ -21,7 +21,11 @@ from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 
 #: Name suffixes of the outputs, which a folder given as input skips.
 OUTPUT_SUFFIXES = ("_seg", "_prob", *(f"_{LABEL_NAMES[label]}_seg" for label in TISSUE_LABELS))
-_MASK_NAME = re.compile(rf"^(?P<base>.+)_(?:{'|'.join(LABEL_NAMES[label] for label in TISSUE_LABELS)})_seg$")
+#: A GM or WM mask's name without suffix, ``<key>_GM_seg`` (SCT's naming), and its pattern.
+MASK_STEM_FORMAT = "{key}_{label}_seg"
+MASK_STEM = re.compile(
+    rf"^(?P<key>.+)_(?P<label>{'|'.join(LABEL_NAMES[label] for label in TISSUE_LABELS)})_seg$"
+)
 
 
 class SegmentOutputNames(NamedTuple):
@@ -38,7 +42,12 @@ def segment_output_names(
 ) -> SegmentOutputNames:
     """The outputs of base ``base`` (the output path without suffix); a given ``multilabel`` path (``-o
     OUT.nii.gz``) names the label map and the sidecar (``OUT.json``) instead of the ``_seg`` naming."""
-    masks = {LABEL_NAMES[label]: Path(f"{base}_{LABEL_NAMES[label]}_seg{suffix}") for label in TISSUE_LABELS}
+    masks = {
+        LABEL_NAMES[label]: base.with_name(
+            MASK_STEM_FORMAT.format(key=base.name, label=LABEL_NAMES[label]) + suffix
+        )
+        for label in TISSUE_LABELS
+    }
     label_map = multilabel if multilabel is not None else Path(f"{base}_seg{suffix}")
     return SegmentOutputNames(label_map, masks, Path(f"{base}_prob{suffix}"), sidecar_beside(label_map))
 
@@ -51,10 +60,10 @@ def sidecar_beside(label_map: Path) -> Path:
 def sidecars_of_mask(mask: Path) -> list[Path]:
     """The sidecars ``mousecord segment`` may have written with a GM or WM mask ``B_GM_seg``: ``B_seg.json``
     (its default naming) or ``B.json`` (``-o B.nii.gz``); none for another name."""
-    match = _MASK_NAME.match(split_suffix(mask)[0])
+    match = MASK_STEM.match(split_suffix(mask)[0])
     if match is None:
         return []
-    return [mask.with_name(f"{match['base']}_seg.json"), mask.with_name(f"{match['base']}.json")]
+    return [mask.with_name(f"{match['key']}_seg.json"), mask.with_name(f"{match['key']}.json")]
 
 
 __all__ = [

@@ -105,10 +105,11 @@ class LoadedImage:
             return 2 if normal is None else normal
         return int(self.geometry.transform[int(setting), 0])
 
-    def across_cord(self, setting: str | int = "auto") -> tuple[np.ndarray, np.ndarray]:
-        """The data with the cord's axis (:meth:`cord_axis` of ``setting``) last, so that ``data[..., z]``
-        is an axial slice, and the (3,) voxel size in that order: what measuring slice by slice takes."""
-        order = cord_axis_last(self.cord_axis(setting))
+    def across_cord(self, canonical_axis: int) -> tuple[np.ndarray, np.ndarray]:
+        """The data with ``canonical_axis`` (the cord's, :meth:`cord_axis`) last, so that ``data[..., z]``
+        is an axial slice, and the (3,) voxel size in that order: what measuring slice by slice takes. Two
+        images on one grid, stored in different axis orders, give the same slices for the same axis."""
+        order = cord_axis_last(canonical_axis)
         return np.transpose(self.volume.data, order), np.asarray(self.volume.voxel_size_mm)[order]
 
     def cord_axis_hint(self) -> tuple[int, str] | None:

@@ -28,6 +28,7 @@ import numpy as np
 from mousecord.analysis.qc import write_qc_entry
 from mousecord.errors import ConfigError, ImageFormatError, MousecordError
 from mousecord.inference import postprocessing
+from mousecord.inference.cord_roi import CordCoverage, CordRoi
 from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.io.atomic import atomic_output, check_writable_folder
 from mousecord.io.header_checks import check_not_constant, label_map_values
@@ -35,6 +36,11 @@ from mousecord.io.nifti import LoadedImage, load_nifti, save_like
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 from mousecord.models.registry import resolve_model
 from mousecord.options import check_cord_axis_setting
+from mousecord.pipelines.cord_axis import (
+    MIN_CORD_COVERAGE,
+    MIN_COVERAGE_SLABS,
+    cord_axis_evidence,
+)
 from mousecord.pipelines.plan import OUTPUT_FORMATS, CaseOutputs, plan_outputs
 
 logger = logging.getLogger(__name__)
@@ -57,10 +63,11 @@ class SegmentOptions:
             size of 2D images (their slice thickness stays the header's), or None.
         cord_axis: which axis of a file runs along the cord, the axial slices being across it: "auto" (a
             single slice's normal, whatever its header calls it; else the header's superior-inferior axis,
-            unless thick slices or a chunk's length hint at another and the network finds a continuous cord
-            along that one only, see :data:`MIN_CORD_COVERAGE`; a warning names the file where the header is
-            overruled or the image does not decide), "header" (always the header's, as nnU-Net reads an
-            image) or 0, 1, 2 (the file's array axis i, j or k).
+            unless the network finds one continuous cord along another only, asked where thick slices or a
+            chunk's length hint at another or where the cord found across the header's axis is short: see
+            :mod:`mousecord.pipelines.cord_axis`; a warning names the file where the header is overruled
+            or the image does not decide), "header" (always the header's, as nnU-Net reads an image) or
+            0, 1, 2 (the file's array axis i, j or k).
         overwrite: redo cases whose outputs all exist (default: skip them).
         qc_dir: add a QC report entry per case to this folder, or None.
         command: the command line recorded in sidecars and QC entries.
@@ -308,14 +315,20 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     case, image = loaded.case, loaded.image
     started = time.perf_counter()
     with collected_warnings() as warnings:
-        cord_axis = _cord_axis(case, image, options, predictor)
-        file_cord_axis = image.file_axis(cord_axis)
         try:
+            cord_axis, settled = _cord_axis(case, image, options, predictor)
             prediction = predictor.predict_volume(
                 image.volume, probabilities=options.probabilities, cord_axis=cord_axis
             )
+            other_axis = None if settled else _axis_with_more_cord(case, image, predictor, prediction.roi)
+            if other_axis is not None:
+                cord_axis = other_axis
+                prediction = predictor.predict_volume(
+                    image.volume, probabilities=options.probabilities, cord_axis=cord_axis
+                )
         except ImageFormatError as error:
             raise ImageFormatError(f"{case.input}: {error}") from error
+        file_cord_axis = image.file_axis(cord_axis)
     predicted = time.perf_counter()
     label_map = _postprocess(prediction.label_map, options, image.volume.voxel_size_mm)
     cord_voxels = int(np.count_nonzero(label_map))
@@ -358,38 +371,16 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     return found
 
 
-#: Where a file's grid hints at another cord axis than its header's superior-inferior one, the hinted axis
-#: is taken when the network's stage 1 finds one continuous cord across at least this share of the slabs
-#: along it, and across at least :data:`MIN_CORD_COVERAGE_GAIN` more than along the header's axis (the
-#: same holds the other way round to confirm the header without a warning). Measured with the default
-#: model: headers that misname the axis of phantom chunks, thick slices and SCT's in vivo scans: 0.92-1.00
-#: along the cord, gain 0.54-0.88; headers that are right, the grid pointing elsewhere (thick sagittal
-#: and coronal localisers of phantoms and of SCT's in vivo scans, slabs wider than long): at most 0.82
-#: along the hinted axis, gain at most 0.44. Wrongly overruling a header loses the whole cord, wrongly
-#: following it leaves the warning that names the axis to give: both bounds sit at the cautious side.
-MIN_CORD_COVERAGE = 0.9
-#: See :data:`MIN_CORD_COVERAGE`.
-MIN_CORD_COVERAGE_GAIN = 0.5
-
-
-def cord_axis_coverage_decides(along_header: float, along_hint: float) -> str | None:
-    """Which of two candidate cord axes the network's cord coverage across each
-    (:meth:`~mousecord.inference.Predictor.cord_coverage`) decides for: "hint" (the axis the grid hints
-    at), "header" (its superior-inferior axis), or None where it shows neither clearly (see
-    :data:`MIN_CORD_COVERAGE`)."""
-    for winner, won, lost in (("hint", along_hint, along_header), ("header", along_header, along_hint)):
-        if won >= MIN_CORD_COVERAGE and won - lost >= MIN_CORD_COVERAGE_GAIN:
-            return winner
-    return None
-
-
-def _cord_axis(case: CaseOutputs, image: LoadedImage, options: SegmentOptions, predictor: Predictor) -> int:
-    """The canonical axis of the loaded image to segment across (see ``SegmentOptions.cord_axis``); with
-    "auto", a warning names the file where its header is overruled or the grid hints at another axis that
-    the image does not decide."""
+def _cord_axis(
+    case: CaseOutputs, image: LoadedImage, options: SegmentOptions, predictor: Predictor
+) -> tuple[int, bool]:
+    """The canonical axis of the loaded image to segment across (see ``SegmentOptions.cord_axis``), and
+    whether that is settled (given, a single slice's normal, or what the image decided where the grid hinted
+    at another axis) or the header's, to be doubted if the segmentation finds little cord along it; with
+    "auto", a warning names the file where its header is overruled or the image does not decide."""
     axis = image.cord_axis(options.cord_axis)
     if options.cord_axis != "auto":
-        return axis
+        return axis, True
     header_axis = image.file_axis(2)
     if axis != 2:
         logger.warning(
@@ -399,44 +390,30 @@ def _cord_axis(case: CaseOutputs, image: LoadedImage, options: SegmentOptions, p
             header_axis,
             image.file_axis(axis),
         )
-        return axis
+        return axis, True
     hint = image.cord_axis_hint()
     if hint is None:
-        return axis
+        return axis, False
     hinted = image.file_axis(hint[0])
-    along_header = predictor.cord_coverage(image.volume, 2)
-    along_hint = predictor.cord_coverage(image.volume, hint[0])
-    if along_header is None or along_hint is None:
-        found = ""
-    else:
-        found = (
-            f"; the network finds one continuous cord through {along_hint:.0%} of the slabs across axis "
-            f"{hinted}, {along_header:.0%} across axis {header_axis}"
+    evidence = cord_axis_evidence(predictor, image.volume, [hint[0]])
+    found = evidence.describe(image.file_axis)
+    if evidence.chosen == hint[0]:
+        logger.warning(
+            "%s: %s along array axis %d, but its header calls array axis %d superior-inferior; %s: segmented "
+            "across axis %d (--cord-axis header follows the header)",
+            case.input,
+            hint[1],
+            hinted,
+            header_axis,
+            found,
+            hinted,
         )
-        decided = cord_axis_coverage_decides(along_header, along_hint)
-        if decided == "hint":
-            logger.warning(
-                "%s: %s along array axis %d, whose header calls array axis %d superior-inferior%s: segmented "
-                "across axis %d (--cord-axis header follows the header)",
-                case.input,
-                hint[1],
-                hinted,
-                header_axis,
-                found,
-                hinted,
-            )
-            return hint[0]
-        if decided == "header":
-            logger.info(
-                "%s: %s along array axis %d, but the header's axis holds the cord%s",
-                case.input,
-                hint[1],
-                hinted,
-                found,
-            )
-            return axis
+        return hint[0], True
+    if evidence.chosen == 2:
+        logger.info("%s: %s along array axis %d, but %s", case.input, hint[1], hinted, found)
+        return axis, True
     logger.warning(
-        "%s: %s along array axis %d, but its header calls array axis %d superior-inferior%s; segmented "
+        "%s: %s along array axis %d, but its header calls array axis %d superior-inferior; %s; segmented "
         "across axis %d as the header says (if the cord runs along axis %d, give --cord-axis %d)",
         case.input,
         hint[1],
@@ -447,7 +424,33 @@ def _cord_axis(case: CaseOutputs, image: LoadedImage, options: SegmentOptions, p
         hinted,
         hinted,
     )
-    return axis
+    return axis, True
+
+
+def _axis_with_more_cord(
+    case: CaseOutputs, image: LoadedImage, predictor: Predictor, roi: CordRoi | None
+) -> int | None:
+    """Where segmenting across the header's axis found one continuous cord through less than
+    :data:`~mousecord.pipelines.cord_axis.MIN_CORD_COVERAGE` of the slabs (``roi``, its stage 1): another
+    canonical axis along which the image shows the cord runs (with a warning naming the file), else None.
+    A chunk as long as it is wide gives the grid no hint, but a cord across it is no cord."""
+    if roi is None or roi.slab_found.size < MIN_COVERAGE_SLABS:
+        return None
+    along_header = CordCoverage(int(roi.slab_found.size), int(roi.slab_found.sum()))
+    if along_header.share >= MIN_CORD_COVERAGE:
+        return None
+    evidence = cord_axis_evidence(predictor, image.volume, [0, 1], along_header=along_header)
+    if evidence.chosen is None or evidence.chosen == 2:
+        return None
+    logger.warning(
+        "%s: its header calls array axis %d superior-inferior, but %s: segmented across axis %d "
+        "(--cord-axis header follows the header)",
+        case.input,
+        image.file_axis(2),
+        evidence.describe(image.file_axis),
+        image.file_axis(evidence.chosen),
+    )
+    return evidence.chosen
 
 
 def _sidecar_cord_found(case: CaseOutputs) -> bool:
@@ -528,6 +531,13 @@ def _write_outputs(
     return written
 
 
+def _written_outputs(case: CaseOutputs, options: SegmentOptions) -> dict[str, str]:
+    """The outputs a case's run writes besides its sidecar, by kind, as absolute paths."""
+    expected = set(options.expected(case))
+    kinds = {"multilabel": case.multilabel, **case.masks, "probabilities": case.probabilities}
+    return {kind: str(path.resolve()) for kind, path in kinds.items() if path in expected}
+
+
 def _write_sidecar(
     case: CaseOutputs,
     predictor: Predictor,
@@ -546,10 +556,7 @@ def _write_sidecar(
         "version": __version__,
         "command": options.command,
         "input": str(case.input.resolve()),
-        "outputs": {
-            "multilabel": str(case.multilabel.resolve()),
-            **{name: str(path.resolve()) for name, path in case.masks.items()},
-        },
+        "outputs": _written_outputs(case, options),
         "model": {
             "name": bundle.name,
             "source": str(bundle.source) if bundle.source else None,

@@ -417,9 +417,13 @@ def result_of(
     starting = dict(state.get("starting_dice", {}))
     if best_epoch < 0:
         if history.get("epoch"):
+            start = float(starting["mean"])
             logger.warning(
-                "no epoch beat the starting weights on validation by the margin asked (min_gain_over_start): "
-                "the best checkpoint keeps them"
+                "no epoch beat the starting weights' mean validation Dice %.3f by %.3f (min_gain_over_start "
+                "of the training recipe; smaller gains on a few slices are noise): the best checkpoint keeps "
+                "them",
+                start,
+                float(state["best_metric"]) - start,
             )
         best = starting
     elif history.get("epoch"):
