@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import nibabel.orientations as nio
 import numpy as np
 
@@ -19,7 +21,7 @@ MARKED_AXIS_RATIO = 2.0
 _SUPERIOR_INFERIOR = 2
 
 
-def single_slice_axis(shape) -> int | None:
+def single_slice_axis(shape: Sequence[int]) -> int | None:
     """The normal of a single slice (the one axis of size 1), the axis along the cord whatever a header
     says: its plane is the cross-section; None for anything else.
 

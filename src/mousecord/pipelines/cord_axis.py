@@ -12,7 +12,7 @@ header's (:func:`axis_coverage_decides`). ``benchmarks/cord_axis.py`` measures t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mousecord.errors import ConfigError, ImageFormatError
@@ -67,7 +67,7 @@ class AxisEvidence:
     chosen: int | None
     unavailable: str = ""
 
-    def describe(self, file_axis) -> str:
+    def describe(self, file_axis: Callable[[int], int]) -> str:
         """The coverages for a message, axes named as the file's (``file_axis``: canonical -> file axis)."""
         if self.unavailable:
             return f"the image cannot decide ({self.unavailable})"

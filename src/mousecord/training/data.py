@@ -86,9 +86,14 @@ class TrainingDataset:
         slices = annotated_slice_count(self.cases)
         dense = sum(case.is_dense for case in self.cases)
         return (
-            f"{len(self.cases)} volumes from {len(self.subjects)} subjects ({self.layout}), "
-            f"{slices} annotated slices, {dense} densely annotated volumes"
+            f"{_counted(len(self.cases), 'volume')} from {_counted(len(self.subjects), 'subject')} "
+            f"({self.layout}), {_counted(slices, 'annotated slice')}, "
+            f"{_counted(dense, 'densely annotated volume')}"
         )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def load_training_dataset(
