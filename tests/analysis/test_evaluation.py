@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -315,7 +316,31 @@ def test_a_folder_segment_wrote_beside_its_inputs_is_evaluated_from_its_segmenta
     truth = write_nifti(tmp_path / "truth" / "p1_seg.nii.gz", label_map, SIZES)
     with pytest.raises(DatasetError, match="both match case .p1."):
         evaluate(truth.parent, folder)  # without the sidecar, the image is a second source of case p1
-    record = {"software": "mousecord", "input": str(source.resolve()), "cord_axis": 2}
-    (folder / "p1_seg.json").write_text(json.dumps(record))
-    (case,) = evaluate(truth.parent, folder)
-    assert case.metrics["GM"].dice == 1.0 and case.prediction == (folder / "p1_seg.nii.gz",)
+    moved = "/elsewhere/scans/p1.nii.gz"  # the sidecar's absolute path of a folder moved since
+    for recorded in (str(source.resolve()), moved):
+        record = {"software": "mousecord", "input": recorded, "cord_axis": 2}
+        (folder / "p1_seg.json").write_text(json.dumps(record))
+        (case,) = evaluate(truth.parent, folder)
+        assert case.metrics["GM"].dice == 1.0 and case.prediction == (folder / "p1_seg.nii.gz",)
+
+
+def test_evaluation_takes_the_voxel_size_segment_was_given(tmp_path: Path) -> None:
+    """A header with 1 mm voxels that segment was told are 0.05 mm: truth and prediction are compared in
+    0.05 mm voxels (surface distances in mm); a sidecar size that does not fit the file is not used."""
+    _, label_map = synthetic_cord((80, 70, 10))
+    shifted = np.roll(label_map, 2, axis=0)  # 2 voxels off
+    truth = write_nifti(tmp_path / "truth" / "img_seg.nii.gz", label_map, (1.0, 1.0, 1.0))
+    prediction = write_nifti(tmp_path / "pred" / "img_seg.nii.gz", shifted, (1.0, 1.0, 1.0))
+    sidecar = tmp_path / "pred" / "img_seg.json"
+
+    def surface_distance_mm(sizes) -> float:
+        sidecar.write_text(json.dumps({"software": "mousecord", "settings": {"voxel_size_mm": sizes}}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MousecordWarning)  # 1 mm headers are implausible
+            (case,) = evaluate(truth, prediction)
+        return case.metrics["cord"].mean_surface_distance_mm
+
+    in_header_mm = surface_distance_mm(None)
+    assert in_header_mm > 0.1
+    assert surface_distance_mm([0.05, 0.05, 0.05]) == pytest.approx(0.05 * in_header_mm)
+    assert surface_distance_mm([0.05, 0.05]) == surface_distance_mm([0.05, 0.0, 0.05]) == in_header_mm

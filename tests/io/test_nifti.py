@@ -155,16 +155,17 @@ def test_implausible_voxel_size_warns_and_override_fixes_it(tmp_path: Path) -> N
     np.testing.assert_array_equal(nib.load(output).affine, np.diag([1.0, 1.0, 1.0, 1.0]))  # header kept
 
 
-@pytest.mark.parametrize(("thickness_mm", "implausible"), [(0.6, False), (1.5, False), (3.0, True)])
+@pytest.mark.parametrize(
+    ("in_plane_mm", "thickness_mm", "implausible"),
+    [(0.05, 0.6, False), (0.05, 1.5, False), (0.05, 3.0, True), (0.5, 1.0, True)],
+)
 def test_thick_slices_are_judged_against_a_slice_thickness(
-    tmp_path: Path, thickness_mm: float, implausible: bool
+    tmp_path: Path, in_plane_mm: float, thickness_mm: float, implausible: bool
 ) -> None:
-    """0.05 mm in-plane with 0.6 or 1.5 mm slices is a thick-slice protocol, not a wrong header; 3 mm is."""
-    path = _write(
-        tmp_path / "thick.nii.gz",
-        np.ones((40, 40, 6), dtype=np.float32),
-        np.diag([0.05, 0.05, thickness_mm, 1]),
-    )
+    """0.05 mm in-plane with 0.6 or 1.5 mm slices is a thick-slice protocol, not a wrong header; 3 mm slices
+    are, and so is 0.5 x 0.5 x 1 mm (0.05 x 0.05 x 0.1 mm stored 10x)."""
+    affine = np.diag([in_plane_mm, in_plane_mm, thickness_mm, 1])
+    path = _write(tmp_path / "thick.nii.gz", np.ones((40, 40, 6), dtype=np.float32), affine)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MousecordWarning)
         load_nifti(path)

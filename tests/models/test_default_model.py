@@ -234,6 +234,7 @@ def test_a_chunk_as_long_as_wide_whose_header_misnames_its_axis_is_segmented_alo
     assert sidecar["cord_axis"] == 0
     (overruled,) = [warning for warning in sidecar["warnings"] if "segmented across axis 0" in warning]
     assert str(path) in overruled and "--cord-axis header" in overruled
+    assert not any("empty" in warning for warning in sidecar["warnings"])  # of the first pass, across k
 
 
 def test_a_real_scan_in_thick_sagittal_slices_keeps_its_headers_axis(tmp_path):

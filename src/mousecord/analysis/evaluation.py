@@ -28,6 +28,7 @@ from mousecord.analysis.labelmaps import (
     label_source,
     load_label_map,
     segmented_cord_axis,
+    segmented_voxel_size,
 )
 from mousecord.analysis.metrics import (
     CLASS_NAMES,
@@ -244,8 +245,10 @@ def _single(path: Path) -> dict[str, LabelSource]:
 
 def _evaluate_case(reference: LabelSource, prediction: LabelSource) -> CaseResult:
     logger.debug("evaluating %s against %s", prediction.name, reference.name)
-    truth = load_label_map(reference)
-    predicted = load_label_map(prediction)
+    # the size segment was given for a wrong header applies to the truth on the same grid too
+    voxel_size_mm = segmented_voxel_size(prediction)
+    truth = load_label_map(reference, voxel_size_mm=voxel_size_mm)
+    predicted = load_label_map(prediction, voxel_size_mm=voxel_size_mm)
     if truth.volume.shape != predicted.volume.shape:
         raise ImageFormatError(
             f"{prediction.name}: shape {predicted.volume.shape} differs from truth {reference.name} shape "

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from mousecord.errors import DatasetError, ImageFormatError
@@ -118,10 +119,12 @@ def _one_segmentation(first: LabelSource, second: LabelSource) -> LabelSource | 
     their input), the segmentation; None for any other two."""
     for segmentation, other in ((first, second), (second, first)):
         record = _segment_sidecar(segmentation)
+        # by name: the folder may have moved since (the sidecar records absolute paths)
+        recorded_input = record.get("input") if record is not None else None
         if (
-            record is not None
+            isinstance(recorded_input, str)
             and len(other.paths) == 1
-            and record.get("input") == str(other.paths[0].resolve())
+            and Path(recorded_input).name == other.paths[0].name
         ):
             return segmentation
     label_maps = [source for source in (first, second) if len(source.paths) == 1]
@@ -166,13 +169,15 @@ def segmented_voxel_size(source: LabelSource) -> tuple[float, ...] | None:
     record = _segment_sidecar(source)
     settings = record.get("settings") if record is not None else None
     sizes = settings.get("voxel_size_mm") if isinstance(settings, dict) else None
-    if (
-        isinstance(sizes, list)
-        and len(sizes) in (2, 3)
-        and all(isinstance(size, (int, float)) for size in sizes)
-    ):
-        return tuple(float(size) for size in sizes)
-    return None
+    if not (isinstance(sizes, list) and len(sizes) in (2, 3)):
+        return None
+    if not all(type(size) in (int, float) and size > 0 for size in sizes):
+        return None
+    try:  # two sizes fit the 2D file segment wrote, not one another tool saved as 3D since
+        dimensions = len(nib.load(source.paths[0]).shape)
+    except (OSError, nib.filebasedimages.ImageFileError):
+        return None
+    return tuple(float(size) for size in sizes) if len(sizes) == 3 or dimensions == 2 else None
 
 
 def load_label_map(

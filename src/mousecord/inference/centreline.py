@@ -13,6 +13,24 @@ from mousecord.errors import ConfigError
 from mousecord.inference.postprocessing import MAIN_COMPONENT_FRACTION, cord_components
 
 
+@dataclass(frozen=True)
+class CordCoverage:
+    """How far stage 1 finds one continuous cord through an image across one axis.
+
+    Attributes:
+        slabs: stage-1 slabs placed along the axis.
+        with_cord: those whose cord joins the one chain chosen.
+    """
+
+    slabs: int
+    with_cord: int
+
+    @property
+    def share(self) -> float:
+        """``with_cord / slabs`` (0 without slabs)."""
+        return self.with_cord / self.slabs if self.slabs else 0.0
+
+
 @dataclass(frozen=True, eq=False)
 class CordRoi:
     """A tube around the cord in network axes: per-slice centres and one in-plane half size.
@@ -34,6 +52,11 @@ class CordRoi:
     @property
     def found(self) -> bool:
         return self.z_stop > self.z_start
+
+    @property
+    def coverage(self) -> CordCoverage:
+        """How many of the stage-1 slabs hold the chosen cord."""
+        return CordCoverage(int(self.slab_found.size), int(self.slab_found.sum()))
 
     def boxes(self, shape_zyx: Sequence[int]) -> np.ndarray:
         """(z, 2, 2) int in-plane box ``[[y0, y1], [x0, x1]]`` (stop exclusive) of every slice, clipped.
@@ -248,4 +271,11 @@ def centreline_from_slabs(
     return CordRoi(centre_vox, half_size, int(z_start), int(z_stop), slab_middles, found_array)
 
 
-__all__ = ["CordRoi", "centreline_from_slabs", "cord_candidates", "link_slab_candidates", "slab_starts"]
+__all__ = [
+    "CordCoverage",
+    "CordRoi",
+    "centreline_from_slabs",
+    "cord_candidates",
+    "link_slab_candidates",
+    "slab_starts",
+]

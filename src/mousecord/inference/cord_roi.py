@@ -36,6 +36,7 @@ import torch
 
 from mousecord.errors import ConfigError
 from mousecord.inference.centreline import (
+    CordCoverage,
     CordRoi,
     centreline_from_slabs,
     cord_candidates,
@@ -127,24 +128,6 @@ class CordRoiSettings:
         }
 
 
-@dataclass(frozen=True)
-class CordCoverage:
-    """How far stage 1 finds one continuous cord through an image across one axis.
-
-    Attributes:
-        slabs: stage-1 slabs placed along the axis.
-        with_cord: those whose cord joins the one chain chosen.
-    """
-
-    slabs: int
-    with_cord: int
-
-    @property
-    def share(self) -> float:
-        """``with_cord / slabs`` (0 without slabs)."""
-        return self.with_cord / self.slabs if self.slabs else 0.0
-
-
 def _padded_for_both_stages(
     image: torch.Tensor, tiles: TileSettings, settings: CordRoiSettings
 ) -> tuple[torch.Tensor, tuple[slice, ...], TileSettings]:
@@ -181,7 +164,7 @@ def locate_cord(
         batch_size=tiles.batch_size,
         window_device=window_device,
     )
-    return CordCoverage(int(roi.slab_found.size), int(roi.slab_found.sum()))
+    return roi.coverage
 
 
 def find_cord_roi(
@@ -404,9 +387,9 @@ def predict_cord_logits(
             100 * float(inside.sum()) / float(np.prod(spatial)),
         )
     else:
-        logger.warning(
-            "no cord found in any of %d axial slabs: the segmentation is empty", len(roi.slab_found)
-        )
+        # info, not a warning: the caller decides (the pipeline names the file of an empty result, or
+        # searches the image's other axes first)
+        logger.info("no cord found in any of %d axial slabs: the segmentation is empty", len(roi.slab_found))
     cropped = logits[(slice(None), *unpad)]
     return cropped, roi.shifted(unpad[0].start, unpad[1].start, unpad[2].start, cropped.shape[1])
 

@@ -143,8 +143,8 @@ def warn_if_implausible_voxel_size(
     voxel_size_mm: np.ndarray, *, name: str, shape: Sequence[int] | None = None, in_plane_only: bool = False
 ) -> None:
     """Warn when a voxel size is implausible for mouse cord MRI (e.g. 1 mm stored for 0.05 mm): in-plane
-    sizes outside :data:`PLAUSIBLE_VOXEL_SIZE_MM`, slices thicker than
-    :data:`MAX_PLAUSIBLE_SLICE_THICKNESS_MM`.
+    sizes outside :data:`PLAUSIBLE_VOXEL_SIZE_MM`, slices thicker than that or, across a plane of at most
+    0.2 mm voxels, than :data:`MAX_PLAUSIBLE_SLICE_THICKNESS_MM`.
 
     Args:
         shape: the image's shape: the size along an axis of one voxel (a single slice's thickness, which
@@ -156,7 +156,7 @@ def warn_if_implausible_voxel_size(
     sizes = np.round(np.asarray(voxel_size_mm, dtype=np.float64), 6)[: 2 if in_plane_only else 3]
     judged = np.sort(sizes if shape is None else sizes[np.asarray(shape)[: sizes.size] > 1])
     highs = np.full(judged.size, high)
-    if judged.size == 3:
+    if judged.size == 3 and judged[1] <= _SCALED_IN_PLANE_MM[1]:  # thick slices of a mouse-sized plane
         highs[2] = MAX_PLAUSIBLE_SLICE_THICKNESS_MM
     if ((judged < low) | (judged > highs)).any():
         warnings.warn(

@@ -28,7 +28,7 @@ import numpy as np
 from mousecord.analysis.qc import write_qc_entry
 from mousecord.errors import ConfigError, ImageFormatError, MousecordError
 from mousecord.inference import postprocessing
-from mousecord.inference.cord_roi import CordCoverage, CordRoi
+from mousecord.inference.cord_roi import CordRoi
 from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.io.atomic import atomic_output, check_writable_folder
 from mousecord.io.header_checks import check_not_constant, label_map_values
@@ -349,6 +349,7 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
             timing,
             cord_found=found,
             cord_axis=file_cord_axis,
+            written=written,
             warnings=[*loaded.warnings, *warnings, *([no_cord] if no_cord else [])],
         )
     except BaseException:
@@ -375,9 +376,10 @@ def _cord_axis(
     case: CaseOutputs, image: LoadedImage, options: SegmentOptions, predictor: Predictor
 ) -> tuple[int, bool]:
     """The canonical axis of the loaded image to segment across (see ``SegmentOptions.cord_axis``), and
-    whether that is settled (given, a single slice's normal, or what the image decided where the grid hinted
-    at another axis) or the header's, to be doubted if the segmentation finds little cord along it; with
-    "auto", a warning names the file where its header is overruled or the image does not decide."""
+    whether that is settled (given, a single slice's normal across the header, or what the image decided
+    where the grid hinted at another axis) or the header's, to be doubted if the segmentation finds little
+    cord along it; with "auto", a warning names the file where its header is overruled or a hint is left
+    undecided."""
     axis = image.cord_axis(options.cord_axis)
     if options.cord_axis != "auto":
         return axis, True
@@ -410,7 +412,13 @@ def _cord_axis(
         )
         return hint[0], True
     if evidence.chosen == 2:
-        logger.info("%s: %s along array axis %d, but %s", case.input, hint[1], hinted, found)
+        logger.info(
+            "%s: %s along array axis %d, but %s: the header's axis holds the cord",
+            case.input,
+            hint[1],
+            hinted,
+            found,
+        )
         return axis, True
     logger.warning(
         "%s: %s along array axis %d, but its header calls array axis %d superior-inferior; %s; segmented "
@@ -424,7 +432,12 @@ def _cord_axis(
         hinted,
         hinted,
     )
-    return axis, True
+    return axis, False
+
+
+#: Below this share of the slabs across the header's axis, a cord that no other axis explains gets a warning
+#: (a chunk's cord ends early, or the header misnames the axis of an image the search cannot decide).
+SHORT_CORD_COVERAGE = 0.5
 
 
 def _axis_with_more_cord(
@@ -434,13 +447,23 @@ def _axis_with_more_cord(
     :data:`~mousecord.pipelines.cord_axis.MIN_CORD_COVERAGE` of the slabs (``roi``, its stage 1): another
     canonical axis along which the image shows the cord runs (with a warning naming the file), else None.
     A chunk as long as it is wide gives the grid no hint, but a cord across it is no cord."""
-    if roi is None or roi.slab_found.size < MIN_COVERAGE_SLABS:
+    if roi is None or roi.coverage.slabs < MIN_COVERAGE_SLABS:
         return None
-    along_header = CordCoverage(int(roi.slab_found.size), int(roi.slab_found.sum()))
+    along_header = roi.coverage
     if along_header.share >= MIN_CORD_COVERAGE:
         return None
     evidence = cord_axis_evidence(predictor, image.volume, [0, 1], along_header=along_header)
     if evidence.chosen is None or evidence.chosen == 2:
+        if along_header.share < SHORT_CORD_COVERAGE:
+            logger.warning(
+                "%s: the cord found runs through only %.0f%% of the slabs across array axis %d, which its "
+                "header calls superior-inferior, and %s; if the cord runs along another axis, give "
+                "--cord-axis",
+                case.input,
+                100 * along_header.share,
+                image.file_axis(2),
+                evidence.describe(image.file_axis) if evidence.unavailable else "no other axis holds more",
+            )
         return None
     logger.warning(
         "%s: its header calls array axis %d superior-inferior, but %s: segmented across axis %d "
@@ -531,11 +554,10 @@ def _write_outputs(
     return written
 
 
-def _written_outputs(case: CaseOutputs, options: SegmentOptions) -> dict[str, str]:
-    """The outputs a case's run writes besides its sidecar, by kind, as absolute paths."""
-    expected = set(options.expected(case))
+def _written_outputs(case: CaseOutputs, written: Sequence[Path]) -> dict[str, str]:
+    """The ``written`` outputs of a case, by kind, as absolute paths."""
     kinds = {"multilabel": case.multilabel, **case.masks, "probabilities": case.probabilities}
-    return {kind: str(path.resolve()) for kind, path in kinds.items() if path in expected}
+    return {kind: str(path.resolve()) for kind, path in kinds.items() if path in written}
 
 
 def _write_sidecar(
@@ -546,6 +568,7 @@ def _write_sidecar(
     *,
     cord_found: bool,
     cord_axis: int,
+    written: Sequence[Path],
     warnings: Sequence[str],
 ) -> None:
     from mousecord import __version__
@@ -556,7 +579,7 @@ def _write_sidecar(
         "version": __version__,
         "command": options.command,
         "input": str(case.input.resolve()),
-        "outputs": _written_outputs(case, options),
+        "outputs": _written_outputs(case, written),
         "model": {
             "name": bundle.name,
             "source": str(bundle.source) if bundle.source else None,
