@@ -302,6 +302,9 @@ def test_a_chunks_length_along_another_axis_is_only_a_hint_for_a_model_without_c
     nib.save(nib.Nifti1Image(np.full((8, 10, 25), 2, np.uint8), affine), everywhere)
     assert morphometrics_file(everywhere, tmp_path / "m.csv").n_slices == 10
     assert morphometrics_file(everywhere, tmp_path / "k.csv", cord_axis=2).n_slices == 25
+    # the slice index rises toward the header's S, or along k toward A: the column says which
+    assert (tmp_path / "m.csv").read_text().startswith("Slice (I->S),")
+    assert (tmp_path / "k.csv").read_text().startswith("Slice (P->A),")
 
 
 @pytest.mark.parametrize("cord_axis", ["z", 3, -1, "S", True, 2.0])

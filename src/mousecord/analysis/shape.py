@@ -5,7 +5,8 @@ For each axial slice (last axis, canonical z, inferior to superior) holding cord
 ========================  ======  =====================================================================
 column                    unit    meaning
 ========================  ======  =====================================================================
-``Slice (I->S)``          index   axial slice index along the cord, as in SCT's per-slice tables
+``Slice (I->S)``          index   axial slice index along the cord, as in SCT's per-slice tables (the
+                                  CSV names the true direction where the cord runs along another axis)
 ``area_GM_mm2``           mm²     GM area in the plane perpendicular to the centerline
 ``area_WM_mm2``           mm²     WM area, same plane
 ``area_cord_mm2``         mm²     cord (GM + WM) area, same plane (SCT's ``area``)
@@ -57,6 +58,10 @@ from mousecord.labels import CORD_NAME, LABEL_NAMES, QC_COLOURS, Label, check_la
 logger = logging.getLogger(__name__)
 
 SLICE_COLUMN = "Slice (I->S)"
+#: The slice column's name in the CSV per canonical axis the slices are counted along (RAS: the index rises
+#: toward right, anterior, superior): SCT's name where the cord runs along the header's superior-inferior
+#: axis, the true direction where ``--cord-axis`` (or segment's sidecar) says it runs along another.
+SLICE_COLUMN_ALONG = {0: "Slice (L->R)", 1: "Slice (P->A)", 2: SLICE_COLUMN}
 #: Per-slice columns, in CSV order (see the module docstring for units).
 COLUMNS: tuple[str, ...] = (
     SLICE_COLUMN,
@@ -283,35 +288,49 @@ def morphometrics_file(
     if len({output.resolve() for output in outputs}) != len(outputs):
         raise OutputError(f"{output_csv}: two outputs have the same name; choose different names")
     loaded = load_label_map(source, voxel_size_mm=voxel_size_mm or segmented_voxel_size(source))
-    slices, slice_voxel_size_mm = loaded.across_cord(loaded.cord_axis(segmented_cord_axis(source, cord_axis)))
+    along = loaded.cord_axis(segmented_cord_axis(source, cord_axis))
+    slices, slice_voxel_size_mm = loaded.across_cord(along)
     result = morphometrics(slices, voxel_size_mm=slice_voxel_size_mm, angle_correction=angle_correction)
     totals = {key: json_number(value) for key, value in result.totals.items()}
     with contextlib.ExitStack() as stack:  # all outputs or none: each is renamed into place at the end
-        write_morphometrics_csv(result, stack.enter_context(atomic_output(Path(output_csv))))
+        write_morphometrics_csv(
+            result,
+            stack.enter_context(atomic_output(Path(output_csv))),
+            slice_column=SLICE_COLUMN_ALONG[along],
+        )
         if json_path is not None:
             temporary = stack.enter_context(atomic_output(Path(json_path)))
             temporary.write_text(json.dumps({"segmentation": str(segmentation), **totals}, indent=2) + "\n")
         if png is not None:
             plot_morphometrics(
-                result, stack.enter_context(atomic_output(Path(png))), title=Path(segmentation).name
+                result,
+                stack.enter_context(atomic_output(Path(png))),
+                title=Path(segmentation).name,
+                slice_column=SLICE_COLUMN_ALONG[along],
             )
     return result
 
 
-def write_morphometrics_csv(result: Morphometrics, path: Path | str) -> Path:
-    """Write the per-slice table (:data:`COLUMNS`), NaN as ``nan``, atomically."""
+def write_morphometrics_csv(
+    result: Morphometrics, path: Path | str, *, slice_column: str = SLICE_COLUMN
+) -> Path:
+    """Write the per-slice table (:data:`COLUMNS`, the first named ``slice_column``, see
+    :data:`SLICE_COLUMN_ALONG`), NaN as ``nan``, atomically."""
     path = Path(path)
     with atomic_output(path) as temporary, temporary.open("w", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(COLUMNS)
+        writer.writerow([slice_column, *COLUMNS[1:]])
         for row in range(result.n_slices):
             values = [result.table[column][row] for column in COLUMNS]
             writer.writerow([int(values[0]), *(f"{float(value):.6g}" for value in values[1:])])
     return path
 
 
-def plot_morphometrics(result: Morphometrics, path: Path | str, *, title: str = "") -> Path:
-    """PNG of GM, WM and cord areas (top) and centerline angles (bottom) along the cord, atomically."""
+def plot_morphometrics(
+    result: Morphometrics, path: Path | str, *, title: str = "", slice_column: str = SLICE_COLUMN
+) -> Path:
+    """PNG of GM, WM and cord areas (top) and centerline angles (bottom) along the cord, atomically; the
+    slice axis is labelled as ``slice_column`` names it (:data:`SLICE_COLUMN_ALONG`)."""
     from matplotlib.figure import Figure
 
     slices = result.table[SLICE_COLUMN]
@@ -336,7 +355,7 @@ def plot_morphometrics(result: Morphometrics, path: Path | str, *, title: str = 
     angle_axes.plot(slices, result.table["angle_RL"], color="tab:purple", lw=1.2, label="angle_RL")
     angle_axes.axhline(0.0, color="0.6", lw=0.8)
     angle_axes.set_ylabel("centerline angle (°)")
-    angle_axes.set_xlabel("slice (I → S)")
+    angle_axes.set_xlabel(slice_column.replace("->", "→").lower())
     angle_axes.grid(alpha=0.3)
     angle_axes.legend(loc="upper right", ncols=2, fontsize="small")
     path = Path(path)

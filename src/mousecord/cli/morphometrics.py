@@ -31,7 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "segmentation", type=Path, metavar="SEG", help="0/1/2 label map, or one file of a GM/WM pair"
     )
     parser.add_argument(
-        "-o", "--output", type=Path, required=True, help="per-slice CSV, first column 'Slice (I->S)'"
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="per-slice CSV, first column 'Slice (I->S)' ('Slice (L->R)' or 'Slice (P->A)' where the cord "
+        "runs along another axis)",
     )
     parser.add_argument("--png", type=Path, help="plot of the areas and angles along the cord")
     parser.add_argument("--json", type=Path, dest="json_path", help="whole-volume totals (volumes in mm3)")
