@@ -328,3 +328,20 @@ def test_measuring_a_segmentation_takes_the_voxel_size_segment_was_given(model_f
         everywhere, tmp_path / "h.csv", angle_correction=False, voxel_size_mm=(1, 1, 1)
     )
     assert header.table["area_WM_mm2"][0] == pytest.approx(120.0)
+
+
+def test_a_file_no_mousecord_run_wrote_is_never_replaced_without_overwrite(model_folder, tmp_path):
+    """``x_seg.nii.gz`` is also SCT's name for a manual cord mask: without a mousecord sidecar beside it,
+    segment refuses to replace it, before any work; with overwrite, or over its own earlier outputs, it
+    writes."""
+    source = _write(tmp_path / "x.nii.gz", _image())
+    manual = _write(tmp_path / "x_seg.nii.gz", np.ones((12, 10, 14), np.uint8))
+    before = manual.read_bytes()
+    with pytest.raises(OutputError, match=r"x_seg.nii.gz: exists, and no sidecar of mousecord segment"):
+        _segment(source, model=model_folder)
+    assert manual.read_bytes() == before and not (tmp_path / "x_GM_seg.nii.gz").exists()
+    _segment(source, model=model_folder, overwrite=True)
+    assert manual.read_bytes() != before
+    (tmp_path / "x_GM_seg.nii.gz").unlink()  # an earlier run's outputs, one missing: redone
+    _segment(source, model=model_folder)
+    assert (tmp_path / "x_GM_seg.nii.gz").exists()

@@ -44,6 +44,10 @@ _FLAG_FOR_SETTING: tuple[tuple[re.Pattern[str], str | object], ...] = (
     (re.compile(r"\bprecision 'float32'"), "--precision float32"),
     (re.compile(r"\broi 'full'"), "--roi full"),
     (re.compile(r"\boverwrite to redo\)"), "--overwrite to redo)"),
+    (
+        re.compile(r"\bnot replaced without overwrite; write the outputs elsewhere"),
+        "not replaced without --overwrite; write the outputs elsewhere (-o)",
+    ),
     (re.compile(r"^folds must"), "--folds must"),
     (re.compile(r"^sha256 checks"), "--sha256 checks"),
     (re.compile(r"give a model name or folder"), "pass --model NAME_OR_PATH"),

@@ -8,12 +8,13 @@ map (``-o out.nii`` writes ``out_GM_seg.nii``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mousecord.datasets.bids import find_bids_images
-from mousecord.errors import ConfigError
+from mousecord.errors import ConfigError, OutputError
 from mousecord.io.atomic import check_not_input, check_writable_folder, split_suffix
 from mousecord.io.names import OUTPUT_SUFFIXES, segment_output_names
 
@@ -43,17 +44,35 @@ class CaseOutputs:
             paths.append(self.probabilities)
         return paths
 
-    def check_writable(self, *, output_format: str, probabilities: bool) -> None:
-        """Refuse, before any work, outputs that would replace the input or land where nothing can be written.
+    def check_writable(self, *, output_format: str, probabilities: bool, overwrite: bool = False) -> None:
+        """Refuse, before any work, outputs that would replace the input, land where nothing can be
+        written, or, unless ``overwrite``, replace a file no ``mousecord segment`` run wrote (``X_seg.nii.gz``
+        is also SCT's name for a manual cord mask).
 
         Raises:
-            OutputError: an output is the input (also through a link), or its folder is a file or read-only.
+            OutputError: an output is the input (also through a link), its folder is a file or read-only,
+                or it exists without a sidecar of mousecord beside it.
         """
         targets = self.expected(output_format=output_format, probabilities=probabilities)
         for target in targets:
             check_not_input(target, [self.input])
         for folder in sorted({target.parent for target in targets}):
             check_writable_folder(folder, purpose=str(self.input))
+        foreign = [target for target in targets if target != self.sidecar and target.exists()]
+        if foreign and not overwrite and not _written_by_mousecord(self.sidecar):
+            raise OutputError(
+                f"{foreign[0]}: exists, and no sidecar of mousecord segment ({self.sidecar.name}) says it "
+                "wrote it (a manual mask?): not replaced without overwrite; write the outputs elsewhere"
+            )
+
+
+def _written_by_mousecord(sidecar: Path) -> bool:
+    """Whether ``sidecar`` is a ``mousecord segment`` sidecar (whose outputs a rerun may replace)."""
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("software") == "mousecord"
 
 
 def plan_outputs(

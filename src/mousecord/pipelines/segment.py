@@ -221,7 +221,11 @@ def segment_cases(
     report = report if report is not None else SegmentReport()
     for case in tqdm(cases, desc="images", unit="image", disable=not progress):
         try:
-            case.check_writable(output_format=options.output_format, probabilities=options.probabilities)
+            case.check_writable(
+                output_format=options.output_format,
+                probabilities=options.probabilities,
+                overwrite=options.overwrite,
+            )
             loaded = load_case(case, options)  # a bad file fails before the network compiles
         except Exception as error:
             if single:
@@ -255,7 +259,11 @@ def segment_case(case: CaseOutputs, predictor: Predictor, options: SegmentOption
         MousecordError: the image is unreadable or unfit, or an output cannot be written (the case's other
             new outputs are then removed).
     """
-    case.check_writable(output_format=options.output_format, probabilities=options.probabilities)
+    case.check_writable(
+        output_format=options.output_format,
+        probabilities=options.probabilities,
+        overwrite=options.overwrite,
+    )
     return segment_loaded_case(load_case(case, options), predictor, options)
 
 
