@@ -19,6 +19,10 @@ class HeaderError(ImageFormatError):
     """A NIfTI header is inconsistent (qform/sform disagree, bad voxel size...)."""
 
 
+class NotAnImageError(ImageFormatError):
+    """A file found among a folder's images holds only label values: a mask beside its image."""
+
+
 class OrientationError(MousecordError):
     """An affine or orientation code cannot be interpreted."""
 

@@ -344,3 +344,15 @@ def test_evaluation_takes_the_voxel_size_segment_was_given(tmp_path: Path) -> No
     assert in_header_mm > 0.1
     assert surface_distance_mm([0.05, 0.05, 0.05]) == pytest.approx(0.05 * in_header_mm)
     assert surface_distance_mm([0.05, 0.05]) == surface_distance_mm([0.05, 0.0, 0.05]) == in_header_mm
+
+
+def test_a_truth_written_by_segment_against_a_prediction_that_was_not_warns_of_a_swap(tmp_path: Path) -> None:
+    _, label_map = synthetic_cord((40, 36, 10))
+    segmented = write_nifti(tmp_path / "seg" / "img_seg.nii.gz", label_map)
+    (tmp_path / "seg" / "img_seg.json").write_text(json.dumps({"software": "mousecord"}))
+    manual = write_nifti(tmp_path / "manual" / "img_seg.nii.gz", label_map)
+    with pytest.warns(MousecordWarning, match="are they swapped"):
+        evaluate(segmented, manual)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MousecordWarning)
+        evaluate(manual, segmented)

@@ -345,3 +345,19 @@ def test_a_file_no_mousecord_run_wrote_is_never_replaced_without_overwrite(model
     (tmp_path / "x_GM_seg.nii.gz").unlink()  # an earlier run's outputs, one missing: redone
     _segment(source, model=model_folder)
     assert (tmp_path / "x_GM_seg.nii.gz").exists()
+
+
+def test_a_mask_beside_its_image_in_a_folder_is_left_out_and_segmented_only_when_given_itself(
+    model_folder, tmp_path
+):
+    folder = tmp_path / "scans"
+    _write(folder / "x.nii.gz", _image())
+    mask = _write(
+        folder / "x_gmseg_manual.nii.gz", (np.arange(12 * 10 * 14).reshape(12, 10, 14) % 2).astype(np.uint8)
+    )
+    report = _segment(folder, model=model_folder)
+    assert [case.input.name for case in report.written] == ["x.nii.gz"]
+    assert [case.input for case in report.left_out] == [mask] and not report.failed
+    assert not (folder / "x_gmseg_manual_seg.nii.gz").exists()
+    report = _segment(mask, tmp_path / "out", model=model_folder)  # given itself: segmented, with a warning
+    assert [case.input for case in report.written] == [mask]

@@ -29,6 +29,7 @@ from mousecord.analysis.labelmaps import (
     load_label_map,
     segmented_cord_axis,
     segmented_voxel_size,
+    written_by_segment,
 )
 from mousecord.analysis.metrics import (
     CLASS_NAMES,
@@ -105,6 +106,15 @@ def evaluate(
     """
     reference, prediction = Path(reference), Path(prediction)
     pairs = _match_cases(reference, prediction, mask_folder=mask_folder)
+    if pairs and all(
+        written_by_segment(truth) and not written_by_segment(predicted) for truth, predicted in pairs
+    ):
+        warnings.warn(
+            f"{reference}: the truth was written by mousecord segment, the prediction {prediction} was not: "
+            "are they swapped? (volume differences change sign)",
+            MousecordWarning,
+            stacklevel=2,
+        )
     return [_evaluate_case(truth, predicted) for truth, predicted in pairs]
 
 

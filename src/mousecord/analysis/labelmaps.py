@@ -151,6 +151,11 @@ def _segment_sidecar(source: LabelSource) -> dict | None:
     return None
 
 
+def written_by_segment(source: LabelSource) -> bool:
+    """Whether a ``mousecord segment`` sidecar lies beside ``source`` (:mod:`mousecord.io.names`)."""
+    return _segment_sidecar(source) is not None
+
+
 def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str | int:
     """``setting``, or for "auto" the file axis ``mousecord segment`` segmented ``source`` across, as the
     sidecar it wrote beside it says (:mod:`mousecord.io.names`: ``B_seg.json`` or ``OUT.json``), so that

@@ -26,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Segment grey and white matter. Writes OUT.nii.gz (0/1/2 label map; default <stem>_seg.nii.gz), "
             "SCT-style binary masks OUT_GM_seg.nii.gz and OUT_WM_seg.nii.gz, and a JSON sidecar, all in the "
-            "input's exact space. A folder input segments every image in it; a BIDS dataset writes into "
-            "derivatives/<name>/. Cases whose outputs exist are skipped unless --overwrite. Exit status: 0 "
+            "input's exact space. A folder input segments every image in it (masks beside them left out); a "
+            "BIDS dataset writes into derivatives/<name>/. Cases whose outputs exist are skipped, and files "
+            "no mousecord run wrote are never replaced, unless --overwrite. Exit status: 0 "
             "done, 1 some image failed (each listed), 3 no cord found in some image (empty masks, a warning)."
         ),
     )

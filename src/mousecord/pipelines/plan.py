@@ -32,6 +32,9 @@ class CaseOutputs:
     probabilities: Path
     sidecar: Path
     subject: str | None = None
+    #: Found in a folder or dataset given as input, rather than given itself (a mask beside its image there
+    #: is left out, see :func:`mousecord.pipelines.load_case`).
+    in_folder: bool = False
 
     def expected(self, *, output_format: str, probabilities: bool) -> list[Path]:
         """The paths a run with this output format writes (the sidecar first)."""
@@ -104,7 +107,11 @@ def plan_outputs(
             for case in find_bids_images(source):
                 relative = case.image.parent.relative_to(source)
                 folder = root / "derivatives" / derivatives_name / relative
-                cases.append(_case(case.image, folder / split_suffix(case.image)[0], subject=case.subject))
+                cases.append(
+                    _case(
+                        case.image, folder / split_suffix(case.image)[0], subject=case.subject, in_folder=True
+                    )
+                )
         elif source.is_dir():
             images = sorted(
                 path
@@ -115,7 +122,7 @@ def plan_outputs(
             if not images:
                 raise ConfigError(f"{source}: folder holds no .nii/.nii.gz images")
             folder = Path(output) if output is not None else source
-            cases.extend(_case(image, folder / split_suffix(image)[0]) for image in images)
+            cases.extend(_case(image, folder / split_suffix(image)[0], in_folder=True) for image in images)
         elif single_file_output:
             stem, suffix = split_suffix(Path(output))
             cases.append(_case(source, Path(output).with_name(stem), suffix=suffix, multilabel=Path(output)))
@@ -132,10 +139,13 @@ def _case(
     subject: str | None = None,
     suffix: str = ".nii.gz",
     multilabel: Path | None = None,
+    in_folder: bool = False,
 ) -> CaseOutputs:
     """``base`` is the output path without suffix; a given ``multilabel`` path drops the ``_seg`` naming."""
     names = segment_output_names(base, suffix, multilabel)
-    return CaseOutputs(image, names.multilabel, names.masks, names.probabilities, names.sidecar, subject)
+    return CaseOutputs(
+        image, names.multilabel, names.masks, names.probabilities, names.sidecar, subject, in_folder
+    )
 
 
 __all__ = ["OUTPUT_FORMATS", "OUTPUT_SUFFIXES", "CaseOutputs", "plan_outputs"]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mousecord.analysis.qc import write_qc_entry
-from mousecord.errors import ConfigError, ImageFormatError, MousecordError
+from mousecord.errors import ConfigError, ImageFormatError, MousecordError, NotAnImageError
 from mousecord.inference import postprocessing
 from mousecord.inference.cord_roi import CordRoi
 from mousecord.inference.predictor import InferenceConfig, Predictor
@@ -124,11 +124,13 @@ class LoadedCase:
 
 @dataclass
 class SegmentReport:
-    """What a run did: written cases, skipped (already done) cases, failures (input, one-line reason), and
-    the written or skipped cases whose segmentation holds no cord (their masks are empty)."""
+    """What a run did: written cases, skipped (already done) cases, a folder's files left out as masks
+    (holding only label values), failures (input, one-line reason), and the written or skipped cases whose
+    segmentation holds no cord (their masks are empty)."""
 
     written: list[CaseOutputs] = field(default_factory=list)
     skipped: list[CaseOutputs] = field(default_factory=list)
+    left_out: list[CaseOutputs] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     no_cord: list[CaseOutputs] = field(default_factory=list)
 
@@ -227,6 +229,10 @@ def segment_cases(
                 overwrite=options.overwrite,
             )
             loaded = load_case(case, options)  # a bad file fails before the network compiles
+        except NotAnImageError as error:
+            logger.warning("%s", error)
+            report.left_out.append(case)
+            continue
         except Exception as error:
             if single:
                 raise
@@ -268,9 +274,11 @@ def segment_case(case: CaseOutputs, predictor: Predictor, options: SegmentOption
 
 
 def load_case(case: CaseOutputs, options: SegmentOptions) -> LoadedCase:
-    """Load and validate a case's image: refuse a constant one, warn about one that looks like a label map.
+    """Load and validate a case's image: refuse a constant one; one that looks like a label map is left out
+    of a folder's images (a mask beside its image), segmented with a warning where it was given itself.
 
     Raises:
+        NotAnImageError: a folder's file that holds only label values.
         MousecordError: the file is missing, unreadable or unfit (the message names it).
     """
     started = time.perf_counter()
@@ -278,6 +286,11 @@ def load_case(case: CaseOutputs, options: SegmentOptions) -> LoadedCase:
         image = load_nifti(case.input, voxel_size_mm=options.voxel_size_mm, dtype=np.float32)
         check_not_constant(image.volume.data, name=str(case.input))
         values = label_map_values(image.volume.data)
+        if values is not None and case.in_folder:
+            raise NotAnImageError(
+                f"{case.input}: holds only the values {', '.join(f'{value:g}' for value in values)}, like a "
+                "mask beside its image: left out of the folder's images (give the file itself to segment it)"
+            )
         if values is not None:
             logger.warning(
                 "%s: holds only the values %s, like a label map or mask rather than an MR image; segmenting "
