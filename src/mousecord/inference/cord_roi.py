@@ -335,7 +335,7 @@ def predict_cord_logits(
 
     Returns:
         ``(logits, roi)``, the tube on ``image``'s grid. Without cord in stage 1 the logits are all
-        background (logged as a warning).
+        background (logged at info level: the caller decides what an empty result means).
     """
     padded, unpad, stage_two = _padded_for_both_stages(image, tiles, settings)
     stage_two_patch = stage_two.patch_size_vox
