@@ -213,3 +213,22 @@ def test_a_single_slice_is_shown_across_its_plane_whatever_its_header_says(tmp_p
         if cord_axis == "auto":
             assert colours == {QC_COLOURS[Label.GM], QC_COLOURS[Label.WM]}
     assert cord_pixels["auto"] > 10 * cord_pixels[1]
+
+
+@pytest.mark.parametrize(
+    ("cord_axis", "tile", "marks", "views"),
+    [
+        (2, "z", {"A", "R"}, ["sagittal  A↑  I←→S", "coronal  R↑  I←→S"]),
+        (0, "x", {"S", "A"}, ["S↑  L←→R", "A↑  L←→R"]),
+        (1, "y", {"S", "R"}, ["S↑  P←→A", "R↑  P←→A"]),
+    ],
+)
+def test_the_pictures_name_the_directions_of_the_axes_they_show(cord_axis, tile, marks, views) -> None:
+    """Slices across another axis than the header's superior-inferior one are labelled with it."""
+    from mousecord.analysis.qc import render_qc_images
+
+    image, label_map = synthetic_cord((60, 50, 12))
+    rendered = render_qc_images(image, label_map, voxel_size_mm=(0.05, 0.05, 0.05), cord_axis=cord_axis)
+    texts = [text for _, _, text in rendered["axial_labels"]]
+    assert all(text.startswith(tile) for text in texts[:-2]) and set(texts[-2:]) == marks
+    assert [text for _, _, text in rendered["longitudinal_labels"]] == views

@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 DISPLAY_ZOOM = 2
 _LOCK_NAME = ".mousecord_qc.lock"
 _IMAGE_KINDS = ("axial", "longitudinal")
+#: The directions canonical (RAS) axes 0, 1, 2 rise and fall towards, for the pictures' labels.
+_POSITIVE, _NEGATIVE = "RAS", "LPI"
 
 
 def write_qc_entry(
@@ -110,7 +112,10 @@ def write_qc_entry(
     # a single slice has no length to view along
     kinds = _IMAGE_KINDS if image_slices.shape[2] > 1 else ("axial",)
     rendered = render_qc_images(
-        image_slices, segmentation.across_cord(segmented_axis)[0], voxel_size_mm=slice_voxel_size_mm
+        image_slices,
+        segmentation.across_cord(segmented_axis)[0],
+        voxel_size_mm=slice_voxel_size_mm,
+        cord_axis=segmented_axis,
     )
     entry_id = _entry_id(subject, image_path, segmentation_path)
     record: dict[str, Any] = {
@@ -159,11 +164,14 @@ def render_qc_images(
     crop_mm: float = 4.0,
     n_axial: int = 24,
     columns: int = 8,
+    cord_axis: int = 2,
 ) -> dict[str, Any]:
     """Axial mosaic and longitudinal view around the cord, as background (grey) and overlay (RGBA) arrays.
 
     Args:
         image: (x, y, z) canonical RAS intensities, z along the cord.
+        cord_axis: the canonical axis ``image``'s z was before the cord's axis was put last
+            (:meth:`~mousecord.io.nifti.LoadedImage.across_cord`): it names the directions in the labels.
         label_map: (x, y, z) 0/1/2 labels on the same grid.
         voxel_size_mm: (3,) voxel size in mm.
         pixel_size_mm: resampling step of the pictures, in mm.
@@ -179,6 +187,8 @@ def render_qc_images(
     """
     image, label_map = np.asarray(image, dtype=np.float32), np.asarray(label_map)
     sizes = np.asarray(voxel_size_mm, dtype=np.float64)
+    left, up = (axis for axis in range(3) if axis != cord_axis)  # the canonical axes of x and y
+    slice_name, along = "xyz"[cord_axis], f"{_NEGATIVE[cord_axis]}←→{_POSITIVE[cord_axis]}"
     centre_x, centre_y, z_range = _centerline_for_qc(label_map > 0, sizes)
     n_pixels = max(int(round(crop_mm / pixel_size_mm)), 8)
     offsets = (np.arange(n_pixels) - (n_pixels - 1) / 2) * pixel_size_mm  # mm, centred
@@ -204,9 +214,16 @@ def render_qc_images(
         window = (slice(row * n_pixels, (row + 1) * n_pixels), slice(col * n_pixels, (col + 1) * n_pixels))
         axial_image[window], axial_labels[window] = tile_image, tile_labels
         text.append(
-            (row * n_pixels * DISPLAY_ZOOM + 3, col * n_pixels * DISPLAY_ZOOM + 4, f"z{slices[position]}")
+            (
+                row * n_pixels * DISPLAY_ZOOM + 3,
+                col * n_pixels * DISPLAY_ZOOM + 4,
+                f"{slice_name}{slices[position]}",
+            )
         )
-    text += [(3, n_pixels * DISPLAY_ZOOM // 2 - 3, "A"), (n_pixels * DISPLAY_ZOOM // 2, 3, "R")]
+    text += [
+        (3, n_pixels * DISPLAY_ZOOM // 2 - 3, _POSITIVE[up]),
+        (n_pixels * DISPLAY_ZOOM // 2, 3, _POSITIVE[left]),
+    ]
     long_image, long_labels = _longitudinal(
         image, label_map, sizes, centre_x, centre_y, z_range, offsets, pixel_size_mm
     )
@@ -219,7 +236,10 @@ def render_qc_images(
         "longitudinal_overlay": _zoom(_overlay(long_labels)),
         "axial_slices": [int(index) for index in slices],
         "axial_labels": text,
-        "longitudinal_labels": [(3, 4, "sagittal  A↑  I←→S"), (height + 3, 4, "coronal  R↑  I←→S")],
+        "longitudinal_labels": [
+            (3, 4, f"{'sagittal  ' if cord_axis == 2 else ''}{_POSITIVE[up]}↑  {along}"),
+            (height + 3, 4, f"{'coronal  ' if cord_axis == 2 else ''}{_POSITIVE[left]}↑  {along}"),
+        ],
     }
 
 

@@ -105,8 +105,9 @@ class SegmentOptions:
         return case.expected(output_format=self.output_format, probabilities=self.probabilities)
 
     def to_dict(self) -> dict:
-        """JSON-ready, for the sidecar."""
+        """JSON-ready, for the sidecar's settings (its command is recorded beside them, once)."""
         record = asdict(self)
+        del record["command"]
         record["voxel_size_mm"] = list(self.voxel_size_mm) if self.voxel_size_mm else None
         record["qc_dir"] = str(self.qc_dir) if self.qc_dir is not None else None
         return record
