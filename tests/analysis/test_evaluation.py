@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -356,3 +357,6 @@ def test_a_truth_written_by_segment_against_a_prediction_that_was_not_warns_of_a
     with warnings.catch_warnings():
         warnings.simplefilter("error", MousecordWarning)
         evaluate(manual, segmented)
+        corrected_at = (tmp_path / "seg" / "img_seg.json").stat().st_mtime + 3600  # corrected by hand: truth
+        os.utime(segmented, (corrected_at, corrected_at))
+        evaluate(segmented, manual)

@@ -232,3 +232,9 @@ def test_the_pictures_name_the_directions_of_the_axes_they_show(cord_axis, tile,
     texts = [text for _, _, text in rendered["axial_labels"]]
     assert all(text.startswith(tile) for text in texts[:-2]) and set(texts[-2:]) == marks
     assert [text for _, _, text in rendered["longitudinal_labels"]] == views
+    axial = rendered["captions"]["axial"]
+    assert (
+        axial == "Axial slices along the cord (A up, subject's R on the left)"
+        if cord_axis == 2
+        else "S up" in axial
+    )

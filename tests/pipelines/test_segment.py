@@ -361,3 +361,36 @@ def test_a_mask_beside_its_image_in_a_folder_is_left_out_and_segmented_only_when
     assert not (folder / "x_gmseg_manual_seg.nii.gz").exists()
     report = _segment(mask, tmp_path / "out", model=model_folder)  # given itself: segmented, with a warning
     assert [case.input for case in report.written] == [mask]
+
+
+def test_only_outputs_a_mousecord_run_wrote_and_nobody_changed_since_are_replaced_or_skipped(
+    model_folder, tmp_path
+):
+    """A masks-only run's sidecar does not make a manual x_seg.nii.gz beside it its own; an output edited
+    by hand after the run (truth made by correcting it) is neither skipped as done nor replaced."""
+    import os
+
+    source = _write(tmp_path / "x.nii.gz", _image())
+    _segment(source, model=model_folder, output_format="masks")
+    manual = _write(tmp_path / "x_seg.nii.gz", np.ones((12, 10, 14), np.uint8))
+    with pytest.raises(OutputError, match=r"x_seg.nii.gz: exists, and no sidecar"):
+        _segment(source, model=model_folder)  # the masks-only sidecar lists no label map
+    mask = tmp_path / "x_GM_seg.nii.gz"
+    edited = (tmp_path / "x_seg.json").stat().st_mtime + 3600  # an hour after the run
+    os.utime(mask, (edited, edited))
+    manual.unlink()
+    with pytest.raises(OutputError, match=r"x_GM_seg.nii.gz: exists.*an edited output"):
+        _segment(source, model=model_folder, output_format="masks")  # not skipped as done either
+
+
+def test_several_files_are_a_folders_images_and_a_folder_of_masks_alone_is_an_error(model_folder, tmp_path):
+    image = _write(tmp_path / "x.nii.gz", _image())
+    labels = (np.arange(12 * 10 * 14).reshape(12, 10, 14) % 3).astype(np.uint8)
+    mask = _write(tmp_path / "x_gmseg_manual.nii.gz", labels)
+    report = _segment([image, mask], tmp_path / "out", model=model_folder)  # a shell's *.nii.gz
+    assert [case.input for case in report.written] == [image]
+    assert [case.input for case in report.left_out] == [mask]
+    masks_only = tmp_path / "masks"
+    _write(masks_only / "y_gmseg.nii.gz", labels)
+    with pytest.raises(ConfigError, match=r"every image found holds only label values \(1 left out"):
+        _segment(masks_only, model=model_folder)

@@ -23,7 +23,7 @@ import numpy as np
 
 from mousecord.errors import DatasetError, ImageFormatError
 from mousecord.io import LoadedImage, load_nifti, split_suffix
-from mousecord.io.names import MASK_STEM, MASK_STEM_FORMAT, sidecar_beside, sidecars_of_mask
+from mousecord.io.names import CHANGED_AFTER_S, MASK_STEM, MASK_STEM_FORMAT, sidecar_beside, sidecars_of_mask
 from mousecord.labels import (
     LABEL_NAMES,
     TISSUE_LABELS,
@@ -140,20 +140,32 @@ def _one_segmentation(first: LabelSource, second: LabelSource) -> LabelSource | 
 
 def _segment_sidecar(source: LabelSource) -> dict | None:
     """The sidecar ``mousecord segment`` wrote beside ``source`` (:mod:`mousecord.io.names`), or None."""
+    found = _segment_sidecar_and_time(source)
+    return None if found is None else found[0]
+
+
+def _segment_sidecar_and_time(source: LabelSource) -> tuple[dict, float] | None:
+    """:func:`_segment_sidecar` and when it was written (its modification time)."""
     first = source.paths[0]
     for sidecar in sidecars_of_mask(first) if len(source.paths) == 2 else [sidecar_beside(first)]:
         try:
             record = json.loads(sidecar.read_text())
+            written_at = sidecar.stat().st_mtime
         except (OSError, ValueError):
             continue
         if isinstance(record, dict) and record.get("software") == "mousecord":
-            return record
+            return record, written_at
     return None
 
 
 def written_by_segment(source: LabelSource) -> bool:
-    """Whether a ``mousecord segment`` sidecar lies beside ``source`` (:mod:`mousecord.io.names`)."""
-    return _segment_sidecar(source) is not None
+    """Whether ``source`` is as ``mousecord segment`` wrote it: its sidecar lies beside it
+    (:mod:`mousecord.io.names`) and nothing changed the files after it was written (a truth made by
+    correcting an output by hand is not)."""
+    found = _segment_sidecar_and_time(source)
+    return found is not None and all(
+        path.stat().st_mtime <= found[1] + CHANGED_AFTER_S for path in source.paths
+    )
 
 
 def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str | int:

@@ -12,7 +12,8 @@ entry. Images: axial slices evenly spaced along the cord, each cropped to ``crop
 resampled to ``pixel_size_mm`` (default 0.05 mm, the usual acquisition resolution: mouse GM horns are
 only a few tenths of a mm wide and SCT's 0.1 mm would blur them), shown with anterior up and the subject's
 right on the left (radiological); a longitudinal view (sagittal above, coronal below, inferior on the left)
-resliced along the fitted centerline so that a curved cord stays in view. Overlays are GM red and WM cyan
+resliced along the fitted centerline so that a curved cord stays in view (slices across another axis than
+the header's superior-inferior one name their own directions, on the pictures and in the captions). Overlays are GM red and WM cyan
 (:data:`mousecord.labels.QC_COLOURS`) on a transparent background.
 """
 
@@ -53,6 +54,7 @@ _LOCK_NAME = ".mousecord_qc.lock"
 _IMAGE_KINDS = ("axial", "longitudinal")
 #: The directions canonical (RAS) axes 0, 1, 2 rise and fall towards, for the pictures' labels.
 _POSITIVE, _NEGATIVE = "RAS", "LPI"
+_NAMES, _NAMES_NEGATIVE = ("subject's R", "A", "S"), ("subject's L", "P", "inferior")
 
 
 def write_qc_entry(
@@ -128,6 +130,7 @@ def write_qc_entry(
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "metrics": metrics or {},
         "axial_slices": rendered["axial_slices"],
+        "captions": rendered["captions"],
         "images": {},
     }
     with _locked(qc_dir):
@@ -183,7 +186,8 @@ def render_qc_images(
         ``axial_background``, ``longitudinal_background``: (rows, cols) uint8; ``axial_overlay``,
         ``longitudinal_overlay``: (rows, cols, 4) uint8 RGBA, transparent off the cord; ``axial_slices``:
         the slice index of each tile; ``axial_labels``, ``longitudinal_labels``: text to draw, as
-        ``(row, col, text)`` in output pixels. Arrays are already zoomed by :data:`DISPLAY_ZOOM`.
+        ``(row, col, text)`` in output pixels; ``captions``: the report's text under each picture, which
+        says how it is oriented. Arrays are already zoomed by :data:`DISPLAY_ZOOM`.
     """
     image, label_map = np.asarray(image, dtype=np.float32), np.asarray(label_map)
     sizes = np.asarray(voxel_size_mm, dtype=np.float64)
@@ -240,6 +244,16 @@ def render_qc_images(
             (3, 4, f"{'sagittal  ' if cord_axis == 2 else ''}{_POSITIVE[up]}↑  {along}"),
             (height + 3, 4, f"{'coronal  ' if cord_axis == 2 else ''}{_POSITIVE[left]}↑  {along}"),
         ],
+        "captions": {
+            "axial": f"Axial slices along the cord ({_NAMES[up]} up, {_NAMES[left]} on the left)",
+            "longitudinal": "Along the cord, resliced through the centerline: "
+            + (
+                "sagittal (top), coronal (bottom)"
+                if cord_axis == 2
+                else f"{_NAMES[up]} up (top), {_NAMES[left]} up (bottom)"
+            )
+            + f"; {_NAMES_NEGATIVE[cord_axis]} on the left",
+        },
     }
 
 

@@ -168,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
             "them with these",
             file=sys.stderr,
         )
+    if report.left_out:
+        print(f"{len(report.left_out)} files hold only label values, left out as masks", file=sys.stderr)
     segmented = len(report.written) + len(report.skipped)
     if report.failed:
         total = len(report.failed) + segmented

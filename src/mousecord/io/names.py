@@ -19,6 +19,9 @@ from typing import NamedTuple
 from mousecord.io.atomic import split_suffix
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 
+#: An output modified this long after its sidecar (written last) has been changed since, by hand or by
+#: another tool; copying a folder takes less.
+CHANGED_AFTER_S = 60.0
 #: Name suffixes of the outputs, which a folder given as input skips.
 OUTPUT_SUFFIXES = ("_seg", "_prob", *(f"_{LABEL_NAMES[label]}_seg" for label in TISSUE_LABELS))
 #: A GM or WM mask's name without suffix, ``<key>_GM_seg`` (SCT's naming), and its pattern.

@@ -16,7 +16,7 @@ from pathlib import Path
 from mousecord.datasets.bids import find_bids_images
 from mousecord.errors import ConfigError, OutputError
 from mousecord.io.atomic import check_not_input, check_writable_folder, split_suffix
-from mousecord.io.names import OUTPUT_SUFFIXES, segment_output_names
+from mousecord.io.names import CHANGED_AFTER_S, OUTPUT_SUFFIXES, segment_output_names
 
 OUTPUT_FORMATS = ("multilabel", "masks", "both")
 
@@ -32,8 +32,8 @@ class CaseOutputs:
     probabilities: Path
     sidecar: Path
     subject: str | None = None
-    #: Found in a folder or dataset given as input, rather than given itself (a mask beside its image there
-    #: is left out, see :func:`mousecord.pipelines.load_case`).
+    #: Found in a folder or dataset given as input, or one of several files, rather than given alone (a mask
+    #: beside its image there is left out, see :func:`mousecord.pipelines.load_case`).
     in_folder: bool = False
 
     def expected(self, *, output_format: str, probabilities: bool) -> list[Path]:
@@ -54,28 +54,46 @@ class CaseOutputs:
 
         Raises:
             OutputError: an output is the input (also through a link), its folder is a file or read-only,
-                or it exists without a sidecar of mousecord beside it.
+                or it exists and is no output of a mousecord run (:meth:`owned_outputs`).
         """
         targets = self.expected(output_format=output_format, probabilities=probabilities)
         for target in targets:
             check_not_input(target, [self.input])
         for folder in sorted({target.parent for target in targets}):
             check_writable_folder(folder, purpose=str(self.input))
-        foreign = [target for target in targets if target != self.sidecar and target.exists()]
-        if foreign and not overwrite and not _written_by_mousecord(self.sidecar):
+        owned = self.owned_outputs()
+        foreign = [target for target in targets if target.exists() and target not in owned]
+        if foreign and not overwrite:
             raise OutputError(
-                f"{foreign[0]}: exists, and no sidecar of mousecord segment ({self.sidecar.name}) says it "
-                "wrote it (a manual mask?): not replaced without overwrite; write the outputs elsewhere"
+                f"{foreign[0]}: exists, and no sidecar of mousecord segment for {self.input.name} "
+                f"({self.sidecar.name}) lists it as written and unchanged since (a manual mask, an edited "
+                "output or an interrupted run?): not replaced without overwrite; write the outputs elsewhere"
             )
 
-
-def _written_by_mousecord(sidecar: Path) -> bool:
-    """Whether ``sidecar`` is a ``mousecord segment`` sidecar (whose outputs a rerun may replace)."""
-    try:
-        record = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and record.get("software") == "mousecord"
+    def owned_outputs(self) -> set[Path]:
+        """The outputs (and the sidecar) that a ``mousecord segment`` run on this input wrote and nobody
+        changed since: named in its sidecar's outputs, not modified after it. Only these may be replaced
+        without overwrite, or a case skipped as done: ``X_seg.nii.gz`` is also SCT's name for a manual mask,
+        and correcting an output by hand is how truth is often made."""
+        try:
+            record = json.loads(self.sidecar.read_text())
+            written_at = self.sidecar.stat().st_mtime
+        except (OSError, ValueError):
+            return set()
+        if not (isinstance(record, dict) and record.get("software") == "mousecord"):
+            return set()
+        if Path(str(record.get("input", ""))).name != self.input.name:
+            return set()
+        outputs = record.get("outputs")
+        listed = {Path(str(path)).name for path in outputs.values()} if isinstance(outputs, dict) else set()
+        owned = {self.sidecar}
+        for path in (self.multilabel, *self.masks.values(), self.probabilities):
+            try:
+                if path.name in listed and path.stat().st_mtime <= written_at + CHANGED_AFTER_S:
+                    owned.add(path)
+            except OSError:
+                continue
+        return owned
 
 
 def plan_outputs(
@@ -128,7 +146,8 @@ def plan_outputs(
             cases.append(_case(source, Path(output).with_name(stem), suffix=suffix, multilabel=Path(output)))
         else:
             folder = Path(output) if output is not None else source.parent
-            cases.append(_case(source, folder / split_suffix(source)[0]))
+            # several files (a shell's dir/*.nii.gz) are a folder's images: a mask among them is left out
+            cases.append(_case(source, folder / split_suffix(source)[0], in_folder=len(inputs) > 1))
     return cases
 
 

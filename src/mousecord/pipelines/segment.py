@@ -193,6 +193,11 @@ def segment(
         predictor = Predictor(resolve_model(model, models_dir=models_dir), inference)
     # each case's outputs are checked writable before its image is read (segment_cases)
     segment_cases(todo, predictor, options, progress=progress and len(todo) > 1, report=report, single=single)
+    if report.left_out and not (report.written or report.skipped or report.failed):
+        raise ConfigError(
+            f"{', '.join(str(path) for path in input_list)}: every image found holds only label values "
+            f"({len(report.left_out)} left out as masks); give a file alone to segment it"
+        )
     return report
 
 
@@ -507,7 +512,8 @@ def _sidecar_cord_found(case: CaseOutputs) -> bool:
 
 
 def _done(case: CaseOutputs, options: SegmentOptions) -> bool:
-    return all(path.exists() for path in options.expected(case))
+    """Whether every output this run would write is there, written by a mousecord run on this input."""
+    return set(options.expected(case)) <= case.owned_outputs()
 
 
 def _record_failure(report: SegmentReport, case: CaseOutputs, error: Exception) -> None:
