@@ -13,8 +13,8 @@ resampled to ``pixel_size_mm`` (default 0.05 mm, the usual acquisition resolutio
 only a few tenths of a mm wide and SCT's 0.1 mm would blur them), shown with anterior up and the subject's
 right on the left (radiological); a longitudinal view (sagittal above, coronal below, inferior on the left)
 resliced along the fitted centerline so that a curved cord stays in view (slices across another axis than
-the header's superior-inferior one name their own directions, on the pictures and in the captions). Overlays are GM red and WM cyan
-(:data:`mousecord.labels.QC_COLOURS`) on a transparent background.
+the header's superior-inferior one name their own directions, on the pictures and in the captions).
+Overlays are GM red and WM cyan (:data:`mousecord.labels.QC_COLOURS`) on a transparent background.
 """
 
 from __future__ import annotations
