@@ -79,7 +79,7 @@ def test_the_header_is_confirmed_only_where_it_beats_every_other_axis():
 
 def test_a_known_header_coverage_is_not_searched_again():
     predictor = _Predictor({0: _coverage(20), 1: _coverage(3), 2: AssertionError("searched again")})
-    assert cord_axis_evidence(predictor, None, [0, 1], along_header=_coverage(2)).chosen == 0
+    assert cord_axis_evidence(predictor, None, [0, 1], known={2: _coverage(2)}).chosen == 0
     assert sorted(predictor.asked) == [0, 1]
 
 

@@ -12,7 +12,6 @@ masks are set, WM wins (the conversion writes WM last) and a warning says how ma
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,14 @@ import numpy as np
 
 from mousecord.errors import DatasetError, ImageFormatError
 from mousecord.io import LoadedImage, load_nifti, split_suffix
-from mousecord.io.names import CHANGED_AFTER_S, MASK_STEM, MASK_STEM_FORMAT, sidecar_beside, sidecars_of_mask
+from mousecord.io.names import (
+    MASK_STEM,
+    MASK_STEM_FORMAT,
+    SegmentSidecar,
+    read_segment_sidecar,
+    sidecar_beside,
+    sidecars_of_mask,
+)
 from mousecord.labels import (
     LABEL_NAMES,
     TISSUE_LABELS,
@@ -118,9 +124,9 @@ def _one_segmentation(first: LabelSource, second: LabelSource) -> LabelSource | 
     segmentation and the image its ``mousecord segment`` sidecar names as input (outputs written beside
     their input), the segmentation; None for any other two."""
     for segmentation, other in ((first, second), (second, first)):
-        record = _segment_sidecar(segmentation)
+        sidecar = _segment_sidecar(segmentation)
         # by name: the folder may have moved since (the sidecar records absolute paths)
-        recorded_input = record.get("input") if record is not None else None
+        recorded_input = sidecar.record.get("input") if sidecar is not None else None
         if (
             isinstance(recorded_input, str)
             and len(other.paths) == 1
@@ -138,23 +144,13 @@ def _one_segmentation(first: LabelSource, second: LabelSource) -> LabelSource | 
     return label_map if segment_outputs else None
 
 
-def _segment_sidecar(source: LabelSource) -> dict | None:
+def _segment_sidecar(source: LabelSource) -> SegmentSidecar | None:
     """The sidecar ``mousecord segment`` wrote beside ``source`` (:mod:`mousecord.io.names`), or None."""
-    found = _segment_sidecar_and_time(source)
-    return None if found is None else found[0]
-
-
-def _segment_sidecar_and_time(source: LabelSource) -> tuple[dict, float] | None:
-    """:func:`_segment_sidecar` and when it was written (its modification time)."""
     first = source.paths[0]
-    for sidecar in sidecars_of_mask(first) if len(source.paths) == 2 else [sidecar_beside(first)]:
-        try:
-            record = json.loads(sidecar.read_text())
-            written_at = sidecar.stat().st_mtime
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and record.get("software") == "mousecord":
-            return record, written_at
+    for path in sidecars_of_mask(first) if len(source.paths) == 2 else [sidecar_beside(first)]:
+        sidecar = read_segment_sidecar(path)
+        if sidecar is not None:
+            return sidecar
     return None
 
 
@@ -162,10 +158,8 @@ def written_by_segment(source: LabelSource) -> bool:
     """Whether ``source`` is as ``mousecord segment`` wrote it: its sidecar lies beside it
     (:mod:`mousecord.io.names`) and nothing changed the files after it was written (a truth made by
     correcting an output by hand is not)."""
-    found = _segment_sidecar_and_time(source)
-    return found is not None and all(
-        path.stat().st_mtime <= found[1] + CHANGED_AFTER_S for path in source.paths
-    )
+    sidecar = _segment_sidecar(source)
+    return sidecar is not None and all(sidecar.unchanged(path) for path in source.paths)
 
 
 def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str | int:
@@ -174,8 +168,8 @@ def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str
     measuring a segmentation takes the slices its model saw; "auto" where there is no such sidecar."""
     if setting != "auto":
         return setting
-    record = _segment_sidecar(source)
-    axis = None if record is None else record.get("cord_axis")
+    sidecar = _segment_sidecar(source)
+    axis = None if sidecar is None else sidecar.record.get("cord_axis")
     return axis if type(axis) is int and axis in (0, 1, 2) else "auto"
 
 
@@ -183,8 +177,8 @@ def segmented_voxel_size(source: LabelSource) -> tuple[float, ...] | None:
     """The voxel size ``mousecord segment`` was given for ``source``'s image where its header's was wrong
     (``voxel_size_mm``, as its sidecar records it), so that measuring the segmentation uses it too; None
     where it was not given or there is no such sidecar."""
-    record = _segment_sidecar(source)
-    settings = record.get("settings") if record is not None else None
+    sidecar = _segment_sidecar(source)
+    settings = sidecar.record.get("settings") if sidecar is not None else None
     sizes = settings.get("voxel_size_mm") if isinstance(settings, dict) else None
     if not (isinstance(sizes, list) and len(sizes) in (2, 3)):
         return None

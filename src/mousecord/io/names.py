@@ -12,7 +12,9 @@ For an output base ``B`` (the input's ``<stem>`` in its folder or the output fol
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -69,9 +71,42 @@ def sidecars_of_mask(mask: Path) -> list[Path]:
     return [mask.with_name(f"{match['key']}_seg.json"), mask.with_name(f"{match['key']}.json")]
 
 
+@dataclass(frozen=True)
+class SegmentSidecar:
+    """A sidecar ``mousecord segment`` wrote: its record and when it was written (its modification time;
+    the sidecar is written last)."""
+
+    record: dict
+    written_at: float
+
+    def unchanged(self, path: Path) -> bool:
+        """Whether ``path`` exists and was not modified after this sidecar (by :data:`CHANGED_AFTER_S`)."""
+        try:
+            return path.stat().st_mtime <= self.written_at + CHANGED_AFTER_S
+        except OSError:
+            return False
+
+
+def read_segment_sidecar(path: Path) -> SegmentSidecar | None:
+    """The ``mousecord segment`` sidecar at ``path``; None where there is none or it is another tool's."""
+    try:
+        record = json.loads(path.read_text())
+        written_at = path.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(record, dict) and record.get("software") == "mousecord"):
+        return None
+    return SegmentSidecar(record, written_at)
+
+
 __all__ = [
+    "CHANGED_AFTER_S",
+    "MASK_STEM",
+    "MASK_STEM_FORMAT",
     "OUTPUT_SUFFIXES",
     "SegmentOutputNames",
+    "SegmentSidecar",
+    "read_segment_sidecar",
     "segment_output_names",
     "sidecar_beside",
     "sidecars_of_mask",

@@ -12,7 +12,7 @@ header's (:func:`axis_coverage_decides`). ``benchmarks/cord_axis.py`` measures t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mousecord.errors import ConfigError, ImageFormatError
@@ -84,25 +84,26 @@ def cord_axis_evidence(
     volume: Volume,
     candidates: Sequence[int],
     *,
-    along_header: CordCoverage | None = None,
+    known: Mapping[int, CordCoverage | None] | None = None,
 ) -> AxisEvidence:
     """Stage 1 across the header's axis and each other candidate (canonical axes) of ``volume``, and the
     axis that wins (:func:`axis_coverage_decides`; of several, the best covered).
 
     Args:
-        along_header: the header axis's coverage where already known (a segmentation's own stage 1).
+        known: coverages already measured, per axis (a segmentation's own stage 1 across the header's,
+            an earlier search's): not searched again.
     """
     if predictor.roi != "cord":
         return AxisEvidence({}, None, f"model {predictor.bundle.name} has no cord search: it runs densely")
-    coverage: dict[int, CordCoverage | None] = {2: along_header}
+    coverage: dict[int, CordCoverage | None] = dict(known or {})
     try:
         for axis in {2, *candidates}:
-            if coverage.get(axis) is None:
+            if axis not in coverage:
                 coverage[axis] = predictor.cord_coverage(volume, axis)
     except (ConfigError, ImageFormatError) as error:
         return AxisEvidence(coverage, None, str(error))
     header = coverage[2]
-    others = [axis for axis in coverage if axis != 2]
+    others = [axis for axis in {2, *candidates} if axis != 2]
     if header is None or any(coverage[axis] is None for axis in others):
         return AxisEvidence(coverage, None, "the image is too large to search whole")
     decided = {axis: axis_coverage_decides(header, coverage[axis]) for axis in others}

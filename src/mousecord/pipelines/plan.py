@@ -8,7 +8,6 @@ map (``-o out.nii`` writes ``out_GM_seg.nii``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from mousecord.datasets.bids import find_bids_images
 from mousecord.errors import ConfigError, OutputError
 from mousecord.io.atomic import check_not_input, check_writable_folder, split_suffix
-from mousecord.io.names import CHANGED_AFTER_S, OUTPUT_SUFFIXES, segment_output_names
+from mousecord.io.names import OUTPUT_SUFFIXES, read_segment_sidecar, segment_output_names
 
 OUTPUT_FORMATS = ("multilabel", "masks", "both")
 
@@ -75,25 +74,13 @@ class CaseOutputs:
         changed since: named in its sidecar's outputs, not modified after it. Only these may be replaced
         without overwrite, or a case skipped as done: ``X_seg.nii.gz`` is also SCT's name for a manual mask,
         and correcting an output by hand is how truth is often made."""
-        try:
-            record = json.loads(self.sidecar.read_text())
-            written_at = self.sidecar.stat().st_mtime
-        except (OSError, ValueError):
+        sidecar = read_segment_sidecar(self.sidecar)
+        if sidecar is None or Path(str(sidecar.record.get("input", ""))).name != self.input.name:
             return set()
-        if not (isinstance(record, dict) and record.get("software") == "mousecord"):
-            return set()
-        if Path(str(record.get("input", ""))).name != self.input.name:
-            return set()
-        outputs = record.get("outputs")
+        outputs = sidecar.record.get("outputs")
         listed = {Path(str(path)).name for path in outputs.values()} if isinstance(outputs, dict) else set()
-        owned = {self.sidecar}
-        for path in (self.multilabel, *self.masks.values(), self.probabilities):
-            try:
-                if path.name in listed and path.stat().st_mtime <= written_at + CHANGED_AFTER_S:
-                    owned.add(path)
-            except OSError:
-                continue
-        return owned
+        written = (self.multilabel, *self.masks.values(), self.probabilities)
+        return {self.sidecar} | {path for path in written if path.name in listed and sidecar.unchanged(path)}
 
 
 def plan_outputs(

@@ -28,10 +28,11 @@ import numpy as np
 from mousecord.analysis.qc import write_qc_entry
 from mousecord.errors import ConfigError, ImageFormatError, MousecordError, NotAnImageError
 from mousecord.inference import postprocessing
-from mousecord.inference.cord_roi import CordRoi
+from mousecord.inference.cord_roi import CordCoverage, CordRoi
 from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.io.atomic import atomic_output, check_writable_folder
 from mousecord.io.header_checks import check_not_constant, label_map_values
+from mousecord.io.names import read_segment_sidecar
 from mousecord.io.nifti import LoadedImage, load_nifti, save_like
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 from mousecord.models.registry import resolve_model
@@ -343,11 +344,16 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     started = time.perf_counter()
     with collected_warnings() as warnings:
         try:
-            cord_axis, settled = _cord_axis(case, image, options, predictor)
+            choice = _cord_axis(case, image, options, predictor)
+            cord_axis = choice.axis
             prediction = predictor.predict_volume(
                 image.volume, probabilities=options.probabilities, cord_axis=cord_axis
             )
-            other_axis = None if settled else _axis_with_more_cord(case, image, predictor, prediction.roi)
+            other_axis = (
+                None
+                if choice.settled
+                else _axis_with_more_cord(case, image, predictor, prediction.roi, choice.known)
+            )
             if other_axis is not None:
                 cord_axis = other_axis
                 prediction = predictor.predict_volume(
@@ -399,17 +405,26 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     return found
 
 
+@dataclass(frozen=True)
+class _AxisChoice:
+    """The canonical axis to segment across, whether that is settled (given, a single slice's normal across
+    the header, or what the image decided where the grid hinted at another axis) or the header's, to be
+    doubted if the segmentation finds little cord along it, and the coverages a search measured on the way
+    (not searched again)."""
+
+    axis: int
+    settled: bool
+    known: dict[int, CordCoverage | None] = field(default_factory=dict)
+
+
 def _cord_axis(
     case: CaseOutputs, image: LoadedImage, options: SegmentOptions, predictor: Predictor
-) -> tuple[int, bool]:
-    """The canonical axis of the loaded image to segment across (see ``SegmentOptions.cord_axis``), and
-    whether that is settled (given, a single slice's normal across the header, or what the image decided
-    where the grid hinted at another axis) or the header's, to be doubted if the segmentation finds little
-    cord along it; with "auto", a warning names the file where its header is overruled or a hint is left
-    undecided."""
+) -> _AxisChoice:
+    """The axis of the loaded image to segment across (see ``SegmentOptions.cord_axis``); with "auto", a
+    warning names the file where its header is overruled or a hint is left undecided."""
     axis = image.cord_axis(options.cord_axis)
     if options.cord_axis != "auto":
-        return axis, True
+        return _AxisChoice(axis, settled=True)
     header_axis = image.file_axis(2)
     if axis != 2:
         logger.warning(
@@ -419,25 +434,13 @@ def _cord_axis(
             header_axis,
             image.file_axis(axis),
         )
-        return axis, True
+        return _AxisChoice(axis, settled=True)
     hint = image.cord_axis_hint()
     if hint is None:
-        return axis, False
+        return _AxisChoice(axis, settled=False)
     hinted = image.file_axis(hint[0])
     evidence = cord_axis_evidence(predictor, image.volume, [hint[0]])
     found = evidence.describe(image.file_axis)
-    if evidence.chosen == hint[0]:
-        logger.warning(
-            "%s: %s along array axis %d, but its header calls array axis %d superior-inferior; %s: segmented "
-            "across axis %d (--cord-axis header follows the header)",
-            case.input,
-            hint[1],
-            hinted,
-            header_axis,
-            found,
-            hinted,
-        )
-        return hint[0], True
     if evidence.chosen == 2:
         logger.info(
             "%s: %s along array axis %d, but %s: the header's axis holds the cord",
@@ -446,20 +449,27 @@ def _cord_axis(
             hinted,
             found,
         )
-        return axis, True
+        return _AxisChoice(axis, settled=True)
+    hinted_against_header = (
+        f"{case.input}: {hint[1]} along array axis {hinted}, but its header calls array axis {header_axis} "
+        f"superior-inferior; {found}"
+    )
+    if evidence.chosen == hint[0]:
+        logger.warning(
+            "%s: segmented across axis %d (--cord-axis header follows the header)",
+            hinted_against_header,
+            hinted,
+        )
+        return _AxisChoice(hint[0], settled=True)
     logger.warning(
-        "%s: %s along array axis %d, but its header calls array axis %d superior-inferior; %s; segmented "
-        "across axis %d as the header says (if the cord runs along axis %d, give --cord-axis %d)",
-        case.input,
-        hint[1],
-        hinted,
-        header_axis,
-        found,
+        "%s; segmented across axis %d as the header says (if the cord runs along axis %d, give "
+        "--cord-axis %d)",
+        hinted_against_header,
         header_axis,
         hinted,
         hinted,
     )
-    return axis, False
+    return _AxisChoice(axis, settled=False, known=dict(evidence.coverage))
 
 
 #: Below this share of the slabs across the header's axis, a cord that no other axis explains gets a warning
@@ -468,18 +478,23 @@ SHORT_CORD_COVERAGE = 0.5
 
 
 def _axis_with_more_cord(
-    case: CaseOutputs, image: LoadedImage, predictor: Predictor, roi: CordRoi | None
+    case: CaseOutputs,
+    image: LoadedImage,
+    predictor: Predictor,
+    roi: CordRoi | None,
+    known: dict[int, CordCoverage | None],
 ) -> int | None:
     """Where segmenting across the header's axis found one continuous cord through less than
     :data:`~mousecord.pipelines.cord_axis.MIN_CORD_COVERAGE` of the slabs (``roi``, its stage 1): another
     canonical axis along which the image shows the cord runs (with a warning naming the file), else None.
-    A chunk as long as it is wide gives the grid no hint, but a cord across it is no cord."""
+    A chunk as long as it is wide gives the grid no hint, but a cord across it is no cord. ``known``: the
+    coverages an earlier search measured (not searched again)."""
     if roi is None or roi.coverage.slabs < MIN_COVERAGE_SLABS:
         return None
     along_header = roi.coverage
     if along_header.share >= MIN_CORD_COVERAGE:
         return None
-    evidence = cord_axis_evidence(predictor, image.volume, [0, 1], along_header=along_header)
+    evidence = cord_axis_evidence(predictor, image.volume, [0, 1], known={**known, 2: along_header})
     if evidence.chosen is None or evidence.chosen == 2:
         if along_header.share < SHORT_CORD_COVERAGE:
             logger.warning(
@@ -505,10 +520,8 @@ def _axis_with_more_cord(
 
 def _sidecar_cord_found(case: CaseOutputs) -> bool:
     """Whether a finished case's sidecar says its cord was found (True where it cannot be read)."""
-    try:
-        return json.loads(case.sidecar.read_text()).get("cord_found", True) is not False
-    except (OSError, ValueError, AttributeError):
-        return True
+    sidecar = read_segment_sidecar(case.sidecar)
+    return sidecar is None or sidecar.record.get("cord_found", True) is not False
 
 
 def _done(case: CaseOutputs, options: SegmentOptions) -> bool:
