@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import matplotlib.image
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -238,3 +239,22 @@ def test_the_pictures_name_the_directions_of_the_axes_they_show(cord_axis, tile,
         if cord_axis == 2
         else "S up" in axial
     )
+
+
+def test_tiles_are_named_by_the_files_own_voxel_axis_and_index(tmp_path: Path) -> None:
+    """A file stored with its superior-inferior axis first and flipped (array i runs S -> I) names its
+    tiles i<index> with the index a viewer shows, not the canonical z."""
+    image, label_map = synthetic_cord((40, 36, 30))
+    image[..., :10], label_map[..., :10] = 0, 0  # the cord only in canonical z 10..29
+    affine = np.zeros((4, 4))
+    affine[2, 0], affine[0, 1], affine[1, 2], affine[3, 3] = -0.05, 0.05, 0.05, 1  # i: S -> I, j: R, k: A
+    stored = (2, 0, 1)  # canonical (x, y, z) -> file (z reversed, x, y)
+    paths = []
+    for name, data in (("img", image), ("img_seg", label_map)):
+        paths.append(tmp_path / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(np.transpose(data, stored)[::-1].copy(), affine), paths[-1])
+    record = json.loads(write_qc_entry(*paths, tmp_path / "qc").read_text())
+    assert record["slice_axis"] == "i"
+    assert min(record["axial_slices"]) == 0 and max(record["axial_slices"]) == 19  # 29 - z for z in 10..29
+    canonical = [29 - index for index in record["axial_slices"]]
+    assert all(label_map[..., z].any() for z in canonical)

@@ -13,7 +13,9 @@ resampled to ``pixel_size_mm`` (default 0.05 mm, the usual acquisition resolutio
 only a few tenths of a mm wide and SCT's 0.1 mm would blur them), shown with anterior up and the subject's
 right on the left (radiological); a longitudinal view (sagittal above, coronal below, inferior on the left)
 resliced along the fitted centerline so that a curved cord stays in view (slices across another axis than
-the header's superior-inferior one name their own directions, on the pictures and in the captions).
+the header's superior-inferior one name their own directions, on the pictures and in the captions). Each
+tile is named by the file's own voxel axis and index (``k120``: what FSLeyes or ITK-SNAP shows for that
+slice), whatever order and flips the file stores its axes in.
 Overlays are GM red and WM cyan (:data:`mousecord.labels.QC_COLOURS`) on a transparent background.
 """
 
@@ -27,7 +29,7 @@ import logging
 import re
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -113,11 +115,13 @@ def write_qc_entry(
     image_slices, slice_voxel_size_mm = image.across_cord(segmented_axis)
     # a single slice has no length to view along
     kinds = _IMAGE_KINDS if image_slices.shape[2] > 1 else ("axial",)
+    file_axis = "ijk"[image.file_axis(segmented_axis)]  # tiles named as a viewer shows the file's voxels
     rendered = render_qc_images(
         image_slices,
         segmentation.across_cord(segmented_axis)[0],
         voxel_size_mm=slice_voxel_size_mm,
         cord_axis=segmented_axis,
+        slice_name=lambda index: f"{file_axis}{image.file_index(segmented_axis, index)}",
     )
     entry_id = _entry_id(subject, image_path, segmentation_path)
     record: dict[str, Any] = {
@@ -129,7 +133,8 @@ def write_qc_entry(
         "mousecord_version": __version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "metrics": metrics or {},
-        "axial_slices": rendered["axial_slices"],
+        "slice_axis": file_axis,
+        "axial_slices": [image.file_index(segmented_axis, index) for index in rendered["axial_slices"]],
         "captions": rendered["captions"],
         "images": {},
     }
@@ -168,6 +173,7 @@ def render_qc_images(
     n_axial: int = 24,
     columns: int = 8,
     cord_axis: int = 2,
+    slice_name: Callable[[int], str] | None = None,
 ) -> dict[str, Any]:
     """Axial mosaic and longitudinal view around the cord, as background (grey) and overlay (RGBA) arrays.
 
@@ -175,6 +181,7 @@ def render_qc_images(
         image: (x, y, z) canonical RAS intensities, z along the cord.
         cord_axis: the canonical axis ``image``'s z was before the cord's axis was put last
             (:meth:`~mousecord.io.nifti.LoadedImage.across_cord`): it names the directions in the labels.
+        slice_name: the label of the tile of slice ``z``; default: the canonical axis and index, e.g. ``z12``.
         label_map: (x, y, z) 0/1/2 labels on the same grid.
         voxel_size_mm: (3,) voxel size in mm.
         pixel_size_mm: resampling step of the pictures, in mm.
@@ -192,7 +199,8 @@ def render_qc_images(
     image, label_map = np.asarray(image, dtype=np.float32), np.asarray(label_map)
     sizes = np.asarray(voxel_size_mm, dtype=np.float64)
     left, up = (axis for axis in range(3) if axis != cord_axis)  # the canonical axes of x and y
-    slice_name, along = "xyz"[cord_axis], f"{_NEGATIVE[cord_axis]}←→{_POSITIVE[cord_axis]}"
+    along = f"{_NEGATIVE[cord_axis]}←→{_POSITIVE[cord_axis]}"
+    name_slice = slice_name or (lambda index: f"{'xyz'[cord_axis]}{index}")
     centre_x, centre_y, z_range = _centerline_for_qc(label_map > 0, sizes)
     n_pixels = max(int(round(crop_mm / pixel_size_mm)), 8)
     offsets = (np.arange(n_pixels) - (n_pixels - 1) / 2) * pixel_size_mm  # mm, centred
@@ -221,7 +229,7 @@ def render_qc_images(
             (
                 row * n_pixels * DISPLAY_ZOOM + 3,
                 col * n_pixels * DISPLAY_ZOOM + 4,
-                f"{slice_name}{slices[position]}",
+                name_slice(int(slices[position])),
             )
         )
     text += [

@@ -123,6 +123,13 @@ class LoadedImage:
         """The file's array axis that became ``canonical_axis``."""
         return int(np.flatnonzero(self.geometry.transform[:, 0] == canonical_axis)[0])
 
+    def file_index(self, canonical_axis: int, index: int) -> int:
+        """The file's own index, along :meth:`file_axis`, of slice ``index`` along ``canonical_axis``
+        (what a viewer such as FSLeyes or ITK-SNAP shows as the voxel coordinate)."""
+        axis = self.file_axis(canonical_axis)
+        flipped = self.geometry.transform[axis, 1] < 0
+        return int(self.volume.shape[canonical_axis] - 1 - index if flipped else index)
+
 
 def load_nifti(
     path: Path | str,
