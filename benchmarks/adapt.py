@@ -11,7 +11,7 @@ the model; four other volumes (seeds 910-913) are segmented before and after, de
 truth. Wall time of the fine-tune is reported beside the 15-minute target.
 
     python benchmarks/adapt.py [--shape 200 200 96] [--contrast random] [--json adapt.json]
-    python benchmarks/adapt.py --train-option=--epochs --train-option=20   # options for mousecord train
+    python benchmarks/adapt.py --train-option=--epochs --train-option=10   # options for mousecord train
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main() -> int:
         "--train-option",
         action="append",
         default=[],
-        help="an option for mousecord train, one word each (--train-option=--epochs --train-option=20)",
+        help="an option for mousecord train, one word each (--train-option=--epochs --train-option=10)",
     )
     args = parser.parse_args()
 

@@ -23,7 +23,7 @@ slices alone.
 
     python benchmarks/real_scans.py [--data tests/data/real-headers] [--model default] [--json out.json]
     python benchmarks/real_scans.py --single-slices --cord-width-mm 2 2.5 3
-    python benchmarks/real_scans.py --adapt [--train-option=--epochs --train-option=20]
+    python benchmarks/real_scans.py --adapt [--train-option=--epochs --train-option=10]
 """
 
 from __future__ import annotations

@@ -179,7 +179,10 @@ def default_model_card(
         "python benchmarks/segment.py --default-model --json speed.json",
         "python tools/train_default_model.py --update-card --metrics accuracy_*.json speed.json",
         "```",
-        "CPU training is deterministic for a given seed, data worker count and thread count. The shipped",
+        "CPU training is deterministic for a given seed, data worker count, thread count and precision.",
+        "The shipped stages were trained in float32, before `mixed_precision` (bfloat16 where the CPU or",
+        "GPU computes it natively): on such a machine add `--no-mixed-precision` to the commands after",
+        "`git checkout -` (the earlier commits train in float32 and know no such option). The shipped",
         "first stage was started with `--epochs 40` and resumed after 9 epochs with `--epochs 32` (the",
         "learning-rate decay shortened from there on), on a machine shared with other work, so the",
         "commands above give a close, not identical, model; `benchmarks/train.py --history` on the",
@@ -201,7 +204,7 @@ def default_model_card(
         "  --init-model default` (annotated slices mixed with synthetic ones), then",
         "  `mousecord segment --model runs/own/model` (see the README, 'Fine-tuning on your scans').",
         "  On SCT's human t2s scan at mouse scale, 3 annotated slices raised GM Dice on the 6 others",
-        "  from 0.42 to 0.77 in 7.0 minutes (`benchmarks/real_scans.py --adapt`); annotate slices in at",
+        "  from 0.42 to 0.80 in 5.2 minutes (`benchmarks/real_scans.py --adapt`); annotate slices in at",
         "  least two animals, so that held-out slices choose the fine-tuned model.",
         f"- One slice at a time with two neighbours, logits smoothed along the slices "
         f"({INFERENCE['z_smoothing_mm']} mm, inside the cord's tube): the GM",
@@ -377,6 +380,12 @@ def main() -> None:
         "on a GPU machine give it most cores)",
     )
     parser.add_argument("--device", default=RECIPE.device, help="auto, cpu or cuda")
+    parser.add_argument(
+        "--no-mixed-precision",
+        action="store_true",
+        help="train in float32 (as the shipped stages were), not in bfloat16 where the CPU or GPU computes "
+        "it natively",
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
     parser.add_argument(
         "--init-from",
@@ -434,6 +443,7 @@ def main() -> None:
             "seed": args.seed,
             "data_workers": args.data_workers,
             "device": args.device,
+            "mixed_precision": not args.no_mixed_precision,
             "synthesis": {**RECIPE.synthesis.to_dict(), **args.synthesis},
         }
     )

@@ -4,14 +4,17 @@ what ``mousecord segment`` + ``mousecord evaluate`` report."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import mousecord.training.in_plane as in_plane
 from mousecord.analysis import evaluate
 from mousecord.cli.main import main
+from mousecord.errors import ConfigError
 from mousecord.inference import InferenceConfig, Predictor
 from mousecord.labels import IGNORE_VALUE
 from mousecord.models import load_bundle, save_bundle
@@ -21,6 +24,17 @@ from mousecord.training import InPlaneTrainConfig, load_checkpoint, load_trainin
 from mousecord.training.in_plane import annotated_sample, in_plane_batch, validate_annotated_slices
 from tests.inference.helpers import tiny_in_plane_bundle
 from tests.training.synthetic import write_bids_dataset
+
+#: The original, before the autouse fixture below replaces it.
+NATIVE_BFLOAT16 = in_plane.native_bfloat16
+
+
+@pytest.fixture(autouse=True)
+def _float32(monkeypatch) -> None:
+    """Float32 training whatever the CPU: outcomes asserted here must not depend on bfloat16 instructions
+    (the tests of mixed precision choose the answer themselves)."""
+    monkeypatch.setattr(in_plane, "native_bfloat16", lambda device: False)
+
 
 TINY = InPlaneTrainConfig(
     features_per_stage=(4, 8, 16),
@@ -267,3 +281,77 @@ def test_a_negative_margin_over_the_start_is_refused():
 
     with pytest.raises(ConfigError, match="min_gain_over_start must be >= 0"):
         InPlaneTrainConfig(min_gain_over_start=-0.01)
+
+
+def test_mixed_precision_runs_the_network_in_bfloat16_only_where_native(
+    dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    torch.set_num_threads(1)
+    cases = load_training_dataset(dataset, input_spec=tiny_in_plane_bundle(slab_slices=3).input_spec).cases
+    config = dataclasses.replace(TINY, epochs=1, annotated_fraction=0.5)
+    kwargs = {"training_cases": cases, "validation_cases": cases}
+
+    def run(folder: str, *, native: bool, mixed: bool) -> dict:
+        monkeypatch.setattr(in_plane, "native_bfloat16", lambda device: native)
+        return train_in_plane(dataclasses.replace(config, mixed_precision=mixed), tmp_path / folder, **kwargs)
+
+    float32 = run("float32", native=True, mixed=False).history
+    bfloat16 = run("bfloat16", native=True, mixed=True).history
+    emulated = run("emulated", native=False, mixed=True).history  # a CPU without bfloat16 instructions
+    assert np.isfinite(bfloat16["train_loss"]).all()
+    assert bfloat16["train_loss"] != float32["train_loss"]  # bfloat16 rounding changes the numbers
+    assert emulated["train_loss"] == float32["train_loss"]  # float32 where bfloat16 would be emulated
+    assert (bfloat16["precision"], emulated["precision"]) == (["bfloat16"], ["float32"])
+
+
+def test_native_bfloat16_follows_the_devices_instructions(monkeypatch) -> None:
+    import types
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    assert not NATIVE_BFLOAT16(torch.device("cpu"))  # AVX-512 alone emulates bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert NATIVE_BFLOAT16(torch.device("cpu"))
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # a PyTorch without the helpers
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    assert not NATIVE_BFLOAT16(torch.device("cpu"))
+    for major, native in ((7, False), (8, True)):  # a V100 emulates bfloat16, an A100 computes it
+        properties = types.SimpleNamespace(major=major)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device, found=properties: found)
+        assert NATIVE_BFLOAT16(torch.device("cuda")) is native
+    assert not NATIVE_BFLOAT16(torch.device("meta"))
+
+
+def test_a_run_saved_before_mixed_precision_resumes_only_in_float32(dataset: Path, tmp_path: Path) -> None:
+    cases = load_training_dataset(dataset, input_spec=tiny_in_plane_bundle(slab_slices=3).input_spec).cases
+    kwargs = {"training_cases": cases, "validation_cases": cases}
+    config = dataclasses.replace(TINY, annotated_fraction=0.5, mixed_precision=False)
+    train_in_plane(config, tmp_path / "run", stop_after_epoch=1, **kwargs)
+    last = tmp_path / "run" / "checkpoint_last.pt"
+    checkpoint = torch.load(last, weights_only=False)
+    values = json.loads(checkpoint["in_plane_config_json"])
+    del values["mixed_precision"]  # as written before the setting existed
+    checkpoint["in_plane_config_json"] = json.dumps(values)
+    torch.save(checkpoint, last)
+    with pytest.raises(ConfigError, match=r"other settings of mixed_precision; .*--no-mixed-precision"):
+        mixed = dataclasses.replace(config, mixed_precision=True)
+        train_in_plane(mixed, tmp_path / "run", resume=True, **kwargs)
+    assert train_in_plane(config, tmp_path / "run", resume=True, **kwargs).history["epoch"] == [0, 1]
+
+
+def test_cli_no_mixed_precision_reaches_every_recipe(dataset: Path, tmp_path: Path) -> None:
+    from mousecord.cli.main import build_parser
+    from mousecord.cli.train import build_config, command_line
+
+    start = save_bundle(tiny_in_plane_bundle(slab_slices=3), tmp_path / "start")
+    options = ["--epochs", "1", "--iterations-per-epoch", "1", "--batch-size", "2", "--data-workers", "0"]
+    arguments = ["train", str(dataset), "-o", str(tmp_path / "run"), "--init-model", str(start), *options]
+    assert main([*arguments, "--device", "cpu", "--no-mixed-precision", "--quiet"]) == 0
+    tuned = load_bundle(tmp_path / "run" / "model")
+    assert tuned.metadata["training_config"]["mixed_precision"] is False
+    assert "--no-mixed-precision" in tuned.model_card
+    # a fine-tune of that model goes back to mixed precision, unless asked again
+    assert InPlaneTrainConfig.fine_tune_for(tuned).mixed_precision
+    three_d = build_parser().parse_args(["train", str(dataset), "-o", "out", "--no-mixed-precision"])
+    assert build_config(three_d).mixed_precision is False
+    assert command_line(three_d).endswith("--no-mixed-precision")

@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-augmentation", action="store_true", help="train without augmentation")
     parser.add_argument(
+        "--no-mixed-precision",
+        action="store_true",
+        help="train the network in float32 (default: float16 on CUDA for 3D networks; bfloat16 for in-plane "
+        "ones where the GPU or CPU computes it natively, e.g. AVX-512 BF16 or AMX)",
+    )
+    parser.add_argument(
         "--init-model",
         metavar="NAME_OR_PATH",
         help="fine-tune: start from this model's weights (its first fold, e.g. 'default'), network, patch "
@@ -100,6 +106,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         base["patch_size_vox"] = args.patch_size_vox
     if args.no_augmentation:
         base["augmentation"] = {**base["augmentation"], "enabled": False}
+    if args.no_mixed_precision:
+        base["mixed_precision"] = False
     return TrainConfig.from_dict(base)
 
 
@@ -129,9 +137,12 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--patch-size-vox", *(str(size) for size in args.patch_size_vox)]
     if args.synthetic_fraction != 0.25:
         words += ["--synthetic-fraction", str(args.synthetic_fraction)]
-    words += [
-        flag for flag, on in (("--resume", args.resume), ("--no-augmentation", args.no_augmentation)) if on
-    ]
+    flags = (
+        ("--resume", args.resume),
+        ("--no-augmentation", args.no_augmentation),
+        ("--no-mixed-precision", args.no_mixed_precision),
+    )
+    words += [flag for flag, on in flags if on]
     return shlex.join(words)
 
 
@@ -194,6 +205,8 @@ def _fine_tune_in_plane(args: argparse.Namespace, bundle) -> int:
         **{name: getattr(args, name) for name, _, _ in _OVERRIDES if getattr(args, name) is not None},
     }
     overrides.pop("optimizer", None)  # in-plane training always uses AdamW
+    if args.no_mixed_precision:
+        overrides["mixed_precision"] = False
     config = dataclasses.replace(base, **overrides)
     if args.no_augmentation:
         config = dataclasses.replace(
@@ -234,6 +247,8 @@ def _train_synthetic(args: argparse.Namespace) -> int:
         )
     overrides = {name: getattr(args, name) for name, _, _ in _OVERRIDES if getattr(args, name) is not None}
     overrides.pop("optimizer", None)  # in-plane training always uses AdamW
+    if args.no_mixed_precision:
+        overrides["mixed_precision"] = False
     config = dataclasses.replace(InPlaneTrainConfig(), **overrides)
     result = train_in_plane(
         config,

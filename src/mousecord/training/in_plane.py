@@ -132,6 +132,19 @@ def validate_annotated_slices(predictor: Predictor, cases: Sequence[TrainingCase
     return pooled_dice(pairs())
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU of compute capability 8 or above, or an
+    x86 CPU with AVX-512 BF16 or AMX (elsewhere bfloat16 is emulated, slower than float32)."""
+    if device.type == "cuda":
+        # not torch.cuda.is_bf16_supported(): it also says yes where bfloat16 is only emulated
+        return torch.cuda.get_device_properties(device).major >= 8
+    if device.type != "cpu":
+        return False
+    # private helpers, hence getattr: PyTorch has no public query of the CPU's bfloat16 instructions
+    helpers = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in helpers)
+
+
 def train_in_plane(
     config: InPlaneTrainConfig,
     output_folder: Path | str,
@@ -177,6 +190,9 @@ def train_in_plane(
     output_folder = Path(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
     device = select_device(config)
+    bfloat16 = config.mixed_precision and native_bfloat16(device)
+    precision = "bfloat16" if bfloat16 else "float32"
+    logger.info("training the network in %s on %s", precision, device)
     network = build_network_for(config).to(device)
     if initial_weights is not None and not resume:
         try:
@@ -206,7 +222,7 @@ def train_in_plane(
             break
         started = time.perf_counter()
         loss, waited = _train_epoch(
-            network, optimizer, scheduler, config, epoch, device, cases, progress=progress
+            network, optimizer, scheduler, config, epoch, device, cases, bfloat16=bfloat16, progress=progress
         )
         trained = time.perf_counter() - started
         dice = _validate(config, network, validation_volumes, validation_cases, inference)
@@ -218,6 +234,7 @@ def train_in_plane(
             "seconds": time.perf_counter() - started,
             "training_seconds": trained,
             "data_wait_fraction": waited / max(trained, 1e-9),
+            "precision": precision,  # mixed_precision's outcome depends on the machine
         }
         for key, value in metrics.items():
             history.setdefault(key, []).append(value)
@@ -253,7 +270,7 @@ def _validate(config, network, volumes, cases, inference) -> dict[str, float]:
 
 
 def _train_epoch(
-    network, optimizer, scheduler, config, epoch, device, cases, *, progress
+    network, optimizer, scheduler, config, epoch, device, cases, *, bfloat16, progress
 ) -> tuple[float, float]:
     """Mean loss of one epoch and the seconds spent waiting for batches."""
     from tqdm import tqdm
@@ -277,7 +294,9 @@ def _train_epoch(
         waited += time.perf_counter() - asked
         images, targets = images.to(device), targets.to(device)
         optimizer.zero_grad(set_to_none=True)
-        loss = masked_dice_ce_loss(network(images), targets)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
+            logits = network(images)
+        loss = masked_dice_ce_loss(logits.float(), targets)
         loss.backward()
         nn.utils.clip_grad_norm_(network.parameters(), config.gradient_clip)
         optimizer.step()
@@ -310,11 +329,17 @@ def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *
             )
         return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
     checkpoint = load_checkpoint(last)
-    saved = InPlaneTrainConfig.from_dict(json.loads(checkpoint["in_plane_config_json"]))
-    unchanged = {"epochs": 0, "device": "", "data_workers": 0}  # batches depend on neither device nor workers
-    if saved.to_dict() | unchanged != config.to_dict() | unchanged:
+    saved_values = json.loads(checkpoint["in_plane_config_json"])
+    saved_values.setdefault("mixed_precision", False)  # runs saved before the setting trained in float32
+    saved = InPlaneTrainConfig.from_dict(saved_values).to_dict()
+    asked = config.to_dict()
+    free = ("epochs", "device", "data_workers")  # batches depend on neither device nor workers
+    differing = [key for key in asked if key not in free and saved[key] != asked[key]]
+    if differing:
+        hint = " (--no-mixed-precision: float32)" if "mixed_precision" in differing else ""
         raise ConfigError(
-            f"{last}: was trained with a different configuration; resume with the same settings"
+            f"{last}: was trained with other settings of {', '.join(differing)}; resume with the same "
+            f"settings{hint}"
         )
     network.load_state_dict(checkpoint["network_weights"])
     optimizer.load_state_dict(checkpoint["optimizer"])
@@ -455,6 +480,7 @@ __all__ = [
     "VALIDATION_PHANTOMS",
     "fine_tune_in_plane",
     "in_plane_batch",
+    "native_bfloat16",
     "phantom_validation_volumes",
     "synthetic_sample",
     "train_in_plane",
