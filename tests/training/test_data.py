@@ -58,3 +58,26 @@ def test_fine_tuning_data_follow_the_models_input_spec(tmp_path: Path) -> None:
     assert case.image.shape == (6, 48, 48)
     assert case.spacing_mm == (0.3, 0.05, 0.05)
     assert case.label_map.shape == case.image.shape and len(case.labelled_slice_indices) == 2
+
+
+def test_misnamed_masks_are_named_in_a_warning_and_the_error(tmp_path: Path, caplog) -> None:
+    """A mask whose name matches no image leaves that image out of training: the user is told which file,
+    and how masks are named; with no mask matched at all, the error says the expected names."""
+    import pytest
+
+    from mousecord.errors import DatasetError
+
+    write_bids_dataset(tmp_path, n_subjects=2, shape=(40, 40, 10), annotated_slices=3)
+    masks = sorted((tmp_path / "derivatives" / "manual_masks" / "sub-01").rglob("*_mask.nii.gz"))
+    for mask in masks:  # sub-01's masks saved as _seg, as another tool names them
+        mask.rename(mask.with_name(mask.name.replace("_mask", "_seg")))
+    with caplog.at_level("WARNING", logger="mousecord.training.data"):
+        dataset = load_training_dataset(tmp_path)
+    assert len(dataset.cases) == 1 and "sub-02" in dataset.cases[0].name
+    warning = next(record.getMessage() for record in caplog.records if "not used" in record.getMessage())
+    assert "2 file(s)" in warning and "_label-GM_seg.nii.gz" in warning and "_label-GM_mask.nii.gz" in warning
+    for mask in (tmp_path / "derivatives" / "manual_masks" / "sub-02").rglob("*_mask.nii.gz"):
+        mask.rename(mask.with_name(mask.name.replace("_mask", "_seg")))
+    expected = r"no image has GM and WM masks .*expected e\.g\. sub-01/anat/.*_mask"
+    with pytest.raises(DatasetError, match=expected):
+        load_training_dataset(tmp_path)

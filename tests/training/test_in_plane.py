@@ -333,13 +333,13 @@ def test_a_run_saved_before_mixed_precision_resumes_only_in_float32(dataset: Pat
     del values["mixed_precision"]  # as written before the setting existed
     checkpoint["in_plane_config_json"] = json.dumps(values)
     torch.save(checkpoint, last)
-    with pytest.raises(ConfigError, match=r"other settings of mixed_precision; .*--no-mixed-precision"):
+    with pytest.raises(ConfigError, match=r"mixed_precision; .*in float32: resume with --no-mixed-precision"):
         mixed = dataclasses.replace(config, mixed_precision=True)
         train_in_plane(mixed, tmp_path / "run", resume=True, **kwargs)
     assert train_in_plane(config, tmp_path / "run", resume=True, **kwargs).history["epoch"] == [0, 1]
 
 
-def test_cli_no_mixed_precision_reaches_every_recipe(dataset: Path, tmp_path: Path) -> None:
+def test_cli_no_mixed_precision_reaches_every_recipe(dataset: Path, tmp_path: Path, capsys) -> None:
     from mousecord.cli.main import build_parser
     from mousecord.cli.train import build_config, command_line
 
@@ -348,10 +348,29 @@ def test_cli_no_mixed_precision_reaches_every_recipe(dataset: Path, tmp_path: Pa
     arguments = ["train", str(dataset), "-o", str(tmp_path / "run"), "--init-model", str(start), *options]
     assert main([*arguments, "--device", "cpu", "--no-mixed-precision", "--quiet"]) == 0
     tuned = load_bundle(tmp_path / "run" / "model")
+    best = tuned.metadata["best_epoch"]
+    kept = "kept the starting weights" if best < 0 else "kept epoch 0: validation Dice"
+    assert kept in capsys.readouterr().out
     assert tuned.metadata["training_config"]["mixed_precision"] is False
     assert "--no-mixed-precision" in tuned.model_card
+    assert "The network trained in float32." in tuned.model_card
     # a fine-tune of that model goes back to mixed precision, unless asked again
     assert InPlaneTrainConfig.fine_tune_for(tuned).mixed_precision
     three_d = build_parser().parse_args(["train", str(dataset), "-o", "out", "--no-mixed-precision"])
     assert build_config(three_d).mixed_precision is False
     assert command_line(three_d).endswith("--no-mixed-precision")
+
+
+def test_an_interrupted_fine_tune_says_how_to_continue(
+    dataset: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import mousecord.training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mousecord.training, "fine_tune_in_plane", interrupted)
+    start = save_bundle(tiny_in_plane_bundle(slab_slices=3), tmp_path / "start")
+    arguments = ["train", str(dataset), "-o", str(tmp_path / "run"), "--init-model", str(start), "--quiet"]
+    assert main(arguments) == 130
+    assert f"--resume continues {tmp_path / 'run'}" in capsys.readouterr().err

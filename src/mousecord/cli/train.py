@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:  # torch is imported only by the subcommand that trains
 
 #: Command-line options that override fields of the TrainConfig (flag mirrors the field name).
 _OVERRIDES = (
-    ("epochs", int, "number of epochs"),
+    ("epochs", int, "number of epochs (default: the preset's; 20 for an in-plane fine-tune)"),
     ("iterations_per_epoch", int, "training iterations per epoch"),
     ("batch_size", int, "patches per iteration"),
     ("learning_rate", float, "initial learning rate (poly decay)"),
@@ -32,9 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a GM/WM model from annotated slices (BIDS or nnU-Net raw dataset)",
         description=(
             "Train a 3D U-Net on a BIDS dataset (images under sub-*/anat, GM/WM masks under "
-            "derivatives/LABEL_FOLDER, possibly on a few slices only) or an nnU-Net v2 raw dataset. "
-            "Unannotated slices are ignored by the loss. With --folds K, K-fold cross-validation by subject; "
-            "the result is a model bundle FOLDER/model that `mousecord segment --model` runs."
+            "derivatives/LABEL_FOLDER, possibly on a few slices only) or an nnU-Net v2 raw dataset; "
+            "with --init-model default (an in-plane model), fine-tune it on the annotated slices instead "
+            "(20 epochs; see the README, 'Fine-tuning on your scans'). Unannotated slices are ignored by the "
+            "loss. With --folds K, K-fold cross-validation by subject; the result is a model bundle "
+            "FOLDER/model that `mousecord segment --model` runs. An interrupted run continues with --resume."
         ),
     )
     parser.add_argument(
@@ -147,6 +150,18 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # also SIGTERM; the finished epochs' checkpoints stay
+        print(
+            f"mousecord train: the same command with --resume continues {args.output} from its last "
+            "finished epoch",
+            file=sys.stderr,
+        )
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from mousecord.training import TrainConfig, config_from_bundle, train
 
     if args.synthetic:
@@ -193,6 +208,7 @@ def _fine_tune_in_plane(args: argparse.Namespace, bundle) -> int:
     import dataclasses
 
     from mousecord.errors import ConfigError
+    from mousecord.models.bundle import load_bundle
     from mousecord.training import InPlaneTrainConfig, fine_tune_in_plane
 
     if args.folds or args.config or args.patch_size_vox:
@@ -222,8 +238,21 @@ def _fine_tune_in_plane(args: argparse.Namespace, bundle) -> int:
         progress=show_progress(args),
         command=command_line(args),
     )
-    print(f"model bundle: {folder}")
+    print(f"{_kept(load_bundle(folder).metadata)}\nmodel bundle: {folder}")
     return 0
+
+
+def _kept(metadata: dict) -> str:
+    """Which weights a fine-tune kept, with their validation Dice and the starting model's."""
+    start = metadata.get("starting_validation") or {}
+    before = f"GM {start['GM']:.3f}, WM {start['WM']:.3f}" if start else "not measured (resumed)"
+    if metadata["best_epoch"] < 0:
+        return f"kept the starting weights: no epoch beat their validation Dice ({before}) by the margin"
+    best = metadata["validation"]
+    return (
+        f"kept epoch {metadata['best_epoch']}: validation Dice GM {best['GM']:.3f}, WM {best['WM']:.3f} "
+        f"(the starting model: {before})"
+    )
 
 
 def _train_synthetic(args: argparse.Namespace) -> int:

@@ -140,7 +140,9 @@ def _load_bids(root: Path, label_folder: str, input_spec: InputSpec | None) -> l
     if not folder.is_dir():
         raise DatasetError(f"{folder}: label folder not found (choose it with label_folder)")
     labelled = []
-    for bids_case in find_bids_images(root, mask_folder=label_folder):
+    bids_cases = find_bids_images(root, mask_folder=label_folder)
+    _warn_about_unmatched_masks(folder, bids_cases)
+    for bids_case in bids_cases:
         present = [label for label in TISSUE_LABELS if bids_case.masks[label].exists()]
         if not present:
             continue
@@ -152,8 +154,36 @@ def _load_bids(root: Path, label_folder: str, input_spec: InputSpec | None) -> l
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
         cases = list(pool.map(functools.partial(_load_bids_case, input_spec=input_spec), labelled))
     if not cases:
-        raise DatasetError(f"{root}: no image has GM and WM masks under {folder}")
+        expected = f" (expected e.g. {_mask_names(folder, bids_cases[0])})" if bids_cases else ""
+        raise DatasetError(f"{root}: no image has GM and WM masks under {folder}{expected}")
     return cases
+
+
+def _mask_names(folder: Path, bids_case: BidsCase) -> str:
+    """The mask paths ``bids_case`` would have under ``folder``, for messages."""
+    names = [str(bids_case.masks[label].relative_to(folder)) for label in TISSUE_LABELS]
+    return " and ".join(names)
+
+
+def _warn_about_unmatched_masks(folder: Path, bids_cases: list[BidsCase]) -> None:
+    """Warn about NIfTI files under the label folder that are no image's GM or WM mask: a misnamed mask
+    would otherwise leave its image out of training without a word."""
+    expected = {path.resolve() for case in bids_cases for path in case.masks.values()}
+    unmatched = sorted(
+        path
+        for pattern in ("*.nii", "*.nii.gz")
+        for path in folder.rglob(pattern)
+        if path.resolve() not in expected
+    )
+    if unmatched:
+        example = f"; masks are named e.g. {_mask_names(folder, bids_cases[0])}" if bids_cases else ""
+        logger.warning(
+            "%s: %d file(s) are no image's GM or WM mask and are not used, e.g. %s%s",
+            folder,
+            len(unmatched),
+            unmatched[0].relative_to(folder),
+            example,
+        )
 
 
 def _load_bids_case(bids_case: BidsCase, *, input_spec: InputSpec | None) -> TrainingCase:

@@ -247,8 +247,9 @@ def train_in_plane(
             temporary.write_text(json.dumps(history, indent=1) + "\n")
         plot_progress(history, output_folder / PROGRESS_PNG, starting_dice=state.get("starting_dice"))
         logger.info(
-            "epoch %d: loss %.4f, validation Dice GM %.3f WM %.3f (%.0f s, %.0f %% waiting for data)",
+            "epoch %d/%d: loss %.4f, validation Dice GM %.3f WM %.3f (%.0f s, %.0f %% waiting for data)",
             epoch,
+            config.epochs - 1,
             loss,
             dice["GM"],
             dice["WM"],
@@ -336,7 +337,13 @@ def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *
     free = ("epochs", "device", "data_workers")  # batches depend on neither device nor workers
     differing = [key for key in asked if key not in free and saved[key] != asked[key]]
     if differing:
-        hint = " (--no-mixed-precision: float32)" if "mixed_precision" in differing else ""
+        hint = ""
+        if "mixed_precision" in differing:  # the one setting a user changes by a flag
+            hint = (
+                " (it trained with mixed precision: resume without --no-mixed-precision)"
+                if saved["mixed_precision"]
+                else " (it trained in float32: resume with --no-mixed-precision)"
+            )
         raise ConfigError(
             f"{last}: was trained with other settings of {', '.join(differing)}; resume with the same "
             f"settings{hint}"
@@ -454,6 +461,9 @@ def fine_tune_in_plane(
         f"Validation (annotated slices of {', '.join(held_out) or 'the training subjects'}, through the "
         f"Predictor): {chosen}.\n"
     )
+    precisions = sorted(set(result.history.get("precision", [])))  # a resumed run may have changed machine
+    if precisions:
+        card += f"\nThe network trained in {' and '.join(precisions)}.\n"
     tuned = bundle_from_weights(
         config,
         weights,

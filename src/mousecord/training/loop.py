@@ -382,8 +382,9 @@ def train_model(
             history.setdefault(key, []).append(value)
         _end_epoch(output_folder, parts, config, state, epoch, dice)
         logger.info(
-            "epoch %d: loss %.4f, Dice GM %.3f WM %.3f (%.1f s)",
+            "epoch %d/%d: loss %.4f, Dice GM %.3f WM %.3f (%.1f s)",
             epoch,
+            config.epochs - 1,
             loss,
             dice["GM"],
             dice["WM"],
