@@ -41,7 +41,7 @@ pytestmark = pytest.mark.skipif(
 SEGMENT_OPTIONS = ["--threads", "1", "--backend", "torch", "--device", "cpu"]
 #: The progress lines each command logs: one per segmented image, one per epoch.
 SEGMENT_PROGRESS = re.compile(r": segmented in [\d.]+ s$")
-TRAIN_PROGRESS = re.compile(r"^epoch \d+: loss")
+TRAIN_PROGRESS = re.compile(r"^epoch \d+/\d+: loss")
 #: What atomic_output names its temporary files (mousecord.io.atomic).
 TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp.*")
 #: The folder a model bundle is written into before it is renamed (mousecord.models.bundle).
