@@ -216,13 +216,7 @@ def _fine_tune_in_plane(args: argparse.Namespace, bundle) -> int:
     if not 0 <= args.synthetic_fraction < 1:
         raise ConfigError(f"--synthetic-fraction must be in [0, 1), got {args.synthetic_fraction}")
     base = InPlaneTrainConfig.fine_tune_for(bundle)
-    overrides = {
-        "annotated_fraction": 1 - args.synthetic_fraction,
-        **{name: getattr(args, name) for name, _, _ in _OVERRIDES if getattr(args, name) is not None},
-    }
-    overrides.pop("optimizer", None)  # in-plane training always uses AdamW
-    if args.no_mixed_precision:
-        overrides["mixed_precision"] = False
+    overrides = {"annotated_fraction": 1 - args.synthetic_fraction, **_in_plane_overrides(args)}
     config = dataclasses.replace(base, **overrides)
     if args.no_augmentation:
         config = dataclasses.replace(
@@ -240,6 +234,15 @@ def _fine_tune_in_plane(args: argparse.Namespace, bundle) -> int:
     )
     print(f"{_kept(load_bundle(folder).metadata)}\nmodel bundle: {folder}")
     return 0
+
+
+def _in_plane_overrides(args: argparse.Namespace) -> dict:
+    """The command-line options that override fields of an in-plane recipe (InPlaneTrainConfig)."""
+    overrides = {name: getattr(args, name) for name, _, _ in _OVERRIDES if getattr(args, name) is not None}
+    overrides.pop("optimizer", None)  # in-plane training always uses AdamW
+    if args.no_mixed_precision:
+        overrides["mixed_precision"] = False
+    return overrides
 
 
 def _kept(metadata: dict) -> str:
@@ -274,11 +277,7 @@ def _train_synthetic(args: argparse.Namespace) -> int:
             "--synthetic trains on synthetic slabs alone: give no DATASET, --init-model, --folds, --config "
             "or --patch-size-vox"
         )
-    overrides = {name: getattr(args, name) for name, _, _ in _OVERRIDES if getattr(args, name) is not None}
-    overrides.pop("optimizer", None)  # in-plane training always uses AdamW
-    if args.no_mixed_precision:
-        overrides["mixed_precision"] = False
-    config = dataclasses.replace(InPlaneTrainConfig(), **overrides)
+    config = dataclasses.replace(InPlaneTrainConfig(), **_in_plane_overrides(args))
     result = train_in_plane(
         config,
         args.output,
