@@ -347,6 +347,84 @@ def test_a_file_no_mousecord_run_wrote_is_never_replaced_without_overwrite(model
     assert (tmp_path / "x_GM_seg.nii.gz").exists()
 
 
+_KILLED_AFTER_THE_IMAGES = """
+import importlib, os, signal, sys
+from mousecord.pipelines import segment
+from tests.inference.helpers import TORCH
+module = importlib.import_module("mousecord.pipelines.segment")
+write_sidecar = module._write_sidecar
+def killed_before_the_complete_sidecar(case, options, record):
+    if record["complete"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    write_sidecar(case, options, record)
+module._write_sidecar = killed_before_the_complete_sidecar
+segment(sys.argv[1], model=sys.argv[2], inference=TORCH)
+"""
+
+
+def test_a_run_killed_between_its_images_and_its_sidecar_is_redone_without_overwrite(model_folder, tmp_path):
+    """SIGKILL (the out-of-memory killer, a cluster's time limit) leaves no chance to clean up: the pending
+    sidecar written before the images claims them, so the next run redoes the case, neither refusing its
+    outputs as foreign nor skipping them as done; evaluate does not take them for a finished run's."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mousecord.analysis.labelmaps import LabelSource, written_by_segment
+
+    source = _write(tmp_path / "x.nii.gz", _image())
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_THE_IMAGES, str(source), str(model_folder)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    outputs = [tmp_path / f"x{suffix}.nii.gz" for suffix in ("_seg", "_GM_seg", "_WM_seg")]
+    assert all(path.is_file() for path in outputs)
+    pending = json.loads((tmp_path / "x_seg.json").read_text())
+    assert pending["complete"] is False and sorted(pending["outputs"]) == ["GM", "WM", "multilabel"]
+    assert not written_by_segment(LabelSource("x", (outputs[0],)))
+    report = _segment(source, model=model_folder)
+    assert [case.input for case in report.written] == [source] and not report.skipped
+    finished = json.loads((tmp_path / "x_seg.json").read_text())
+    assert finished["complete"] is True and "model" in finished
+    assert written_by_segment(LabelSource("x", (outputs[0],)))
+    assert len(_segment(source, model=model_folder).skipped) == 1
+
+
+def test_a_failed_rerun_leaves_the_earlier_runs_outputs_its_own(model_folder, tmp_path, monkeypatch):
+    """A rerun that fails while replacing outputs removes what it wrote and keeps its pending sidecar while
+    outputs of the earlier run remain, so that they are still replaced without overwrite; a failure with
+    nothing left removes the sidecar too."""
+    import importlib
+
+    segment_module = importlib.import_module("mousecord.pipelines.segment")
+    source = _write(tmp_path / "x.nii.gz", _image())
+    _segment(source, model=model_folder, output_format="masks")
+    save_like = segment_module.save_like
+
+    def fails_on_the_wm_mask(data, geometry, path, **kwargs):
+        if path.name == "x_WM_seg.nii.gz":
+            raise OSError("disk full")
+        return save_like(data, geometry, path, **kwargs)
+
+    monkeypatch.setattr(segment_module, "save_like", fails_on_the_wm_mask)
+    predictor = Predictor(load_bundle(model_folder), TORCH)
+    with pytest.raises(OSError, match="disk full"):
+        segment_case(plan_outputs([source])[0], predictor, SegmentOptions(overwrite=True))
+    assert not (tmp_path / "x_seg.nii.gz").exists() and not (tmp_path / "x_GM_seg.nii.gz").exists()
+    assert (tmp_path / "x_WM_seg.nii.gz").exists()  # the earlier run's, not replaced
+    assert json.loads((tmp_path / "x_seg.json").read_text())["complete"] is False
+    (tmp_path / "x_WM_seg.nii.gz").unlink()
+    with pytest.raises(OSError, match="disk full"):
+        segment_case(plan_outputs([source])[0], predictor, SegmentOptions())
+    assert not list(tmp_path.glob("x_*"))
+    monkeypatch.undo()
+    assert _segment(source, model=model_folder).written
+
+
 def test_a_mask_beside_its_image_in_a_folder_is_left_out_and_segmented_only_when_given_itself(
     model_folder, tmp_path
 ):

@@ -156,10 +156,10 @@ def _segment_sidecar(source: LabelSource) -> SegmentSidecar | None:
 
 def written_by_segment(source: LabelSource) -> bool:
     """Whether ``source`` is as ``mousecord segment`` wrote it: its sidecar lies beside it
-    (:mod:`mousecord.io.names`) and nothing changed the files after it was written (a truth made by
-    correcting an output by hand is not)."""
+    (:mod:`mousecord.io.names`), the run finished writing them (not killed half-way) and nothing changed
+    the files after it was written (a truth made by correcting an output by hand is not)."""
     sidecar = _segment_sidecar(source)
-    return sidecar is not None and all(sidecar.unchanged(path) for path in source.paths)
+    return sidecar is not None and sidecar.complete and all(sidecar.unchanged(path) for path in source.paths)
 
 
 def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str | int:

@@ -21,8 +21,8 @@ from typing import NamedTuple
 from mousecord.io.atomic import split_suffix
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 
-#: An output modified this long after its sidecar (written last) has been changed since, by hand or by
-#: another tool; copying a folder takes less.
+#: An output modified this long after its complete sidecar (written last) has been changed since, by hand or
+#: by another tool; copying a folder takes less.
 CHANGED_AFTER_S = 60.0
 #: Name suffixes of the outputs, which a folder given as input skips.
 OUTPUT_SUFFIXES = ("_seg", "_prob", *(f"_{LABEL_NAMES[label]}_seg" for label in TISSUE_LABELS))
@@ -73,11 +73,19 @@ def sidecars_of_mask(mask: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class SegmentSidecar:
-    """A sidecar ``mousecord segment`` wrote: its record and when it was written (its modification time;
-    the sidecar is written last)."""
+    """A sidecar ``mousecord segment`` wrote: its record and when it was written (its modification time).
+
+    A run writes it twice: before its images, a pending record naming the outputs it is about to write
+    (``"complete": false``), so that a run killed while writing them still owns what it left; after them,
+    the whole record. Sidecars of earlier versions, written once and last, are complete."""
 
     record: dict
     written_at: float
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run finished writing its outputs (False: killed while writing them)."""
+        return self.record.get("complete", True) is not False
 
     def unchanged(self, path: Path) -> bool:
         """Whether ``path`` exists and was not modified after this sidecar (by :data:`CHANGED_AFTER_S`)."""

@@ -174,7 +174,8 @@ def segment(
     cases = plan_outputs(input_list, output, derivatives_name=derivatives_name)
     report, todo = SegmentReport(), []
     for case in cases:
-        (todo if options.overwrite or not _done(case, options) else report.skipped).append(case)
+        done = case.finished(output_format=options.output_format, probabilities=options.probabilities)
+        (todo if options.overwrite or not done else report.skipped).append(case)
     for case in report.skipped:
         logger.info(
             "%s: outputs exist, skipped (they keep their run's settings; overwrite to redo)", case.input
@@ -368,26 +369,35 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     found = cord_voxels >= max(1, min(MIN_CORD_VOXELS, label_map.size // 100))
     qc_dir = options.qc_dir
     no_cord = None if found else _no_cord_message(case, cord_voxels, qc_dir)
-    written = _write_outputs(case, image, label_map, prediction.probabilities, options)
-    timing = {
-        "load_s": loaded.load_seconds,
-        "predict_s": predicted - started,
-        "total_s": loaded.load_seconds + time.perf_counter() - started,
-    }
+    planned = {"outputs": _written_outputs(case, options.expected(case)), "complete": False}
+    _write_sidecar(case, options, planned)
+    written: list[Path] = []
     try:
+        written = _write_outputs(case, image, label_map, prediction.probabilities, options)
+        timing = {
+            "load_s": loaded.load_seconds,
+            "predict_s": predicted - started,
+            "total_s": loaded.load_seconds + time.perf_counter() - started,
+        }
         _write_sidecar(
             case,
-            predictor,
             options,
-            timing,
-            cord_found=found,
-            cord_axis=file_cord_axis,
-            written=written,
-            warnings=[*loaded.warnings, *warnings, *([no_cord] if no_cord else [])],
+            _run_record(
+                case,
+                predictor,
+                options,
+                timing,
+                cord_found=found,
+                cord_axis=file_cord_axis,
+                written=written,
+                warnings=[*loaded.warnings, *warnings, *([no_cord] if no_cord else [])],
+            ),
         )
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
+        if not any(path.exists() for path in options.expected(case)[1:]):
+            case.sidecar.unlink(missing_ok=True)  # else it owns an earlier run's outputs left unreplaced
         raise
     logger.info("%s: segmented in %.1f s", case.input, timing["total_s"])
     if no_cord:
@@ -524,11 +534,6 @@ def _sidecar_cord_found(case: CaseOutputs) -> bool:
     return sidecar is None or sidecar.record.get("cord_found", True) is not False
 
 
-def _done(case: CaseOutputs, options: SegmentOptions) -> bool:
-    """Whether every output this run would write is there, written by a mousecord run on this input."""
-    return set(options.expected(case)) <= case.owned_outputs()
-
-
 def _record_failure(report: SegmentReport, case: CaseOutputs, error: Exception) -> None:
     """Log and report a case's failure in one line; a non-mousecord exception (a bug) gets its type and
     the input's name, and its traceback at debug level."""
@@ -601,7 +606,22 @@ def _written_outputs(case: CaseOutputs, written: Sequence[Path]) -> dict[str, st
     return {kind: str(path.resolve()) for kind, path in kinds.items() if path in written}
 
 
-def _write_sidecar(
+def _write_sidecar(case: CaseOutputs, options: SegmentOptions, record: dict) -> None:
+    """Write ``case``'s sidecar: who wrote it (mousecord, its version, the command, the input), then
+    ``record`` (a pending one before the images, naming them; the run's after them)."""
+    from mousecord import __version__
+
+    header = {
+        "software": "mousecord",
+        "version": __version__,
+        "command": options.command,
+        "input": str(case.input.resolve()),
+    }
+    with atomic_output(case.sidecar) as temporary:
+        temporary.write_text(json.dumps(header | record, indent=2) + "\n")
+
+
+def _run_record(
     case: CaseOutputs,
     predictor: Predictor,
     options: SegmentOptions,
@@ -611,15 +631,10 @@ def _write_sidecar(
     cord_axis: int,
     written: Sequence[Path],
     warnings: Sequence[str],
-) -> None:
-    from mousecord import __version__
-
+) -> dict:
+    """The sidecar record of a finished run: its outputs, model, settings, findings and timing."""
     bundle = predictor.bundle
-    record = {
-        "software": "mousecord",
-        "version": __version__,
-        "command": options.command,
-        "input": str(case.input.resolve()),
+    return {
         "outputs": _written_outputs(case, written),
         "model": {
             "name": bundle.name,
@@ -634,9 +649,8 @@ def _write_sidecar(
         "device": str(predictor.device),
         "timing_s": {key: round(value, 3) for key, value in timing.items()},
         "python": platform.python_version(),
+        "complete": True,
     }
-    with atomic_output(case.sidecar) as temporary:
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
 
 
 __all__ = [
