@@ -209,7 +209,7 @@ def _fine_tune_in_plane(args: argparse.Namespace, bundle) -> int:
 
     from mousecord.errors import ConfigError
     from mousecord.models.bundle import load_bundle
-    from mousecord.training import InPlaneTrainConfig, fine_tune_in_plane
+    from mousecord.training import InPlaneTrainConfig, fine_tune_choice, fine_tune_in_plane
 
     if args.folds or args.config or args.patch_size_vox:
         raise ConfigError("--folds, --config and --patch-size-vox do not apply to an in-plane model")
@@ -232,7 +232,7 @@ def _fine_tune_in_plane(args: argparse.Namespace, bundle) -> int:
         progress=show_progress(args),
         command=command_line(args),
     )
-    print(f"{_kept(load_bundle(folder).metadata)}\nmodel bundle: {folder}")
+    print(f"{fine_tune_choice(load_bundle(folder).metadata)}\nmodel bundle: {folder}")
     return 0
 
 
@@ -243,19 +243,6 @@ def _in_plane_overrides(args: argparse.Namespace) -> dict:
     if args.no_mixed_precision:
         overrides["mixed_precision"] = False
     return overrides
-
-
-def _kept(metadata: dict) -> str:
-    """Which weights a fine-tune kept, with their validation Dice and the starting model's."""
-    start = metadata.get("starting_validation") or {}
-    before = f"GM {start['GM']:.3f}, WM {start['WM']:.3f}" if start else "not measured (resumed)"
-    if metadata["best_epoch"] < 0:
-        return f"kept the starting weights: no epoch beat their validation Dice ({before}) by the margin"
-    best = metadata["validation"]
-    return (
-        f"kept epoch {metadata['best_epoch']}: validation Dice GM {best['GM']:.3f}, WM {best['WM']:.3f} "
-        f"(the starting model: {before})"
-    )
 
 
 def _train_synthetic(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from mousecord.training.crossval import TrainSummary, subject_folds, train
 from mousecord.training.data import TrainingCase, TrainingDataset, load_training_dataset
 from mousecord.training.in_plane import (
     InPlaneTrainConfig,
+    fine_tune_choice,
     fine_tune_in_plane,
     train_in_plane,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "TrainingDataset",
     "config_from_bundle",
     "deep_supervision_loss",
+    "fine_tune_choice",
     "fine_tune_in_plane",
     "load_checkpoint",
     "load_training_dataset",

@@ -444,22 +444,17 @@ def fine_tune_in_plane(
     )
     weights = load_checkpoint(result.best_checkpoint)["network_weights"]
     output_folder = Path(output_folder)
-    before = (
-        f"Dice GM {result.starting_dice['GM']:.3f}, WM {result.starting_dice['WM']:.3f}"
-        if result.starting_dice
-        else "not validated (resumed from a checkpoint that did not record it)"
-    )
-    chosen = (
-        f"no epoch beat the starting weights ({before}), so this model keeps `{bundle.name}`'s weights"
-        if result.best_epoch < 0
-        else f"`{bundle.name}` {before}; best epoch {result.best_epoch}, Dice GM "
-        f"{result.best_dice['GM']:.3f}, WM {result.best_dice['WM']:.3f}"
-    )
+    metadata = {
+        "fine_tuned_from": bundle.name,
+        "best_epoch": result.best_epoch,
+        "validation": result.best_dice,
+        "starting_validation": result.starting_dice,
+    }
     card = (
         f"# {output_folder.name}\n\nFine-tuned from `{bundle.name}` on `{loaded.source}` "
         f"({loaded.describe()}) with `{command or 'mousecord.training.fine_tune_in_plane'}`.\n\n"
         f"Validation (annotated slices of {', '.join(held_out) or 'the training subjects'}, through the "
-        f"Predictor): {chosen}.\n"
+        f"Predictor): {fine_tune_choice(metadata)}.\n"
     )
     precisions = sorted(set(result.history.get("precision", [])))  # a resumed run may have changed machine
     if precisions:
@@ -470,14 +465,28 @@ def fine_tune_in_plane(
         name=output_folder.name or "mousecord-model",
         inference=inference,
         model_card=card,
-        metadata={
-            "fine_tuned_from": bundle.name,
-            "best_epoch": result.best_epoch,
-            "validation": result.best_dice,
-            "starting_validation": result.starting_dice,
-        },
+        metadata=metadata,
     )
     return save_bundle(tuned, output_folder / "model", overwrite=True)
+
+
+def fine_tune_choice(metadata: Mapping[str, Any]) -> str:
+    """Which weights a fine-tune kept, with their validation Dice and the starting model's, from the
+    fine-tuned bundle's ``metadata`` (its model card's words, and ``mousecord train``'s)."""
+    start = metadata.get("starting_validation")
+    before = (
+        f"Dice GM {start['GM']:.3f}, WM {start['WM']:.3f}"
+        if start
+        else "not validated (resumed from a checkpoint that did not record it)"
+    )
+    starting_model = metadata["fine_tuned_from"]
+    if metadata["best_epoch"] < 0:
+        return f"kept `{starting_model}`'s weights: no epoch beat their validation {before} by the margin"
+    best = metadata["validation"]
+    return (
+        f"kept epoch {metadata['best_epoch']}: validation Dice GM {best['GM']:.3f}, WM {best['WM']:.3f} "
+        f"(`{starting_model}`: {before})"
+    )
 
 
 __all__ = [
@@ -488,6 +497,7 @@ __all__ = [
     "bundle_from_weights",
     "DEFAULT_INFERENCE",
     "VALIDATION_PHANTOMS",
+    "fine_tune_choice",
     "fine_tune_in_plane",
     "in_plane_batch",
     "native_bfloat16",
