@@ -39,7 +39,7 @@ def test_bids_truth_masks_against_a_prediction_folder(tmp_path: Path) -> None:
     predicted = label_map.copy()
     predicted[..., 9] = np.roll(label_map[..., 9], 2, axis=0)  # 2 voxels = 0.1 mm off on one annotated slice
     write_nifti(tmp_path / "pred" / "sub-01_chunk-1_T1w_seg.nii.gz", predicted, SIZES)
-    (result,) = evaluate(tmp_path / "bids", tmp_path / "pred")
+    (result,) = evaluate(tmp_path / "pred", tmp_path / "bids")
     assert result.case == "sub-01_chunk-1_T1w"
     cord = result.metrics["cord"]
     assert sorted(cord.per_slice_dice) == [3, 9, 15] and cord.surface_distance_mode == "2d-per-slice"
@@ -58,7 +58,7 @@ def test_prediction_masks_under_bids_derivatives_are_found_by_folder_name(tmp_pa
             (label_map == label).astype(np.uint8),
             SIZES,
         )
-    (result,) = evaluate(tmp_path, "nnunet")
+    (result,) = evaluate("nnunet", tmp_path)
     assert result.metrics["GM"].dice == 1.0 and result.metrics["GM"].surface_distance_mode == "3d"
 
 
@@ -67,7 +67,7 @@ def test_no_matching_names_is_a_dataset_error(tmp_path: Path) -> None:
     write_nifti(tmp_path / "truth" / "a.nii.gz", label_map, SIZES)
     write_nifti(tmp_path / "pred" / "b_seg.nii.gz", label_map, SIZES)
     with pytest.raises(DatasetError, match="no prediction matches"):
-        evaluate(tmp_path / "truth", tmp_path / "pred")
+        evaluate(tmp_path / "pred", tmp_path / "truth")
 
 
 def test_cli_evaluate_writes_csv_json_and_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -169,6 +169,32 @@ def test_cli_output_never_overwrites_an_input(tmp_path: Path, capsys, command: s
     assert segmentation.read_bytes() == before
 
 
+@pytest.mark.parametrize("command", ["evaluate", "morphometrics"])
+def test_cli_reports_never_replace_an_image_a_segment_sidecar_or_a_pipe(tmp_path: Path, capsys, command: str):
+    """A report path naming the image beside the segmentation, segment's sidecar (which records the voxel
+    size the measures rely on) or a pipe (as ``-o /dev/null`` names a device) is refused before any work,
+    and nothing there changes."""
+    _, label_map = synthetic_cord((40, 40, 6), SIZES)
+    segmentation = write_nifti(tmp_path / "x_seg.nii.gz", label_map, SIZES)
+    image = write_nifti(tmp_path / "x.nii.gz", label_map.astype(np.float32), SIZES)
+    sidecar = tmp_path / "x_seg.json"
+    sidecar.write_text(json.dumps({"software": "mousecord", "voxel_size_mm": [0.05, 0.05, 0.1]}))
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    arguments = [str(segmentation), str(segmentation)] if command == "evaluate" else [str(segmentation)]
+    for option, target, message in (
+        ("-o", image, "cannot take an image's name"),
+        ("--json", sidecar, "is the sidecar mousecord segment wrote"),
+        ("-o", pipe, "exists and is a device, pipe or socket, not a file"),
+    ):
+        before = image.read_bytes(), sidecar.read_bytes()
+        extra = [] if option == "-o" else ["-o", str(tmp_path / "table.csv")]
+        assert main([command, *arguments, option, str(target), *extra]) == 1
+        assert message in capsys.readouterr().err
+        assert (image.read_bytes(), sidecar.read_bytes()) == before and pipe.is_fifo()
+    assert not (tmp_path / "table.csv").exists()
+
+
 def test_cli_evaluate_writes_no_output_when_one_fails(tmp_path: Path, monkeypatch, capsys) -> None:
     _, label_map = synthetic_cord((40, 28, 4), SIZES)
     truth = write_nifti(tmp_path / "truth.nii.gz", label_map, SIZES)
@@ -218,11 +244,11 @@ def test_segment_outputs_in_both_formats_are_read_from_the_label_map(tmp_path: P
     write_nifti(predictions / f"{output}.nii.gz", label_map, SIZES)
     for label in (Label.GM, Label.WM):  # masks that disagree with the label map: they must not be read
         write_nifti(predictions / f"{output}_{label.name}_seg.nii.gz", np.zeros(label_map.shape), SIZES)
-    (result,) = evaluate(tmp_path / "truth", predictions)
+    (result,) = evaluate(predictions, tmp_path / "truth")
     assert result.metrics["GM"].dice == 1.0 and result.metrics["WM"].dice == 1.0
     write_nifti(predictions / "sub-01_T1w_dseg.nii.gz", label_map, SIZES)
     with pytest.raises(DatasetError, match="both match case 'sub-01_T1w'"):
-        evaluate(tmp_path / "truth", predictions)
+        evaluate(predictions, tmp_path / "truth")
 
 
 def test_a_single_slice_with_a_coronal_header_is_measured_and_evaluated_across_its_plane(
@@ -245,7 +271,7 @@ def test_a_single_slice_with_a_coronal_header_is_measured_and_evaluated_across_i
     assert result.table["area_GM_mm2"][0] == pytest.approx((section == Label.GM).sum() * 0.05 * 0.05)
     across_header = morphometrics_file(tmp_path / "pred_seg.nii.gz", tmp_path / "h.csv", cord_axis="header")
     assert across_header.n_slices > 10  # the header's S axis cuts the section into lines
-    (case,) = evaluate(tmp_path / "pred_seg.nii.gz", tmp_path / "truth_seg.nii.gz")
+    (case,) = evaluate(tmp_path / "truth_seg.nii.gz", tmp_path / "pred_seg.nii.gz")
     assert list(case.metrics["GM"].per_slice_dice) == [0] and case.metrics["GM"].dice == 1.0
 
 
@@ -260,7 +286,7 @@ def test_a_segmentations_sidecar_says_which_slices_evaluation_and_qc_take(tmp_pa
     prediction = write_nifti(tmp_path / "pred" / "img_seg.nii.gz", label_map, SIZES)
 
     def slices_taken() -> tuple[int, int]:
-        (case,) = evaluate(truth, prediction)
+        (case,) = evaluate(prediction, truth)
         record = json.loads(write_qc_entry(image_path, prediction, tmp_path / "qc").read_text())
         return len(case.metrics["cord"].per_slice_dice), max(record["axial_slices"])
 
@@ -301,7 +327,7 @@ def test_truth_and_prediction_stored_in_different_axis_orders_are_compared_slice
     prediction.parent.mkdir()
     nib.save(nib.Nifti1Image(np.transpose(label_map, (2, 0, 1)), permuted), prediction)
     (tmp_path / "pred" / "img_seg.json").write_text(json.dumps({"software": "mousecord", "cord_axis": 0}))
-    (case,) = evaluate(truth, prediction)
+    (case,) = evaluate(prediction, truth)
     assert case.metrics["GM"].dice == 1.0 and len(case.metrics["cord"].per_slice_dice) == 20
 
 
@@ -316,12 +342,12 @@ def test_a_folder_segment_wrote_beside_its_inputs_is_evaluated_from_its_segmenta
         write_nifti(folder / f"p1_{name}_seg.nii.gz", (label_map == label).astype(np.uint8), SIZES)
     truth = write_nifti(tmp_path / "truth" / "p1_seg.nii.gz", label_map, SIZES)
     with pytest.raises(DatasetError, match="both match case .p1."):
-        evaluate(truth.parent, folder)  # without the sidecar, the image is a second source of case p1
+        evaluate(folder, truth.parent)  # without the sidecar, the image is a second source of case p1
     moved = "/elsewhere/scans/p1.nii.gz"  # the sidecar's absolute path of a folder moved since
     for recorded in (str(source.resolve()), moved):
         record = {"software": "mousecord", "input": recorded, "cord_axis": 2}
         (folder / "p1_seg.json").write_text(json.dumps(record))
-        (case,) = evaluate(truth.parent, folder)
+        (case,) = evaluate(folder, truth.parent)
         assert case.metrics["GM"].dice == 1.0 and case.prediction == (folder / "p1_seg.nii.gz",)
 
 
@@ -338,7 +364,7 @@ def test_evaluation_takes_the_voxel_size_segment_was_given(tmp_path: Path) -> No
         sidecar.write_text(json.dumps({"software": "mousecord", "settings": {"voxel_size_mm": sizes}}))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MousecordWarning)  # 1 mm headers are implausible
-            (case,) = evaluate(truth, prediction)
+            (case,) = evaluate(prediction, truth)
         return case.metrics["cord"].mean_surface_distance_mm
 
     in_header_mm = surface_distance_mm(None)
@@ -353,10 +379,27 @@ def test_a_truth_written_by_segment_against_a_prediction_that_was_not_warns_of_a
     (tmp_path / "seg" / "img_seg.json").write_text(json.dumps({"software": "mousecord"}))
     manual = write_nifti(tmp_path / "manual" / "img_seg.nii.gz", label_map)
     with pytest.warns(MousecordWarning, match="are they swapped"):
-        evaluate(segmented, manual)
+        evaluate(manual, segmented)
     with warnings.catch_warnings():
         warnings.simplefilter("error", MousecordWarning)
-        evaluate(manual, segmented)
+        evaluate(segmented, manual)
         corrected_at = (tmp_path / "seg" / "img_seg.json").stat().st_mtime + 3600  # corrected by hand: truth
         os.utime(segmented, (corrected_at, corrected_at))
-        evaluate(segmented, manual)
+        evaluate(manual, segmented)
+
+
+def test_python_and_the_command_line_take_the_prediction_first(tmp_path: Path) -> None:
+    """``evaluate(PRED, TRUTH)`` as ``mousecord evaluate PRED TRUTH``: a truth annotated on two slices is
+    evaluated on those two, whichever way it is called."""
+    _, label_map = synthetic_cord((60, 50, 20), SIZES)
+    sparse = np.zeros_like(label_map)
+    sparse[..., [5, 12]] = label_map[..., [5, 12]]
+    predicted = label_map.copy()
+    predicted[..., 5] = np.roll(label_map[..., 5], 2, axis=0)
+    prediction = write_nifti(tmp_path / "pred" / "x_seg.nii.gz", predicted, SIZES)
+    truth = write_nifti(tmp_path / "truth" / "x_seg.nii.gz", sparse, SIZES)
+    (case,) = evaluate(prediction, truth)
+    assert len(case.metrics["GM"].per_slice_dice) == 2 and 0.5 < case.metrics["GM"].dice < 1
+    assert main(["evaluate", str(prediction), str(truth), "--json", str(tmp_path / "m.json"), "--quiet"]) == 0
+    (row,) = json.loads((tmp_path / "m.json").read_text())["cases"]
+    assert row["GM"]["dice"] == pytest.approx(case.metrics["GM"].dice)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mousecord.io.atomic import replace_folder
+from mousecord.errors import OutputError
+from mousecord.io.atomic import atomic_output, replace_folder
 
 
 def test_replace_folder_never_leaves_a_half_deleted_folder(tmp_path, monkeypatch):
@@ -37,3 +38,20 @@ def test_replace_folder_never_leaves_a_half_deleted_folder(tmp_path, monkeypatch
     assert replace_folder(new, destination) == destination
     assert (destination / "weights").read_text() == "new" and not new.exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == [".other.retired-0123abcd", "model"]
+
+
+def test_atomic_output_never_replaces_a_device_or_a_pipe(tmp_path):
+    """Renaming onto a device node or a pipe would replace it (``-o /dev/null`` run as root)."""
+    import os
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(OutputError, match=r"pipe: exists and is a device, pipe or socket, not a file"):
+        with atomic_output(pipe) as temporary:
+            temporary.write_text("table")
+    assert pipe.is_fifo() and os.listdir(tmp_path) == ["pipe"]
+    link = tmp_path / "link.csv"
+    link.symlink_to(tmp_path / "elsewhere.csv")
+    with atomic_output(link) as temporary:  # a link is replaced, as any file is
+        temporary.write_text("table")
+    assert link.read_text() == "table" and not link.is_symlink()

@@ -92,7 +92,7 @@ def test_validation_equals_segment_and_evaluate(dataset: Path, tmp_path: Path) -
     output = tmp_path / "pred" / f"{case.name}_seg.nii.gz"
     segment(image, output, model=model, inference=InferenceConfig(device="cpu", backend="torch", roi="full"))
     truth = next(dataset.glob(f"derivatives/manual_masks/*/anat/{case.name}_label-GM_mask.nii.gz"))
-    result = evaluate(truth, output)[0]
+    result = evaluate(output, truth)[0]
     assert result.metrics["GM"].dice == pytest.approx(validation["GM"], abs=1e-9)
     assert result.metrics["WM"].dice == pytest.approx(validation["WM"], abs=1e-9)
 

@@ -79,18 +79,19 @@ class CaseResult:
 
 
 def evaluate(
-    reference: Path | str,
     prediction: Path | str,
+    reference: Path | str,
     *,
     mask_folder: str = MASK_FOLDER_DEFAULT,
 ) -> list[CaseResult]:
-    """Compare predictions with truth, per case and class (GM, WM, cord).
+    """Compare predictions with truth, per case and class (GM, WM, cord); the prediction first, as
+    ``mousecord evaluate PRED TRUTH`` takes them.
 
     Args:
-        reference: a truth file (label map, or either mask of a GM/WM pair), a folder of them (searched
-            recursively), or a BIDS dataset root (truth from ``derivatives/<mask_folder>``).
         prediction: a prediction file or folder; with a BIDS ``reference``, also the name of a folder
             under ``derivatives/`` (e.g. the predictions converted back with nnU-Net -> BIDS).
+        reference: a truth file (label map, or either mask of a GM/WM pair), a folder of them (searched
+            recursively), or a BIDS dataset root (truth from ``derivatives/<mask_folder>``).
         mask_folder: the derivatives folder of the truth masks in a BIDS dataset.
 
     Returns:
@@ -101,7 +102,7 @@ def evaluate(
         ImageFormatError: unreadable files, values outside 0/1/2, or truth and prediction grids differ.
 
     Example:
-        >>> results = evaluate("truth/", "predictions/")  # doctest: +SKIP
+        >>> results = evaluate("predictions/", "truth/")  # doctest: +SKIP
         >>> results[0].metrics["GM"].dice
     """
     reference, prediction = Path(reference), Path(prediction)

@@ -52,7 +52,8 @@ from mousecord.analysis.labelmaps import (
 )
 from mousecord.analysis.metrics import json_number
 from mousecord.errors import ConfigError, MousecordWarning, OutputError
-from mousecord.io import atomic_output, check_not_input
+from mousecord.io import atomic_output
+from mousecord.io.names import check_report_output
 from mousecord.labels import CORD_NAME, LABEL_NAMES, QC_COLOURS, Label, check_label_values, cord_centroids
 
 logger = logging.getLogger(__name__)
@@ -278,13 +279,14 @@ def morphometrics_file(
     All outputs are written to temporary names and renamed into place only once every one succeeded.
 
     Raises:
-        OutputError: an output would overwrite the segmentation (or its sibling mask), two outputs have the
-            same name, or an output cannot be written.
+        OutputError: an output would overwrite the segmentation (or its sibling mask), an image, a
+            segment sidecar or a device (:func:`mousecord.io.names.check_report_output`), two outputs have
+            the same name, or an output cannot be written.
     """
     source = label_source(segmentation)
     outputs = [Path(output) for output in (output_csv, json_path, png) if output is not None]
     for output in outputs:
-        check_not_input(output, source.paths)
+        check_report_output(output, source.paths)
     if len({output.resolve() for output in outputs}) != len(outputs):
         raise OutputError(f"{output_csv}: two outputs have the same name; choose different names")
     loaded = load_label_map(source, voxel_size_mm=voxel_size_mm or segmented_voxel_size(source))

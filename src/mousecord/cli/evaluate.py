@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from mousecord.io import atomic_output
 
     _check_outputs_are_not_inputs(args)
-    results = evaluate(args.reference, args.prediction, mask_folder=args.mask_folder)
+    results = evaluate(args.prediction, args.reference, mask_folder=args.mask_folder)
     writers = [
         (writer, path)
         for writer, path in (
@@ -70,16 +70,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_outputs_are_not_inputs(args: argparse.Namespace) -> None:
-    """Refuse, before any work, an output path that is PRED or TRUTH (or the sibling mask of a pair)."""
+    """Refuse, before any work, an output path that is PRED or TRUTH (or the sibling mask of a pair), an
+    image, a segment sidecar or a device (:func:`mousecord.io.names.check_report_output`)."""
     from mousecord.analysis.labelmaps import label_source
     from mousecord.errors import OutputError
-    from mousecord.io import check_not_input
+    from mousecord.io.names import check_report_output
 
     inputs: list[Path] = []
     for path in (args.prediction, args.reference):
         inputs += list(label_source(path).paths) if path.is_file() else [path]
     outputs = [path for path in (args.output, args.json_path, args.per_slice_csv) if path is not None]
     for output in outputs:
-        check_not_input(output, inputs)
+        check_report_output(output, inputs)
     if len({output.resolve() for output in outputs}) != len(outputs):
         raise OutputError(f"{outputs[0]}: two outputs have the same name; choose different names")

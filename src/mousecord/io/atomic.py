@@ -142,6 +142,24 @@ def replace_folder(source: Path | str, destination: Path | str) -> Path:
     return destination
 
 
+def check_replaceable_file(path: Path | str) -> None:
+    """Refuse an output path where something other than a file (or a link) is: renaming a new file onto
+    a device, a pipe or a folder would replace it (``-o /dev/null`` run as root replaces the device).
+
+    Raises:
+        OutputError: ``path`` exists and is neither a regular file nor a symbolic link.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise OutputError(f"{path}: cannot check the output: {error.strerror or error}") from error
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        what = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+        raise OutputError(f"{path}: exists and is {what}, not a file; give the output a file name")
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
@@ -153,6 +171,7 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     check_writable_folder(folder, purpose=str(path))
+    check_replaceable_file(path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from mousecord.io.atomic import split_suffix
+from mousecord.errors import OutputError
+from mousecord.io.atomic import check_not_input, check_replaceable_file, split_suffix
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 
 #: An output modified this long after its complete sidecar (written last) has been changed since, by hand or
@@ -107,6 +109,29 @@ def read_segment_sidecar(path: Path) -> SegmentSidecar | None:
     return SegmentSidecar(record, written_at)
 
 
+def check_report_output(output: Path | str, inputs: Iterable[Path | str]) -> None:
+    """Refuse, before any work, a table, JSON or picture path that would replace something else: one of
+    ``inputs``, a file named as a NIfTI image (an image beside the inputs is as precious as they are), the
+    sidecar of a ``mousecord segment`` run (it records the voxel size and axis the analysis relies on), or
+    a device, pipe or folder.
+
+    Raises:
+        OutputError: any of those.
+    """
+    output = Path(output)
+    check_not_input(output, inputs)
+    check_replaceable_file(output)  # first: reading a pipe to see whether it is a sidecar would block
+    if split_suffix(output)[1].lower() in (".nii", ".nii.gz"):
+        raise OutputError(
+            f"{output}: a table or picture cannot take an image's name (.nii, .nii.gz); choose another name"
+        )
+    if read_segment_sidecar(output) is not None:
+        raise OutputError(
+            f"{output}: is the sidecar mousecord segment wrote for its outputs (the voxel size and axis they "
+            "are measured with); choose another name"
+        )
+
+
 __all__ = [
     "CHANGED_AFTER_S",
     "MASK_STEM",
@@ -114,6 +139,7 @@ __all__ = [
     "OUTPUT_SUFFIXES",
     "SegmentOutputNames",
     "SegmentSidecar",
+    "check_report_output",
     "read_segment_sidecar",
     "segment_output_names",
     "sidecar_beside",
