@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from mousecord.cli.main import main
+from mousecord.datasets.bids import find_bids_images
 from mousecord.datasets.tools import (
     bids_to_nnunet,
     crop_file,
@@ -116,10 +118,56 @@ def test_crop_cli_writes_suffixed_image_and_masks(dataset: Path, capsys) -> None
     masks = [_mask(dataset, stem, "GM"), _mask(dataset, stem, "WM")]
     code = main(["crop", "-i", str(image), "-m", *map(str, masks), "--first", "2", "--last", "6", "--quiet"])
     assert code == 0
-    for path in (image, *masks):
-        cropped = path.with_name(path.name.replace(".nii.gz", "_crop.nii.gz"))
+    for path in (image, *masks):  # masks named after the cropped image, so that they pair with it
+        cropped = path.with_name(path.name.replace(stem, f"{stem}_crop"))
         assert nib.load(cropped).shape == (*SHAPE[:2], 4)
         assert nib.load(path).shape == SHAPE  # input untouched
+    (case,) = [case for case in find_bids_images(dataset) if case.image.name == f"{stem}_crop.nii.gz"]
+    assert case.has_masks
+
+
+def test_data_tools_replace_earlier_outputs_only_with_overwrite(
+    dataset: Path, tmp_path: Path, capsys
+) -> None:
+    """A second crop, header fix, slice extraction or nnU-Net -> BIDS conversion into the same place is
+    refused, nothing changed, unless --overwrite: hand-drawn masks and earlier results are not replaced
+    silently."""
+    stem = "sub-01_chunk-1_T1w"
+    image = dataset / "sub-01" / "anat" / f"{stem}.nii.gz"
+    crop = ["crop", "-i", str(image), "--first", "2", "--last", "6", "--quiet"]
+    fix = ["fix-header", "-i", str(image), "-o", str(tmp_path / "fixed.nii.gz"), "--quiet"]
+    extract = ["extract-slices", str(dataset), "-o", str(tmp_path / "slices"), "--quiet"]
+    for command, output, refusal in (
+        (
+            crop,
+            image.with_name(f"{stem}_crop.nii.gz"),
+            "exists; not replaced without overwrite (--overwrite)",
+        ),
+        (fix, tmp_path / "fixed.nii.gz", "exists; not replaced without overwrite (--overwrite)"),
+        (extract, tmp_path / "slices" / "sub-01" / "anat" / f"{stem}.nii.gz", "exists and is not empty"),
+    ):
+        assert main(command) == 0
+        before = output.read_bytes()
+        os.utime(output, (0, 0))
+        assert main(command) == 1
+        assert refusal in capsys.readouterr().err
+        assert output.read_bytes() == before and output.stat().st_mtime == 0
+        assert main([*command, "--overwrite"]) == 0
+        assert output.stat().st_mtime > 0
+    past_the_end = str(SHAPE[2] + 1)
+    longer = [
+        "crop",
+        "-i",
+        str(image),
+        "--first",
+        "2",
+        "--last",
+        past_the_end,
+        "-o",
+        str(tmp_path / "c.nii.gz"),
+    ]
+    assert main(longer) == 1 and "reaches past its" in capsys.readouterr().err
+    assert not (tmp_path / "c.nii.gz").exists()
 
 
 def test_fix_header_sets_zooms_and_copies_qform_to_sform(tmp_path: Path) -> None:
@@ -165,6 +213,16 @@ def test_bids_to_nnunet_layout_labels_and_round_trip(dataset: Path, tmp_path: Pa
             back = np.asarray(nib.load(_mask(dataset, stem, label, folder="roundtrip")).dataobj)
             np.testing.assert_array_equal(back.astype(bool), original)
             assert back.dtype == np.uint8
+    # into manual_masks it would replace the hand-drawn masks: only when asked
+    hand_drawn = _mask(dataset, "sub-01_chunk-1_T1w", "GM")
+    before = hand_drawn.read_bytes()
+    with pytest.raises(OutputError, match=r"label-GM_mask.nii.gz: exists \(with 3 more of the outputs\)"):
+        nnunet_to_bids(folder / "labelsTr", folder / "conversion_dict.json", mask_folder="manual_masks")
+    assert hand_drawn.read_bytes() == before
+    nnunet_to_bids(
+        folder / "labelsTr", folder / "conversion_dict.json", mask_folder="manual_masks", overwrite=True
+    )
+    assert hand_drawn.read_bytes() != before
 
 
 def test_bids_to_nnunet_ignore_label(dataset: Path, tmp_path: Path) -> None:
@@ -278,7 +336,6 @@ def test_crop_cli_checks_mask_shapes_first_and_writes_nothing(dataset: Path, tmp
 def test_crop_cli_refuses_two_outputs_with_the_same_name(dataset: Path, tmp_path: Path) -> None:
     image = dataset / "sub-01" / "anat" / "sub-01_chunk-1_T1w.nii.gz"
     mask = _mask(dataset, "sub-01_chunk-1_T1w", "GM")
-    output = mask.with_name(mask.name.replace(".nii.gz", "_crop.nii.gz"))
-    code = main(["crop", "-i", str(image), "-m", str(mask), "-o", str(output), "--first", "2", "--last", "6"])
+    code = main(["crop", "-i", str(image), "-m", str(mask), str(mask), "--first", "2", "--last", "6"])
     assert code == 1
-    assert not output.exists()
+    assert not mask.with_name(mask.name.replace("T1w", "T1w_crop")).exists()

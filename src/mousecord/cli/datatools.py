@@ -26,14 +26,21 @@ def _register_extract(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dataset", type=Path, help="BIDS dataset root")
     parser.add_argument("-o", "--output", type=Path, required=True, help="new dataset folder")
     parser.add_argument("--label-folder", default="manual_masks", help="mask folder under derivatives/")
+    _add_overwrite_option(parser, "write into a folder that has files (those of the same names are replaced)")
     add_common_options(parser)
     parser.set_defaults(handler=_run_extract)
+
+
+def _add_overwrite_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=f"{what}; without it, refused")
 
 
 def _run_extract(args: argparse.Namespace) -> int:
     from mousecord.datasets.tools import extract_slices
 
-    written = extract_slices(args.dataset, args.output, mask_folder=args.label_folder)
+    written = extract_slices(
+        args.dataset, args.output, mask_folder=args.label_folder, overwrite=args.overwrite
+    )
     print(f"{len(written)} slices written to {args.output}")
     return 0
 
@@ -43,8 +50,10 @@ def _register_crop(subparsers: argparse._SubParsersAction) -> None:
         "crop",
         help="keep slices FIRST:LAST (last axis) of an image and its masks, into new files",
         description="Crop along the last axis (Python slicing, LAST excluded); the affine is shifted so "
-        "voxels stay in place. Outputs get --suffix (default _crop) unless -o is given; inputs are never "
-        "overwritten.",
+        "voxels stay in place. The image's output gets --suffix (default _crop) unless -o is given; a mask "
+        "named after the image is named after its output the same way (X_label-GM_mask -> "
+        "X_crop_label-GM_mask, in the mask's folder), so they still pair. Inputs are never overwritten, "
+        "earlier outputs only with --overwrite.",
     )
     parser.add_argument("-i", "--image", type=Path, required=True, help="image to crop")
     parser.add_argument("-m", "--masks", type=Path, nargs="*", default=[], help="masks to crop the same way")
@@ -52,17 +61,17 @@ def _register_crop(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--last", type=int, required=True, help="slice after the last one kept (z_stop)")
     parser.add_argument("-o", "--output", type=Path, help="output image (default <image>_crop.nii.gz)")
     parser.add_argument("--suffix", default="_crop", help="suffix of default output names")
+    _add_overwrite_option(parser, "replace outputs that exist (an earlier crop)")
     add_common_options(parser)
     parser.set_defaults(handler=_run_crop)
 
 
 def _run_crop(args: argparse.Namespace) -> int:
-    from mousecord.datasets.tools import crop_files, default_output
+    from mousecord.datasets.tools import crop_files, crop_outputs
 
-    paths = [args.image, *args.masks]
-    outputs = [args.output or default_output(args.image, args.suffix)]
-    outputs += [default_output(mask, args.suffix) for mask in args.masks]
-    written = crop_files(paths, args.first, args.last, outputs)  # checks everything, then writes all
+    outputs = crop_outputs(args.image, args.masks, args.output, args.suffix)
+    # checks everything, then writes all
+    written = crop_files([args.image, *args.masks], args.first, args.last, outputs, overwrite=args.overwrite)
     print("\n".join(str(path) for path in written))
     return 0
 
@@ -71,12 +80,17 @@ def _register_fix_header(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "fix-header",
         help="force the voxel size and copy the qform into the sform, into a new file",
+        description="Ex vivo headers often store the voxel size in the wrong unit or scale (1 mm for "
+        "0.05 mm): write a copy with the voxel size --zooms-mm, its qform rebuilt with it and copied into "
+        "the sform, the data unchanged (the reference's header fix). The input is never overwritten, an "
+        "earlier output only with --overwrite.",
     )
     parser.add_argument("-i", "--image", type=Path, required=True, help="image to fix")
     parser.add_argument("-o", "--output", type=Path, help="output (default <image>_fixed.nii.gz)")
     parser.add_argument(
         "--zooms-mm", type=float, nargs=3, default=(0.05, 0.05, 0.05), help="voxel size in mm"
     )
+    _add_overwrite_option(parser, "replace the output if it exists")
     add_common_options(parser)
     parser.set_defaults(handler=_run_fix_header)
 
@@ -85,7 +99,10 @@ def _run_fix_header(args: argparse.Namespace) -> int:
     from mousecord.datasets.tools import default_output, fix_header_file
 
     output = fix_header_file(
-        args.image, args.output or default_output(args.image, "_fixed"), zooms_mm=tuple(args.zooms_mm)
+        args.image,
+        args.output or default_output(args.image, "_fixed"),
+        zooms_mm=tuple(args.zooms_mm),
+        overwrite=args.overwrite,
     )
     print(output)
     return 0
@@ -135,6 +152,7 @@ def _register_nnunet_to_bids(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--mask-name", default="predictions", help="folder under derivatives/ to write into")
     parser.add_argument("--bids-root", type=Path, help="dataset root (default: from the dictionary's paths)")
+    _add_overwrite_option(parser, "replace masks that exist there (in manual_masks: hand-drawn ones)")
     add_common_options(parser)
     parser.set_defaults(handler=_run_nnunet_to_bids)
 
@@ -143,7 +161,11 @@ def _run_nnunet_to_bids(args: argparse.Namespace) -> int:
     from mousecord.datasets.tools import nnunet_to_bids
 
     written = nnunet_to_bids(
-        args.predictions, args.conversion_dict, mask_folder=args.mask_name, bids_root=args.bids_root
+        args.predictions,
+        args.conversion_dict,
+        mask_folder=args.mask_name,
+        bids_root=args.bids_root,
+        overwrite=args.overwrite,
     )
     print(f"{len(written)} masks written")
     return 0

@@ -58,6 +58,19 @@ def shifted_affine(affine: np.ndarray, z_start: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- files
 
 
+def check_new_outputs(outputs: Sequence[Path], *, overwrite: bool) -> None:
+    """Refuse, before any work, outputs that exist already, unless ``overwrite``: an earlier crop, a
+    fixed header or hand-drawn masks are replaced only when asked.
+
+    Raises:
+        OutputError: an output exists (the first is named, with how many more do).
+    """
+    existing = [] if overwrite else [path for path in outputs if path.exists() or path.is_symlink()]
+    if existing:
+        more = f" (with {len(existing) - 1} more of the outputs)" if len(existing) > 1 else ""
+        raise OutputError(f"{existing[0]}: exists{more}; not replaced without overwrite (--overwrite)")
+
+
 def _copy(source: Path, target: Path) -> None:
     check_not_input(target, [source])
     with atomic_output(target) as temporary:
@@ -80,7 +93,11 @@ def slice_stem(stem: str, index: int) -> str:
 
 
 def extract_slices(
-    dataset_root: Path | str, output_root: Path | str, *, mask_folder: str = MASK_FOLDER_DEFAULT
+    dataset_root: Path | str,
+    output_root: Path | str,
+    *,
+    mask_folder: str = MASK_FOLDER_DEFAULT,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write every annotated axial slice of a BIDS dataset as a 1-slice volume, plus the full volumes.
 
@@ -94,11 +111,17 @@ def extract_slices(
 
     Raises:
         DatasetError: no labelled image, missing label folder, mismatched or overlapping masks.
-        OutputError: ``output_root`` is the dataset itself.
+        OutputError: ``output_root`` is the dataset itself, or a folder with files in it (unless
+            ``overwrite``: then files of the same names are replaced).
     """
     root, output_root = Path(dataset_root), Path(output_root)
     if output_root.resolve() == root.resolve():
         raise OutputError(f"{output_root}: output dataset must differ from the input dataset")
+    if not overwrite and output_root.is_dir() and any(output_root.iterdir()):
+        raise OutputError(
+            f"{output_root}: exists and is not empty; give a new folder, or overwrite (--overwrite) to "
+            "replace the files written there"
+        )
     cases = [case for case in _labelled_cases(root, mask_folder) if case.has_masks]
     if not cases:
         raise DatasetError(f"{root}: no image has both GM and WM masks under derivatives/{mask_folder}")
@@ -135,7 +158,7 @@ def extract_slices(
                     mask_path(output_root, target, label, folder=mask_folder),
                 )
             written.append(target)
-    logger.info(
+    logger.debug(
         "extracted %d annotated slices from %d volumes into %s", len(written), len(cases), output_root
     )
     return written
@@ -147,21 +170,55 @@ def default_output(path: Path, suffix: str) -> Path:
     return path.with_name(f"{stem}{suffix}{extension}")
 
 
-def crop_file(path: Path | str, z_start: int, z_stop: int, output: Path | str) -> Path:
+def crop_outputs(
+    image: Path | str,
+    masks: Sequence[Path | str] = (),
+    output: Path | str | None = None,
+    suffix: str = "_crop",
+) -> list[Path]:
+    """Output names for :func:`crop_files`: the image's ``output``, else ``<stem><suffix>`` beside it; a
+    mask named after the image (``<stem>_label-GM_mask``, ``<stem>_GM_seg``) is named after the output
+    image the same way (``<stem>_crop_label-GM_mask``), in its own folder, so that image and masks still
+    pair as BIDS and SCT pair them; any other mask gets ``suffix``.
+
+    >>> [path.name for path in crop_outputs("sub-01_T1w.nii.gz", ["sub-01_T1w_label-GM_mask.nii.gz"])]
+    ['sub-01_T1w_crop.nii.gz', 'sub-01_T1w_crop_label-GM_mask.nii.gz']
+    """
+    image = Path(image)
+    output_image = Path(output) if output is not None else default_output(image, suffix)
+    image_stem, output_stem = split_suffix(image)[0], split_suffix(output_image)[0]
+    outputs = [output_image]
+    for mask in map(Path, masks):
+        stem, extension = split_suffix(mask)
+        if stem.startswith(f"{image_stem}_"):
+            outputs.append(mask.with_name(f"{output_stem}{stem[len(image_stem) :]}{extension}"))
+        else:
+            outputs.append(default_output(mask, suffix))
+    return outputs
+
+
+def crop_file(
+    path: Path | str, z_start: int, z_stop: int, output: Path | str, *, overwrite: bool = False
+) -> Path:
     """Keep slices ``z_start:z_stop`` (Python slicing, last axis) of a NIfTI file, written to ``output``.
 
     The affine is shifted by ``z_start`` so every kept voxel stays where it was; other header fields are
     kept, and scaled integer data is stored exactly as in the input.
 
     Raises:
-        OutputError: ``output`` is the input.
+        OutputError: ``output`` is the input, or exists (unless ``overwrite``).
         DatasetError: the range is empty.
     """
-    return crop_files([path], z_start, z_stop, [output])[0]
+    return crop_files([path], z_start, z_stop, [output], overwrite=overwrite)[0]
 
 
 def crop_files(
-    paths: Sequence[Path | str], z_start: int, z_stop: int, outputs: Sequence[Path | str]
+    paths: Sequence[Path | str],
+    z_start: int,
+    z_stop: int,
+    outputs: Sequence[Path | str],
+    *,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Crop an image and its masks the same way (see :func:`crop_file`), all or nothing.
 
@@ -171,11 +228,14 @@ def crop_files(
     Args:
         paths: the image first, then its masks; all must have the image's shape.
         z_start, z_stop: Python slice bounds along the last axis.
-        outputs: one output per input, all different and none of them an input.
+        outputs: one output per input, all different and none of them an input (see
+            :func:`crop_outputs`).
+        overwrite: replace outputs that exist (an earlier crop); without it they are refused.
 
     Raises:
-        OutputError: an output is an input, or two outputs are the same file.
-        DatasetError: shapes differ, or the range is empty.
+        OutputError: an output is an input, two outputs are the same file, or an output exists (unless
+            ``overwrite``).
+        DatasetError: shapes differ, the range is empty, or it reaches past the last slice.
     """
     paths, outputs = [Path(path) for path in paths], [Path(output) for output in outputs]
     if len(paths) != len(outputs) or not paths:
@@ -184,11 +244,14 @@ def crop_files(
         check_not_input(output, paths)
     if len({output.resolve() for output in outputs}) != len(outputs):
         raise OutputError(f"{outputs[0]}: two outputs have the same name; choose different names")
+    check_new_outputs(outputs, overwrite=overwrite)
     shapes = [open_native(path).shape for path in paths]
     for path, shape in zip(paths[1:], shapes[1:], strict=True):
         if shape != shapes[0]:
             raise DatasetError(f"{path}: shape {shape} differs from the image {paths[0].name}'s {shapes[0]}")
     depth = shapes[0][-1]
+    if max(z_start, z_stop) > depth:  # Python would clamp it: a wrong file or range, not a wish
+        raise DatasetError(f"{paths[0]}: slice range {z_start}:{z_stop} reaches past its {depth} slices")
     start, stop, _ = slice(z_start, z_stop).indices(depth)
     if stop <= start:
         raise DatasetError(f"{paths[0]}: slice range {z_start}:{z_stop} is empty for {depth} slices")
@@ -208,17 +271,22 @@ def crop_files(
 
 
 def fix_header_file(
-    path: Path | str, output: Path | str, *, zooms_mm: tuple[float, float, float] = DEFAULT_ZOOMS_MM
+    path: Path | str,
+    output: Path | str,
+    *,
+    zooms_mm: tuple[float, float, float] = DEFAULT_ZOOMS_MM,
+    overwrite: bool = False,
 ) -> Path:
     """Force the voxel size to ``zooms_mm`` and copy the qform into the sform; data unchanged.
 
     Raises:
-        OutputError: ``output`` is the input.
+        OutputError: ``output`` is the input, or exists (unless ``overwrite``).
         ConfigError: ``zooms_mm`` is not three positive finite numbers.
         ImageFormatError: unreadable file.
     """
     path, output = Path(path), Path(output)
     check_not_input(output, [path])
+    check_new_outputs([output], overwrite=overwrite)
     zooms = np.asarray(zooms_mm, dtype=np.float64)
     if zooms.shape != (3,) or not np.isfinite(zooms).all() or (zooms <= 0).any():
         raise ConfigError(f"{path}: zooms must be three positive finite numbers in mm, got {list(zooms_mm)}")
@@ -369,6 +437,7 @@ def nnunet_to_bids(
     *,
     mask_folder: str = "predictions",
     bids_root: Path | str | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write nnU-Net label maps back as BIDS GM/WM masks using a ``conversion_dict.json``.
 
@@ -379,12 +448,14 @@ def nnunet_to_bids(
     Returns:
         The written mask paths.
 
-    Nothing is written unless every matching prediction is a readable 0/1/2 label map.
+    Nothing is written unless every matching prediction is a readable 0/1/2 label map and, unless
+    ``overwrite``, no mask exists there yet (written into ``manual_masks``, they would replace hand-drawn
+    ones).
 
     Raises:
         DatasetError: no prediction matches the dictionary.
         ImageFormatError: a prediction is unreadable or holds values other than 0/1/2.
-        OutputError: a mask would overwrite its prediction or image.
+        OutputError: a mask would overwrite its prediction or image, or exists (unless ``overwrite``).
     """
     predictions_folder = Path(predictions_folder)
     conversion = read_conversion_dict(conversion_dict)
@@ -402,12 +473,14 @@ def nnunet_to_bids(
         targets = [mask_path(root, root / relative, label, folder=mask_folder) for label in TISSUE_LABELS]
         for target in targets:
             check_not_input(target, [prediction, original])
-        _, label_map = read_native(prediction)
-        check_label_values(label_map, name=prediction.name)
         jobs.append((prediction, targets))
     if not jobs:
         raise DatasetError(f"{predictions_folder}: no *{FILE_ENDING} prediction matches {conversion_dict}")
     written = [target for _, targets in jobs for target in targets]
+    check_new_outputs(written, overwrite=overwrite)
+    for prediction, _ in jobs:
+        _, label_map = read_native(prediction)
+        check_label_values(label_map, name=prediction.name)
     with contextlib.ExitStack() as stack:
         temporaries = iter([stack.enter_context(atomic_output(target)) for target in written])
         for prediction, _ in jobs:
@@ -423,8 +496,10 @@ __all__ = [
     "ConversionResult",
     "annotated_slices",
     "bids_to_nnunet",
+    "check_new_outputs",
     "crop_file",
     "crop_files",
+    "crop_outputs",
     "default_output",
     "extract_slices",
     "fix_header_file",
