@@ -38,13 +38,20 @@ _LAZY_API: dict[str, str] = {
     "evaluate": "mousecord.analysis",
     "compare_label_maps": "mousecord.analysis",
     "morphometrics": "mousecord.analysis",
+    "morphometrics_file": "mousecord.analysis",
     "write_qc_entry": "mousecord.analysis",
 }
 
 __all__ = ["__version__", *sorted(_LAZY_API)]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the real names, not Any from __getattr__
-    from mousecord.analysis import compare_label_maps, evaluate, morphometrics, write_qc_entry  # noqa: F401
+    from mousecord.analysis import (  # noqa: F401
+        compare_label_maps,
+        evaluate,
+        morphometrics,
+        morphometrics_file,
+        write_qc_entry,
+    )
     from mousecord.errors import MousecordError  # noqa: F401
     from mousecord.inference import InferenceConfig, Predictor  # noqa: F401
     from mousecord.io import Volume, load_nifti, save_like  # noqa: F401

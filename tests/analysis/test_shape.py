@@ -137,3 +137,20 @@ def test_morphometrics_file_refuses_two_outputs_with_the_same_name(tmp_path: Pat
     with pytest.raises(OutputError, match="same name"):
         morphometrics_file(segmentation, tmp_path / "out.csv", json_path=tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_morphometrics_file_measures_without_writing_and_morphometrics_names_it_for_files(tmp_path):
+    """``morphometrics_file(path)`` alone returns the measures and writes nothing; a path or nibabel image
+    given to the array function gets a TypeError that names morphometrics_file."""
+    import nibabel as nib
+
+    label_map = np.zeros((30, 30, 4), np.uint8)
+    label_map[8:22, 8:22] = 2
+    label_map[12:18, 12:18] = 1
+    path = write_nifti(tmp_path / "x_seg.nii.gz", label_map)
+    result = morphometrics_file(path)
+    assert result.table["area_GM_mm2"][0] == pytest.approx(36 * 0.05 * 0.05)
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["x_seg.nii.gz"]
+    for value in (path, str(path), nib.load(path)):
+        with pytest.raises(TypeError, match=r"for a file, morphometrics_file\(path\) reads"):
+            morphometrics(value, voxel_size_mm=(0.05, 0.05, 0.05))

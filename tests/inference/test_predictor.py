@@ -19,7 +19,7 @@ from mousecord.inference.postprocessing import (
 )
 from mousecord.inference.sliding_window import labels_from_logits
 from mousecord.io import Volume, load_nifti
-from tests.inference.helpers import tiny_bundle
+from tests.inference.helpers import tiny_bundle, tiny_in_plane_bundle
 
 
 @pytest.mark.parametrize("transpose_forward", [(0, 1, 2), (2, 0, 1), (1, 2, 0)])
@@ -229,3 +229,22 @@ def test_real_header_volumes_predict_on_their_grid(tiny_predictor, real_headers)
         image = load_nifti(path, dtype=np.float32)
         prediction = tiny_predictor.predict_volume(image.volume)
         assert prediction.label_map.shape == image.volume.shape
+
+
+def test_predict_volume_takes_a_nibabel_image_as_its_volume_and_names_what_an_array_needs():
+    """A notebook's nibabel image (3D, or a 2D slice, which comes back one slice deep) is segmented as the
+    Volume of its data and affine; an array gets a TypeError that names predict_array."""
+    predictor = Predictor(tiny_bundle(), InferenceConfig(device="cpu", backend="torch"))
+    data = np.random.default_rng(0).random((20, 18, 6)).astype(np.float32)
+    affine = np.diag([0.05, -0.05, 0.05, 1.0])
+    expected = predictor.predict_volume(Volume(data, affine))
+    from_image = predictor.predict_volume(nib.Nifti1Image(data, affine))
+    np.testing.assert_array_equal(from_image.label_map, expected.label_map)
+    in_plane = Predictor(tiny_in_plane_bundle(), InferenceConfig(device="cpu", backend="torch"))
+    one_slice = in_plane.predict_volume(nib.Nifti1Image(data[..., 2], affine))
+    assert one_slice.label_map.shape == (20, 18, 1)
+    with pytest.raises(TypeError, match=r"an array goes to predict_array\(array, voxel_size_mm\)"):
+        predictor.predict_volume(data)
+    with pytest.raises(TypeError, match=r"expected a nibabel image, got str; .*load_nifti\(path\).volume"):
+        predictor.predict_volume("x.nii.gz")
+    assert repr(expected).startswith("Prediction(label_map=array(20, 18, 6) with GM ")

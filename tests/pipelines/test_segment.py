@@ -472,3 +472,12 @@ def test_several_files_are_a_folders_images_and_a_folder_of_masks_alone_is_an_er
     _write(masks_only / "y_gmseg.nii.gz", labels)
     with pytest.raises(ConfigError, match=r"every image found holds only label values \(1 left out"):
         _segment(masks_only, model=model_folder)
+
+
+def test_an_image_in_memory_given_to_segment_names_the_predictor(model_folder):
+    """segment() writes files for files; an array or nibabel image gets a one-line error that says where
+    images in memory go, before any model is loaded."""
+    data = _image()
+    for value in (data, nib.Nifti1Image(data, np.eye(4)), [data]):
+        with pytest.raises(ConfigError, match=r"segment takes image files.*predict_volume\(image\)"):
+            _segment(value, model=model_folder)

@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from mousecord.analysis.labelmaps import (
@@ -165,6 +166,11 @@ def morphometrics(
         >>> morphometrics(label_map, voxel_size_mm=(0.05, 0.05, 0.05)).table["area_cord_mm2"][0]
         0.8
     """
+    if isinstance(label_map, str | Path | nib.spatialimages.SpatialImage):
+        raise TypeError(
+            "morphometrics measures a label map array in canonical RAS (z along the cord); for a file, "
+            "morphometrics_file(path) reads its orientation, voxel size and the axis segment used"
+        )
     label_map = np.asarray(label_map)
     check_label_values(label_map, name="segmentation")
     sizes = np.asarray(voxel_size_mm, dtype=np.float64).ravel()
@@ -253,7 +259,7 @@ def _totals(
 
 def morphometrics_file(
     segmentation: Path | str,
-    output_csv: Path | str,
+    output_csv: Path | str | None = None,
     *,
     png: Path | str | None = None,
     json_path: Path | str | None = None,
@@ -266,7 +272,7 @@ def morphometrics_file(
     Args:
         segmentation: label map file, or either file of a ``_GM_seg``/``_WM_seg`` or
             ``_label-GM_mask``/``_label-WM_mask`` pair.
-        output_csv: per-slice table, one row per slice with cord.
+        output_csv: per-slice table, one row per slice with cord (None: none written; the result holds it).
         png: optional plot of the areas and angles along the cord.
         json_path: optional whole-volume totals.
         angle_correction: see :func:`morphometrics`.
@@ -288,18 +294,19 @@ def morphometrics_file(
     for output in outputs:
         check_report_output(output, source.paths)
     if len({output.resolve() for output in outputs}) != len(outputs):
-        raise OutputError(f"{output_csv}: two outputs have the same name; choose different names")
+        raise OutputError(f"{outputs[0]}: two outputs have the same name; choose different names")
     loaded = load_label_map(source, voxel_size_mm=voxel_size_mm or segmented_voxel_size(source))
     along = loaded.cord_axis(segmented_cord_axis(source, cord_axis))
     slices, slice_voxel_size_mm = loaded.across_cord(along)
     result = morphometrics(slices, voxel_size_mm=slice_voxel_size_mm, angle_correction=angle_correction)
     totals = {key: json_number(value) for key, value in result.totals.items()}
     with contextlib.ExitStack() as stack:  # all outputs or none: each is renamed into place at the end
-        write_morphometrics_csv(
-            result,
-            stack.enter_context(atomic_output(Path(output_csv))),
-            slice_column=SLICE_COLUMN_ALONG[along],
-        )
+        if output_csv is not None:
+            write_morphometrics_csv(
+                result,
+                stack.enter_context(atomic_output(Path(output_csv))),
+                slice_column=SLICE_COLUMN_ALONG[along],
+            )
         if json_path is not None:
             temporary = stack.enter_context(atomic_output(Path(json_path)))
             temporary.write_text(json.dumps({"segmentation": str(segmentation), **totals}, indent=2) + "\n")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 
@@ -63,6 +64,14 @@ class Prediction:
     label_map: np.ndarray
     probabilities: np.ndarray | None = None
     roi: CordRoi | None = None
+
+    def __repr__(self) -> str:  # a notebook shows this: shapes and counts, not the arrays
+        counts = np.bincount(self.label_map.ravel(), minlength=3)
+        probabilities = "None" if self.probabilities is None else f"array{self.probabilities.shape}"
+        return (
+            f"Prediction(label_map=array{self.label_map.shape} with GM {counts[1]}, WM {counts[2]} voxels, "
+            f"probabilities={probabilities}, roi={'found' if self.roi is not None else 'None'})"
+        )
 
 
 def _labels_and_softmax(logits: torch.Tensor, probabilities: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -426,15 +435,32 @@ class Predictor:
         return replace(self.export(logits, preprocessed, probabilities=probabilities, roi=roi), roi=roi)
 
     def predict_volume(
-        self, volume: Volume, *, probabilities: bool = False, cord_axis: int | None = None
+        self,
+        volume: Volume | nib.spatialimages.SpatialImage,
+        *,
+        probabilities: bool = False,
+        cord_axis: int | None = None,
     ) -> Prediction:
         """Segment a :class:`Volume` of any orientation; results come back on the volume's own grid.
 
         Args:
+            volume: a :class:`Volume`, or a nibabel image in memory (:meth:`Volume.from_image`; a 2D one
+                comes back one slice deep). For a file, :func:`mousecord.segment` writes SCT's outputs
+                and :func:`mousecord.load_nifti` reads it with its header checked.
             cord_axis: the volume's array axis that runs along the cord, whatever its header says (see
                 :meth:`~mousecord.io.nifti.LoadedImage.cord_axis`); None: its header's
                 superior-inferior axis, as nnU-Net reads an image.
+
+        Raises:
+            TypeError: ``volume`` is neither (a numpy array: :meth:`predict_array` takes it).
         """
+        if not isinstance(volume, Volume):
+            if isinstance(volume, np.ndarray):
+                raise TypeError(
+                    "predict_volume takes a Volume or a nibabel image; an array goes to "
+                    "predict_array(array, voxel_size_mm)"
+                )
+            volume = Volume.from_image(volume)
         transform, oriented = self._oriented(volume, cord_axis)
         prediction = self.predict_array(oriented.data, oriented.voxel_size_mm, probabilities=probabilities)
         back = invert_transform(transform)

@@ -46,6 +46,27 @@ class Volume:
         """nibabel axis codes, e.g. ``("R", "A", "S")``."""
         return tuple(nib.aff2axcodes(self.affine))  # type: ignore[return-value]
 
+    @classmethod
+    def from_image(cls, image: nib.spatialimages.SpatialImage) -> Volume:
+        """The volume of a nibabel image in memory (its scaled data as float32, its affine); a 2D image
+        (one axial slice) becomes one slice deep, as a 2D file is read.
+
+        Raises:
+            TypeError: ``image`` is no nibabel image (the message says what to pass instead).
+            ValueError: its data is neither 2D nor 3D.
+        """
+        if not isinstance(image, nib.spatialimages.SpatialImage):
+            raise TypeError(
+                f"expected a nibabel image, got {type(image).__name__}; for a numpy array give its affine "
+                "(Volume(array, affine)), for a file use mousecord.load_nifti(path).volume"
+            )
+        data = np.asarray(image.dataobj, dtype=np.float32)
+        if data.ndim == 2:
+            data = data[..., None]
+        if data.ndim != 3:
+            raise ValueError(f"a {data.ndim}D image: mousecord takes 3D volumes and 2D slices")
+        return cls(data, image.affine)
+
     def with_data(self, data: np.ndarray) -> Volume:
         """Same grid, new array (shape must match)."""
         if np.shape(data)[:3] != self.shape:

@@ -169,7 +169,13 @@ def segment(
         MousecordError: bad options, an unknown model, unwritable outputs, or the single input's error.
     """
     options = options or SegmentOptions()
-    input_list = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    input_list = list(inputs) if isinstance(inputs, Sequence) and not isinstance(inputs, str) else [inputs]
+    for value in input_list:
+        if not isinstance(value, str | Path):
+            raise ConfigError(
+                f"segment takes image files, folders or BIDS datasets, got a {type(value).__name__}; for an "
+                "image in memory use Predictor(model).predict_volume(image) (a nibabel image or a Volume)"
+            )
     single = len(input_list) == 1 and not Path(input_list[0]).is_dir()
     cases = plan_outputs(input_list, output, derivatives_name=derivatives_name)
     report, todo = SegmentReport(), []
