@@ -27,12 +27,15 @@ PHANTOM_CONTRASTS = ("t1w", "gm-dark", "random")
 CORD_AXIS_SETTINGS = ("auto", "header", 0, 1, 2)
 #: A 200 x 200 x 500 chunk at 0.05 mm is 2e7 voxels; 4e8 needs over 10 GB of memory.
 DEFAULT_MAX_NETWORK_VOXELS = 400_000_000
+#: Largest in-plane voxel, as a multiple of the model's spacing, that segment takes (see InferenceConfig).
+DEFAULT_MAX_UPSAMPLING = 10.0
 
 __all__ = [
     "BACKENDS",
     "CORD_AXIS_SETTINGS",
     "BACKEND_ENVIRONMENT_VARIABLE",
     "DEFAULT_MAX_NETWORK_VOXELS",
+    "DEFAULT_MAX_UPSAMPLING",
     "DEVICES",
     "PHANTOM_CONTRASTS",
     "PRECISIONS",

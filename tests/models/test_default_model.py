@@ -294,27 +294,21 @@ def test_an_image_without_cord_gets_the_no_cord_exit_status(tmp_path, capsys):
     assert "no cord found" in capsys.readouterr().err
 
 
-def test_a_slice_with_a_voxel_size_20x_too_large_is_no_cord_until_given_its_size(tmp_path, capsys, phantom):
-    """A 0.05 mm slice saved with nibabel's default 1 mm affine: the few voxels the model finds at that scale
-    are no cord; the warning points at the voxel size and the exit status is the no-cord one. Given its
-    in-plane size (``--voxel-size 0.05 0.05``), the same file is segmented."""
+def test_a_slice_with_a_voxel_size_20x_too_large_is_refused_until_given_its_size(tmp_path, capsys, phantom):
+    """A 0.05 mm slice saved with nibabel's default 1 mm affine is refused before any work, the message
+    giving the size a factor of 20 would mean; given its in-plane size (``--voxel-size 0.05 0.05``), the
+    same file is segmented."""
     import nibabel as nib
-
-    from mousecord.pipelines import EXIT_NO_CORD
 
     middle = phantom.image.data.shape[2] // 2
     path = tmp_path / "slice_1mm.nii.gz"
     nib.save(nib.Nifti1Image(phantom.image.data[:, :, middle].astype(np.float32), np.eye(4)), path)
-    assert main(["segment", "-i", str(path), "--device", "cpu", "--quiet"]) == EXIT_NO_CORD
-    assert "voxel size" in capsys.readouterr().err
-    sidecar = json.loads((tmp_path / "slice_1mm_seg.json").read_text())
-    assert sidecar["cord_found"] is False
-    # the header check's warning and the no-cord one, kept in the sidecar for a batch to be checked by
-    warnings = sidecar["warnings"]
-    assert len(warnings) >= 2 and any("no cord found" in message for message in warnings)
-    assert any("voxel" in message for message in warnings[:-1])
+    assert main(["segment", "-i", str(path), "--device", "cpu", "--quiet"]) == 1
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "in-plane voxels are 20x the model's spacing" in error and "--voxel-size 0.05 0.05" in error
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["slice_1mm.nii.gz"]
     # the fix a user of a 2D file gives: the in-plane size alone
-    command = ["segment", "-i", str(path), "--voxel-size", "0.05", "0.05", "--overwrite", "--quiet"]
+    command = ["segment", "-i", str(path), "--voxel-size", "0.05", "0.05", "--quiet"]
     assert main([*command, "--device", "cpu"]) == 0
     labels = np.asarray(nib.load(tmp_path / "slice_1mm_seg.nii.gz").dataobj)
     truth = phantom.label_map.data[:, :, middle]

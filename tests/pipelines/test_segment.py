@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mousecord.errors import ConfigError, ImageFormatError, ModelFolderError, MousecordError, OutputError
-from mousecord.inference.predictor import Predictor
+from mousecord.inference.predictor import InferenceConfig, Predictor
 from mousecord.models import load_bundle
 from mousecord.pipelines import SegmentOptions, plan_outputs, segment, segment_case
 from tests.inference.helpers import TORCH, tiny_bundle_folder
@@ -163,10 +163,17 @@ def test_a_network_that_cannot_compile_ends_the_run(model_folder, tmp_path, monk
 
 
 def test_a_voxel_size_off_by_a_unit_is_refused_before_resampling(model_folder, real_headers, tmp_path):
-    # t2.nii.gz has 1 mm voxels: at the model's 0.05 mm it would be 1200 x 1100 x 1040 voxels (~20 GB)
+    # t2.nii.gz has 1 mm voxels: 20x the model's 0.05 mm in-plane, and 1200 x 1100 x 1040 voxels (~20 GB)
+    import math
+
     source = next(path for path in real_headers if path.name == "t2.nii.gz")
+    output = tmp_path / "out" / "t2_seg.nii.gz"
+    with pytest.raises(ImageFormatError, match=r"in-plane voxels are 20x.*0.05 mm \(header x20\)") as error:
+        _segment(source, output, model=model_folder)
+    assert "t2.nii.gz" in str(error.value) and "\n" not in str(error.value)
+    unlimited = InferenceConfig(device="cpu", backend="torch", max_upsampling=math.inf)
     with pytest.raises(ImageFormatError, match=r"\d{4} million voxels.*voxel_size_mm") as error:
-        _segment(source, tmp_path / "out" / "t2_seg.nii.gz", model=model_folder)
+        segment(source, output, model=model_folder, inference=unlimited)
     assert "t2.nii.gz" in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
     report = _segment(

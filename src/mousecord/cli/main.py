@@ -37,6 +37,7 @@ _FLAG_FOR_SETTING: tuple[tuple[re.Pattern[str], str | object], ...] = (
     (re.compile(r"voxel_size_mm=\(([^)]*)\)"), lambda match: "--voxel-size " + match[1].replace(",", "")),
     (re.compile(r"\bvoxel_size_mm\b"), "--voxel-size"),
     (re.compile(r"\bmax_network_voxels\b"), "--max-voxels"),
+    (re.compile(r"\bmax_upsampling\b"), "--max-upsampling"),
     (re.compile(r"\bresume it \(resume=True\)"), "use --resume"),
     (re.compile(r"\blabel_folder\b"), "--label-folder"),
     (re.compile(r"\bdevice 'cpu'"), "--device cpu"),

@@ -16,7 +16,13 @@ from mousecord.cli.main import (
     show_progress,
     voxel_size_setting,
 )
-from mousecord.options import DEFAULT_MAX_NETWORK_VOXELS, DEVICES, PRECISIONS, ROI_MODES
+from mousecord.options import (
+    DEFAULT_MAX_NETWORK_VOXELS,
+    DEFAULT_MAX_UPSAMPLING,
+    DEVICES,
+    PRECISIONS,
+    ROI_MODES,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,6 +109,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refuse images with more voxels than this once resampled to the model's spacing "
         "(default 4e8, over 10 GB of memory)",
     )
+    parser.add_argument(
+        "--max-upsampling",
+        type=float,
+        default=DEFAULT_MAX_UPSAMPLING,
+        help="refuse images whose in-plane voxels are more than this many times the model's spacing "
+        "(default 10: 0.5 mm for the default model; a header in the wrong unit)",
+    )
     add_voxel_size_option(parser, default="the header's")
     add_cord_axis_option(
         parser,
@@ -145,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         precision=args.precision,
         max_network_voxels=int(args.max_voxels),
+        max_upsampling=args.max_upsampling,
         roi=args.roi,
     )
     report = segment(

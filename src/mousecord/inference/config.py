@@ -7,7 +7,14 @@ from dataclasses import asdict, dataclass
 
 from mousecord.errors import ConfigError
 from mousecord.inference.sliding_window import check_tiling
-from mousecord.options import BACKENDS, DEFAULT_MAX_NETWORK_VOXELS, DEVICES, PRECISIONS, ROI_MODES
+from mousecord.options import (
+    BACKENDS,
+    DEFAULT_MAX_NETWORK_VOXELS,
+    DEFAULT_MAX_UPSAMPLING,
+    DEVICES,
+    PRECISIONS,
+    ROI_MODES,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,10 @@ class InferenceConfig:
         max_network_voxels: refuse images larger than this once resampled to the model's spacing (a
             200 x 200 x 500 chunk at 0.05 mm is 2e7; 4e8 needs over 10 GB). A header voxel size in the wrong
             unit or scale would otherwise grow a small image by 1000x or more and exhaust the memory.
+        max_upsampling: refuse images whose in-plane voxels (the finer of the two axes) are more than
+            this many times the model's spacing (10: 0.5 mm for a 0.05 mm model, the largest in-plane
+            voxel that still draws a mouse cord's GM): a header in the wrong unit would otherwise be
+            segmented for minutes at a nonsensical scale. ``math.inf`` turns the check off.
         check_memory: before resampling, refuse an image whose estimated peak memory
             (:func:`~mousecord.inference.memory.estimate_peak_bytes`) exceeds the memory available.
     """
@@ -56,6 +67,7 @@ class InferenceConfig:
     backend: str = "auto"
     precision: str = "auto"
     max_network_voxels: int = DEFAULT_MAX_NETWORK_VOXELS
+    max_upsampling: float = DEFAULT_MAX_UPSAMPLING
     check_memory: bool = True
 
     def __post_init__(self) -> None:
@@ -75,6 +87,8 @@ class InferenceConfig:
             raise ConfigError(
                 f"accumulate_dtype must be 'float16' or 'float32', got {self.accumulate_dtype!r}"
             )
+        if not self.max_upsampling >= 1:
+            raise ConfigError(f"max_upsampling must be at least 1, got {self.max_upsampling}")
         if self.max_network_voxels < 1:
             raise ConfigError(f"max_network_voxels must be at least 1, got {self.max_network_voxels}")
         if self.precision not in PRECISIONS:

@@ -234,6 +234,7 @@ class Predictor:
             self.bundle.input_spec,
             max_network_voxels=self.config.max_network_voxels,
             max_memory_bytes=available_memory_bytes() if self.config.check_memory else None,
+            max_upsampling=self.config.max_upsampling,
         )
 
     def predict_logits(

@@ -284,6 +284,7 @@ def preprocess_image(
     *,
     max_network_voxels: int | None = None,
     max_memory_bytes: int | None = None,
+    max_upsampling: float | None = None,
     slab: tuple[slice, SlabReference] | None = None,
 ) -> PreprocessedImage:
     """Canonical (x, y, z) or (c, x, y, z) image -> network space, exactly as nnU-Net's ``run_case_npy``.
@@ -300,18 +301,30 @@ def preprocess_image(
         max_network_voxels: refuse an image with more voxels than this once resampled.
         max_memory_bytes: refuse, before resampling, an image whose segmentation would need more memory
             than this (:func:`~mousecord.inference.memory.estimate_peak_bytes`).
+        max_upsampling: refuse, before anything else, an image whose in-plane voxels are more than this
+            many times the model's spacing: a header in the wrong unit (1 mm for 0.05 mm) or a scan of
+            another species, which would be segmented for minutes and make no sense.
         slab: ``(z_range, reference)``: preprocess only the network-axes slices ``z_range`` (in-plane
             models), cropped and normalised as the whole image is (:func:`slab_reference`). The result's
             ``full_shape`` is the slab's and its ``bounding_box`` lies within the slab.
 
     Raises:
-        ImageFormatError: wrong channel count, a single slice for a 3D model, too many voxels, or not
-            enough memory.
+        ImageFormatError: wrong channel count, a single slice for a 3D model, voxels far larger than the
+            model's, too many voxels, or not enough memory.
     """
     if slab is not None and not spec.in_plane:
         raise ConfigError(f"model {spec.name} is 3D: only an in-plane model segments an image slab by slab")
     z_range, reference = slab if slab is not None else (None, None)
     data, spacing = _network_array(image, voxel_size_mm, spec, z_range)
+    # the finer in-plane axis: a wrong unit scales both; one thick axis (a sagittal localiser) is a scan
+    upsampling = min(spacing[axis] / spec.spacing_mm[axis] for axis in (1, 2))
+    if max_upsampling is not None and upsampling > max_upsampling * (1 + 1e-6):  # 0.5 / 0.05 is 10.000...02
+        raise ImageFormatError(
+            f"its in-plane voxels are {upsampling:.0f}x the model's spacing "
+            f"({_mm(spec.spacing_mm[::-1][:2])}): a mouse cord would be a few voxels wide, and segmenting "
+            f"would resample it at least {upsampling:.0f}x larger per axis; "
+            f"{_voxel_size_question(voxel_size_mm)} (or raise max_upsampling, {max_upsampling:g})"
+        )
     full_shape = tuple(data.shape[1:])
     if reference is None:
         box = nonzero_bounding_box(data)

@@ -81,6 +81,7 @@ def predict_in_slabs(
             voxel_size_mm,
             spec,
             max_network_voxels=predictor.config.max_network_voxels,
+            max_upsampling=predictor.config.max_upsampling,
             slab=(read, reference),
         )
         logits, roi = predictor.predict_logits_and_roi(slab.data, slab.network_spacing_mm)
