@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -21,7 +22,7 @@ from mousecord.datasets.tools import (
     nnunet_to_bids,
     slice_stem,
 )
-from mousecord.errors import ConfigError, DatasetError, ImageFormatError, OutputError
+from mousecord.errors import ConfigError, DatasetError, ImageFormatError, MousecordWarning, OutputError
 from mousecord.labels import IGNORE_VALUE
 from tests.training.synthetic import save, write_bids_dataset
 
@@ -223,6 +224,28 @@ def test_bids_to_nnunet_layout_labels_and_round_trip(dataset: Path, tmp_path: Pa
         folder / "labelsTr", folder / "conversion_dict.json", mask_folder="manual_masks", overwrite=True
     )
     assert hand_drawn.read_bytes() != before
+
+
+def test_bids_to_nnunet_warns_of_a_volume_with_one_mask_and_of_a_folder_nnunet_cannot_find(
+    dataset: Path, tmp_path: Path
+) -> None:
+    """A volume with a GM mask but no WM mask (a misnamed one) still goes to imagesTs, with a warning naming
+    the mask that is missing; an output folder not named DatasetNNN_Name gets a warning too."""
+    wm = _mask(dataset, "sub-02_chunk-1_T1w", "WM")
+    wm.rename(wm.with_name("sub-02_chunk-1_T1w_label-WM_seg.nii.gz"))
+    with pytest.warns(MousecordWarning) as caught:
+        result = bids_to_nnunet(dataset, tmp_path / "myoutput")
+    messages = [str(warning.message) for warning in caught]
+    assert any(
+        "sub-02_chunk-1_T1w.nii.gz: has a GM mask but no sub-02_chunk-1_T1w_label-WM_mask.nii.gz" in message
+        for message in messages
+    )
+    assert any("DatasetNNN_Name" in message for message in messages)
+    assert (result.training_cases, result.test_cases) == (1, 2)
+    wm.with_name("sub-02_chunk-1_T1w_label-WM_seg.nii.gz").rename(wm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MousecordWarning)
+        assert bids_to_nnunet(dataset, tmp_path / "Dataset503_Two").training_cases == 2
 
 
 def test_bids_to_nnunet_ignore_label(dataset: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,11 @@ from mousecord.datasets.nnunet_raw import (
     make_dataset_json,
     read_conversion_dict,
 )
-from mousecord.errors import ConfigError, DatasetError, OutputError
+from mousecord.errors import ConfigError, DatasetError, MousecordWarning, OutputError
 from mousecord.io.atomic import atomic_output, check_not_input, split_suffix
 from mousecord.io.nifti import open_native, read_native, read_native_stored, save_native
 from mousecord.labels import (
+    LABEL_NAMES,
     MASK_THRESHOLD,
     TISSUE_LABELS,
     Label,
@@ -355,6 +357,23 @@ def bids_to_nnunet(
     if not labelled:
         raise DatasetError(f"{root}: no image has both GM and WM masks under derivatives/{mask_folder}")
     unlabelled = [case for case in cases if not case.has_masks]
+    for case in unlabelled:
+        present = [label for label, path in case.masks.items() if path.exists()]
+        if present:  # one mask of two: a misnamed or forgotten mask, not an unannotated volume
+            missing = next(path for path in case.masks.values() if not path.exists())
+            warnings.warn(
+                f"{case.image}: has a {LABEL_NAMES[present[0]]} mask but no {missing.name}: put among the "
+                "test images (imagesTs), unlabelled",
+                MousecordWarning,
+                stacklevel=2,
+            )
+    if not re.fullmatch(r"Dataset\d{3}_.+", output.name):
+        warnings.warn(
+            f"{output}: nnU-Net v2 finds a dataset by a folder name DatasetNNN_Name (e.g. "
+            f"Dataset501_MouseSC, for nnUNetv2_plan_and_preprocess -d 501); its cases are named {task}_NNN",
+            MousecordWarning,
+            stacklevel=2,
+        )
     with _folder_built_aside(output) as building:
         conversion: dict[str, str] = {}
         for number, case in enumerate(labelled, start=1):
