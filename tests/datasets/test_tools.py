@@ -58,7 +58,12 @@ def test_masks_to_label_map_thresholds_and_ignores() -> None:
 
 
 def test_extract_slices_names_and_content(dataset: Path, tmp_path: Path) -> None:
+    descriptions = ("dataset_description.json", "derivatives/manual_masks/dataset_description.json")
+    for relative in descriptions:
+        (dataset / relative).write_text(json.dumps({"Name": relative, "BIDSVersion": "1.9.0"}))
     written = extract_slices(dataset, tmp_path / "slices")
+    for relative in descriptions:  # still a BIDS dataset, described as the source was
+        assert json.loads((tmp_path / "slices" / relative).read_text())["Name"] == relative
     assert len(written) == 6  # 3 annotated slices x 2 labelled volumes
     stem = "sub-01_chunk-1_T1w"
     gm = np.asarray(nib.load(_mask(dataset, stem, "GM")).dataobj)

@@ -105,8 +105,9 @@ def extract_slices(
 
     For each image with both masks, each slice (last axis) where GM or WM is non-zero becomes
     ``<sub>_<chunk>-slice-<i>_T1w.nii.gz`` with its GM/WM slice masks, in the same layout under
-    ``output_root``; the full image and masks are copied too. A slice's affine is shifted so that it stays
-    where it was in the world.
+    ``output_root``; the full image and masks are copied too, and the dataset's descriptions
+    (``dataset_description.json`` and ``participants.tsv``, the mask folder's description). A slice's affine
+    is shifted so that it stays where it was in the world.
 
     Returns:
         The written slice images.
@@ -160,6 +161,13 @@ def extract_slices(
                     mask_path(output_root, target, label, folder=mask_folder),
                 )
             written.append(target)
+    for relative in (
+        "dataset_description.json",
+        "participants.tsv",
+        f"derivatives/{mask_folder}/dataset_description.json",
+    ):
+        if (root / relative).is_file():  # a BIDS dataset is described at its root and in each derivative
+            _copy(root / relative, output_root / relative)
     logger.debug(
         "extracted %d annotated slices from %d volumes into %s", len(written), len(cases), output_root
     )
