@@ -263,8 +263,8 @@ def default_model_card(
         "- The cord ROI path assumes one cord per image, running along the last (S) axis of the",
         "  RAS-reoriented image; where its first stage finds no cord-like structure the result is empty,",
         "  and where fewer than 50 cord voxels are found `mousecord segment` warns and exits with",
-        "  status 3; `--roi full` segments the whole field densely. A header whose voxel size is 10x or",
-        "  more too large in-plane is refused before any work (`--voxel-size` corrects it).",
+        "  status 3; `--roi full` segments the whole field densely. A header whose voxel size is over 10x",
+        "  too large in-plane is refused before any work (`--voxel-size` corrects it).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -16,6 +16,7 @@ from mousecord.datasets.bids import find_bids_images
 from mousecord.datasets.tools import (
     bids_to_nnunet,
     crop_file,
+    crop_outputs,
     extract_slices,
     fix_header_file,
     masks_to_label_map,
@@ -173,7 +174,25 @@ def test_data_tools_replace_earlier_outputs_only_with_overwrite(
         str(tmp_path / "c.nii.gz"),
     ]
     assert main(longer) == 1 and "reaches past its" in capsys.readouterr().err
+    before_the_start = ["crop", "-i", str(image), "--first", str(-SHAPE[2] - 1), "--last", "3", "--overwrite"]
+    assert main(before_the_start) == 1 and "reaches past its" in capsys.readouterr().err
     assert not (tmp_path / "c.nii.gz").exists()
+
+
+def test_crop_puts_masks_beside_their_image_beside_its_output(tmp_path: Path) -> None:
+    """Masks that lay beside the image go beside the output image, named after it; a derivatives mask stays
+    in its folder, named after the output image."""
+    image = tmp_path / "a" / "x.nii.gz"
+    beside, derivative = tmp_path / "a" / "x_seg.nii.gz", tmp_path / "d" / "x_label-GM_mask.nii.gz"
+    outputs = crop_outputs(
+        image, [beside, derivative, tmp_path / "a" / "other.nii.gz"], tmp_path / "b" / "y.nii.gz"
+    )
+    assert outputs == [
+        tmp_path / "b" / "y.nii.gz",
+        tmp_path / "b" / "y_seg.nii.gz",
+        tmp_path / "d" / "y_label-GM_mask.nii.gz",
+        tmp_path / "a" / "other_crop.nii.gz",
+    ]
 
 
 def test_fix_header_sets_zooms_and_copies_qform_to_sform(tmp_path: Path) -> None:
@@ -361,9 +380,10 @@ def test_crop_cli_checks_mask_shapes_first_and_writes_nothing(dataset: Path, tmp
     assert not (tmp_path / "wrong_mask_crop.nii.gz").exists()
 
 
-def test_crop_cli_refuses_two_outputs_with_the_same_name(dataset: Path, tmp_path: Path) -> None:
+def test_crop_cli_refuses_two_outputs_with_the_same_name(dataset: Path, tmp_path: Path, capsys) -> None:
     image = dataset / "sub-01" / "anat" / "sub-01_chunk-1_T1w.nii.gz"
     mask = _mask(dataset, "sub-01_chunk-1_T1w", "GM")
     code = main(["crop", "-i", str(image), "-m", str(mask), str(mask), "--first", "2", "--last", "6"])
     assert code == 1
+    assert "two outputs have the same name" in capsys.readouterr().err
     assert not mask.with_name(mask.name.replace("T1w", "T1w_crop")).exists()

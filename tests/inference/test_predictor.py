@@ -240,6 +240,8 @@ def test_predict_volume_takes_a_nibabel_image_as_its_volume_and_names_what_an_ar
     expected = predictor.predict_volume(Volume(data, affine))
     from_image = predictor.predict_volume(nib.Nifti1Image(data, affine))
     np.testing.assert_array_equal(from_image.label_map, expected.label_map)
+    one_volume = predictor.predict_volume(nib.Nifti1Image(data[..., None], affine))  # 4D, one volume
+    np.testing.assert_array_equal(one_volume.label_map, expected.label_map)
     in_plane = Predictor(tiny_in_plane_bundle(), InferenceConfig(device="cpu", backend="torch"))
     one_slice = in_plane.predict_volume(nib.Nifti1Image(data[..., 2], affine))
     assert one_slice.label_map.shape == (20, 18, 1)
@@ -248,3 +250,21 @@ def test_predict_volume_takes_a_nibabel_image_as_its_volume_and_names_what_an_ar
     with pytest.raises(TypeError, match=r"expected a nibabel image, got str; .*load_nifti\(path\).volume"):
         predictor.predict_volume("x.nii.gz")
     assert repr(expected).startswith("Prediction(label_map=array(20, 18, 6) with GM ")
+
+
+@pytest.mark.parametrize("transpose_forward", [(0, 1, 2), (2, 0, 1), (1, 2, 0)])
+def test_voxels_far_larger_in_plane_than_the_models_are_refused_whatever_the_axis_order(transpose_forward):
+    """The limit reads the image's in-plane (x, y) voxels, wherever transpose_forward puts them; a thick
+    slice axis alone, or one thick in-plane axis (a sagittal localiser), is no reason to refuse."""
+    from mousecord.errors import ImageFormatError
+    from mousecord.models.bundle import InputSpec
+
+    spec = InputSpec("tiny", (0.05, 0.05, 0.05), transpose_forward=transpose_forward)
+    image = np.random.default_rng(0).random((8, 8, 4)).astype(np.float32)
+    with pytest.raises(
+        ImageFormatError, match=r"in-plane voxels are 12.0x the model's spacing \(0.05 x 0.05"
+    ):
+        prep.preprocess_image(image, (0.6, 0.6, 0.05), spec, max_upsampling=10)
+    for thick in ((0.05, 0.05, 2.0), (2.0, 0.05, 0.05)):
+        prep.preprocess_image(image, thick, spec, max_upsampling=10)
+    prep.preprocess_image(image, (0.6, 0.6, 0.05), spec, max_upsampling=None)

@@ -50,6 +50,12 @@ def test_atomic_output_never_replaces_a_device_or_a_pipe(tmp_path):
         with atomic_output(pipe) as temporary:
             temporary.write_text("table")
     assert pipe.is_fifo() and os.listdir(tmp_path) == ["pipe"]
+    to_the_pipe = tmp_path / "stdout"  # as /dev/stdout links to a pipe
+    to_the_pipe.symlink_to(pipe)
+    with pytest.raises(OutputError, match=r"stdout: exists and is a device, pipe or socket"):
+        with atomic_output(to_the_pipe) as temporary:
+            temporary.write_text("table")
+    assert to_the_pipe.is_symlink()
     link = tmp_path / "link.csv"
     link.symlink_to(tmp_path / "elsewhere.csv")
     with atomic_output(link) as temporary:  # a link is replaced, as any file is

@@ -305,7 +305,7 @@ def test_a_slice_with_a_voxel_size_20x_too_large_is_refused_until_given_its_size
     nib.save(nib.Nifti1Image(phantom.image.data[:, :, middle].astype(np.float32), np.eye(4)), path)
     assert main(["segment", "-i", str(path), "--device", "cpu", "--quiet"]) == 1
     error = capsys.readouterr().err.splitlines()[-1]
-    assert "in-plane voxels are 20x the model's spacing" in error and "--voxel-size 0.05 0.05" in error
+    assert "in-plane voxels are 20.0x the model's spacing" in error and "--voxel-size 0.05 0.05" in error
     assert sorted(item.name for item in tmp_path.iterdir()) == ["slice_1mm.nii.gz"]
     # the fix a user of a 2D file gives: the in-plane size alone
     command = ["segment", "-i", str(path), "--voxel-size", "0.05", "0.05", "--quiet"]

@@ -164,14 +164,12 @@ def test_a_network_that_cannot_compile_ends_the_run(model_folder, tmp_path, monk
 
 def test_a_voxel_size_off_by_a_unit_is_refused_before_resampling(model_folder, real_headers, tmp_path):
     # t2.nii.gz has 1 mm voxels: 20x the model's 0.05 mm in-plane, and 1200 x 1100 x 1040 voxels (~20 GB)
-    import math
-
     source = next(path for path in real_headers if path.name == "t2.nii.gz")
     output = tmp_path / "out" / "t2_seg.nii.gz"
-    with pytest.raises(ImageFormatError, match=r"in-plane voxels are 20x.*0.05 mm \(header x20\)") as error:
+    with pytest.raises(ImageFormatError, match=r"in-plane voxels are 20.0x.*0.05 mm \(header x20\)") as error:
         _segment(source, output, model=model_folder)
     assert "t2.nii.gz" in str(error.value) and "\n" not in str(error.value)
-    unlimited = InferenceConfig(device="cpu", backend="torch", max_upsampling=math.inf)
+    unlimited = InferenceConfig(device="cpu", backend="torch", max_upsampling=None)
     with pytest.raises(ImageFormatError, match=r"\d{4} million voxels.*voxel_size_mm") as error:
         segment(source, output, model=model_folder, inference=unlimited)
     assert "t2.nii.gz" in str(error.value) and "\n" not in str(error.value)
@@ -373,6 +371,7 @@ def test_a_run_killed_between_its_images_and_its_sidecar_is_redone_without_overw
     """SIGKILL (the out-of-memory killer, a cluster's time limit) leaves no chance to clean up: the pending
     sidecar written before the images claims them, so the next run redoes the case, neither refusing its
     outputs as foreign nor skipping them as done; evaluate does not take them for a finished run's."""
+    import os
     import signal
     import subprocess
     import sys
@@ -392,7 +391,13 @@ def test_a_run_killed_between_its_images_and_its_sidecar_is_redone_without_overw
     assert all(path.is_file() for path in outputs)
     pending = json.loads((tmp_path / "x_seg.json").read_text())
     assert pending["complete"] is False and sorted(pending["outputs"]) == ["GM", "WM", "multilabel"]
+    assert pending["cord_axis"] == 2 and "voxel_size_mm" in pending["settings"]  # read as segmented
     assert not written_by_segment(LabelSource("x", (outputs[0],)))
+    corrected = (tmp_path / "x_seg.json").stat().st_mtime + 3600  # corrected by hand an hour later: truth
+    os.utime(outputs[0], (corrected, corrected))
+    with pytest.raises(OutputError, match=r"x_seg.nii.gz: exists, and no sidecar"):
+        _segment(source, model=model_folder)
+    os.utime(outputs[0], (corrected - 3600, corrected - 3600))
     report = _segment(source, model=model_folder)
     assert [case.input for case in report.written] == [source] and not report.skipped
     finished = json.loads((tmp_path / "x_seg.json").read_text())
@@ -401,35 +406,39 @@ def test_a_run_killed_between_its_images_and_its_sidecar_is_redone_without_overw
     assert len(_segment(source, model=model_folder).skipped) == 1
 
 
-def test_a_failed_rerun_leaves_the_earlier_runs_outputs_its_own(model_folder, tmp_path, monkeypatch):
-    """A rerun that fails while replacing outputs removes what it wrote and keeps its pending sidecar while
-    outputs of the earlier run remain, so that they are still replaced without overwrite; a failure with
-    nothing left removes the sidecar too."""
+def test_a_failed_rerun_leaves_the_earlier_runs_outputs_and_record_as_they_were(
+    model_folder, tmp_path, monkeypatch
+):
+    """A rerun that fails while writing removes what it wrote and puts the earlier run's sidecar back, bytes
+    and time: its outputs stay its own (replaced without overwrite, whatever format the rerun asked for)
+    and keep the settings they were segmented with; with no earlier run, nothing is left."""
     import importlib
 
     segment_module = importlib.import_module("mousecord.pipelines.segment")
     source = _write(tmp_path / "x.nii.gz", _image())
-    _segment(source, model=model_folder, output_format="masks")
+    _segment(source, model=model_folder, output_format="multilabel", voxel_size_mm=(0.05, 0.05, 0.1))
+    sidecar = tmp_path / "x_seg.json"
+    before = sidecar.read_bytes(), sidecar.stat().st_mtime
     save_like = segment_module.save_like
 
     def fails_on_the_wm_mask(data, geometry, path, **kwargs):
-        if path.name == "x_WM_seg.nii.gz":
+        if path.name.endswith("_WM_seg.nii.gz"):
             raise OSError("disk full")
         return save_like(data, geometry, path, **kwargs)
 
     monkeypatch.setattr(segment_module, "save_like", fails_on_the_wm_mask)
     predictor = Predictor(load_bundle(model_folder), TORCH)
     with pytest.raises(OSError, match="disk full"):
-        segment_case(plan_outputs([source])[0], predictor, SegmentOptions(overwrite=True))
-    assert not (tmp_path / "x_seg.nii.gz").exists() and not (tmp_path / "x_GM_seg.nii.gz").exists()
-    assert (tmp_path / "x_WM_seg.nii.gz").exists()  # the earlier run's, not replaced
-    assert json.loads((tmp_path / "x_seg.json").read_text())["complete"] is False
-    (tmp_path / "x_WM_seg.nii.gz").unlink()
+        segment_case(plan_outputs([source])[0], predictor, SegmentOptions(output_format="masks"))
+    assert (sidecar.read_bytes(), sidecar.stat().st_mtime) == before
+    assert sorted(path.name for path in tmp_path.glob("x_*")) == ["x_seg.json", "x_seg.nii.gz"]
+    assert json.loads(sidecar.read_text())["settings"]["voxel_size_mm"] == [0.05, 0.05, 0.1]
+    other = _write(tmp_path / "y.nii.gz", _image(seed=1))
     with pytest.raises(OSError, match="disk full"):
-        segment_case(plan_outputs([source])[0], predictor, SegmentOptions())
-    assert not list(tmp_path.glob("x_*"))
+        segment_case(plan_outputs([other])[0], predictor, SegmentOptions())
+    assert not list(tmp_path.glob("y_*"))
     monkeypatch.undo()
-    assert _segment(source, model=model_folder).written
+    assert _segment(source, model=model_folder).written  # x_seg.nii.gz still the earlier run's own
 
 
 def test_a_mask_beside_its_image_in_a_folder_is_left_out_and_segmented_only_when_given_itself(
@@ -488,3 +497,10 @@ def test_an_image_in_memory_given_to_segment_names_the_predictor(model_folder):
     for value in (data, nib.Nifti1Image(data, np.eye(4)), [data]):
         with pytest.raises(ConfigError, match=r"segment takes image files.*predict_volume\(image\)"):
             _segment(value, model=model_folder)
+
+
+def test_segment_takes_any_iterable_of_paths(model_folder, tmp_path):
+    for seed in range(2):
+        _write(tmp_path / f"{seed}.nii.gz", _image(seed=seed))
+    report = _segment(tmp_path.glob("*.nii.gz"), tmp_path / "out", model=model_folder)  # a generator
+    assert sorted(case.input.name for case in report.written) == ["0.nii.gz", "1.nii.gz"]

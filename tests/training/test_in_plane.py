@@ -349,7 +349,7 @@ def test_cli_no_mixed_precision_reaches_every_recipe(dataset: Path, tmp_path: Pa
     assert main([*arguments, "--device", "cpu", "--no-mixed-precision", "--quiet"]) == 0
     tuned = load_bundle(tmp_path / "run" / "model")
     best = tuned.metadata["best_epoch"]
-    kept = "kept `tiny-2d`'s weights: no epoch beat" if best < 0 else "kept epoch 0: validation Dice"
+    kept = "kept `tiny-2d`'s weights (validation Dice GM" if best < 0 else "kept epoch 0: validation Dice"
     assert kept in capsys.readouterr().out
     assert f"Predictor): {kept}" in tuned.model_card  # the card's words are the command's
     assert tuned.metadata["training_config"]["mixed_precision"] is False

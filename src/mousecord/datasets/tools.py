@@ -188,8 +188,9 @@ def crop_outputs(
 ) -> list[Path]:
     """Output names for :func:`crop_files`: the image's ``output``, else ``<stem><suffix>`` beside it; a
     mask named after the image (``<stem>_label-GM_mask``, ``<stem>_GM_seg``) is named after the output
-    image the same way (``<stem>_crop_label-GM_mask``), in its own folder, so that image and masks still
-    pair as BIDS and SCT pair them; any other mask gets ``suffix``.
+    image the same way (``<stem>_crop_label-GM_mask``), so that image and masks still pair as BIDS and SCT
+    pair them: beside the output image where it lay beside the image, else in its own folder (a BIDS
+    ``derivatives`` tree); any other mask gets ``suffix`` in its own folder.
 
     >>> [path.name for path in crop_outputs("sub-01_T1w.nii.gz", ["sub-01_T1w_label-GM_mask.nii.gz"])]
     ['sub-01_T1w_crop.nii.gz', 'sub-01_T1w_crop_label-GM_mask.nii.gz']
@@ -201,7 +202,8 @@ def crop_outputs(
     for mask in map(Path, masks):
         stem, extension = split_suffix(mask)
         if stem.startswith(f"{image_stem}_"):
-            outputs.append(mask.with_name(f"{output_stem}{stem[len(image_stem) :]}{extension}"))
+            folder = output_image.parent if mask.parent.resolve() == image.parent.resolve() else mask.parent
+            outputs.append(folder / f"{output_stem}{stem[len(image_stem) :]}{extension}")
         else:
             outputs.append(default_output(mask, suffix))
     return outputs
@@ -260,7 +262,7 @@ def crop_files(
         if shape != shapes[0]:
             raise DatasetError(f"{path}: shape {shape} differs from the image {paths[0].name}'s {shapes[0]}")
     depth = shapes[0][-1]
-    if max(z_start, z_stop) > depth:  # Python would clamp it: a wrong file or range, not a wish
+    if max(z_start, z_stop) > depth or min(z_start, z_stop) < -depth:  # Python would clamp it: a mistake
         raise DatasetError(f"{paths[0]}: slice range {z_start}:{z_stop} reaches past its {depth} slices")
     start, stop, _ = slice(z_start, z_stop).indices(depth)
     if stop <= start:

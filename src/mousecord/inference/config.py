@@ -49,7 +49,7 @@ class InferenceConfig:
         max_upsampling: refuse images whose in-plane voxels (the finer of the two axes) are more than
             this many times the model's spacing (10: 0.5 mm for a 0.05 mm model, the largest in-plane
             voxel that still draws a mouse cord's GM): a header in the wrong unit would otherwise be
-            segmented for minutes at a nonsensical scale. ``math.inf`` turns the check off.
+            segmented for minutes at a nonsensical scale. None turns the check off.
         check_memory: before resampling, refuse an image whose estimated peak memory
             (:func:`~mousecord.inference.memory.estimate_peak_bytes`) exceeds the memory available.
     """
@@ -67,7 +67,7 @@ class InferenceConfig:
     backend: str = "auto"
     precision: str = "auto"
     max_network_voxels: int = DEFAULT_MAX_NETWORK_VOXELS
-    max_upsampling: float = DEFAULT_MAX_UPSAMPLING
+    max_upsampling: float | None = DEFAULT_MAX_UPSAMPLING
     check_memory: bool = True
 
     def __post_init__(self) -> None:
@@ -87,8 +87,11 @@ class InferenceConfig:
             raise ConfigError(
                 f"accumulate_dtype must be 'float16' or 'float32', got {self.accumulate_dtype!r}"
             )
-        if not self.max_upsampling >= 1:
-            raise ConfigError(f"max_upsampling must be at least 1, got {self.max_upsampling}")
+        if self.max_upsampling is not None and not 1 <= self.max_upsampling < float("inf"):
+            raise ConfigError(
+                f"max_upsampling must be a finite number of at least 1 (None: no limit), got "
+                f"{self.max_upsampling}"
+            )
         if self.max_network_voxels < 1:
             raise ConfigError(f"max_network_voxels must be at least 1, got {self.max_network_voxels}")
         if self.precision not in PRECISIONS:

@@ -316,14 +316,16 @@ def preprocess_image(
         raise ConfigError(f"model {spec.name} is 3D: only an in-plane model segments an image slab by slab")
     z_range, reference = slab if slab is not None else (None, None)
     data, spacing = _network_array(image, voxel_size_mm, spec, z_range)
-    # the finer in-plane axis: a wrong unit scales both; one thick axis (a sagittal localiser) is a scan
-    upsampling = min(spacing[axis] / spec.spacing_mm[axis] for axis in (1, 2))
+    # the finer in-plane (y, x) axis: a wrong unit scales both; one thick axis (a sagittal localiser) is a
+    # scan. Network axis i is the (z, y, x) axis transpose_forward[i].
+    in_plane = [axis for axis in range(3) if spec.transpose_forward[axis] != 0]
+    upsampling = min(spacing[axis] / spec.spacing_mm[axis] for axis in in_plane)
     if max_upsampling is not None and upsampling > max_upsampling * (1 + 1e-6):  # 0.5 / 0.05 is 10.000...02
+        model_spacing = _mm([spec.spacing_mm[axis] for axis in in_plane][::-1])
         raise ImageFormatError(
-            f"its in-plane voxels are {upsampling:.0f}x the model's spacing "
-            f"({_mm(spec.spacing_mm[::-1][:2])}): a mouse cord would be a few voxels wide, and segmenting "
-            f"would resample it at least {upsampling:.0f}x larger per axis; "
-            f"{_voxel_size_question(voxel_size_mm)} (or raise max_upsampling, {max_upsampling:g})"
+            f"its in-plane voxels are {upsampling:.1f}x the model's spacing ({model_spacing}): a mouse cord "
+            f"would be a few voxels wide, and segmenting would resample it at least {upsampling:.1f}x larger "
+            f"per axis; {_voxel_size_question(voxel_size_mm)} (or raise max_upsampling, {max_upsampling:g})"
         )
     full_shape = tuple(data.shape[1:])
     if reference is None:

@@ -143,19 +143,20 @@ def replace_folder(source: Path | str, destination: Path | str) -> Path:
 
 
 def check_replaceable_file(path: Path | str) -> None:
-    """Refuse an output path where something other than a file (or a link) is: renaming a new file onto
-    a device, a pipe or a folder would replace it (``-o /dev/null`` run as root replaces the device).
+    """Refuse an output path where something other than a file is, or a link to one: renaming a new file
+    onto a device, a pipe, a folder or a link to them would replace it (``-o /dev/null`` run as root
+    replaced the device; ``/dev/stdout`` is a link to a pipe).
 
     Raises:
-        OutputError: ``path`` exists and is neither a regular file nor a symbolic link.
+        OutputError: ``path`` (or what a link there points to) exists and is not a regular file.
     """
     try:
-        mode = os.lstat(path).st_mode
+        mode = os.stat(path).st_mode  # through links; a dangling one is a name to write
     except FileNotFoundError:
         return
     except OSError as error:
         raise OutputError(f"{path}: cannot check the output: {error.strerror or error}") from error
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+    if not stat.S_ISREG(mode):
         what = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
         raise OutputError(f"{path}: exists and is {what}, not a file; give the output a file name")
 

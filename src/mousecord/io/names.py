@@ -26,6 +26,9 @@ from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 #: An output modified this long after its complete sidecar (written last) has been changed since, by hand or
 #: by another tool; copying a folder takes less.
 CHANGED_AFTER_S = 60.0
+#: A run writes its images within this long after its pending sidecar (a killed run's outputs are its own
+#: this long after it; a file changed later was edited).
+PENDING_WRITE_S = 600.0
 #: Name suffixes of the outputs, which a folder given as input skips.
 OUTPUT_SUFFIXES = ("_seg", "_prob", *(f"_{LABEL_NAMES[label]}_seg" for label in TISSUE_LABELS))
 #: A GM or WM mask's name without suffix, ``<key>_GM_seg`` (SCT's naming), and its pattern.
@@ -77,9 +80,10 @@ def sidecars_of_mask(mask: Path) -> list[Path]:
 class SegmentSidecar:
     """A sidecar ``mousecord segment`` wrote: its record and when it was written (its modification time).
 
-    A run writes it twice: before its images, a pending record naming the outputs it is about to write
-    (``"complete": false``), so that a run killed while writing them still owns what it left; after them,
-    the whole record. Sidecars of earlier versions, written once and last, are complete."""
+    A run writes it twice: before its images, a pending record (``"complete": false``) with everything but
+    the timing of the writes, naming the outputs it is about to write and those an earlier run's sidecar
+    owned, so that a run killed while writing them still owns what it left, measured as it was segmented;
+    after them, the whole record. Sidecars of earlier versions, written once and last, are complete."""
 
     record: dict
     written_at: float
@@ -90,9 +94,11 @@ class SegmentSidecar:
         return self.record.get("complete", True) is not False
 
     def unchanged(self, path: Path) -> bool:
-        """Whether ``path`` exists and was not modified after this sidecar (by :data:`CHANGED_AFTER_S`)."""
+        """Whether ``path`` exists and was not modified after this sidecar (by :data:`CHANGED_AFTER_S`; a
+        pending one's outputs are written after it, within :data:`PENDING_WRITE_S`)."""
+        allowance = CHANGED_AFTER_S if self.complete else PENDING_WRITE_S
         try:
-            return path.stat().st_mtime <= self.written_at + CHANGED_AFTER_S
+            return path.stat().st_mtime <= self.written_at + allowance
         except OSError:
             return False
 
@@ -125,7 +131,7 @@ def check_report_output(output: Path | str, inputs: Iterable[Path | str]) -> Non
         raise OutputError(
             f"{output}: a table or picture cannot take an image's name (.nii, .nii.gz); choose another name"
         )
-    if read_segment_sidecar(output) is not None:
+    if output.is_file() and read_segment_sidecar(output) is not None:  # never open a pipe to look
         raise OutputError(
             f"{output}: is the sidecar mousecord segment wrote for its outputs (the voxel size and axis they "
             "are measured with); choose another name"
@@ -134,6 +140,7 @@ def check_report_output(output: Path | str, inputs: Iterable[Path | str]) -> Non
 
 __all__ = [
     "CHANGED_AFTER_S",
+    "PENDING_WRITE_S",
     "MASK_STEM",
     "MASK_STEM_FORMAT",
     "OUTPUT_SUFFIXES",

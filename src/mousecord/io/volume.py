@@ -49,11 +49,12 @@ class Volume:
     @classmethod
     def from_image(cls, image: nib.spatialimages.SpatialImage) -> Volume:
         """The volume of a nibabel image in memory (its scaled data as float32, its affine); a 2D image
-        (one axial slice) becomes one slice deep, as a 2D file is read.
+        (one axial slice) becomes one slice deep and a 4D one holding one volume that volume, as files are
+        read.
 
         Raises:
             TypeError: ``image`` is no nibabel image (the message says what to pass instead).
-            ValueError: its data is neither 2D nor 3D.
+            ValueError: its data is neither 2D, 3D nor one 3D volume.
         """
         if not isinstance(image, nib.spatialimages.SpatialImage):
             raise TypeError(
@@ -63,6 +64,8 @@ class Volume:
         data = np.asarray(image.dataobj, dtype=np.float32)
         if data.ndim == 2:
             data = data[..., None]
+        if data.ndim == 4 and data.shape[3] == 1:  # one volume of a 4D file, as load_nifti reads it
+            data = data[..., 0]
         if data.ndim != 3:
             raise ValueError(f"a {data.ndim}D image: mousecord takes 3D volumes and 2D slices")
         return cls(data, image.affine)

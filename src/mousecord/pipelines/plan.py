@@ -71,18 +71,16 @@ class CaseOutputs:
 
     def owned_outputs(self) -> set[Path]:
         """The outputs (and the sidecar) that a ``mousecord segment`` run on this input wrote and nobody
-        changed since: named in its sidecar's outputs, not modified after it (or, where the run was killed
-        while writing them, those its pending sidecar named that exist). Only these may be replaced without
-        overwrite, or a case skipped as done: ``X_seg.nii.gz`` is also SCT's name for a manual mask, and
-        correcting an output by hand is how truth is often made."""
+        changed since: named in its sidecar's outputs, not modified after it (for the pending sidecar of a
+        run killed while writing them, after the run would have written them). Only these may be replaced
+        without overwrite, or a case skipped as done: ``X_seg.nii.gz`` is also SCT's name for a manual
+        mask, and correcting an output by hand is how truth is often made."""
         sidecar = read_segment_sidecar(self.sidecar)
         if sidecar is None or Path(str(sidecar.record.get("input", ""))).name != self.input.name:
             return set()
         outputs = sidecar.record.get("outputs")
         listed = {Path(str(path)).name for path in outputs.values()} if isinstance(outputs, dict) else set()
         written = (self.multilabel, *self.masks.values(), self.probabilities)
-        if not sidecar.complete:  # a run killed while writing them: what it left is its own, to be redone
-            return {self.sidecar} | {path for path in written if path.name in listed and path.exists()}
         return {self.sidecar} | {path for path in written if path.name in listed and sidecar.unchanged(path)}
 
     def finished(self, *, output_format: str, probabilities: bool) -> bool:

@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from mousecord.analysis.qc import write_qc_entry
@@ -138,7 +140,7 @@ class SegmentReport:
 
 
 def segment(
-    inputs: Path | str | Sequence[Path | str],
+    inputs: Path | str | Iterable[Path | str],
     output: Path | str | None = None,
     *,
     model: str | Path | Predictor | None = None,
@@ -169,9 +171,10 @@ def segment(
         MousecordError: bad options, an unknown model, unwritable outputs, or the single input's error.
     """
     options = options or SegmentOptions()
-    input_list = list(inputs) if isinstance(inputs, Sequence) and not isinstance(inputs, str) else [inputs]
+    one = isinstance(inputs, str | os.PathLike | np.ndarray | nib.spatialimages.SpatialImage)
+    input_list = [inputs] if one else list(inputs)  # a list, a tuple, a glob's generator
     for value in input_list:
-        if not isinstance(value, str | Path):
+        if not isinstance(value, str | os.PathLike):
             raise ConfigError(
                 f"segment takes image files, folders or BIDS datasets, got a {type(value).__name__}; for an "
                 "image in memory use Predictor(model).predict_volume(image) (a nibabel image or a Volume)"
@@ -375,36 +378,34 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
     found = cord_voxels >= max(1, min(MIN_CORD_VOXELS, label_map.size // 100))
     qc_dir = options.qc_dir
     no_cord = None if found else _no_cord_message(case, cord_voxels, qc_dir)
-    planned = {"outputs": _written_outputs(case, options.expected(case)), "complete": False}
-    _write_sidecar(case, options, planned)
-    written: list[Path] = []
-    try:
-        written = _write_outputs(case, image, label_map, prediction.probabilities, options)
+    warnings = [*loaded.warnings, *warnings, *([no_cord] if no_cord else [])]
+
+    def record(written: Sequence[Path], *, complete: bool) -> dict:
         timing = {
             "load_s": loaded.load_seconds,
             "predict_s": predicted - started,
             "total_s": loaded.load_seconds + time.perf_counter() - started,
         }
-        _write_sidecar(
-            case,
-            options,
-            _run_record(
-                case,
-                predictor,
-                options,
-                timing,
-                cord_found=found,
-                cord_axis=file_cord_axis,
-                written=written,
-                warnings=[*loaded.warnings, *warnings, *([no_cord] if no_cord else [])],
-            ),
+        run = _run_record(
+            case, predictor, options, timing, cord_found=found, cord_axis=file_cord_axis, warnings=warnings
         )
+        return {"outputs": _written_outputs(case, written), **run, "complete": complete}
+
+    # pending: what this run writes and what an earlier run left (still its own once this one is killed)
+    earlier = sorted(case.owned_outputs() - {case.sidecar})
+    previous = _SidecarBackup.of(case.sidecar)
+    _write_sidecar(case, options, record([*options.expected(case)[1:], *earlier], complete=False))
+    written: list[Path] = []
+    try:
+        written = _write_outputs(case, image, label_map, prediction.probabilities, options)
+        finished = record(written, complete=True)
+        _write_sidecar(case, options, finished)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
-        if not any(path.exists() for path in options.expected(case)[1:]):
-            case.sidecar.unlink(missing_ok=True)  # else it owns an earlier run's outputs left unreplaced
+        previous.restore(case.sidecar)  # the earlier run's record, or none
         raise
+    timing = finished["timing_s"]
     logger.info("%s: segmented in %.1f s", case.input, timing["total_s"])
     if no_cord:
         logger.warning("%s", no_cord)
@@ -627,6 +628,30 @@ def _write_sidecar(case: CaseOutputs, options: SegmentOptions, record: dict) -> 
         temporary.write_text(json.dumps(header | record, indent=2) + "\n")
 
 
+@dataclass(frozen=True)
+class _SidecarBackup:
+    """A sidecar's bytes and modification time before a run replaced it (None: there was none), so that a
+    run that fails while writing leaves the earlier run's outputs owned as they were."""
+
+    content: bytes | None
+    modified: float | None
+
+    @classmethod
+    def of(cls, path: Path) -> _SidecarBackup:
+        try:
+            return cls(path.read_bytes(), path.stat().st_mtime)
+        except FileNotFoundError:
+            return cls(None, None)
+
+    def restore(self, path: Path) -> None:
+        if self.content is None:
+            path.unlink(missing_ok=True)
+            return
+        with atomic_output(path) as temporary:
+            temporary.write_bytes(self.content)
+        os.utime(path, (self.modified, self.modified))  # its outputs were written before it, as before
+
+
 def _run_record(
     case: CaseOutputs,
     predictor: Predictor,
@@ -635,13 +660,11 @@ def _run_record(
     *,
     cord_found: bool,
     cord_axis: int,
-    written: Sequence[Path],
     warnings: Sequence[str],
 ) -> dict:
-    """The sidecar record of a finished run: its outputs, model, settings, findings and timing."""
+    """The sidecar record of a run but its outputs: model, settings, findings and timing."""
     bundle = predictor.bundle
     return {
-        "outputs": _written_outputs(case, written),
         "model": {
             "name": bundle.name,
             "source": str(bundle.source) if bundle.source else None,
@@ -655,7 +678,6 @@ def _run_record(
         "device": str(predictor.device),
         "timing_s": {key: round(value, 3) for key, value in timing.items()},
         "python": platform.python_version(),
-        "complete": True,
     }
 
 

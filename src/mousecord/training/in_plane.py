@@ -481,7 +481,7 @@ def fine_tune_choice(metadata: Mapping[str, Any]) -> str:
     )
     starting_model = metadata["fine_tuned_from"]
     if metadata["best_epoch"] < 0:
-        return f"kept `{starting_model}`'s weights: no epoch beat their validation {before} by the margin"
+        return f"kept `{starting_model}`'s weights (validation {before}): no epoch beat them by the margin"
     best = metadata["validation"]
     return (
         f"kept epoch {metadata['best_epoch']}: validation Dice GM {best['GM']:.3f}, WM {best['WM']:.3f} "
