@@ -258,3 +258,45 @@ def test_tiles_are_named_by_the_files_own_voxel_axis_and_index(tmp_path: Path) -
     assert min(record["axial_slices"]) == 0 and max(record["axial_slices"]) == 19  # 29 - z for z in 10..29
     canonical = [29 - index for index in record["axial_slices"]]
     assert all(label_map[..., z].any() for z in canonical)
+
+
+def test_two_folders_images_of_one_name_get_an_entry_each(tmp_path: Path) -> None:
+    """``A/chunk.nii.gz`` and ``B/chunk.nii.gz`` in one report: neither entry replaces the other; a rerun
+    of either replaces its own."""
+    image, label_map = synthetic_cord((40, 36, 8))
+    records = []
+    for folder in ("A", "B", "A"):
+        image_path = write_nifti(tmp_path / folder / "chunk.nii.gz", image)
+        segmentation = write_nifti(tmp_path / folder / "chunk_seg.nii.gz", label_map)
+        records.append(write_qc_entry(image_path, segmentation, tmp_path / "qc"))
+    assert records[0] == records[2] != records[1]
+    shown = sorted(json.loads(path.read_text())["image"] for path in (tmp_path / "qc" / "records").iterdir())
+    assert shown == [str((tmp_path / folder / "chunk.nii.gz").resolve()) for folder in ("A", "B")]
+
+
+def test_qc_metrics_from_an_evaluate_json_are_the_segmentations_own_case(tmp_path: Path, capsys) -> None:
+    """An evaluate JSON of several cases gives the QC entry of one segmentation that case's numbers, not
+    the mean of all; a segmentation evaluate never saw is refused."""
+    image, label_map = synthetic_cord((40, 36, 8))
+    image_path = write_nifti(tmp_path / "p1.nii.gz", image)
+    worse = label_map.copy()
+    worse[:, :, :4] = 0
+    for name, predicted in (("p1", label_map), ("p2", worse)):
+        write_nifti(tmp_path / "pred" / f"{name}_seg.nii.gz", predicted)
+        write_nifti(tmp_path / "truth" / f"{name}_seg.nii.gz", label_map)
+    evaluation = [
+        "evaluate",
+        str(tmp_path / "pred"),
+        str(tmp_path / "truth"),
+        "--json",
+        str(tmp_path / "e.json"),
+    ]
+    assert main([*evaluation, "--quiet"]) == 0
+    segmentation = tmp_path / "pred" / "p1_seg.nii.gz"
+    qc = ["qc", "-i", str(image_path), "-s", str(segmentation), "-qc", str(tmp_path / "qc"), "--quiet"]
+    assert main([*qc, "--metrics", str(tmp_path / "e.json")]) == 0
+    (record,) = [json.loads(path.read_text()) for path in (tmp_path / "qc" / "records").iterdir()]
+    assert record["metrics"]["case"] == "p1" and record["metrics"]["GM"]["dice"] == 1.0
+    qc[4] = str(write_nifti(tmp_path / "other_seg.nii.gz", label_map))
+    assert main([*qc, "--metrics", str(tmp_path / "e.json")]) == 1
+    assert "no case of the evaluation JSON was evaluated on this segmentation" in capsys.readouterr().err

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,32 @@ def test_morphometrics_file_measures_without_writing_and_morphometrics_names_it_
     for value in (path, str(path), nib.load(path)):
         with pytest.raises(TypeError, match=r"for a file, morphometrics_file\(path\) reads"):
             morphometrics(value, voxel_size_mm=(0.05, 0.05, 0.05))
+
+
+def test_a_segmentation_without_sidecar_is_measured_across_its_cords_own_long_axis(tmp_path):
+    """A chunk stored with its cord along i, whose header calls k superior-inferior, and whose segmentation
+    lost segment's sidecar (saved again in a viewer): measured across i, with a warning, not in cuts along
+    the cord; a sidecar's axis, or a chunk as long as it is wide, keeps the rule as it was."""
+    import json
+
+    from .conftest import synthetic_cord
+
+    _, along_k = synthetic_cord((60, 56, 200))  # 10 mm of cord, 2.5 mm wide
+    path = write_nifti(tmp_path / "x_seg.nii.gz", np.ascontiguousarray(np.transpose(along_k, (2, 1, 0))))
+    with pytest.warns(MousecordWarning, match=r"its cord runs along array axis 0 \(\d+\.\dx longer"):
+        result = morphometrics_file(path, angle_correction=False)
+    assert result.n_slices == 200
+    assert result.table["area_cord_mm2"].mean() == pytest.approx(
+        (along_k > 0).sum(axis=(0, 1)).mean() * 0.0025
+    )
+    (tmp_path / "x_seg.json").write_text(json.dumps({"software": "mousecord", "cord_axis": 2}))
+    across_k = int(np.transpose(along_k, (2, 1, 0)).any(axis=(0, 1)).sum())
+    assert morphometrics_file(path).n_slices == across_k < 200  # the axis segment said it used
+    _, short = synthetic_cord((60, 56, 40))
+    short_path = write_nifti(
+        tmp_path / "short_seg.nii.gz", np.ascontiguousarray(np.transpose(short, (2, 1, 0)))
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MousecordWarning)
+        across_k = int(np.transpose(short, (2, 1, 0)).any(axis=(0, 1)).sum())
+        assert morphometrics_file(short_path).n_slices == across_k  # 2 mm long, 2.5 mm wide: the header's

@@ -27,7 +27,7 @@ from mousecord.analysis.labelmaps import (
     find_label_sources,
     label_source,
     load_label_map,
-    segmented_cord_axis,
+    measured_cord_axis,
     segmented_voxel_size,
     written_by_segment,
 )
@@ -39,7 +39,7 @@ from mousecord.analysis.metrics import (
     json_number,
 )
 from mousecord.datasets.bids import MASK_FOLDER_DEFAULT
-from mousecord.errors import DatasetError, ImageFormatError, MousecordWarning
+from mousecord.errors import ConfigError, DatasetError, ImageFormatError, MousecordWarning
 from mousecord.io import Volume, atomic_output
 
 logger = logging.getLogger(__name__)
@@ -186,6 +186,40 @@ def write_metrics_json(results: list[CaseResult], path: Path | str) -> Path:
     return path
 
 
+def case_metrics(document: dict, prediction: Path | str) -> dict:
+    """The numbers of ``prediction``'s own case in a JSON :func:`write_metrics_json` wrote (its Dice, HD95,
+    volumes per class, without the per-slice Dice), for a QC entry that shows one case, not the mean of
+    all; a JSON without ``cases`` is returned as it is.
+
+    Raises:
+        ConfigError: no case, or more than one, was evaluated on ``prediction`` (matched by path, else name).
+    """
+    cases = document.get("cases")
+    if not isinstance(cases, list):
+        return document
+    prediction = Path(prediction)
+    cases = [case for case in cases if isinstance(case, dict)]
+
+    def evaluated(case: dict) -> list[Path]:
+        paths = case.get("prediction")
+        return [Path(str(path)) for path in paths] if isinstance(paths, list) else []
+
+    found = [case for case in cases if prediction.resolve() in [path.resolve() for path in evaluated(case)]]
+    found = found or [case for case in cases if prediction.name in [path.name for path in evaluated(case)]]
+    if len(found) != 1:
+        names = ", ".join(str(case.get("case")) for case in cases)
+        raise ConfigError(
+            f"{prediction}: {'no case' if not found else 'several cases'} of the evaluation JSON was "
+            f"evaluated on this segmentation (its cases: {names}); give the segmentation evaluate compared"
+        )
+    (case,) = found
+    return {"case": case.get("case")} | {
+        name: {key: value for key, value in case[name].items() if key != "per_slice_dice"}
+        for name in CLASS_NAMES
+        if isinstance(case.get(name), dict)
+    }
+
+
 def format_summary(results: list[CaseResult]) -> str:
     """A plain-text table of mean ± std per class, for the terminal."""
     summary = summarise(results)
@@ -273,7 +307,7 @@ def _evaluate_case(reference: LabelSource, prediction: LabelSource) -> CaseResul
             f"from truth {reference.name} {np.round(voxel_size_mm, 4).tolist()} mm"
         )
     check_same_grid(predicted.volume, truth.volume, name=_paths(prediction), reference_name=_paths(reference))
-    cord_axis = predicted.cord_axis(segmented_cord_axis(prediction))  # the slices segment took
+    cord_axis = measured_cord_axis(predicted, prediction)  # the slices segment took
     truth_slices, slice_voxel_size_mm = truth.across_cord(cord_axis)
     metrics = compare_label_maps(
         truth_slices,

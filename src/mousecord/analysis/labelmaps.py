@@ -13,6 +13,7 @@ masks are set, WM wins (the conversion writes WM last) and a warning says how ma
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from mousecord.errors import DatasetError, ImageFormatError
+from mousecord.errors import DatasetError, ImageFormatError, MousecordWarning
 from mousecord.io import LoadedImage, load_nifti, split_suffix
 from mousecord.io.names import (
     MASK_STEM,
@@ -30,6 +31,7 @@ from mousecord.io.names import (
     sidecar_beside,
     sidecars_of_mask,
 )
+from mousecord.io.orientation import single_slice_axis
 from mousecord.labels import (
     LABEL_NAMES,
     TISSUE_LABELS,
@@ -171,6 +173,52 @@ def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str
     sidecar = _segment_sidecar(source)
     axis = None if sidecar is None else sidecar.record.get("cord_axis")
     return axis if type(axis) is int and axis in (0, 1, 2) else "auto"
+
+
+#: A cord at least this many times longer along one axis than along either other one runs along it.
+CORD_ELONGATION = 2.0
+
+
+def measured_cord_axis(loaded: LoadedImage, source: LabelSource, setting: str | int = "auto") -> int:
+    """The canonical axis along the cord of the label map ``loaded`` (from ``source``), to slice across:
+    ``setting``'s (:meth:`~mousecord.io.nifti.LoadedImage.cord_axis`; "auto": the one ``mousecord
+    segment`` used, as its sidecar says, see :func:`segmented_cord_axis`). Where "auto" finds no sidecar
+    (a mask corrected and saved again in a viewer) and the labelled cord itself runs clearly along another
+    axis than the header's superior-inferior one (:data:`CORD_ELONGATION`), that axis, with a warning:
+    across the header's, a chunk stored with its cord along i would be measured in cuts along the cord."""
+    resolved = segmented_cord_axis(source, setting)
+    axis = loaded.cord_axis(resolved)
+    if resolved != "auto" or single_slice_axis(loaded.volume.shape) is not None:
+        return axis
+    along = _cord_long_axis(loaded.volume.data, loaded.volume.voxel_size_mm)
+    if along is None or along[0] == axis:
+        return axis
+    file_axis = loaded.file_axis(along[0])
+    warnings.warn(
+        f"{source.paths[0]}: its cord runs along array axis {file_axis} ({along[1]:.1f}x longer than across "
+        "it), not along the header's superior-inferior axis, and no sidecar of mousecord segment says "
+        f"which axis it was segmented across: measured across axis {file_axis} (cord_axis='header' for "
+        "the header's)",
+        MousecordWarning,
+        stacklevel=3,
+    )
+    return along[0]
+
+
+def _cord_long_axis(labels: np.ndarray, voxel_size_mm: Sequence[float]) -> tuple[int, float] | None:
+    """The canonical axis along which the cord's voxels (labels > 0) reach at least
+    :data:`CORD_ELONGATION` times as far (mm) as along either other axis, and how many times; None where
+    none does (a short chunk, an empty map, a few annotated slices)."""
+    cord = np.asarray(labels) > 0
+    if not cord.any():
+        return None
+    extents = []
+    for axis in range(3):
+        present = np.flatnonzero(cord.any(axis=tuple(other for other in range(3) if other != axis)))
+        extents.append((present[-1] - present[0] + 1) * float(voxel_size_mm[axis]))
+    longest, second = np.argsort(extents)[::-1][:2]
+    ratio = extents[longest] / extents[second]
+    return (int(longest), float(ratio)) if ratio >= CORD_ELONGATION else None
 
 
 def segmented_voxel_size(source: LabelSource) -> tuple[float, ...] | None:

@@ -40,7 +40,7 @@ from scipy import ndimage
 from mousecord.analysis.labelmaps import (
     label_source,
     load_label_map,
-    segmented_cord_axis,
+    measured_cord_axis,
     segmented_voxel_size,
 )
 from mousecord.analysis.shape import centerline_polynomials
@@ -81,7 +81,9 @@ def write_qc_entry(
         metrics: optional JSON-serialisable numbers shown with the entry (e.g. Dice, volumes).
         cord_axis: the axis along the cord, the axial slices being across it: "auto" (the one ``mousecord
             segment`` used, as the segmentation's sidecar says; without one, a single slice's normal, else
-            the header's superior-inferior axis), "header" or the segmentation file's array axis 0, 1 or 2.
+            the axis the labelled cord is clearly longest along, see
+            :func:`~mousecord.analysis.labelmaps.measured_cord_axis`, else the header's superior-inferior
+            axis), "header" or the segmentation file's array axis 0, 1 or 2.
         voxel_size_mm: the true voxel size where the headers' is wrong (as ``mousecord segment`` takes it);
             None: the one segment was given, as the segmentation's sidecar records it, else the header's.
 
@@ -106,12 +108,16 @@ def write_qc_entry(
     if image.volume.shape != segmentation.volume.shape or not np.allclose(
         image.volume.affine, segmentation.volume.affine, atol=1e-3
     ):
-        raise ImageFormatError(
-            f"{segmentation_path.name}: segmentation grid (shape {segmentation.volume.shape}) does not match "
-            f"image {image_path.name} (shape {image.volume.shape}); QC needs the segmentation in the "
-            "image's space"
+        differs = (
+            f"shape {segmentation.volume.shape} against {image.volume.shape}"
+            if image.volume.shape != segmentation.volume.shape
+            else "same shape, another affine: position, orientation or voxel size"
         )
-    segmented_axis = segmentation.cord_axis(segmented_cord_axis(segmentation_source, cord_axis))
+        raise ImageFormatError(
+            f"{segmentation_path.name}: segmentation grid does not match image {image_path.name} "
+            f"({differs}); QC needs the segmentation in the image's space"
+        )
+    segmented_axis = measured_cord_axis(segmentation, segmentation_source, cord_axis)
     image_slices, slice_voxel_size_mm = image.across_cord(segmented_axis)
     # a single slice has no length to view along
     kinds = _IMAGE_KINDS if image_slices.shape[2] > 1 else ("axial",)
@@ -123,9 +129,7 @@ def write_qc_entry(
         cord_axis=segmented_axis,
         slice_name=lambda index: f"{file_axis}{image.file_index(segmented_axis, index)}",
     )
-    entry_id = _entry_id(subject, image_path, segmentation_path)
     record: dict[str, Any] = {
-        "id": entry_id,
         "subject": subject,
         "image": str(image_path.resolve()),
         "segmentation": str(segmentation_path.resolve()),
@@ -139,6 +143,8 @@ def write_qc_entry(
         "images": {},
     }
     with _locked(qc_dir):
+        entry_id = _entry_id(qc_dir, subject, image_path, segmentation_path)
+        record = {"id": entry_id, **record}
         for kind in kinds:
             for layer in ("background", "overlay"):
                 relative = Path("images") / entry_id / f"{kind}_{layer}.png"
@@ -356,12 +362,23 @@ def _save_png(array: np.ndarray, path: Path, *, labels: list | None = None) -> N
         figure.savefig(temporary, format="png", dpi=dpi, transparent=not grey)
 
 
-def _entry_id(subject: str | None, image_path: Path, segmentation_path: Path) -> str:
+def _entry_id(qc_dir: Path, subject: str | None, image_path: Path, segmentation_path: Path) -> str:
+    """The entry's name in ``qc_dir``: subject and file names; where an entry of that name shows other
+    files (two folders' ``chunk.nii.gz``), with a hash of this entry's paths, so that neither replaces the
+    other. The same files keep their entry: a rerun replaces it."""
     parts = [subject or "", split_suffix(image_path)[0], split_suffix(segmentation_path)[0]]
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", "__".join(part for part in parts if part)).strip("-.")
     if len(name) > 100:
         name = name[:80] + "_" + hashlib.sha1(name.encode()).hexdigest()[:10]
-    return name or "entry"
+    name = name or "entry"
+    paths = [str(image_path.resolve()), str(segmentation_path.resolve())]
+    try:
+        existing = json.loads((qc_dir / "records" / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return name
+    if not isinstance(existing, dict) or [existing.get("image"), existing.get("segmentation")] == paths:
+        return name
+    return f"{name}_{hashlib.sha1(chr(0).join(paths).encode()).hexdigest()[:8]}"
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ import numpy as np
 from mousecord.analysis.labelmaps import (
     label_source,
     load_label_map,
-    segmented_cord_axis,
+    measured_cord_axis,
     segmented_voxel_size,
 )
 from mousecord.analysis.metrics import json_number
@@ -277,8 +277,10 @@ def morphometrics_file(
         json_path: optional whole-volume totals.
         angle_correction: see :func:`morphometrics`.
         cord_axis: the axis along the cord, slices being measured across it: "auto" (the one ``mousecord
-            segment`` used, as its sidecar says; without one, a single slice's normal, else the header's
-            superior-inferior axis), "header" or the file's array axis 0, 1 or 2.
+            segment`` used, as its sidecar says; without one, a single slice's normal, else the axis the
+            labelled cord is clearly longest along, see
+            :func:`~mousecord.analysis.labelmaps.measured_cord_axis`, else the header's superior-inferior
+            axis), "header" or the file's array axis 0, 1 or 2.
         voxel_size_mm: the true voxel size where the header's is wrong (as ``mousecord segment`` takes it);
             None: the one segment was given, as its sidecar records it, else the header's.
 
@@ -296,7 +298,7 @@ def morphometrics_file(
     if len({output.resolve() for output in outputs}) != len(outputs):
         raise OutputError(f"{outputs[0]}: two outputs have the same name; choose different names")
     loaded = load_label_map(source, voxel_size_mm=voxel_size_mm or segmented_voxel_size(source))
-    along = loaded.cord_axis(segmented_cord_axis(source, cord_axis))
+    along = measured_cord_axis(loaded, source, cord_axis)
     slices, slice_voxel_size_mm = loaded.across_cord(along)
     result = morphometrics(slices, voxel_size_mm=slice_voxel_size_mm, angle_correction=angle_correction)
     totals = {key: json_number(value) for key, value in result.totals.items()}

@@ -44,6 +44,7 @@ _FLAG_FOR_SETTING: tuple[tuple[re.Pattern[str], str | object], ...] = (
     (re.compile(r"\bbackend 'torch'"), "--backend torch"),
     (re.compile(r"\bprecision 'float32'"), "--precision float32"),
     (re.compile(r"\broi 'full'"), "--roi full"),
+    (re.compile(r"\bcord_axis='header'"), "--cord-axis header"),
     (re.compile(r"\boverwrite to redo\)"), "--overwrite to redo)"),
     (
         re.compile(r"\bnot replaced without overwrite; write the outputs elsewhere"),
@@ -100,7 +101,7 @@ SEGMENTED_VOXEL_SIZE = "the one mousecord segment was given, as its sidecar says
 #: What ``--cord-axis auto`` does for a command that measures a segmentation.
 SEGMENTED_AXIS = (
     "the axis mousecord segment used, as its sidecar says; without one, a single slice's normal, else the "
-    "header's superior-inferior axis"
+    "axis the labelled cord is at least twice as long along, else the header's superior-inferior axis"
 )
 
 

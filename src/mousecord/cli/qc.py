@@ -37,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-qc", "--qc-dir", type=Path, required=True, help="QC report folder (created if needed)"
     )
     parser.add_argument("--subject", help="subject name shown in the report")
-    parser.add_argument("--metrics", type=Path, help="JSON file of numbers to show with the entry")
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        help="JSON file of numbers to show with the entry; from mousecord evaluate --json, the numbers "
+        "of the case evaluated on SEG",
+    )
     add_cord_axis_option(
         parser,
         what="the axial mosaic shows slices",
@@ -49,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mousecord.analysis.evaluation import case_metrics
     from mousecord.analysis.qc import write_qc_entry
 
     metrics = None
@@ -61,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"{args.metrics}: expected a JSON object of metrics, got {type(metrics).__name__}"
             )
+        metrics = case_metrics(metrics, args.segmentation)  # an evaluate JSON: this case's, not the mean
     command = (
         f"mousecord qc -i {args.image} -s {args.segmentation} -qc {args.qc_dir} --cord-axis {args.cord_axis}"
     )
