@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from mousecord.errors import ModelFolderError
+from mousecord.errors import ConfigError, ModelFolderError, MousecordWarning
 from mousecord.models.registry import install_model, list_models, resolve_model
 from tests.inference.helpers import tiny_bundle_folder
 from tests.models.nnunet_fixtures import make_nnunet_folder
@@ -86,7 +86,8 @@ def test_default_lookup(bundle_folder, tmp_path, monkeypatch):
     monkeypatch.setattr("mousecord.models.registry.SHIPPED_MODELS_DIR", tmp_path / "no-shipped-models")
     with pytest.raises(ModelFolderError, match="no default model"):
         resolve_model(None, models_dir=tmp_path / "models")
-    install_model(bundle_folder, name="default", models_dir=tmp_path / "models")
+    with pytest.warns(MousecordWarning, match="in place of the model shipped with mousecord"):
+        install_model(bundle_folder, name="default", models_dir=tmp_path / "models")
     assert resolve_model(None, models_dir=tmp_path / "models").name == "tiny"
     shipped = tmp_path / "package"
     shutil.copytree(bundle_folder, shipped / "default")
@@ -94,3 +95,28 @@ def test_default_lookup(bundle_folder, tmp_path, monkeypatch):
     models = list_models(models_dir=tmp_path / "empty")
     assert [(model.name, model.shipped) for model in models] == [("default", True)]
     assert resolve_model(None, models_dir=tmp_path / "empty").name == "tiny"
+
+
+def test_a_training_runs_bundle_folder_installs_under_the_runs_name_and_names_are_checked(
+    bundle_folder, tmp_path
+):
+    """``runs/res3/model`` installs as its model.json's name, not as 'model'; an empty or spaced name is
+    refused; a second install of a name says how to keep both or replace it."""
+    run_bundle = tmp_path / "runs" / "res3" / "model"
+    shutil.copytree(bundle_folder, run_bundle)
+    models = tmp_path / "models"
+    assert install_model(run_bundle, models_dir=models).name == "tiny"  # the bundle's own name
+    with pytest.raises(ModelFolderError, match=r"already installed; install this one under another name"):
+        install_model(run_bundle, models_dir=models)
+    for bad in ("", "Default ", "my model"):
+        with pytest.raises(ConfigError, match="invalid model name"):
+            install_model(bundle_folder, name=bad, models_dir=models)
+
+
+def test_a_model_archive_given_as_a_model_says_to_install_it(bundle_folder, tmp_path):
+    from mousecord.models.registry import load_model_folder
+
+    archive = tmp_path / "tiny.zip"
+    _zip_folder(bundle_folder, archive)
+    with pytest.raises(ModelFolderError, match=r"tiny.zip: a model archive: install it first"):
+        load_model_folder(archive)

@@ -146,6 +146,16 @@ def test_existing_run_is_not_overwritten_without_resume(tiny_dataset: Path, tmp_
     train_model(_fast_config(epochs=1), tiny_dataset, tmp_path / "run")
     with pytest.raises(ConfigError, match=r"holds a previous run .* resume it \(resume=True\)"):
         train_model(_fast_config(epochs=1), tiny_dataset, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"other settings of learning_rate, seed; resume with the same"):
+        train_model(
+            _fast_config(epochs=2, seed=9, learning_rate=0.5), tiny_dataset, tmp_path / "run", resume=True
+        )
+
+
+def test_resume_where_no_run_is_refused(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+    """--resume into a folder with no run (a typo) is an error, not a silent fresh start."""
+    error = _bad(tmp_path, capsys, "--resume", dataset=tiny_dataset)
+    assert "no run to resume (no fold has a checkpoint); start one without --resume" in error
 
 
 def test_cross_validation_exports_a_runnable_bundle(tiny_dataset: Path, tmp_path: Path, capsys) -> None:

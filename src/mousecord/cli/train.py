@@ -46,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--synthetic",
         action="store_true",
-        help="no dataset: train the default model's in-plane recipe on synthetic slabs alone, validated "
-        "on phantoms of another generator",
+        help="no dataset: train the in-plane recipe (InPlaneTrainConfig's defaults) on synthetic slabs "
+        "alone, validated on phantoms of another generator; the default model's stages used other "
+        "synthesis settings (tools/train_default_model.py)",
     )
     parser.add_argument(
         "-o", "--output", type=Path, required=True, help="output folder (checkpoints, curves, model)"

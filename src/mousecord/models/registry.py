@@ -8,6 +8,8 @@ Windows), or any folder passed as ``models_dir``. A bundle shipped inside the pa
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import shutil
@@ -16,11 +18,12 @@ import tempfile
 import urllib.error
 import urllib.request
 import uuid
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from mousecord.errors import ConfigError, ModelFolderError
+from mousecord.errors import ConfigError, ModelFolderError, MousecordWarning
 from mousecord.io.atomic import replace_folder
 from mousecord.models.bundle import MODEL_JSON, ModelBundle, file_sha256, load_bundle
 from mousecord.models.nnunet_layout import is_results_folder, results_folder_children
@@ -119,6 +122,10 @@ def load_model_folder(path: Path, *, folds=None, checkpoint: str = "auto") -> Mo
         from mousecord.models.nnunet import read_model_folder
 
         return read_model_folder(path, folds=folds, checkpoint=checkpoint)
+    if path.is_file() and zipfile.is_zipfile(path):
+        raise ModelFolderError(
+            f"{path}: a model archive: install it first (mousecord.models.install_model), then give its name"
+        )
     raise ModelFolderError(
         f"{path}: not a model (expected a mousecord bundle with {MODEL_JSON}, or an nnU-Net results folder)"
     )
@@ -172,11 +179,21 @@ def install_model(
             load_model_folder(model_root)  # validates before anything is installed
         except ModelFolderError as error:  # name the user's file, not its staged copy (removed below)
             raise ModelFolderError(str(error).replace(str(staging), source)) from error
-        model_name = name or _name_from(model_root, staging, default_name)
+        model_name = name if name is not None else _name_from(model_root, staging, default_name)
         _check_name(model_name)
         destination = target_root / model_name
         if destination.exists() and not overwrite:
-            raise ModelFolderError(f"{destination}: a model named {model_name!r} is already installed")
+            raise ModelFolderError(
+                f"{destination}: a model named {model_name!r} is already installed; install this one under "
+                "another name (name=NAME) or replace it (overwrite=True)"
+            )
+        if model_name == DEFAULT_MODEL_NAME:
+            warnings.warn(
+                f"{source}: installed as {DEFAULT_MODEL_NAME!r}, so segment uses it wherever no model is "
+                "given, in place of the model shipped with mousecord",
+                MousecordWarning,
+                stacklevel=2,
+            )
         replace_folder(model_root, destination)
         logger.info("installed model %s at %s", model_name, destination)
         return destination
@@ -246,17 +263,22 @@ def _model_root(staging: Path, source: str) -> Path:
 
 
 def _name_from(model_root: Path, staging: Path, default_name: str) -> str:
-    if model_root != staging:
-        return model_root.name
+    """The name to install under: the folder or archive's, except a training run's bundle folder
+    ``RUN/model``, which takes the name its ``model.json`` gives (the run's)."""
+    name = model_root.name if model_root != staging else default_name
     for suffix in (".zip",):
-        if default_name.lower().endswith(suffix):
-            return default_name[: -len(suffix)]
-    return default_name
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    if name == "model":
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            name = str(json.loads((model_root / MODEL_JSON).read_text()).get("name") or name)
+    return name
 
 
 def _check_name(name: str) -> None:
-    if not name or name.startswith(".") or "/" in name or "\\" in name or name in ("..",):
-        raise ConfigError(f"invalid model name {name!r}")
+    unsafe = not name or name.startswith(".") or "/" in name or "\\" in name or name != name.strip()
+    if unsafe or any(character.isspace() for character in name):
+        raise ConfigError(f"invalid model name {name!r}: give letters, digits, '-' or '_', without spaces")
 
 
 __all__ = [

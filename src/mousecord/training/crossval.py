@@ -122,6 +122,15 @@ def train(
     if not isinstance(dataset, TrainingDataset):
         dataset = load_training_dataset(dataset, label_folder=label_folder)
     splits = subject_folds(dataset.subjects, folds, config.seed) if folds else [None]
+    started = [
+        index
+        for index in range(len(splits))
+        if (output_folder / f"fold_{index}" / "checkpoint_last.pt").exists()
+    ]
+    if resume and not started:
+        raise ConfigError(
+            f"{output_folder}: no run to resume (no fold has a checkpoint); start one without resume"
+        )
     results = []
     for index, validation in enumerate(splits):
         logger.info("fold %d/%d: validating on %s", index + 1, len(splits), validation or "a random share")

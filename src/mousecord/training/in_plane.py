@@ -329,6 +329,10 @@ def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *
                 "folder"
             )
         return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
+    if not last.exists():
+        raise ConfigError(
+            f"{output_folder}: no run to resume ({last.name} missing); start one without resume"
+        )
     checkpoint = load_checkpoint(last)
     saved_values = json.loads(checkpoint["in_plane_config_json"])
     saved_values.setdefault("mixed_precision", False)  # runs saved before the setting trained in float32

@@ -451,11 +451,18 @@ def _initial_state(
                 "folder"
             )
         return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
-    checkpoint = load_checkpoint(last)
-    saved = TrainConfig.from_dict(json.loads(checkpoint["config_json"]))
-    if saved.to_dict() | {"epochs": 0} != config.to_dict() | {"epochs": 0}:
+    if not last.exists():
         raise ConfigError(
-            f"{last}: was trained with a different configuration; resume with the same settings"
+            f"{output_folder}: no run to resume ({last.name} missing); start one without resume"
+        )
+    checkpoint = load_checkpoint(last)
+    saved = TrainConfig.from_dict(json.loads(checkpoint["config_json"])).to_dict()
+    asked = config.to_dict()
+    differing = [key for key in asked if key != "epochs" and saved.get(key) != asked[key]]
+    if differing:
+        raise ConfigError(
+            f"{last}: was trained with other settings of {', '.join(differing)}; resume with the same "
+            "settings"
         )
     parts.network.load_state_dict(checkpoint["network_weights"])
     parts.optimizer.load_state_dict(checkpoint["optimizer"])
