@@ -403,3 +403,17 @@ def test_python_and_the_command_line_take_the_prediction_first(tmp_path: Path) -
     assert main(["evaluate", str(prediction), str(truth), "--json", str(tmp_path / "m.json"), "--quiet"]) == 0
     (row,) = json.loads((tmp_path / "m.json").read_text())["cases"]
     assert row["GM"]["dice"] == pytest.approx(case.metrics["GM"].dice)
+
+
+def test_without_sidecars_the_truths_cord_decides_the_slices_not_a_predictions_strays(tmp_path: Path) -> None:
+    """A clean chunk's truth against a prediction with a far false-positive blob: slices across the
+    header's axis, so the blob costs a little Dice on its slices, not the whole evaluation."""
+    _, label_map = synthetic_cord((60, 56, 24))
+    predicted = label_map.copy()
+    predicted[0:3, 0:2, 10 : 40 // 2] = Label.WM  # a stray strip along the chunk's edge
+    truth = write_nifti(tmp_path / "truth" / "x_seg.nii.gz", label_map)
+    prediction = write_nifti(tmp_path / "pred" / "x_seg.nii.gz", predicted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MousecordWarning)
+        (case,) = evaluate(prediction, truth)
+    assert len(case.metrics["cord"].per_slice_dice) == 24 and case.metrics["cord"].dice > 0.95

@@ -184,3 +184,24 @@ def test_a_segmentation_without_sidecar_is_measured_across_its_cords_own_long_ax
         warnings.simplefilter("error", MousecordWarning)
         across_k = int(np.transpose(short, (2, 1, 0)).any(axis=(0, 1)).sum())
         assert morphometrics_file(short_path).n_slices == across_k  # 2 mm long, 2.5 mm wide: the header's
+
+
+@pytest.mark.parametrize(
+    ("shape", "voxel_size_mm", "labelled"),
+    [
+        ((60, 40, 2), (0.05, 0.05, 0.5), (slice(5, 55), slice(15, 38), slice(None))),  # thick slab, 2.2:1
+        ((60, 60, 40), (0.05, 0.05, 0.05), (slice(10, 40), slice(20, 34), [5, 20, 35])),  # 3 slices of GM
+        ((60, 60, 40), (0.05, 0.05, 0.05), (slice(28, 31), slice(5, 55), [12])),  # one tract, one slice
+    ],
+)
+def test_a_label_map_that_is_no_long_tube_keeps_the_headers_axis(tmp_path, shape, voxel_size_mm, labelled):
+    """A thick slab, a few annotated slices or a strip of one tract on one slice is longer in-plane than
+    along the header's axis, but is no tube along another axis: measured across the header's, no warning."""
+    label_map = np.zeros(shape, np.uint8)
+    label_map[labelled] = Label.GM
+    path = write_nifti(tmp_path / "x_seg.nii.gz", label_map, voxel_size_mm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MousecordWarning)
+        result = morphometrics_file(path)
+    assert set(result.table["Slice (I->S)"]) <= set(range(shape[2]))
+    assert result.n_slices == label_map.any(axis=(0, 1)).sum()

@@ -108,9 +108,16 @@ def test_a_training_runs_bundle_folder_installs_under_the_runs_name_and_names_ar
     assert install_model(run_bundle, models_dir=models).name == "tiny"  # the bundle's own name
     with pytest.raises(ModelFolderError, match=r"already installed; install this one under another name"):
         install_model(run_bundle, models_dir=models)
-    for bad in ("", "Default ", "my model"):
-        with pytest.raises(ConfigError, match="invalid model name"):
+    for bad in ("", "Default ", "my model", "../x", "a:b"):
+        with pytest.raises(ConfigError, match=r"invalid model name .*\(give one with name=NAME\)"):
             install_model(bundle_folder, name=bad, models_dir=models)
+    import json
+
+    spaced = tmp_path / "runs" / "my run" / "model"  # a run folder with a space: its name made safe
+    shutil.copytree(bundle_folder, spaced)
+    description = json.loads((spaced / "model.json").read_text())
+    (spaced / "model.json").write_text(json.dumps({**description, "name": "my run"}))
+    assert install_model(spaced, models_dir=models, overwrite=True).name == "my-run"
 
 
 def test_a_model_archive_given_as_a_model_says_to_install_it(bundle_folder, tmp_path):

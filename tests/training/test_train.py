@@ -146,7 +146,10 @@ def test_existing_run_is_not_overwritten_without_resume(tiny_dataset: Path, tmp_
     train_model(_fast_config(epochs=1), tiny_dataset, tmp_path / "run")
     with pytest.raises(ConfigError, match=r"holds a previous run .* resume it \(resume=True\)"):
         train_model(_fast_config(epochs=1), tiny_dataset, tmp_path / "run")
-    with pytest.raises(ConfigError, match=r"other settings of learning_rate, seed; resume with the same"):
+    with pytest.raises(
+        ConfigError,
+        match=r"was trained with learning_rate 0.003 \(now 0.5\), seed 3 \(now 9\); resume with the same",
+    ):
         train_model(
             _fast_config(epochs=2, seed=9, learning_rate=0.5), tiny_dataset, tmp_path / "run", resume=True
         )

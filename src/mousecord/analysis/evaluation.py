@@ -83,6 +83,7 @@ def evaluate(
     reference: Path | str,
     *,
     mask_folder: str = MASK_FOLDER_DEFAULT,
+    cord_axis: str | int = "auto",
 ) -> list[CaseResult]:
     """Compare predictions with truth, per case and class (GM, WM, cord); the prediction first, as
     ``mousecord evaluate PRED TRUTH`` takes them.
@@ -93,6 +94,11 @@ def evaluate(
         reference: a truth file (label map, or either mask of a GM/WM pair), a folder of them (searched
             recursively), or a BIDS dataset root (truth from ``derivatives/<mask_folder>``).
         mask_folder: the derivatives folder of the truth masks in a BIDS dataset.
+        cord_axis: the axis along the cord, slices (and per-slice Dice) being across it: "auto" (the one
+            ``mousecord segment`` used, as the prediction's sidecar says; without one, a single slice's
+            normal, else the axis the truth's cord is clearly longest along, see
+            :func:`~mousecord.analysis.labelmaps.measured_cord_axis`, else the header's superior-inferior
+            axis), "header" or the file's array axis 0, 1 or 2.
 
     Returns:
         One :class:`CaseResult` per matched case, sorted by case name.
@@ -116,7 +122,7 @@ def evaluate(
             MousecordWarning,
             stacklevel=2,
         )
-    return [_evaluate_case(truth, predicted) for truth, predicted in pairs]
+    return [_evaluate_case(truth, predicted, cord_axis) for truth, predicted in pairs]
 
 
 def summarise(results: list[CaseResult]) -> dict[str, dict[str, Any]]:
@@ -288,7 +294,7 @@ def _single(path: Path) -> dict[str, LabelSource]:
     return {source.key: source}
 
 
-def _evaluate_case(reference: LabelSource, prediction: LabelSource) -> CaseResult:
+def _evaluate_case(reference: LabelSource, prediction: LabelSource, cord_axis: str | int) -> CaseResult:
     logger.debug("evaluating %s against %s", prediction.name, reference.name)
     # the size segment was given for a wrong header applies to the truth on the same grid too
     voxel_size_mm = segmented_voxel_size(prediction)
@@ -307,7 +313,8 @@ def _evaluate_case(reference: LabelSource, prediction: LabelSource) -> CaseResul
             f"from truth {reference.name} {np.round(voxel_size_mm, 4).tolist()} mm"
         )
     check_same_grid(predicted.volume, truth.volume, name=_paths(prediction), reference_name=_paths(reference))
-    cord_axis = measured_cord_axis(predicted, prediction)  # the slices segment took
+    # the slices segment took; without its sidecar, the truth's cord decides, not a prediction's strays
+    cord_axis = measured_cord_axis(predicted, prediction, cord_axis, shape_from=truth.volume.data)
     truth_slices, slice_voxel_size_mm = truth.across_cord(cord_axis)
     metrics = compare_label_maps(
         truth_slices,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from mousecord.errors import DatasetError, ImageFormatError, MousecordWarning
 from mousecord.io import LoadedImage, load_nifti, split_suffix
@@ -175,22 +176,44 @@ def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str
     return axis if type(axis) is int and axis in (0, 1, 2) else "auto"
 
 
-#: A cord at least this many times longer along one axis than along either other one runs along it.
-CORD_ELONGATION = 2.0
+#: A labelled cord at least this many times longer along one axis than along either other one runs along
+#: it (a misnamed 12 mm chunk of a 2.5 mm cord: 4.8x; an elliptic cross-section alone reaches about 2.2x).
+CORD_ELONGATION = 3.0
+#: ... provided its cross-section is roughly round: the two other extents within this ratio of each other
+#: (one labelled slice, a strip of one tract, a thin slab, are not a tube).
+CROSS_SECTION_RATIO = 2.0
 
 
-def measured_cord_axis(loaded: LoadedImage, source: LabelSource, setting: str | int = "auto") -> int:
+def measured_cord_axis(
+    loaded: LoadedImage,
+    source: LabelSource,
+    setting: str | int = "auto",
+    *,
+    shape_from: np.ndarray | None = None,
+) -> int:
     """The canonical axis along the cord of the label map ``loaded`` (from ``source``), to slice across:
     ``setting``'s (:meth:`~mousecord.io.nifti.LoadedImage.cord_axis`; "auto": the one ``mousecord
     segment`` used, as its sidecar says, see :func:`segmented_cord_axis`). Where "auto" finds no sidecar
-    (a mask corrected and saved again in a viewer) and the labelled cord itself runs clearly along another
-    axis than the header's superior-inferior one (:data:`CORD_ELONGATION`), that axis, with a warning:
-    across the header's, a chunk stored with its cord along i would be measured in cuts along the cord."""
+    (a mask corrected and saved again in a viewer) and the labelled cord itself is a tube clearly longer
+    along another axis than the header's superior-inferior one (:data:`CORD_ELONGATION`,
+    :data:`CROSS_SECTION_RATIO`; its largest connected part, so that stray voxels do not count), that axis,
+    with a warning: across the header's, a chunk stored with its cord along i would be measured in cuts
+    along the cord. Thick slices along the header's axis keep it.
+
+    Args:
+        shape_from: the canonical label map whose cord decides (default ``loaded``'s): evaluation takes the
+            truth's, so that a prediction's false positives cannot turn its slices.
+    """
     resolved = segmented_cord_axis(source, setting)
     axis = loaded.cord_axis(resolved)
     if resolved != "auto" or single_slice_axis(loaded.volume.shape) is not None:
         return axis
-    along = _cord_long_axis(loaded.volume.data, loaded.volume.voxel_size_mm)
+    voxel_size_mm = loaded.volume.voxel_size_mm
+    in_plane = min(size for index, size in enumerate(voxel_size_mm) if index != axis)
+    if voxel_size_mm[axis] > CROSS_SECTION_RATIO * in_plane:  # thick slices across the header's axis
+        return axis
+    labels = loaded.volume.data if shape_from is None else shape_from
+    along = _cord_long_axis(labels, voxel_size_mm)
     if along is None or along[0] == axis:
         return axis
     file_axis = loaded.file_axis(along[0])
@@ -200,25 +223,27 @@ def measured_cord_axis(loaded: LoadedImage, source: LabelSource, setting: str | 
         f"which axis it was segmented across: measured across axis {file_axis} (cord_axis='header' for "
         "the header's)",
         MousecordWarning,
-        stacklevel=3,
+        stacklevel=2,
     )
     return along[0]
 
 
 def _cord_long_axis(labels: np.ndarray, voxel_size_mm: Sequence[float]) -> tuple[int, float] | None:
-    """The canonical axis along which the cord's voxels (labels > 0) reach at least
-    :data:`CORD_ELONGATION` times as far (mm) as along either other axis, and how many times; None where
-    none does (a short chunk, an empty map, a few annotated slices)."""
-    cord = np.asarray(labels) > 0
-    if not cord.any():
+    """The canonical axis along which the largest connected part of the cord (labels > 0) is a tube: at
+    least :data:`CORD_ELONGATION` times as long (mm) as along either other axis, those two within
+    :data:`CROSS_SECTION_RATIO` of each other; and how many times. None where there is no such tube."""
+    components, count = ndimage.label(np.asarray(labels) > 0, structure=np.ones((3, 3, 3)))
+    if count == 0:
         return None
+    largest = components == 1 + int(np.argmax(np.bincount(components.ravel())[1:]))
     extents = []
     for axis in range(3):
-        present = np.flatnonzero(cord.any(axis=tuple(other for other in range(3) if other != axis)))
+        present = np.flatnonzero(largest.any(axis=tuple(other for other in range(3) if other != axis)))
         extents.append((present[-1] - present[0] + 1) * float(voxel_size_mm[axis]))
-    longest, second = np.argsort(extents)[::-1][:2]
+    longest, second, third = (int(axis) for axis in np.argsort(extents)[::-1])
     ratio = extents[longest] / extents[second]
-    return (int(longest), float(ratio)) if ratio >= CORD_ELONGATION else None
+    round_enough = extents[second] <= CROSS_SECTION_RATIO * extents[third]
+    return (longest, float(ratio)) if ratio >= CORD_ELONGATION and round_enough else None
 
 
 def segmented_voxel_size(source: LabelSource) -> tuple[float, ...] | None:

@@ -372,11 +372,14 @@ def _entry_id(qc_dir: Path, subject: str | None, image_path: Path, segmentation_
         name = name[:80] + "_" + hashlib.sha1(name.encode()).hexdigest()[:10]
     name = name or "entry"
     paths = [str(image_path.resolve()), str(segmentation_path.resolve())]
-    try:
-        existing = json.loads((qc_dir / "records" / f"{name}.json").read_text())
-    except (OSError, ValueError):
+    record = qc_dir / "records" / f"{name}.json"
+    if not record.exists():
         return name
-    if not isinstance(existing, dict) or [existing.get("image"), existing.get("segmentation")] == paths:
+    try:
+        existing = json.loads(record.read_text())
+    except (OSError, ValueError):
+        existing = None  # unreadable: not this entry's to replace
+    if isinstance(existing, dict) and [existing.get("image"), existing.get("segmentation")] == paths:
         return name
     return f"{name}_{hashlib.sha1(chr(0).join(paths).encode()).hexdigest()[:8]}"
 

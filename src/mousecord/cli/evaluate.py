@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from mousecord.cli.main import add_common_options
+from mousecord.cli.main import SEGMENTED_AXIS, add_common_options, add_cord_axis_option, cord_axis_setting
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="manual_masks",
         help="derivatives folder of the truth masks in a BIDS dataset",
     )
+    add_cord_axis_option(parser, what="slices and per-slice Dice are taken", auto=SEGMENTED_AXIS)
     add_common_options(parser)
     parser.set_defaults(handler=run)
 
@@ -52,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from mousecord.io import atomic_output
 
     _check_outputs_are_not_inputs(args)
-    results = evaluate(args.prediction, args.reference, mask_folder=args.mask_folder)
+    results = evaluate(
+        args.prediction, args.reference, mask_folder=args.mask_folder, cord_axis=cord_axis_setting(args)
+    )
     writers = [
         (writer, path)
         for writer, path in (

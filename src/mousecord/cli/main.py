@@ -104,7 +104,8 @@ SEGMENTED_VOXEL_SIZE = "the one mousecord segment was given, as its sidecar says
 #: What ``--cord-axis auto`` does for a command that measures a segmentation.
 SEGMENTED_AXIS = (
     "the axis mousecord segment used, as its sidecar says; without one, a single slice's normal, else the "
-    "axis the labelled cord is at least twice as long along, else the header's superior-inferior axis"
+    "axis along which the labelled cord is a tube at least 3x longer than wide, else the header's "
+    "superior-inferior axis"
 )
 
 

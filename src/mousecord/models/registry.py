@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -262,6 +263,10 @@ def _model_root(staging: Path, source: str) -> Path:
     )
 
 
+#: What an installed model's name may hold: it is a folder name and a word on the command line.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def _name_from(model_root: Path, staging: Path, default_name: str) -> str:
     """The name to install under: the folder or archive's, except a training run's bundle folder
     ``RUN/model``, which takes the name its ``model.json`` gives (the run's)."""
@@ -271,14 +276,18 @@ def _name_from(model_root: Path, staging: Path, default_name: str) -> str:
             name = name[: -len(suffix)]
     if name == "model":
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            name = str(json.loads((model_root / MODEL_JSON).read_text()).get("name") or name)
+            given = str(json.loads((model_root / MODEL_JSON).read_text()).get("name") or "")
+            # a run folder's name as a model name: spaces and the like made safe; nothing safe, "model"
+            name = re.sub(r"[^A-Za-z0-9._-]+", "-", given).strip("-.") or name
     return name
 
 
 def _check_name(name: str) -> None:
-    unsafe = not name or name.startswith(".") or "/" in name or "\\" in name or name != name.strip()
-    if unsafe or any(character.isspace() for character in name):
-        raise ConfigError(f"invalid model name {name!r}: give letters, digits, '-' or '_', without spaces")
+    if not _MODEL_NAME.fullmatch(name):
+        raise ConfigError(
+            f"invalid model name {name!r}: letters, digits, '.', '-' and '_', starting with a letter or "
+            "digit (give one with name=NAME)"
+        )
 
 
 __all__ = [

@@ -23,7 +23,7 @@ from mousecord.labels import DATASET_JSON_LABELS
 from mousecord.models.bundle import ModelBundle, save_bundle, unique_tensors
 from mousecord.training.config import EXPORT_CHOICES, TrainConfig, architecture_of
 from mousecord.training.data import TrainingDataset, load_training_dataset
-from mousecord.training.loop import TrainResult, load_checkpoint, train_model
+from mousecord.training.loop import CHECKPOINT_LAST, TrainResult, load_checkpoint, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +123,7 @@ def train(
         dataset = load_training_dataset(dataset, label_folder=label_folder)
     splits = subject_folds(dataset.subjects, folds, config.seed) if folds else [None]
     started = [
-        index
-        for index in range(len(splits))
-        if (output_folder / f"fold_{index}" / "checkpoint_last.pt").exists()
+        index for index in range(len(splits)) if (output_folder / f"fold_{index}" / CHECKPOINT_LAST).exists()
     ]
     if resume and not started:
         raise ConfigError(
@@ -135,7 +133,7 @@ def train(
     for index, validation in enumerate(splits):
         logger.info("fold %d/%d: validating on %s", index + 1, len(splits), validation or "a random share")
         fold_folder = output_folder / f"fold_{index}"
-        fold_resume = resume and (fold_folder / "checkpoint_last.pt").exists()
+        fold_resume = resume and (fold_folder / CHECKPOINT_LAST).exists()
         results.append(
             train_model(
                 config,

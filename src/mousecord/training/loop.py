@@ -459,11 +459,9 @@ def _initial_state(
     saved = TrainConfig.from_dict(json.loads(checkpoint["config_json"])).to_dict()
     asked = config.to_dict()
     differing = [key for key in asked if key != "epochs" and saved.get(key) != asked[key]]
-    if differing:
-        raise ConfigError(
-            f"{last}: was trained with other settings of {', '.join(differing)}; resume with the same "
-            "settings"
-        )
+    if differing:  # the data workers too: each draws its own batches
+        changes = ", ".join(f"{key} {saved.get(key)!r} (now {asked[key]!r})" for key in differing)
+        raise ConfigError(f"{last}: was trained with {changes}; resume with the same settings")
     parts.network.load_state_dict(checkpoint["network_weights"])
     parts.optimizer.load_state_dict(checkpoint["optimizer"])
     parts.scheduler.load_state_dict(checkpoint["scheduler"])
