@@ -155,6 +155,16 @@ def test_existing_run_is_not_overwritten_without_resume(tiny_dataset: Path, tmp_
         )
 
 
+def test_cross_validation_resumes_only_on_the_same_folds(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Resuming with another --folds would let the fold folders validate on other subjects: refused."""
+    from mousecord.errors import ConfigError
+
+    train(tiny_dataset, tmp_path / "cv", _fast_config(epochs=1), folds=3)
+    with pytest.raises(ConfigError, match=r"was split into 3 fold\(s\) .*; resume with the same folds"):
+        train(tiny_dataset, tmp_path / "cv", _fast_config(epochs=2), folds=2, resume=True)
+    assert len(train(tiny_dataset, tmp_path / "cv", _fast_config(epochs=2), folds=3, resume=True).folds) == 3
+
+
 def test_resume_where_no_run_is_refused(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
     """--resume into a folder with no run (a typo) is an error, not a silent fresh start."""
     error = _bad(tmp_path, capsys, "--resume", dataset=tiny_dataset)

@@ -86,6 +86,30 @@ def subject_folds(subjects: list[str], folds: int, seed: int) -> list[list[str]]
     return [sorted(str(subject) for subject in order[index::folds]) for index in range(folds)]
 
 
+#: The validation subjects of each fold of a run (null: a random share), checked when it is resumed.
+SPLITS_JSON = "splits.json"
+
+
+def _check_or_record_splits(output_folder: Path, splits: list[list[str] | None], *, resume: bool) -> None:
+    """Record a new run's folds, or check that a resumed run has the same: its fold folders would otherwise
+    go on validating on other subjects (another --folds, or a dataset that changed). A run recorded before
+    this check existed resumes unchecked."""
+    path = output_folder / SPLITS_JSON
+    if resume:
+        recorded = json.loads(path.read_text()) if path.is_file() else splits
+        if recorded != splits:
+            raise ConfigError(
+                f"{output_folder}: was split into {len(recorded)} fold(s) validating on {recorded}, not "
+                f"{splits}; resume with the same folds and dataset"
+            )
+        return
+    if any(output_folder.glob(f"fold_*/{CHECKPOINT_LAST}")):
+        return  # a previous run is there: training refuses it, its record stays as it was
+    output_folder.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(splits) + "\n")
+
+
 def train(
     dataset: TrainingDataset | Path | str,
     output_folder: Path | str,
@@ -129,6 +153,7 @@ def train(
         raise ConfigError(
             f"{output_folder}: no run to resume (no fold has a checkpoint); start one without resume"
         )
+    _check_or_record_splits(output_folder, splits, resume=resume)
     results = []
     for index, validation in enumerate(splits):
         logger.info("fold %d/%d: validating on %s", index + 1, len(splits), validation or "a random share")
