@@ -292,6 +292,8 @@ def test_qc_metrics_from_an_evaluate_json_are_the_segmentations_own_case(tmp_pat
         str(tmp_path / "e.json"),
     ]
     assert main([*evaluation, "--quiet"]) == 0
+    cases = json.loads((tmp_path / "e.json").read_text())["cases"]
+    assert all(Path(case["prediction"][0]).is_absolute() for case in cases)  # found from any folder
     segmentation = tmp_path / "pred" / "p1_seg.nii.gz"
     qc = ["qc", "-i", str(image_path), "-s", str(segmentation), "-qc", str(tmp_path / "qc"), "--quiet"]
     assert main([*qc, "--metrics", str(tmp_path / "e.json")]) == 0

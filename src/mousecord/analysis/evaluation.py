@@ -72,8 +72,9 @@ class CaseResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "case": self.case,
-            "reference": [str(path) for path in self.reference],
-            "prediction": [str(path) for path in self.prediction],
+            # absolute: the JSON is read from elsewhere (qc --metrics finds a case by its prediction's path)
+            "reference": [str(path.resolve()) for path in self.reference],
+            "prediction": [str(path.resolve()) for path in self.prediction],
             **{name: self.metrics[name].to_dict() for name in CLASS_NAMES},
         }
 
