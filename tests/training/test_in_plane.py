@@ -373,5 +373,9 @@ def test_an_interrupted_fine_tune_says_how_to_continue(
     monkeypatch.setattr(mousecord.training, "fine_tune_in_plane", interrupted)
     start = save_bundle(tiny_in_plane_bundle(slab_slices=3), tmp_path / "start")
     arguments = ["train", str(dataset), "-o", str(tmp_path / "run"), "--init-model", str(start), "--quiet"]
+    assert main(arguments) == 130  # before its first epoch ended: nothing saved
+    assert f"nothing to resume: the same command starts {tmp_path / 'run'} afresh" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint_last.pt").write_bytes(b"")  # an epoch had ended
     assert main(arguments) == 130
     assert f"--resume continues {tmp_path / 'run'}" in capsys.readouterr().err

@@ -154,11 +154,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except KeyboardInterrupt:  # also SIGTERM; the finished epochs' checkpoints stay
-        print(
-            f"mousecord train: the same command with --resume continues {args.output} from its last "
-            "finished epoch",
-            file=sys.stderr,
+        saved = any(args.output.glob("checkpoint_last.pt")) or any(
+            args.output.glob("fold_*/checkpoint_last.pt")
         )
+        hint = (
+            f"the same command with --resume continues {args.output} from its last finished epoch"
+            if saved
+            else f"no epoch had finished, nothing to resume: the same command starts {args.output} afresh"
+        )
+        print(f"mousecord train: {hint}", file=sys.stderr)
         raise
 
 
