@@ -70,7 +70,7 @@ def check_new_outputs(outputs: Sequence[Path], *, overwrite: bool) -> None:
     existing = [] if overwrite else [path for path in outputs if path.exists() or path.is_symlink()]
     if existing:
         more = f" (with {len(existing) - 1} more of the outputs)" if len(existing) > 1 else ""
-        raise OutputError(f"{existing[0]}: exists{more}; not replaced without overwrite (--overwrite)")
+        raise OutputError(f"{existing[0]}: exists{more}; not replaced without overwrite (overwrite=True)")
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -122,7 +122,7 @@ def extract_slices(
         raise OutputError(f"{output_root}: output dataset must differ from the input dataset")
     if not overwrite and output_root.is_dir() and any(output_root.iterdir()):
         raise OutputError(
-            f"{output_root}: exists and is not empty; give a new folder, or overwrite (--overwrite) to "
+            f"{output_root}: exists and is not empty; give a new folder, or overwrite (overwrite=True) to "
             "replace the files written there"
         )
     cases = [case for case in _labelled_cases(root, mask_folder) if case.has_masks]

@@ -8,8 +8,6 @@ Windows), or any folder passed as ``models_dir``. A bundle shipped inside the pa
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import re
@@ -177,10 +175,10 @@ def install_model(
             _safe_extract(source_path, staging)
         model_root = _model_root(staging, source)
         try:
-            load_model_folder(model_root)  # validates before anything is installed
+            bundle = load_model_folder(model_root)  # validates before anything is installed
         except ModelFolderError as error:  # name the user's file, not its staged copy (removed below)
             raise ModelFolderError(str(error).replace(str(staging), source)) from error
-        model_name = name if name is not None else _name_from(model_root, staging, default_name)
+        model_name = name if name is not None else _name_from(model_root, staging, default_name, bundle.name)
         _check_name(model_name)
         destination = target_root / model_name
         if destination.exists() and not overwrite:
@@ -267,18 +265,16 @@ def _model_root(staging: Path, source: str) -> Path:
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def _name_from(model_root: Path, staging: Path, default_name: str) -> str:
+def _name_from(model_root: Path, staging: Path, default_name: str, bundle_name: str) -> str:
     """The name to install under: the folder or archive's, except a training run's bundle folder
-    ``RUN/model``, which takes the name its ``model.json`` gives (the run's)."""
+    ``RUN/model``, which takes the name its ``model.json`` gives (``bundle_name``, the run's)."""
     name = model_root.name if model_root != staging else default_name
     for suffix in (".zip",):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
-    if name == "model":
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            given = str(json.loads((model_root / MODEL_JSON).read_text()).get("name") or "")
-            # a run folder's name as a model name: spaces and the like made safe; nothing safe, "model"
-            name = re.sub(r"[^A-Za-z0-9._-]+", "-", given).strip("-.") or name
+    if name == "model" and (model_root / MODEL_JSON).is_file():
+        # a run folder's name as a model name: spaces and the like made safe; nothing safe, "model"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", bundle_name).strip("-.") or name
     return name
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from mousecord.datasets.bids import find_bids_images
 from mousecord.errors import ConfigError, OutputError
 from mousecord.io.atomic import check_not_input, check_writable_folder, split_suffix
-from mousecord.io.names import OUTPUT_SUFFIXES, read_segment_sidecar, segment_output_names
+from mousecord.io.names import OUTPUT_SUFFIXES, SegmentSidecar, read_segment_sidecar, segment_output_names
 
 OUTPUT_FORMATS = ("multilabel", "masks", "both")
 
@@ -75,20 +75,23 @@ class CaseOutputs:
         run killed while writing them, after the run would have written them). Only these may be replaced
         without overwrite, or a case skipped as done: ``X_seg.nii.gz`` is also SCT's name for a manual
         mask, and correcting an output by hand is how truth is often made."""
-        sidecar = read_segment_sidecar(self.sidecar)
-        if sidecar is None or Path(str(sidecar.record.get("input", ""))).name != self.input.name:
-            return set()
-        outputs = sidecar.record.get("outputs")
-        listed = {Path(str(path)).name for path in outputs.values()} if isinstance(outputs, dict) else set()
-        written = (self.multilabel, *self.masks.values(), self.probabilities)
-        return {self.sidecar} | {path for path in written if path.name in listed and sidecar.unchanged(path)}
+        return self._owned_by(read_segment_sidecar(self.sidecar))
 
     def finished(self, *, output_format: str, probabilities: bool) -> bool:
         """Whether a ``mousecord segment`` run on this input wrote all these outputs to the end (its sidecar
         complete) and nobody changed them since: the case is done."""
         sidecar = read_segment_sidecar(self.sidecar)
         expected = self.expected(output_format=output_format, probabilities=probabilities)
-        return sidecar is not None and sidecar.complete and set(expected) <= self.owned_outputs()
+        return sidecar is not None and sidecar.complete and set(expected) <= self._owned_by(sidecar)
+
+    def _owned_by(self, sidecar: SegmentSidecar | None) -> set[Path]:
+        """:meth:`owned_outputs` by the sidecar read from :attr:`sidecar`."""
+        if sidecar is None or Path(str(sidecar.record.get("input", ""))).name != self.input.name:
+            return set()
+        outputs = sidecar.record.get("outputs")
+        listed = {Path(str(path)).name for path in outputs.values()} if isinstance(outputs, dict) else set()
+        written = (self.multilabel, *self.masks.values(), self.probabilities)
+        return {self.sidecar} | {path for path in written if path.name in listed and sidecar.unchanged(path)}
 
 
 def plan_outputs(

@@ -90,10 +90,13 @@ def subject_folds(subjects: list[str], folds: int, seed: int) -> list[list[str]]
 SPLITS_JSON = "splits.json"
 
 
-def _check_or_record_splits(output_folder: Path, splits: list[list[str] | None], *, resume: bool) -> None:
+def _check_or_record_splits(
+    output_folder: Path, splits: list[list[str] | None], *, resume: bool, started: bool
+) -> None:
     """Record a new run's folds, or check that a resumed run has the same: its fold folders would otherwise
     go on validating on other subjects (another --folds, or a dataset that changed). A run recorded before
-    this check existed resumes unchecked."""
+    this check existed resumes unchecked; where a run has ``started`` and is not resumed, training refuses
+    it and its record stays as it was."""
     path = output_folder / SPLITS_JSON
     if resume:
         recorded = json.loads(path.read_text()) if path.is_file() else splits
@@ -103,8 +106,8 @@ def _check_or_record_splits(output_folder: Path, splits: list[list[str] | None],
                 f"{splits}; resume with the same folds and dataset"
             )
         return
-    if any(output_folder.glob(f"fold_*/{CHECKPOINT_LAST}")):
-        return  # a previous run is there: training refuses it, its record stays as it was
+    if started:
+        return
     output_folder.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as temporary:
         temporary.write_text(json.dumps(splits) + "\n")
@@ -146,14 +149,12 @@ def train(
     if not isinstance(dataset, TrainingDataset):
         dataset = load_training_dataset(dataset, label_folder=label_folder)
     splits = subject_folds(dataset.subjects, folds, config.seed) if folds else [None]
-    started = [
-        index for index in range(len(splits)) if (output_folder / f"fold_{index}" / CHECKPOINT_LAST).exists()
-    ]
+    started = any(output_folder.glob(f"fold_*/{CHECKPOINT_LAST}"))
     if resume and not started:
         raise ConfigError(
             f"{output_folder}: no run to resume (no fold has a checkpoint); start one without resume"
         )
-    _check_or_record_splits(output_folder, splits, resume=resume)
+    _check_or_record_splits(output_folder, splits, resume=resume, started=started)
     results = []
     for index, validation in enumerate(splits):
         logger.info("fold %d/%d: validating on %s", index + 1, len(splits), validation or "a random share")
