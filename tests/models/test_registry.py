@@ -39,8 +39,10 @@ def test_install_zip_with_sha256_then_list_and_resolve(bundle_folder, tmp_path, 
 def test_install_nnunet_folder_and_resolve_paths(tmp_path):
     make_nnunet_folder(tmp_path / "src", features_per_stage=(4, 8, 16, 32, 32, 32))
     installed = install_model(tmp_path / "src", name="ref", models_dir=tmp_path / "models")
-    assert resolve_model("ref", models_dir=tmp_path / "models").metadata["trainer"] == "nnUNetTrainer"
-    assert resolve_model(installed).patch_size_vox == (32, 48, 48)
+    by_name = resolve_model("ref", models_dir=tmp_path / "models")
+    assert by_name.metadata["trainer"] == "nnUNetTrainer" and by_name.installed_name == "ref"
+    by_folder = resolve_model(installed)
+    assert by_folder.patch_size_vox == (32, 48, 48) and by_folder.installed_name is None
 
 
 def test_sha256_mismatch_installs_nothing(bundle_folder, tmp_path):

@@ -81,6 +81,7 @@ def test_output_names_sidecar_and_skip(model_folder, tmp_path):
         assert (tmp_path / "out" / name).is_file(), name
     sidecar = json.loads((tmp_path / "out" / "res.json").read_text())
     assert sidecar["software"] == "mousecord" and sidecar["model"]["name"] == "tiny"
+    assert sidecar["model"]["installed_name"] is None  # given as a folder
     assert len(sidecar["model"]["weights_sha256"]["weights.safetensors"]) == 64
     assert sidecar["settings"]["tile_step_fraction"] == 0.5 and sidecar["input"].endswith("sub-01_T1w.nii.gz")
     again = _segment(source, tmp_path / "out" / "res.nii.gz", model=model_folder)

@@ -44,7 +44,7 @@ from mousecord.io.orientation import (
     reorient,
     single_slice_axis,
 )
-from mousecord.io.volume import Volume, affine_with_voxel_size
+from mousecord.io.volume import Volume, affine_with_voxel_size, as_3d_image
 from mousecord.options import check_cord_axis_setting
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def load_nifti(
     """
     path = Path(path)
     stored = _open(path)
-    image = _as_3d(stored, path)
+    image = as_3d_image(stored, lambda image: _read_data(image, path))
     check_qform_sform(image.header, name=str(path))
     data = _read_data(image, path)
     if dtype is not None:
@@ -417,20 +417,9 @@ def _warn_about_header_fixes(messages: list[str], image: nib.Nifti1Image, path: 
         warnings.warn(f"{path}: invalid header: {'; '.join(problems)}", MousecordWarning, stacklevel=4)
 
 
-def _as_3d(image: nib.Nifti1Image, path: Path) -> nib.Nifti1Image:
-    """A 4D file holding one volume as that volume; a 2D file (one axial slice) as a one-slice 3D image."""
-    if len(image.shape) == 4:
-        return image.slicer[..., 0]
-    if len(image.shape) == 2:
-        header = image.header.copy()
-        header.set_data_shape((*image.shape, 1))
-        return type(image)(_read_data(image, path)[..., None], image.affine, header)
-    return image
-
-
 def _read(path: Path) -> nib.Nifti1Image:
-    """A checked 3D image; a one-volume 4D file and a 2D file are read as 3D (see :func:`_as_3d`)."""
-    return _as_3d(_open(path), path)
+    """A checked 3D image; a one-volume 4D file and a 2D file are read as 3D (see :func:`as_3d_image`)."""
+    return as_3d_image(_open(path), lambda image: _read_data(image, path))
 
 
 def _read_data(image: nib.Nifti1Image, path: Path) -> np.ndarray:

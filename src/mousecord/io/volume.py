@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -61,20 +62,34 @@ class Volume:
                 f"expected a nibabel image, got {type(image).__name__}; for a numpy array give its affine "
                 "(Volume(array, affine)), for a file use mousecord.load_nifti(path).volume"
             )
-        data = np.asarray(image.dataobj, dtype=np.float32)
-        if data.ndim == 2:
-            data = data[..., None]
-        if data.ndim == 4 and data.shape[3] == 1:  # one volume of a 4D file, as load_nifti reads it
-            data = data[..., 0]
-        if data.ndim != 3:
-            raise ValueError(f"a {data.ndim}D image: mousecord takes 3D volumes and 2D slices")
-        return cls(data, image.affine)
+        image = as_3d_image(image)
+        if image.ndim != 3:
+            raise ValueError(f"a {image.ndim}D image: mousecord takes 3D volumes and 2D slices")
+        return cls(np.asarray(image.dataobj, dtype=np.float32), image.affine)
 
     def with_data(self, data: np.ndarray) -> Volume:
         """Same grid, new array (shape must match)."""
         if np.shape(data)[:3] != self.shape:
             raise ValueError(f"new data shape {np.shape(data)} does not match grid {self.shape}")
         return Volume(data, self.affine)
+
+
+def as_3d_image(
+    image: nib.spatialimages.SpatialImage,
+    read_data: Callable[[nib.spatialimages.SpatialImage], np.ndarray] = lambda image: np.asanyarray(
+        image.dataobj
+    ),
+) -> nib.spatialimages.SpatialImage:
+    """``image`` as 3D where mousecord reads it so: a 4D image holding one volume as that volume, a 2D one
+    (one axial slice) as a one-slice 3D image with its header; any other unchanged. ``read_data`` reads a 2D
+    image's array (a file reader maps its errors)."""
+    if image.ndim == 4 and image.shape[3] == 1:
+        return image.slicer[..., 0]
+    if image.ndim == 2:
+        header = image.header.copy()
+        header.set_data_shape((*image.shape, 1))
+        return type(image)(read_data(image)[..., None], image.affine, header)
+    return image
 
 
 def affine_with_voxel_size(affine: np.ndarray, voxel_size_mm: tuple[float, float, float]) -> np.ndarray:

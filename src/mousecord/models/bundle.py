@@ -133,6 +133,8 @@ class ModelBundle:
             (``metadata["int8"]["weights_content_sha256"]`` is :func:`weights_content_sha256` of the weights
             they were made from; :attr:`int8_matches_weights` says whether those are these weights).
         source: where the bundle was read from (not saved).
+        installed_name: the name it was installed and asked for under, where that is how it was found
+            (``mousecord models install ... --name``; not saved), else None.
     """
 
     name: str
@@ -151,6 +153,7 @@ class ModelBundle:
     metadata: dict[str, Any] = field(default_factory=dict)
     int8_networks: tuple[Int8Network, ...] = ()
     source: Path | None = None
+    installed_name: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.spacing_mm) != 3 or any(float(value) <= 0 for value in self.spacing_mm):

@@ -8,6 +8,8 @@ Windows), or any folder passed as ``models_dir``. A bundle shipped inside the pa
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import os
 import re
@@ -105,7 +107,8 @@ def resolve_model(
                     f"(installed: {known}; install one with mousecord.models.install_model)"
                 )
             raise ModelFolderError(f"{name}: unknown model, not a folder either (installed: {known})")
-        path = installed[name].path
+        bundle = load_model_folder(installed[name].path, folds=folds, checkpoint=checkpoint)
+        return dataclasses.replace(bundle, installed_name=name)
     return load_model_folder(path, folds=folds, checkpoint=checkpoint)
 
 

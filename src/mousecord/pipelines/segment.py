@@ -667,6 +667,7 @@ def _run_record(
     return {
         "model": {
             "name": bundle.name,
+            "installed_name": bundle.installed_name,
             "source": str(bundle.source) if bundle.source else None,
             "weights_sha256": bundle.metadata.get("weights_sha256"),
             "folds": len(bundle.fold_weights),

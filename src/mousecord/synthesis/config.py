@@ -29,6 +29,11 @@ class SynthesisConfig:
             inside embedding medium or air, as an ex vivo column is; otherwise tissue fills the field.
         realistic_intensity_probability: share of samples whose tissues get ex vivo-like intensities
             (``docs/mouse-cord-appearance.md``) instead of uniformly random ones.
+        in_vivo_intensity_probability: share of samples whose tissues get in vivo-like intensities: GM
+            and WM within about 10 % of each other (little GM/WM contrast in vivo), cerebrospinal fluid dark
+            (T1-weighted) or bright (T2-weighted) around the cord, fat bright, muscle and bone darker. Taken
+            from the uniformly random share, so with ``realistic_intensity_probability`` at most 1. Off by
+            default (samples as before).
         rim_absent_probability, gap_probability, ring_absent_probability, no_surroundings_probability:
             how often the fluid rim is missing, replaced by a wide fluid gap (shrunken cord), the dura/bone
             ring is missing, or the cord lies alone in embedding medium.
@@ -85,6 +90,7 @@ class SynthesisConfig:
     no_cord_probability: float = 0.06
     column_probability: float = 0.7
     realistic_intensity_probability: float = 0.5
+    in_vivo_intensity_probability: float = 0.0
     rim_absent_probability: float = 0.25
     gap_probability: float = 0.25
     gap_mm: tuple[float, float] = (0.1, 0.6)
@@ -134,6 +140,12 @@ class SynthesisConfig:
                 )
         if self.gibbs_keep[1] > 1:
             raise ConfigError(f"synthesis setting gibbs_keep must be at most 1, got {self.gibbs_keep}")
+        if self.realistic_intensity_probability + self.in_vivo_intensity_probability > 1:
+            raise ConfigError(
+                "synthesis settings realistic_intensity_probability and in_vivo_intensity_probability must "
+                f"add up to at most 1, got {self.realistic_intensity_probability} + "
+                f"{self.in_vivo_intensity_probability}"
+            )
         low, high = self.extra_labels
         if not 0 <= low <= high:
             raise ConfigError(f"synthesis setting extra_labels must be 0 <= low <= high, got {(low, high)}")

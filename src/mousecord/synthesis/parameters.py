@@ -39,7 +39,13 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
         rim_mode = "gap"
     surroundings = not rng.random() < config.no_surroundings_probability
     extra_count = int(rng.integers(config.extra_labels[0], config.extra_labels[1] + 1)) if surroundings else 0
-    realistic = bool(rng.random() < config.realistic_intensity_probability)
+    # one draw chooses the intensity style, so samples without in vivo ones replay as before
+    style_draw = rng.random()
+    intensity_style = "random"
+    if style_draw < config.realistic_intensity_probability:
+        intensity_style = "ex_vivo"
+    elif style_draw < config.realistic_intensity_probability + config.in_vivo_intensity_probability:
+        intensity_style = "in_vivo"
     tilt_angle = rng.uniform(0, 2 * math.pi)
     tilt = rng.uniform(0, 0.3)
     centre = [float(rng.uniform(-0.5, 0.5) * h) for h in half_field_mm]
@@ -96,7 +102,7 @@ def sample_parameters(config: SynthesisConfig, rng: np.random.Generator) -> dict
             }
             for _ in range(int(rng.integers(1, 4)) if rng.random() < 0.2 else 0)
         ],
-        "intensities": _sample_intensities(extra_count, realistic, rng),
+        "intensities": _sample_intensities(extra_count, intensity_style, rng),
         "slice_thickness_mm": float(thickness),
         "slice_spacing_mm": float(thickness * rng.uniform(1.0, 1.25)),
         "single_slice": bool(config.slab_slices > 1 and rng.random() < config.single_slice_probability),
@@ -221,10 +227,12 @@ def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float
     return float(math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
 
 
-def _sample_intensities(extra_count: int, realistic: bool, rng: np.random.Generator) -> dict[str, Any]:
-    """Mean, spread and sub-label offsets per tissue label, relative to a 0-1 range."""
+def _sample_intensities(extra_count: int, style: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Mean, spread and sub-label offsets per tissue label, relative to a 0-1 range; ``style`` is
+    ``ex_vivo``, ``in_vivo`` or ``random``."""
     count = EXTRA + extra_count
-    if realistic:
+    tissue_ranges = [(0.1, 0.6), (0.4, 0.9), (1.2, 2.0), (0.8, 1.5)]  # bone, muscle, fat, marrow
+    if style == "ex_vivo":
         # ex vivo-like (docs/mouse-cord-appearance.md), WM = 1; GM brighter, darker or equal
         polarity = rng.choice(["brighter", "darker", "equal"], p=[0.45, 0.45, 0.1])
         gm = {
@@ -240,13 +248,28 @@ def _sample_intensities(extra_count: int, realistic: bool, rng: np.random.Genera
         means[ROOT] = rng.uniform(0.7, 1.2)
         means[BUBBLE] = rng.uniform(0.0, 0.1)
         means[OUTSIDE] = rng.uniform(0.0, 0.12) if rng.random() < 0.8 else rng.uniform(0.2, 0.6)
-        tissue_ranges = [(0.1, 0.6), (0.4, 0.9), (1.2, 2.0), (0.8, 1.5)]  # bone, muscle, fat, marrow
         for label in range(EXTRA, count):
             means[label] = rng.uniform(*tissue_ranges[int(rng.integers(len(tissue_ranges)))])
         if rng.random() < 0.2:  # the other weighting: every contrast reversed
             means = means.max() - means
         means = means / means.max()
         spreads = rng.uniform(0.01, 0.06, count)
+    elif style == "in_vivo":
+        # in vivo-like, WM = 1: GM and WM barely differ, the fluid around the cord is dark (T1-weighted)
+        # or bright (T2-weighted), fat is bright in both, the body fills the field (tissue, not medium)
+        t1_weighted = rng.random() < 0.5
+        means = np.empty(count)
+        means[Label.GM], means[Label.WM] = rng.uniform(0.9, 1.12), 1.0
+        means[RIM] = rng.uniform(0.05, 0.45) if t1_weighted else rng.uniform(1.3, 2.5)
+        means[RING] = rng.uniform(0.05, 0.5)
+        means[FIELD] = rng.uniform(0.3, 1.2)
+        means[ROOT] = rng.uniform(0.7, 1.2)
+        means[BUBBLE] = rng.uniform(0.0, 0.1)
+        means[OUTSIDE] = rng.uniform(0.0, 0.12) if rng.random() < 0.8 else rng.uniform(0.3, 1.2)
+        for label in range(EXTRA, count):
+            means[label] = rng.uniform(*tissue_ranges[int(rng.integers(len(tissue_ranges)))])
+        means = means / means.max()
+        spreads = rng.uniform(0.01, 0.08, count)
     else:
         means = rng.uniform(0, 1, count)
         spreads = rng.uniform(0, 0.08, count)

@@ -52,6 +52,7 @@ from mousecord.training.loop import (
     PROGRESS_PNG,
     TrainResult,
     build_scheduler,
+    checkpoint_to_resume,
     keep_starting_weights,
     load_checkpoint,
     plot_progress,
@@ -321,18 +322,9 @@ def _save(path: Path, config, network, optimizer, scheduler, state: dict[str, An
 
 
 def _initial_state(output_folder: Path, config, network, optimizer, scheduler, *, resume: bool) -> dict:
-    last = output_folder / CHECKPOINT_LAST
-    if not resume:
-        if last.exists():
-            raise ConfigError(
-                f"{output_folder}: holds a previous run ({last.name}); resume it (resume=True) or use a new "
-                "folder"
-            )
+    last = checkpoint_to_resume(output_folder, resume=resume)
+    if last is None:
         return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
-    if not last.exists():
-        raise ConfigError(
-            f"{output_folder}: no run to resume ({last.name} missing); start one without resume"
-        )
     checkpoint = load_checkpoint(last)
     saved_values = json.loads(checkpoint["in_plane_config_json"])
     saved_values.setdefault("mixed_precision", False)  # runs saved before the setting trained in float32

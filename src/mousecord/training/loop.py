@@ -440,9 +440,13 @@ def result_of(
 LOOP_STATE_KEYS = ("epoch", "history", "best_metric", "best_epoch", "starting_dice")
 
 
-def _initial_state(
-    output_folder: Path, parts: TrainParts, config: TrainConfig, *, resume: bool
-) -> dict[str, Any]:
+def checkpoint_to_resume(output_folder: Path, *, resume: bool) -> Path | None:
+    """The checkpoint a run in ``output_folder`` continues from: None for a new run, which must not find a
+    previous one there, and ``checkpoint_last.pt`` for a resumed one, which must find it.
+
+    Raises:
+        ConfigError: a previous run without ``resume``, or ``resume`` without one.
+    """
     last = output_folder / CHECKPOINT_LAST
     if not resume:
         if last.exists():
@@ -450,11 +454,20 @@ def _initial_state(
                 f"{output_folder}: holds a previous run ({last.name}); resume it (resume=True) or use a new "
                 "folder"
             )
-        return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
+        return None
     if not last.exists():
         raise ConfigError(
             f"{output_folder}: no run to resume ({last.name} missing); start one without resume"
         )
+    return last
+
+
+def _initial_state(
+    output_folder: Path, parts: TrainParts, config: TrainConfig, *, resume: bool
+) -> dict[str, Any]:
+    last = checkpoint_to_resume(output_folder, resume=resume)
+    if last is None:
+        return {"epoch": 0, "history": {}, "best_metric": -math.inf, "best_epoch": 0}
     checkpoint = load_checkpoint(last)
     saved = TrainConfig.from_dict(json.loads(checkpoint["config_json"])).to_dict()
     asked = config.to_dict()
@@ -492,6 +505,7 @@ __all__ = [
     "build_parts",
     "build_scheduler",
     "build_training_network",
+    "checkpoint_to_resume",
     "epoch_batches",
     "keep_starting_weights",
     "load_checkpoint",
