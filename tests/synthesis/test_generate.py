@@ -136,6 +136,25 @@ def test_out_of_range_settings_are_refused(field: str, value) -> None:
         SynthesisConfig(**{field: value})
 
 
+def test_intensity_style_shares_above_one_are_refused() -> None:
+    with pytest.raises(ConfigError, match="in_vivo_intensity_probability"):
+        SynthesisConfig(realistic_intensity_probability=0.6, in_vivo_intensity_probability=0.5)
+
+
+def test_in_vivo_intensities_give_little_gm_wm_contrast_and_dark_or_bright_fluid() -> None:
+    config = dataclasses.replace(
+        SMALL, realistic_intensity_probability=0.0, in_vivo_intensity_probability=1.0
+    )
+    rng = np.random.default_rng(5)
+    ratios, fluid = [], []
+    for _ in range(40):
+        means = np.asarray(sample_parameters(config, rng)["intensities"]["mean"])
+        ratios.append(means[Label.GM] / means[Label.WM])
+        fluid.append(means[3] / means[Label.WM])  # the fluid rim around the cord
+    assert 0.88 < min(ratios) and max(ratios) < 1.14
+    assert min(fluid) < 0.5 and max(fluid) > 1.25  # T1-weighted-like and T2-weighted-like draws
+
+
 def test_unknown_setting_is_refused() -> None:
     with pytest.raises(ConfigError, match="unknown synthesis settings"):
         SynthesisConfig.from_dict({"snr": [5, 10], "contrast": "t1w"})
