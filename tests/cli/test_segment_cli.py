@@ -175,3 +175,23 @@ def test_image_without_cord_warns_and_exits_with_the_no_cord_status(tmp_path, ca
     # a rerun skips the finished case, but its masks are still empty: still the no-cord status
     assert main(["segment", "-i", str(source), "--model", str(model), "--device", "cpu", "--quiet"]) == 3
     assert "no cord found in 1 of 1 images" in capsys.readouterr().err
+    # its QC entry says so above the pictures: the warning the run recorded, and that the mask is empty
+    if shape == (10, 12, 14):
+        assert (
+            main(
+                [
+                    "qc",
+                    "-i",
+                    str(source),
+                    "-s",
+                    str(tmp_path / "nocord_seg.nii.gz"),
+                    "-qc",
+                    str(tmp_path / "qc"),
+                ]
+            )
+            == 0
+        )
+        (record,) = [json.loads(path.read_text()) for path in (tmp_path / "qc" / "records").glob("*.json")]
+        assert any("no cord found" in note for note in record["notes"])
+        assert any("segmentation is empty" in note for note in record["notes"])
+        assert "notes" in (tmp_path / "qc" / "index.html").read_text()

@@ -165,6 +165,16 @@ def written_by_segment(source: LabelSource) -> bool:
     return sidecar is not None and sidecar.complete and all(sidecar.unchanged(path) for path in source.paths)
 
 
+def segment_warnings(source: LabelSource) -> list[str]:
+    """The warnings ``mousecord segment`` recorded in the sidecar beside ``source`` (no cord found, an
+    implausible voxel size, a cord axis overruled...), where it wrote ``source`` as it is now; else none."""
+    sidecar = _segment_sidecar(source)
+    if sidecar is None or not sidecar.complete or not all(sidecar.unchanged(path) for path in source.paths):
+        return []
+    recorded = sidecar.record.get("warnings")
+    return [str(message) for message in recorded] if isinstance(recorded, list) else []
+
+
 def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str | int:
     """``setting``, or for "auto" the file axis ``mousecord segment`` segmented ``source`` across, as the
     sidecar it wrote beside it says (:mod:`mousecord.io.names`: ``B_seg.json`` or ``OUT.json``), so that

@@ -41,6 +41,7 @@ from mousecord.analysis.labelmaps import (
     label_source,
     load_label_map,
     measured_cord_axis,
+    segment_warnings,
     segmented_voxel_size,
 )
 from mousecord.analysis.shape import centerline_polynomials
@@ -129,6 +130,9 @@ def write_qc_entry(
         cord_axis=segmented_axis,
         slice_name=lambda index: f"{file_axis}{image.file_index(segmented_axis, index)}",
     )
+    notes = segment_warnings(segmentation_source)
+    if not np.any(segmentation.volume.data > 0):
+        notes.append("the segmentation is empty (no cord): the slices shown are spread over the whole image")
     record: dict[str, Any] = {
         "subject": subject,
         "image": str(image_path.resolve()),
@@ -140,6 +144,7 @@ def write_qc_entry(
         "slice_axis": file_axis,
         "axial_slices": [image.file_index(segmented_axis, index) for index in rendered["axial_slices"]],
         "captions": rendered["captions"],
+        "notes": notes,
         "images": {},
     }
     with _locked(qc_dir):

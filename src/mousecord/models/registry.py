@@ -8,8 +8,6 @@ Windows), or any folder passed as ``models_dir``. A bundle shipped inside the pa
 
 from __future__ import annotations
 
-import dataclasses
-
 import logging
 import os
 import re
@@ -21,7 +19,7 @@ import urllib.request
 import uuid
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from mousecord.errors import ConfigError, ModelFolderError, MousecordWarning
@@ -108,7 +106,7 @@ def resolve_model(
                 )
             raise ModelFolderError(f"{name}: unknown model, not a folder either (installed: {known})")
         bundle = load_model_folder(installed[name].path, folds=folds, checkpoint=checkpoint)
-        return dataclasses.replace(bundle, installed_name=name)
+        return replace(bundle, installed_name=name)
     return load_model_folder(path, folds=folds, checkpoint=checkpoint)
 
 
