@@ -210,7 +210,7 @@ def default_model_card(
         f"({INFERENCE['z_smoothing_mm']} mm, inside the cord's tube): the GM",
         "  area changes from slice to slice 0.9x as much as the truth's in T1w and GM-darker",
         "  volumes, 1.15-1.16x in random-contrast and thick-slice ones and 1.3x between single",
-        "  slices segmented one at a time (target 1.2x), and boundaries are",
+        "  slices segmented one at a time (1.8x on seeds 30-39; target 1.2x), and boundaries are",
         "  rounder than the truth's; WM is over-segmented by about 13 % in volume on T1w-like and",
         "  GM-darker phantoms: the cord outline lies up to one voxel outside the true one, where these",
         "  phantoms have a thin fluid rim a little brighter than the cord (1.1-1.6x WM, as GM is); a rim",
