@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mousecord.cli.main import main
+from mousecord.errors import MousecordWarning
 from tests.inference.helpers import tiny_bundle_folder
 from tests.models.nnunet_fixtures import make_nnunet_folder
 
@@ -195,3 +196,23 @@ def test_image_without_cord_warns_and_exits_with_the_no_cord_status(tmp_path, ca
         assert any("no cord found" in note for note in record["notes"])
         assert any("segmentation is empty" in note for note in record["notes"])
         assert "notes" in (tmp_path / "qc" / "index.html").read_text()
+
+
+def test_sidecar_warnings_name_the_command_lines_flags(model_folder, tmp_path):
+    """What the console printed, the sidecar (and so the QC report) records: flags, not Python settings."""
+    from mousecord.pipelines import segment
+
+    source = tmp_path / "thick.nii.gz"
+    data = np.random.default_rng(3).random((10, 12, 4)).astype(np.float32) + 1
+    nib.save(nib.Nifti1Image(data, np.diag([0.05, 0.05, 3.0, 1])), source)  # 3 mm slices: implausible
+    command = [sys.executable, "-m", "mousecord", "segment", "-i", str(source), "--model", str(model_folder)]
+    printed = subprocess.run([*command, "--device", "cpu"], capture_output=True, text=True, check=True).stderr
+    sidecar = json.loads((tmp_path / "thick_seg.json").read_text())
+    (recorded,) = [warning for warning in sidecar["warnings"] if "implausible" in warning]
+    assert "--voxel-size" in recorded and "voxel_size_mm" not in recorded and recorded in printed
+    # called from Python, the same warning names the Python setting
+    with pytest.warns(MousecordWarning, match="implausible"):
+        segment(source, tmp_path / "py" / "thick_seg.nii.gz", model=model_folder)
+    sidecar = json.loads((tmp_path / "py" / "thick_seg.json").read_text())
+    (python,) = [warning for warning in sidecar["warnings"] if "implausible" in warning]
+    assert "voxel_size_mm" in python and "--voxel-size" not in python

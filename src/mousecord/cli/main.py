@@ -7,7 +7,6 @@ import contextlib
 import importlib
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -17,6 +16,7 @@ from types import FrameType
 
 from mousecord import __version__
 from mousecord.errors import MousecordError, MousecordWarning
+from mousecord.options import command_line_terms
 
 #: Modules of ``mousecord.cli`` that each register one or more subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -31,33 +31,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "datatools",
 )
 
-#: Library settings as messages name them -> the flags that set them, so a message of the library (which a
-#: Python caller reads) tells a command-line user what to type.
-_FLAG_FOR_SETTING: tuple[tuple[re.Pattern[str], str | object], ...] = (
-    (re.compile(r"voxel_size_mm=\(([^)]*)\)"), lambda match: "--voxel-size " + match[1].replace(",", "")),
-    (re.compile(r"\bvoxel_size_mm\b"), "--voxel-size"),
-    (re.compile(r"\bmax_network_voxels\b"), "--max-voxels"),
-    (re.compile(r"\bmax_upsampling\b"), "--max-upsampling"),
-    (re.compile(r"\bresume it \(resume=True\)"), "use --resume"),
-    (re.compile(r"\bstart one without resume\b"), "start one without --resume"),
-    (re.compile(r"\blabel_folder\b"), "--label-folder"),
-    (re.compile(r"\bdevice 'cpu'"), "--device cpu"),
-    (re.compile(r"\bbackend 'torch'"), "--backend torch"),
-    (re.compile(r"\bprecision 'float32'"), "--precision float32"),
-    (re.compile(r"\broi 'full'"), "--roi full"),
-    (re.compile(r"\bcord_axis='header'"), "--cord-axis header"),
-    (re.compile(r"\(name=NAME\)"), "(--name NAME)"),
-    (re.compile(r"\(overwrite=True\)"), "(--overwrite)"),
-    (re.compile(r"\boverwrite to redo\)"), "--overwrite to redo)"),
-    (
-        re.compile(r"\bnot replaced without overwrite; write the outputs elsewhere"),
-        "not replaced without --overwrite; write the outputs elsewhere (-o)",
-    ),
-    (re.compile(r"^folds must"), "--folds must"),
-    (re.compile(r"^sha256 checks"), "--sha256 checks"),
-    (re.compile(r"give a model name or folder"), "pass --model NAME_OR_PATH"),
-    (re.compile(r"mousecord\.models\.install_model"), "`mousecord models install`"),
-)
 
 _RED = "\033[31m"
 _RESET = "\033[0m"
@@ -254,19 +227,6 @@ def _show_warning(
         logger.warning("%s", str(message))
     else:
         logger.debug("%s:%d: %s: %s", filename, lineno, category.__name__, message)
-
-
-def command_line_terms(message: str) -> str:
-    """``message`` on one line, with the library settings it names replaced by their command-line flags.
-
-    Example:
-        >>> command_line_terms("x.nii.gz: if it is 0.05 mm, give voxel_size_mm=(0.05, 0.05, 0.05)")
-        'x.nii.gz: if it is 0.05 mm, give --voxel-size 0.05 0.05 0.05'
-    """
-    line = " ".join(message.split())
-    for pattern, flag in _FLAG_FOR_SETTING:
-        line = pattern.sub(flag, line)  # type: ignore[arg-type]
-    return line
 
 
 def _print_error(message: str) -> None:

@@ -149,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         qc_dir=args.qc,
         command="mousecord " + shlex.join(sys.argv[1:]),
+        command_line_wording=True,
     )
     inference = InferenceConfig(
         tile_step_fraction=args.step,

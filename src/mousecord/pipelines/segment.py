@@ -20,6 +20,7 @@ import logging
 import os
 import platform
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ import nibabel as nib
 import numpy as np
 
 from mousecord.analysis.qc import write_qc_entry
-from mousecord.errors import ConfigError, ImageFormatError, MousecordError, NotAnImageError
+from mousecord.errors import ConfigError, ImageFormatError, MousecordError, MousecordWarning, NotAnImageError
 from mousecord.inference import postprocessing
 from mousecord.inference.cord_roi import CordCoverage, CordRoi
 from mousecord.inference.predictor import InferenceConfig, Predictor
@@ -38,7 +39,7 @@ from mousecord.io.names import read_segment_sidecar
 from mousecord.io.nifti import LoadedImage, load_nifti, save_like
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
 from mousecord.models.registry import resolve_model
-from mousecord.options import check_cord_axis_setting
+from mousecord.options import check_cord_axis_setting, command_line_terms
 from mousecord.pipelines.cord_axis import (
     MIN_CORD_COVERAGE,
     MIN_COVERAGE_SLABS,
@@ -74,6 +75,8 @@ class SegmentOptions:
         overwrite: redo cases whose outputs all exist (default: skip them).
         qc_dir: add a QC report entry per case to this folder, or None.
         command: the command line recorded in sidecars and QC entries.
+        command_line_wording: record warnings in sidecars as the command line prints them, naming its
+            flags (``--voxel-size``) instead of Python settings (``voxel_size_mm``): ``mousecord segment``'s.
     """
 
     output_format: str = "both"
@@ -86,6 +89,7 @@ class SegmentOptions:
     overwrite: bool = False
     qc_dir: Path | None = None
     command: str = ""
+    command_line_wording: bool = False
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
@@ -331,15 +335,24 @@ class _WarningList(logging.Handler):
 
 @contextlib.contextmanager
 def collected_warnings() -> Iterator[list[str]]:
-    """The messages of mousecord's warnings logged inside the block (they are logged as usual too), for the
-    sidecar: a batch of thousands of images is checked from its sidecars, not its console."""
+    """The messages of mousecord's warnings given inside the block, logged or warned (``MousecordWarning``,
+    whatever the warning filters), for the sidecar: a batch of thousands of images is checked from its
+    sidecars, not its console. They reach the console (or the caller's filters) as usual, the warned ones
+    once the block ends."""
     handler = _WarningList()
     package_logger = logging.getLogger("mousecord")
     package_logger.addHandler(handler)
     try:
-        yield handler.messages
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield handler.messages
     finally:
         package_logger.removeHandler(handler)
+        for warning in caught:
+            if issubclass(warning.category, MousecordWarning):
+                handler.messages.append(str(warning.message))
+            # as if never caught: the caller's filters and display decide
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 #: Fewer cord voxels than this in a whole image (or than 1 % of an image smaller than 5,000 voxels, a crop)
@@ -675,7 +688,9 @@ def _run_record(
         "settings": {**options.to_dict(), **predictor.resolved_settings()},
         "cord_found": cord_found,
         "cord_axis": cord_axis,
-        "warnings": list(warnings),
+        "warnings": [
+            command_line_terms(message) if options.command_line_wording else message for message in warnings
+        ],
         "device": str(predictor.device),
         "timing_s": {key: round(value, 3) for key, value in timing.items()},
         "python": platform.python_version(),
