@@ -188,6 +188,7 @@ def test_a_single_slice_whose_header_calls_it_coronal_is_segmented_as_the_cross_
     assert gm >= MIN_GM_DICE and wm >= MIN_WM_DICE, (gm, wm)
     assert sidecar["cord_axis"] == 2 and sidecar["cord_found"]
     assert any(str(path) in warning and "a single slice" in warning for warning in sidecar["warnings"])
+    assert sidecar["model"]["installed_name"] == "default"  # no model given
     labels, sidecar = segment_file(path, tmp_path / "header" / "slice_seg.nii.gz", cord_axis="header")
     assert sidecar["cord_axis"] == 1 and not sidecar["cord_found"]
 

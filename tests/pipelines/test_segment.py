@@ -505,3 +505,32 @@ def test_segment_takes_any_iterable_of_paths(model_folder, tmp_path):
         _write(tmp_path / f"{seed}.nii.gz", _image(seed=seed))
     report = _segment(tmp_path.glob("*.nii.gz"), tmp_path / "out", model=model_folder)  # a generator
     assert sorted(case.input.name for case in report.written) == ["0.nii.gz", "1.nii.gz"]
+
+
+def test_collected_warnings_keep_the_order_given_and_each_once(monkeypatch):
+    """Logged and warned messages in the order given; a warning the command line's hook turns into a log
+    line is kept once; the caller's filters still decide (an ignored warning is neither shown nor kept)."""
+    import logging
+    import warnings
+
+    from mousecord.errors import MousecordWarning
+    from mousecord.pipelines.segment import collected_warnings
+
+    package_logger = logging.getLogger("mousecord")
+
+    def log_it(message, category, filename, lineno, file=None, line=None):  # as `mousecord` shows them
+        package_logger.warning("%s", message)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        monkeypatch.setattr(warnings, "showwarning", log_it)
+        with collected_warnings() as messages:
+            warnings.warn("warned first", MousecordWarning, stacklevel=1)
+            package_logger.warning("logged second")
+            warnings.warn("not mousecord's", UserWarning, stacklevel=1)
+        assert messages == ["warned first", "logged second"]
+        assert warnings.showwarning is log_it  # put back
+        warnings.filterwarnings("ignore", category=MousecordWarning)
+        with collected_warnings() as messages:
+            warnings.warn("ignored", MousecordWarning, stacklevel=1)
+        assert messages == []

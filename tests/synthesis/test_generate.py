@@ -12,6 +12,7 @@ from scipy import ndimage
 from mousecord.errors import ConfigError
 from mousecord.labels import Label
 from mousecord.synthesis import SynthesisConfig, render_sample, sample_parameters, synthesize
+from mousecord.synthesis.parameters import RIM
 
 SMALL = SynthesisConfig(patch_size_vox=(96, 96), field_size_vox=(96, 160))
 
@@ -150,7 +151,7 @@ def test_in_vivo_intensities_give_little_gm_wm_contrast_and_dark_or_bright_fluid
     for _ in range(40):
         means = np.asarray(sample_parameters(config, rng)["intensities"]["mean"])
         ratios.append(means[Label.GM] / means[Label.WM])
-        fluid.append(means[3] / means[Label.WM])  # the fluid rim around the cord
+        fluid.append(means[RIM] / means[Label.WM])  # the fluid around the cord
     assert 0.88 < min(ratios) and max(ratios) < 1.14
     assert min(fluid) < 0.5 and max(fluid) > 1.25  # T1-weighted-like and T2-weighted-like draws
 

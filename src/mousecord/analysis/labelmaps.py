@@ -168,10 +168,9 @@ def written_by_segment(source: LabelSource) -> bool:
 def segment_warnings(source: LabelSource) -> list[str]:
     """The warnings ``mousecord segment`` recorded in the sidecar beside ``source`` (no cord found, an
     implausible voxel size, a cord axis overruled...), where it wrote ``source`` as it is now; else none."""
-    sidecar = _segment_sidecar(source)
-    if sidecar is None or not sidecar.complete or not all(sidecar.unchanged(path) for path in source.paths):
+    if not written_by_segment(source):
         return []
-    recorded = sidecar.record.get("warnings")
+    recorded = _segment_sidecar(source).record.get("warnings")
     return [str(message) for message in recorded] if isinstance(recorded, list) else []
 
 

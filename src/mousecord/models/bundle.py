@@ -133,8 +133,9 @@ class ModelBundle:
             (``metadata["int8"]["weights_content_sha256"]`` is :func:`weights_content_sha256` of the weights
             they were made from; :attr:`int8_matches_weights` says whether those are these weights).
         source: where the bundle was read from (not saved).
-        installed_name: the name it was installed and asked for under, where that is how it was found
-            (``mousecord models install ... --name``; not saved), else None.
+        installed_name: the name it was found under among the installed models (``default`` for the shipped
+            default model when none is given, else the name given; not saved), or None where it was read
+            from a folder.
     """
 
     name: str

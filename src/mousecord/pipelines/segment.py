@@ -112,9 +112,10 @@ class SegmentOptions:
         return case.expected(output_format=self.output_format, probabilities=self.probabilities)
 
     def to_dict(self) -> dict:
-        """JSON-ready, for the sidecar's settings (its command is recorded beside them, once)."""
+        """JSON-ready, for the sidecar's settings (its command is recorded beside them, once; the wording of
+        its warnings is no setting)."""
         record = asdict(self)
-        del record["command"]
+        del record["command"], record["command_line_wording"]
         record["voxel_size_mm"] = list(self.voxel_size_mm) if self.voxel_size_mm else None
         record["qc_dir"] = str(self.qc_dir) if self.qc_dir is not None else None
         return record
@@ -323,36 +324,44 @@ def load_case(case: CaseOutputs, options: SegmentOptions) -> LoadedCase:
 
 
 class _WarningList(logging.Handler):
-    """Keeps the messages of the warnings logged while it is attached."""
+    """Keeps the messages of the warnings logged while it is attached, and those it is given."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self.relaying = False  # a warning it already kept, being shown (the command line logs it)
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        if not self.relaying:
+            self.messages.append(record.getMessage())
 
 
 @contextlib.contextmanager
 def collected_warnings() -> Iterator[list[str]]:
-    """The messages of mousecord's warnings given inside the block, logged or warned (``MousecordWarning``,
-    whatever the warning filters), for the sidecar: a batch of thousands of images is checked from its
-    sidecars, not its console. They reach the console (or the caller's filters) as usual, the warned ones
-    once the block ends."""
+    """The messages of mousecord's warnings given inside the block, logged or warned (a ``MousecordWarning``
+    the warning filters let through), in order, for the sidecar: a batch of thousands of images is checked
+    from its sidecars, not its console. Each is shown as usual, when it is given. One block at a time: it
+    hooks the process's ``warnings.showwarning`` and the "mousecord" logger (segment runs cases in turn)."""
     handler = _WarningList()
     package_logger = logging.getLogger("mousecord")
+    shown_before = warnings.showwarning
+
+    def keep_and_show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, MousecordWarning):
+            handler.messages.append(str(message))
+        handler.relaying = True
+        try:
+            shown_before(message, category, filename, lineno, file, line)
+        finally:
+            handler.relaying = False
+
     package_logger.addHandler(handler)
+    warnings.showwarning = keep_and_show
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield handler.messages
+        yield handler.messages
     finally:
+        warnings.showwarning = shown_before
         package_logger.removeHandler(handler)
-        for warning in caught:
-            if issubclass(warning.category, MousecordWarning):
-                handler.messages.append(str(warning.message))
-            # as if never caught: the caller's filters and display decide
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 #: Fewer cord voxels than this in a whole image (or than 1 % of an image smaller than 5,000 voxels, a crop)

@@ -30,8 +30,10 @@ class SynthesisConfig:
         realistic_intensity_probability: share of samples whose tissues get ex vivo-like intensities
             (``docs/mouse-cord-appearance.md``) instead of uniformly random ones.
         in_vivo_intensity_probability: share of samples whose tissues get in vivo-like intensities: GM
-            and WM within about 10 % of each other (little GM/WM contrast in vivo), cerebrospinal fluid dark
-            (T1-weighted) or bright (T2-weighted) around the cord, fat bright, muscle and bone darker. Taken
+            0.9-1.12x as bright as WM (little GM/WM contrast in vivo), cerebrospinal fluid dark (T1-weighted)
+            or bright (T2-weighted) around the cord, fat bright, muscle and bone darker, the field around
+            the tissue as bright as tissue (the geometry, a column in medium or not, is drawn as for any
+            sample). Taken
             from the uniformly random share, so with ``realistic_intensity_probability`` at most 1. Off by
             default (samples as before): a stage of the default model trained with 0.2 (16 epochs at 3e-4
             from the shipped weights, float32 networks compared) found the cord of SCT's whole-neck t1w

@@ -256,7 +256,7 @@ def _sample_intensities(extra_count: int, style: str, rng: np.random.Generator) 
         spreads = rng.uniform(0.01, 0.06, count)
     elif style == "in_vivo":
         # in vivo-like, WM = 1: GM and WM barely differ, the fluid around the cord is dark (T1-weighted)
-        # or bright (T2-weighted), fat is bright in both, the body fills the field (tissue, not medium)
+        # or bright (T2-weighted), fat is bright in both, the field around the tissue is tissue, not medium
         t1_weighted = rng.random() < 0.5
         means = np.empty(count)
         means[Label.GM], means[Label.WM] = rng.uniform(0.9, 1.12), 1.0
