@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from mousecord.analysis.metrics import (
     compare_label_maps,
@@ -151,3 +152,20 @@ def test_shape_mismatch_raises_one_line_error_naming_both_shapes() -> None:
     ) as error:
         compare_label_maps(np.zeros((5, 6, 7)), np.zeros((5, 6, 8)), voxel_size_mm=(0.05, 0.05, 0.05))
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("annotated", [[12], [12, 13]])
+def test_one_or_two_annotated_slices_get_in_plane_surface_distances(annotated) -> None:
+    """One or two slices are all surface in 3D (each voxel touches the slab's cut face), which put HD95 at
+    0 with a Dice below 1; measured slice by slice they give the in-plane distances."""
+    _, full = synthetic_cord((40, 36, 30))
+    reference = np.zeros_like(full)
+    reference[..., annotated] = full[..., annotated]
+    prediction = full.copy()
+    prediction[ndimage.binary_dilation(full > 0, iterations=2) & (full == 0)] = (
+        Label.WM
+    )  # cord 2 voxels wider
+    cord = compare_label_maps(reference, prediction, voxel_size_mm=(0.05, 0.05, 0.05))["cord"]
+    assert cord.surface_distance_mode == "2d-per-slice" and cord.dice < 1
+    assert cord.hd95_mm == pytest.approx(0.1, abs=0.02)  # two in-plane voxels
+    assert cord.mean_surface_distance_mm > 0.04

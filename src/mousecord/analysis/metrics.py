@@ -14,9 +14,9 @@ Conventions:
   :attr:`ClassMetrics.notes` and a :class:`~mousecord.errors.MousecordWarning` is issued.
 * A slice is an axial slice, an index along the last array axis (canonical z, along the cord). When the
   reference is annotated on only some slices (a slice counts as annotated when the reference has any
-  non-zero voxel on it), only those slices are evaluated: metrics over a contiguous run of annotated slices
-  are computed in 3D on that slab; when the annotated slices have gaps, surface distances are computed in
-  2D on each annotated slice (in-plane voxel size) and pooled.
+  non-zero voxel on it), only those slices are evaluated: metrics over a contiguous run of at least three
+  annotated slices are computed in 3D on that slab; when the annotated slices have gaps, or are one or two
+  slices, surface distances are computed in 2D on each annotated slice (in-plane voxel size) and pooled.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 #: Class names in report order: GM, WM, then the cord (GM + WM).
 CLASS_NAMES: tuple[str, ...] = (*(LABEL_NAMES[label] for label in TISSUE_LABELS), CORD_NAME)
+
+#: Fewest contiguous annotated slices measured as a 3D slab; fewer are measured slice by slice in 2D.
+MIN_3D_SLICES = 3
 
 #: Metric fields written to CSV/JSON, in column order.
 METRIC_FIELDS: tuple[str, ...] = (
@@ -200,8 +203,10 @@ def compare_label_maps(
         warnings.warn(
             f"{name}: reference is empty on every slice; all metrics are NaN", MousecordWarning, stacklevel=2
         )
-    contiguous = slices.size > 0 and slices[-1] - slices[0] + 1 == slices.size
-    if contiguous:
+    # a contiguous run is a slab with a surface of its own; one or two slices are all surface in 3D (every
+    # voxel touches the slab's cut face), so their distances would be near zero: those are measured in 2D
+    three_d = slices.size >= MIN_3D_SLICES and slices[-1] - slices[0] + 1 == slices.size
+    if three_d:
         reference, prediction = (
             reference[..., slices[0] : slices[-1] + 1],
             prediction[..., slices[0] : slices[-1] + 1],
@@ -218,7 +223,7 @@ def compare_label_maps(
             prediction_mask,
             sampling,
             slices,
-            three_d=bool(contiguous),
+            three_d=bool(three_d),
             label=f"{name} {class_name}",
         )
         for class_name, (reference_mask, prediction_mask) in masks.items()
