@@ -534,3 +534,19 @@ def test_collected_warnings_keep_the_order_given_and_each_once(monkeypatch):
         with collected_warnings() as messages:
             warnings.warn("ignored", MousecordWarning, stacklevel=1)
         assert messages == []
+
+
+def test_a_finished_case_is_redone_by_another_model_and_skipped_by_the_same(model_folder, tmp_path):
+    """The README's fine-tuning steps segment with the default model first, then with the fine-tuned one
+    into the same place: that second run must not skip the cases as done."""
+    source = _write(tmp_path / "in" / "sub-01_T1w.nii.gz", _image())
+    other = tiny_bundle_folder(tmp_path / "tuned", spacing_mm=(0.05, 0.05, 0.05), seed=1)
+    first = _segment(source, model=model_folder)
+    assert len(first.written) == 1
+    again = _segment(source, model=model_folder)
+    assert len(again.skipped) == 1 and not again.written
+    tuned = _segment(source, model=other)  # owned by the first run: replaced without overwrite
+    assert len(tuned.written) == 1 and not tuned.skipped
+    sidecar = json.loads((tmp_path / "in" / "sub-01_T1w_seg.json").read_text())
+    assert sidecar["model"]["source"] == str(other.resolve())
+    assert len(_segment(source, model=other).skipped) == 1

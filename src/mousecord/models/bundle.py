@@ -413,7 +413,7 @@ def load_bundle(folder: Path | str) -> ModelBundle:
             model_card=card.read_text() if card.is_file() else "",
             metadata={**metadata, WEIGHTS_SHA256: {WEIGHTS_FILE: digest}},
             int8_networks=_read_int8(folder, metadata, num_folds),
-            source=folder,
+            source=folder.resolve(),
         )
     except (KeyError, TypeError, ConfigError) as error:
         raise ModelFolderError(f"{model_json}: invalid model description ({error})") from error

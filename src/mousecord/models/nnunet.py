@@ -208,7 +208,7 @@ def _bundle(
             "checkpoints": [str(path.relative_to(folder)) for path in checkpoint_files],
             WEIGHTS_SHA256: {str(path.relative_to(folder)): file_sha256(path) for path in checkpoint_files},
         },
-        source=folder,
+        source=folder.resolve(),
     )
 
 

@@ -38,6 +38,7 @@ from mousecord.io.header_checks import check_not_constant, label_map_values
 from mousecord.io.names import read_segment_sidecar
 from mousecord.io.nifti import LoadedImage, load_nifti, save_like
 from mousecord.labels import LABEL_NAMES, TISSUE_LABELS
+from mousecord.models.bundle import ModelBundle
 from mousecord.models.registry import resolve_model
 from mousecord.options import check_cord_axis_setting, command_line_terms
 from mousecord.pipelines.cord_axis import (
@@ -186,27 +187,40 @@ def segment(
             )
     single = len(input_list) == 1 and not Path(input_list[0]).is_dir()
     cases = plan_outputs(input_list, output, derivatives_name=derivatives_name)
+    if isinstance(model, Predictor) and inference is not None:
+        raise ConfigError("give inference settings either in the Predictor or as inference, not both")
     report, todo = SegmentReport(), []
+    finished = [
+        case
+        for case in cases
+        if not options.overwrite
+        and case.finished(output_format=options.output_format, probabilities=options.probabilities)
+    ]
+    bundle = None
+    if finished:  # done only by this model: a fine-tuned one run where the default wrote redoes the cases
+        bundle = model.bundle if isinstance(model, Predictor) else resolve_model(model, models_dir=models_dir)
     for case in cases:
-        done = case.finished(output_format=options.output_format, probabilities=options.probabilities)
-        (todo if options.overwrite or not done else report.skipped).append(case)
-    for case in report.skipped:
-        logger.info(
-            "%s: outputs exist, skipped (they keep their run's settings; overwrite to redo)", case.input
-        )
-        if not _sidecar_cord_found(case):  # its empty masks are still no cord, not a success
-            report.no_cord.append(case)
+        if case not in finished:
+            todo.append(case)
+        elif not _made_by(case, bundle):
+            logger.info("%s: outputs exist, written by another model: segmenting again", case.input)
+            todo.append(case)
+        else:
+            report.skipped.append(case)
+            logger.info(
+                "%s: outputs exist, skipped (they keep their run's settings; overwrite to redo)", case.input
+            )
+            if not _sidecar_cord_found(case):  # its empty masks are still no cord, not a success
+                report.no_cord.append(case)
     if not todo:
         return report
     if options.qc_dir is not None:
         check_writable_folder(options.qc_dir)
     if isinstance(model, Predictor):
-        if inference is not None:
-            raise ConfigError("give inference settings either in the Predictor or as inference, not both")
         predictor = model
     else:
         inference = replace(inference or InferenceConfig(), progress=progress and len(todo) == 1)
-        predictor = Predictor(resolve_model(model, models_dir=models_dir), inference)
+        predictor = Predictor(bundle or resolve_model(model, models_dir=models_dir), inference)
     # each case's outputs are checked writable before its image is read (segment_cases)
     segment_cases(todo, predictor, options, progress=progress and len(todo) > 1, report=report, single=single)
     if report.left_out and not (report.written or report.skipped or report.failed):
@@ -555,6 +569,20 @@ def _axis_with_more_cord(
         image.file_axis(evidence.chosen),
     )
     return evidence.chosen
+
+
+def _made_by(case: CaseOutputs, bundle: ModelBundle) -> bool:
+    """Whether ``case``'s finished outputs were written by ``bundle``: the same weights (their SHA-256, as
+    its sidecar records them), or, where either side has no such record, the same name and folder."""
+    sidecar = read_segment_sidecar(case.sidecar)
+    recorded = sidecar.record.get("model") if sidecar is not None else None
+    if not isinstance(recorded, dict):
+        return False
+    weights = bundle.metadata.get("weights_sha256")
+    if weights and recorded.get("weights_sha256"):
+        return recorded["weights_sha256"] == weights
+    source = str(bundle.source) if bundle.source else None
+    return (recorded.get("name"), recorded.get("source")) == (bundle.name, source)
 
 
 def _sidecar_cord_found(case: CaseOutputs) -> bool:
