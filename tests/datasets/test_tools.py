@@ -211,6 +211,28 @@ def test_fix_header_sets_zooms_and_copies_qform_to_sform(tmp_path: Path) -> None
     assert main(["fix-header", "-i", str(source), "-o", str(source), "--quiet"]) == 1
 
 
+def test_fix_header_keeps_a_2d_slice_2d_and_an_sform_only_files_orientation(tmp_path: Path) -> None:
+    """A single slice saved as a 2D image has two zooms but three voxel sizes (it had crashed with a
+    traceback); a file without a qform keeps its sform's orientation (it had got the default, x flipped)."""
+    flipped = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flipped[:3, 3] = (5.0, -2.0, 3.0)
+    single = nib.Nifti1Image(np.ones((6, 5), np.float32), flipped)
+    single.set_qform(flipped, 1)
+    nib.save(single, tmp_path / "slice.nii.gz")
+    fixed = nib.load(fix_header_file(tmp_path / "slice.nii.gz", tmp_path / "slice_fixed.nii.gz"))
+    assert fixed.shape == (6, 5)
+    np.testing.assert_allclose(fixed.header["pixdim"][1:4], 0.05, rtol=1e-6)
+    np.testing.assert_allclose(fixed.affine[:3, :3], np.diag([-0.05, 0.05, 0.05]), atol=1e-7)
+    sform_only = nib.Nifti1Image(np.ones((4, 5, 6), np.float32), flipped)
+    sform_only.set_qform(None, 0)
+    sform_only.set_sform(flipped, 2)
+    nib.save(sform_only, tmp_path / "sform_only.nii.gz")
+    fixed = nib.load(fix_header_file(tmp_path / "sform_only.nii.gz", tmp_path / "sform_fixed.nii.gz"))
+    np.testing.assert_allclose(fixed.affine[:3, :3], np.diag([-0.05, 0.05, 0.05]), atol=1e-7)
+    np.testing.assert_allclose(fixed.affine[:3, 3], (5.0, -2.0, 3.0), atol=1e-6)
+    assert fixed.header["qform_code"] == fixed.header["sform_code"] == 2
+
+
 def test_bids_to_nnunet_layout_labels_and_round_trip(dataset: Path, tmp_path: Path) -> None:
     folder = tmp_path / "Dataset501_MouseSC"
     result = bids_to_nnunet(dataset, folder)

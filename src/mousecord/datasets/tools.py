@@ -32,6 +32,7 @@ from mousecord.datasets.nnunet_raw import (
 from mousecord.errors import ConfigError, DatasetError, MousecordWarning, OutputError
 from mousecord.io.atomic import atomic_output, check_not_input, split_suffix
 from mousecord.io.nifti import open_native, read_native, read_native_stored, save_native
+from mousecord.io.volume import affine_with_voxel_size
 from mousecord.labels import (
     LABEL_NAMES,
     MASK_THRESHOLD,
@@ -289,7 +290,8 @@ def fix_header_file(
     zooms_mm: tuple[float, float, float] = DEFAULT_ZOOMS_MM,
     overwrite: bool = False,
 ) -> Path:
-    """Force the voxel size to ``zooms_mm`` and copy the qform into the sform; data unchanged.
+    """Force the voxel size to ``zooms_mm`` and copy the qform into the sform (a file without a qform: the
+    sform's orientation, at the new voxel size, into both); data unchanged. A 2D slice stays 2D.
 
     Raises:
         OutputError: ``output`` is the input, or exists (unless ``overwrite``).
@@ -304,11 +306,18 @@ def fix_header_file(
         raise ConfigError(f"{path}: zooms must be three positive finite numbers in mm, got {list(zooms_mm)}")
     image, data, scaling = read_native_stored(path)
     header = image.header.copy()
-    header.set_zooms(tuple(float(zoom) for zoom in zooms_mm))
+    # pixdim itself, not set_zooms: a 2D slice (or a one-volume 4D file) has 2 (or 4) zooms but 3 voxel sizes
+    pixdim = header["pixdim"].copy()
+    pixdim[1:4] = zooms
+    header["pixdim"] = pixdim
     qform, qform_code = header.get_qform(coded=True)  # rebuilt from the quaternion and the new zooms
-    if qform is None or not qform_code:
-        qform = header.get_base_affine()
-        qform_code = 1
+    if qform is None or not qform_code:  # no qform: the sform's orientation at the new size, else the default
+        sform, sform_code = header.get_sform(coded=True)
+        qform, qform_code = (
+            (affine_with_voxel_size(sform, zooms), sform_code)
+            if sform_code
+            else (header.get_base_affine(), 1)
+        )
     fixed = nib.Nifti1Image(data, qform, header=header)
     if scaling is not None:
         fixed.header.set_slope_inter(*scaling)  # raw values plus the input's scaling: data unchanged
