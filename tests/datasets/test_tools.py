@@ -291,7 +291,26 @@ def test_bids_to_nnunet_warns_of_a_volume_with_one_mask_and_of_a_folder_nnunet_c
     wm.with_name("sub-02_chunk-1_T1w_label-WM_seg.nii.gz").rename(wm)
     with warnings.catch_warnings():
         warnings.simplefilter("error", MousecordWarning)
-        assert bids_to_nnunet(dataset, tmp_path / "Dataset503_Two").training_cases == 2
+        result = bids_to_nnunet(dataset, tmp_path / "Dataset503_Two", ignore_label=True)
+        assert result.training_cases == 2
+
+
+def test_bids_to_nnunet_warns_that_sparse_masks_without_the_ignore_label_teach_background(
+    dataset: Path, tmp_path: Path
+) -> None:
+    """Masks on 3 slices of 10: without ignore_label the 7 others are background in labelsTr, which trains
+    nnU-Net to call the cord background there; the warning names the flag."""
+    with pytest.warns(MousecordWarning, match=r"2 of 2 training volumes are annotated on some slices only"):
+        bids_to_nnunet(dataset, tmp_path / "Dataset504_Dense")
+    for stem in ("sub-01_chunk-1_T1w", "sub-02_chunk-1_T1w"):  # annotate every slice: no warning
+        gm, wm = (nib.load(_mask(dataset, stem, label)) for label in ("GM", "WM"))
+        full_gm = np.zeros(SHAPE, np.uint8)
+        full_gm[5:9, 4:8, :] = 1
+        nib.save(nib.Nifti1Image(full_gm, gm.affine), _mask(dataset, stem, "GM"))
+        nib.save(nib.Nifti1Image((1 - full_gm).astype(np.uint8), wm.affine), _mask(dataset, stem, "WM"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MousecordWarning)
+        assert bids_to_nnunet(dataset, tmp_path / "Dataset505_Dense").training_cases == 2
 
 
 def test_bids_to_nnunet_ignore_label(dataset: Path, tmp_path: Path) -> None:

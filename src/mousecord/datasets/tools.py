@@ -393,11 +393,18 @@ def bids_to_nnunet(
             MousecordWarning,
             stacklevel=2,
         )
+    sparse: list[str] = []  # volumes annotated on some slices only, with gaps
     with _folder_built_aside(output) as building:
         conversion: dict[str, str] = {}
         for number, case in enumerate(labelled, start=1):
             new_image = Path("imagesTr") / f"{task}_{number:03d}_0000{FILE_ENDING}"
             label_map, image = _training_label_map(case, ignore_label=ignore_label)
+            annotated = np.flatnonzero(
+                (label_map == Label.GM).any(axis=(0, 1)) | (label_map == Label.WM).any(axis=(0, 1))
+            )
+            gaps = annotated.size and annotated[-1] - annotated[0] + 1 - annotated.size
+            if not ignore_label and gaps:
+                sparse.append(f"{case.image.name}: {annotated.size} of {annotated[-1] - annotated[0] + 1}")
             _copy(case.image, building / new_image)
             label_path = building / "labelsTr" / f"{task}_{number:03d}{FILE_ENDING}"
             save_native(label_map, image.affine, image.header, label_path, dtype=np.uint8)
@@ -412,6 +419,15 @@ def bids_to_nnunet(
         )
         for name, content in ((DATASET_JSON, dataset_json), (CONVERSION_DICT, conversion)):
             (building / name).write_text(json.dumps(content, indent=2) + "\n")
+    if sparse:
+        warnings.warn(
+            f"{output}: {len(sparse)} of {len(labelled)} training volumes are annotated on some slices only "
+            f"({sparse[0]} slices between its first and last annotated one): their other slices became "
+            "background, which teaches nnU-Net that the cord there is background; convert sparse annotations "
+            "with ignore_label=True (nnU-Net then trains on the annotated slices only)",
+            MousecordWarning,
+            stacklevel=2,
+        )
     return ConversionResult(output, len(labelled), len(unlabelled), output / CONVERSION_DICT)
 
 
