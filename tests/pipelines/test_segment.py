@@ -550,3 +550,17 @@ def test_a_finished_case_is_redone_by_another_model_and_skipped_by_the_same(mode
     sidecar = json.loads((tmp_path / "in" / "sub-01_T1w_seg.json").read_text())
     assert sidecar["model"]["source"] == str(other.resolve())
     assert len(_segment(source, model=other).skipped) == 1
+
+
+def test_finished_cases_get_a_qc_entry_where_the_report_lacks_one(model_folder, tmp_path):
+    """A rerun with -qc into a new report (or after Ctrl-C left an old one without the finished cases)
+    adds their entries, with the command that segmented them; a report that has them gets no second one."""
+    source = _write(tmp_path / "in" / "sub-01_T1w.nii.gz", _image())
+    _segment(source, model=model_folder, command="mousecord segment first")
+    again = _segment(source, model=model_folder, qc_dir=tmp_path / "qc", command="mousecord segment again")
+    assert len(again.skipped) == 1
+    (record,) = [json.loads(path.read_text()) for path in (tmp_path / "qc" / "records").glob("*.json")]
+    assert record["command"] == "mousecord segment first"
+    assert record["segmentation"] == str((tmp_path / "in" / "sub-01_T1w_seg.nii.gz").resolve())
+    _segment(source, model=model_folder, qc_dir=tmp_path / "qc")
+    assert len(list((tmp_path / "qc" / "records").glob("*.json"))) == 1

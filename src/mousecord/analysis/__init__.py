@@ -28,7 +28,7 @@ from mousecord.analysis.metrics import (
     mean_surface_distance_mm,
     surface_distances_mm,
 )
-from mousecord.analysis.qc import rebuild_index, render_qc_images, write_qc_entry
+from mousecord.analysis.qc import has_qc_entry, rebuild_index, render_qc_images, write_qc_entry
 from mousecord.analysis.shape import (
     Morphometrics,
     centerline_polynomials,
@@ -59,6 +59,7 @@ __all__ = [
     "morphometrics",
     "morphometrics_file",
     "plot_morphometrics",
+    "has_qc_entry",
     "rebuild_index",
     "render_qc_images",
     "summarise",

@@ -367,26 +367,53 @@ def _save_png(array: np.ndarray, path: Path, *, labels: list | None = None) -> N
         figure.savefig(temporary, format="png", dpi=dpi, transparent=not grey)
 
 
-def _entry_id(qc_dir: Path, subject: str | None, image_path: Path, segmentation_path: Path) -> str:
-    """The entry's name in ``qc_dir``: subject and file names; where an entry of that name shows other
-    files (two folders' ``chunk.nii.gz``), with a hash of this entry's paths, so that neither replaces the
-    other. The same files keep their entry: a rerun replaces it."""
+def has_qc_entry(
+    qc_dir: Path | str, image_path: Path | str, segmentation_path: Path | str, *, subject: str | None = None
+) -> bool:
+    """Whether ``qc_dir`` holds an entry of this image and segmentation (see :func:`write_qc_entry`)."""
+    qc_dir, image_path, segmentation_path = Path(qc_dir), Path(image_path), Path(segmentation_path)
+    name = _entry_name(subject, image_path, segmentation_path)
+    paths = _entry_paths(image_path, segmentation_path)
+    return any(
+        _record_paths(qc_dir / "records" / f"{entry}.json") == paths for entry in (name, _hashed(name, paths))
+    )
+
+
+def _entry_name(subject: str | None, image_path: Path, segmentation_path: Path) -> str:
     parts = [subject or "", split_suffix(image_path)[0], split_suffix(segmentation_path)[0]]
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", "__".join(part for part in parts if part)).strip("-.")
     if len(name) > 100:
         name = name[:80] + "_" + hashlib.sha1(name.encode()).hexdigest()[:10]
-    name = name or "entry"
-    paths = [str(image_path.resolve()), str(segmentation_path.resolve())]
-    record = qc_dir / "records" / f"{name}.json"
-    if not record.exists():
-        return name
+    return name or "entry"
+
+
+def _entry_paths(image_path: Path, segmentation_path: Path) -> list[str]:
+    return [str(image_path.resolve()), str(segmentation_path.resolve())]
+
+
+def _hashed(name: str, paths: list[str]) -> str:
+    return f"{name}_{hashlib.sha1(chr(0).join(paths).encode()).hexdigest()[:8]}"
+
+
+def _record_paths(record: Path) -> list | None:
+    """The image and segmentation an entry's record shows; None where there is no readable record."""
     try:
         existing = json.loads(record.read_text())
     except (OSError, ValueError):
-        existing = None  # unreadable: not this entry's to replace
-    if isinstance(existing, dict) and [existing.get("image"), existing.get("segmentation")] == paths:
+        return None
+    return [existing.get("image"), existing.get("segmentation")] if isinstance(existing, dict) else None
+
+
+def _entry_id(qc_dir: Path, subject: str | None, image_path: Path, segmentation_path: Path) -> str:
+    """The entry's name in ``qc_dir``: subject and file names; where an entry of that name shows other
+    files (two folders' ``chunk.nii.gz``), with a hash of this entry's paths, so that neither replaces the
+    other. The same files keep their entry: a rerun replaces it."""
+    name = _entry_name(subject, image_path, segmentation_path)
+    paths = _entry_paths(image_path, segmentation_path)
+    record = qc_dir / "records" / f"{name}.json"
+    if not record.exists() or _record_paths(record) == paths:  # unreadable: not this entry's to replace
         return name
-    return f"{name}_{hashlib.sha1(chr(0).join(paths).encode()).hexdigest()[:8]}"
+    return _hashed(name, paths)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from mousecord.analysis.qc import write_qc_entry
+from mousecord.analysis.qc import has_qc_entry, write_qc_entry
 from mousecord.errors import ConfigError, ImageFormatError, MousecordError, MousecordWarning, NotAnImageError
 from mousecord.inference import postprocessing
 from mousecord.inference.cord_roi import CordCoverage, CordRoi
@@ -212,10 +212,11 @@ def segment(
             )
             if not _sidecar_cord_found(case):  # its empty masks are still no cord, not a success
                 report.no_cord.append(case)
+    if options.qc_dir is not None and (todo or report.skipped):
+        check_writable_folder(options.qc_dir)
+        _add_skipped_to_qc(report, options)
     if not todo:
         return report
-    if options.qc_dir is not None:
-        check_writable_folder(options.qc_dir)
     if isinstance(model, Predictor):
         predictor = model
     else:
@@ -569,6 +570,26 @@ def _axis_with_more_cord(
         image.file_axis(evidence.chosen),
     )
     return evidence.chosen
+
+
+def _add_skipped_to_qc(report: SegmentReport, options: SegmentOptions) -> None:
+    """QC entries for finished cases the report lacks (a rerun after Ctrl-C, or into a new report), with
+    the command that segmented them."""
+    added = 0
+    for case in report.skipped:
+        label_map = case.multilabel if case.multilabel.exists() else next(iter(case.masks.values()))
+        if has_qc_entry(options.qc_dir, case.input, label_map, subject=case.subject):
+            continue
+        sidecar = read_segment_sidecar(case.sidecar)
+        command = str(sidecar.record.get("command", "")) if sidecar is not None else ""
+        try:
+            write_qc_entry(case.input, label_map, options.qc_dir, subject=case.subject, command=command)
+        except MousecordError as error:
+            _record_failure(report, case, error)
+            continue
+        added += 1
+    if added:
+        logger.info("%s: QC entries added for %d finished case(s)", options.qc_dir, added)
 
 
 def _made_by(case: CaseOutputs, bundle: ModelBundle) -> bool:
