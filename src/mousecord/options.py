@@ -70,7 +70,7 @@ _FLAG_FOR_SETTING: tuple[tuple[re.Pattern[str], str | object], ...] = (
     (re.compile(r"\bprecision 'float32'"), "--precision float32"),
     (re.compile(r"\broi 'full'"), "--roi full"),
     (re.compile(r"\bcord_axis='header'"), "--cord-axis header"),
-    (re.compile(r"\(name=NAME\)"), "(--name NAME)"),
+    (re.compile(r"\bname=NAME\b"), "--name NAME"),
     (re.compile(r"\(overwrite=True\)"), "(--overwrite)"),
     (re.compile(r"\bignore_label=True\b"), "--ignore-label"),
     (re.compile(r"\boverwrite to redo\)"), "--overwrite to redo)"),

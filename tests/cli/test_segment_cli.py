@@ -114,6 +114,13 @@ def test_models_install_and_list(model_folder, tmp_path, capsys):
     assert main(["models", "install", str(model_folder), "--name", "mine", "--models-dir", str(models)]) == 0
     assert main(["models", "list", "--models-dir", str(models)]) == 0
     assert "mine\tbundle" in capsys.readouterr().out
+    # messages name the command line's flags, not Python's settings
+    assert (
+        main(["models", "install", str(model_folder), "--name", "bad name", "--models-dir", str(models)]) == 1
+    )
+    assert "give one with --name NAME" in capsys.readouterr().err
+    assert main(["models", "install", str(model_folder), "--name", "mine", "--models-dir", str(models)]) == 1
+    assert "another name (--name NAME) or replace it (--overwrite)" in capsys.readouterr().err
 
 
 def printed_by_fresh_python(*lines: str) -> list[str]:
