@@ -47,7 +47,7 @@ def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
 
     Example:
         >>> cord_axis_from_grid((500, 200, 200), (0.05, 0.05, 0.05))
-        (0, '2.5x longer along it than across')
+        (0, 'the image 2.5x longer along it than across')
         >>> cord_axis_from_grid((200, 200, 30), (0.05, 0.05, 0.3))
         (2, 'slices 6.0x thicker than wide')
         >>> cord_axis_from_grid((200, 200, 120), (0.05, 0.05, 0.05)) is None
@@ -60,7 +60,7 @@ def cord_axis_from_grid(shape, voxel_size_mm) -> tuple[int, str] | None:
     found = []
     for values, reason in (
         (sizes, "slices {:.1f}x thicker than wide"),
-        (shape * sizes, "{:.1f}x longer along it than across"),
+        (shape * sizes, "the image {:.1f}x longer along it than across"),
     ):
         first, second = np.argsort(values)[::-1][:2]
         if values[first] >= MARKED_AXIS_RATIO * values[second]:

@@ -497,16 +497,17 @@ def _cord_axis(
     found = evidence.describe(image.file_axis)
     if evidence.chosen == 2:
         logger.info(
-            "%s: %s along array axis %d, but %s: the header's axis holds the cord",
+            "%s: the grid hints that the cord runs along array axis %d (%s), but %s: the header's axis holds "
+            "the cord",
             case.input,
-            hint[1],
             hinted,
+            hint[1],
             found,
         )
         return _AxisChoice(axis, settled=True)
     hinted_against_header = (
-        f"{case.input}: {hint[1]} along array axis {hinted}, but its header calls array axis {header_axis} "
-        f"superior-inferior; {found}"
+        f"{case.input}: the grid hints that the cord runs along array axis {hinted} ({hint[1]}), but its "
+        f"header calls array axis {header_axis} superior-inferior; {found}"
     )
     if evidence.chosen == hint[0]:
         logger.warning(
