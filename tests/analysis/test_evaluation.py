@@ -68,6 +68,10 @@ def test_no_matching_names_is_a_dataset_error(tmp_path: Path) -> None:
     write_nifti(tmp_path / "pred" / "b_seg.nii.gz", label_map, SIZES)
     with pytest.raises(DatasetError, match="no prediction matches"):
         evaluate(tmp_path / "pred", tmp_path / "truth")
+    # one folder (or file) as both: every case against itself, a perfect score measuring nothing
+    for same in (tmp_path / "truth", tmp_path / "truth" / "a.nii.gz"):
+        with pytest.raises(DatasetError, match="both prediction and truth"):
+            evaluate(same, tmp_path / "truth" / ".." / "truth" / same.relative_to(tmp_path / "truth"))
 
 
 def test_cli_evaluate_writes_csv_json_and_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

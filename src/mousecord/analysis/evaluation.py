@@ -269,6 +269,10 @@ def _match_cases(
     for path, role in ((reference, "truth"), (prediction, "prediction")):
         if not path.exists():
             raise DatasetError(f"{path}: {role} not found")
+    if prediction.resolve() == reference.resolve():  # every case against itself: Dice 1, nothing measured
+        raise DatasetError(
+            f"{prediction}: given as both prediction and truth; give the truth's own file or folder"
+        )
     if reference.is_file() and prediction.is_file():
         return [(label_source(reference), label_source(prediction))]
     references = find_label_sources(reference) if reference.is_dir() else _single(reference)
