@@ -110,6 +110,14 @@ def test_bids_dataset_writes_derivatives(model_folder, tmp_path):
     assert (tmp_path / "derivatives/mousecord/sub-01/anat/sub-01_chunk-1_T1w_seg.nii.gz").is_file()
     assert (tmp_path / "derivatives/mousecord/sub-02/ses-1/anat/sub-02_ses-1_T1w_seg.nii.gz").is_file()
     assert report.written[0].subject == "sub-01"
+    # a BIDS derivatives folder describes itself (a validator requires it); a user's own one is kept
+    description = json.loads((tmp_path / "derivatives/mousecord/dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative" and description["GeneratedBy"][0]["Name"] == "mousecord"
+    (tmp_path / "derivatives/mousecord/dataset_description.json").write_text('{"Name": "mine"}')
+    _segment(tmp_path, model=model_folder, output_format="multilabel", overwrite=True)
+    assert json.loads((tmp_path / "derivatives/mousecord/dataset_description.json").read_text()) == {
+        "Name": "mine"
+    }
 
 
 def _bad_inputs(tmp_path):

@@ -9,7 +9,7 @@ map (``-o out.nii`` writes ``out_GM_seg.nii``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mousecord.datasets.bids import find_bids_images
@@ -34,6 +34,9 @@ class CaseOutputs:
     #: Found in a folder or dataset given as input, or one of several files, rather than given alone (a mask
     #: beside its image there is left out, see :func:`mousecord.pipelines.load_case`).
     in_folder: bool = False
+    #: The BIDS derivatives folder its outputs go in (``<root>/derivatives/<name>``), which a dataset
+    #: description names; None outside a BIDS dataset.
+    derivatives: Path | None = None
 
     def expected(self, *, output_format: str, probabilities: bool) -> list[Path]:
         """The paths a run with this output format writes (the sidecar first)."""
@@ -123,11 +126,10 @@ def plan_outputs(
             for case in find_bids_images(source):
                 relative = case.image.parent.relative_to(source)
                 folder = root / "derivatives" / derivatives_name / relative
-                cases.append(
-                    _case(
-                        case.image, folder / split_suffix(case.image)[0], subject=case.subject, in_folder=True
-                    )
+                planned = _case(
+                    case.image, folder / split_suffix(case.image)[0], subject=case.subject, in_folder=True
                 )
+                cases.append(replace(planned, derivatives=root / "derivatives" / derivatives_name))
         elif source.is_dir():
             images = sorted(
                 path

@@ -442,6 +442,8 @@ def segment_loaded_case(loaded: LoadedCase, predictor: Predictor, options: Segme
             path.unlink(missing_ok=True)
         previous.restore(case.sidecar)  # the earlier run's record, or none
         raise
+    if case.derivatives is not None:
+        _describe_derivatives(case.derivatives)
     timing = finished["timing_s"]
     logger.info("%s: segmented in %.1f s", case.input, timing["total_s"])
     if no_cord:
@@ -571,6 +573,23 @@ def _axis_with_more_cord(
         image.file_axis(evidence.chosen),
     )
     return evidence.chosen
+
+
+def _describe_derivatives(folder: Path) -> None:
+    """A BIDS derivatives folder's ``dataset_description.json`` (required by BIDS), where it has none."""
+    from mousecord import __version__
+
+    description = folder / "dataset_description.json"
+    if description.exists():
+        return
+    content = {
+        "Name": "mousecord GM/WM segmentations",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "mousecord", "Version": __version__, "Description": "mousecord segment"}],
+    }
+    with atomic_output(description) as temporary:
+        temporary.write_text(json.dumps(content, indent=1) + "\n")
 
 
 def _add_skipped_to_qc(report: SegmentReport, options: SegmentOptions) -> None:
