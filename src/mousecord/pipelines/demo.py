@@ -94,7 +94,7 @@ def run_demo(
         image_path,
         folder,
         model=model,
-        options=SegmentOptions(overwrite=True, command="mousecord demo"),
+        options=SegmentOptions(overwrite=overwrite, command="mousecord demo"),  # as the user asked
         inference=InferenceConfig(roi=roi, threads=threads, device=device, backend=backend),
     )
     case = report.written[0]
