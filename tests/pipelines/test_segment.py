@@ -564,11 +564,18 @@ def test_finished_cases_get_a_qc_entry_where_the_report_lacks_one(model_folder, 
     """A rerun with -qc into a new report (or after Ctrl-C left an old one without the finished cases)
     adds their entries, with the command that segmented them; a report that has them gets no second one."""
     source = _write(tmp_path / "in" / "sub-01_T1w.nii.gz", _image())
-    _segment(source, model=model_folder, command="mousecord segment first")
-    again = _segment(source, model=model_folder, qc_dir=tmp_path / "qc", command="mousecord segment again")
+    _segment(source, model=model_folder, command="mousecord segment first", voxel_size_mm=(0.06, 0.06, 0.06))
+    again = _segment(
+        source,
+        model=model_folder,
+        qc_dir=tmp_path / "qc",
+        command="mousecord segment again",
+        voxel_size_mm=(0.06, 0.06, 0.06),
+    )
     assert len(again.skipped) == 1
     (record,) = [json.loads(path.read_text()) for path in (tmp_path / "qc" / "records").glob("*.json")]
-    assert record["command"] == "mousecord segment first"
+    assert record["command"] == "mousecord segment first" and record["model"] == "tiny"
+    assert any("voxel size given as [0.06, 0.06, 0.06] mm" in note for note in record["notes"])
     assert record["segmentation"] == str((tmp_path / "in" / "sub-01_T1w_seg.nii.gz").resolve())
     _segment(source, model=model_folder, qc_dir=tmp_path / "qc")
     assert len(list((tmp_path / "qc" / "records").glob("*.json"))) == 1

@@ -165,13 +165,10 @@ def written_by_segment(source: LabelSource) -> bool:
     return sidecar is not None and sidecar.complete and all(sidecar.unchanged(path) for path in source.paths)
 
 
-def segment_warnings(source: LabelSource) -> list[str]:
-    """The warnings ``mousecord segment`` recorded in the sidecar beside ``source`` (no cord found, an
-    implausible voxel size, a cord axis overruled...), where it wrote ``source`` as it is now; else none."""
-    if not written_by_segment(source):
-        return []
-    recorded = _segment_sidecar(source).record.get("warnings")
-    return [str(message) for message in recorded] if isinstance(recorded, list) else []
+def segment_record(source: LabelSource) -> dict:
+    """The run record ``mousecord segment`` wrote in the sidecar beside ``source`` (model, settings,
+    warnings...), where it wrote ``source`` as it is now; else an empty dict."""
+    return dict(_segment_sidecar(source).record) if written_by_segment(source) else {}
 
 
 def segmented_cord_axis(source: LabelSource, setting: str | int = "auto") -> str | int:

@@ -41,7 +41,7 @@ from mousecord.analysis.labelmaps import (
     label_source,
     load_label_map,
     measured_cord_axis,
-    segment_warnings,
+    segment_record,
     segmented_voxel_size,
 )
 from mousecord.analysis.shape import centerline_polynomials
@@ -130,7 +130,12 @@ def write_qc_entry(
         cord_axis=segmented_axis,
         slice_name=lambda index: f"{file_axis}{image.file_index(segmented_axis, index)}",
     )
-    notes = segment_warnings(segmentation_source)
+    run = segment_record(segmentation_source)
+    notes = [str(message) for message in run.get("warnings", [])]
+    given_size = run.get("settings", {}).get("voxel_size_mm")
+    if given_size:
+        notes.append(f"segmented with the voxel size given as {given_size} mm, not the header's")
+    model = run.get("model", {})
     if not np.any(segmentation.volume.data > 0):
         notes.append("the segmentation is empty (no cord): the slices shown are spread over the whole image")
     record: dict[str, Any] = {
@@ -144,6 +149,7 @@ def write_qc_entry(
         "slice_axis": file_axis,
         "axial_slices": [image.file_index(segmented_axis, index) for index in rendered["axial_slices"]],
         "captions": rendered["captions"],
+        "model": model.get("installed_name") or model.get("name"),
         "notes": notes,
         "images": {},
     }
