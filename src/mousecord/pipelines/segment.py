@@ -136,7 +136,11 @@ class LoadedCase:
 class SegmentReport:
     """What a run did: written cases, skipped (already done) cases, a folder's files left out as masks
     (holding only label values), failures (input, one-line reason), and the written or skipped cases whose
-    segmentation holds no cord (their masks are empty)."""
+    segmentation holds no cord (their masks are empty).
+
+    A case names every path its outputs may have (:class:`~mousecord.pipelines.plan.CaseOutputs`); the
+    files a run wrote are ``case.expected(output_format=..., probabilities=...)`` of its options (no
+    ``_prob`` file unless probabilities were asked for)."""
 
     written: list[CaseOutputs] = field(default_factory=list)
     skipped: list[CaseOutputs] = field(default_factory=list)
